@@ -1,0 +1,5 @@
+import sys
+
+from metarec_core.cli import main
+
+sys.exit(main())

@@ -1,0 +1,103 @@
+"""The one interface every method shares (baselines and meta-learners alike).
+
+A `Recommender` is fitted on training users, then, for a brand-new user, `adapt`s from the
+user's support ratings and returns an `AdaptedUser` holding a predicted score for every item of
+the catalogue. Meta-weights never change in `adapt`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from metarec_core.data import RatingsDataset
+
+
+class NotFittedError(RuntimeError):
+    """A method was used before `fit`."""
+
+
+@dataclass(frozen=True)
+class AdaptationTrace:
+    """Losses during adaptation: index 0 is before any inner step, then one entry per step."""
+
+    support_loss: tuple[float, ...]
+    query_loss: tuple[float, ...] | None = None  # only when hidden ratings were given
+
+
+@dataclass(frozen=True, eq=False)
+class AdaptedUser:
+    """A new user after adaptation: scores over the whole catalogue.
+
+    `scores` are predicted ratings on the dataset's scale for rating predictors, and ranking
+    scores (higher is better) for ranking-only methods such as popularity.
+    """
+
+    scores: np.ndarray  # (n_items,) float
+    support_items: np.ndarray
+    support_ratings: np.ndarray
+    trace: AdaptationTrace | None = None
+    state: np.ndarray | None = None  # the adapted user representation, when the method has one
+
+    def predict(self, items: np.ndarray) -> np.ndarray:
+        return self.scores[np.asarray(items, dtype=np.int64)]
+
+    def recommend(
+        self, top_n: int = 10, exclude: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-n (items, scores), best first; `exclude` defaults to the support items.
+
+        Ties are broken by item index, never by anything the user has not given.
+        """
+        excl = self.support_items if exclude is None else np.asarray(exclude, dtype=np.int64)
+        s = self.scores.astype(np.float64, copy=True)
+        s[excl] = -np.inf
+        n = int(min(top_n, np.isfinite(s).sum()))
+        order = np.lexsort((np.arange(len(s)), -s))[:n]
+        return order, self.scores[order]
+
+
+class Recommender(ABC):
+    """Base class: `fit` on training users, `adapt` to a new user, `score_many` for evaluation.
+
+    Subclasses keep constructor arguments as plain attributes (no data, no device work) and set
+    fitted attributes with a trailing underscore.
+    """
+
+    name: ClassVar[str]
+    predicts_ratings: ClassVar[bool] = True
+
+    @abstractmethod
+    def fit(
+        self,
+        data: RatingsDataset,
+        train_users: np.ndarray,
+        val_users: np.ndarray | None = None,
+    ) -> Recommender:
+        """Learn from all ratings of `train_users`; tune on `val_users` (never test users)."""
+
+    @abstractmethod
+    def adapt(
+        self,
+        items: np.ndarray,
+        ratings: np.ndarray,
+        *,
+        query_items: np.ndarray | None = None,
+        query_ratings: np.ndarray | None = None,
+    ) -> AdaptedUser:
+        """Adapt to one new user from support ratings (query, if given, only feeds the trace)."""
+
+    def score_many(self, supports: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """Scores over the catalogue for many new users at once: (n_users, n_items).
+
+        The default loops over `adapt`; methods override it with a vectorised path.
+        """
+        return np.stack([self.adapt(i, r).scores for i, r in supports])
+
+    def _check_fitted(self) -> None:
+        if not getattr(self, "fitted_", False):
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit() first")

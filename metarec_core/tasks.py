@@ -1,0 +1,175 @@
+"""Cold-start task construction: user folds, per-user support/query tasks, padded batches.
+
+Protocols
+- ``kshot``: users are split into K folds (seeded); test users are never seen in training.
+  Each test user's ratings are permuted once (seeded per user); the last ``query`` ratings are
+  the query set and the support set for size k is the first k (nested across k). A user with
+  fewer than ``max(k) + query`` ratings is left out of that k and counted.
+- ``melu``: users with 13-100 ratings; query = 10 random ratings, support = the rest;
+  80/20 split of users (as in Lee et al., KDD 2019).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from metarec_core.data import RatingsDataset
+
+MELU_MIN_RATINGS = 13
+MELU_MAX_RATINGS = 100
+MELU_QUERY = 10
+MELU_TEST_FRACTION = 0.2
+
+
+@dataclass(frozen=True, eq=False)
+class UserTask:
+    """One user's ratings in a fixed, seeded order: support first, query last."""
+
+    user: int
+    items: np.ndarray  # (n,) int64, permuted
+    ratings: np.ndarray  # (n,) float32, permuted the same way
+    query_size: int
+
+    @property
+    def n_available(self) -> int:
+        """Ratings available for support (all but the query)."""
+        return len(self.items) - self.query_size
+
+    def support(self, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The first k ratings (k=None: every rating not in the query)."""
+        n = self.n_available if k is None else k
+        if n > self.n_available:
+            raise ValueError(f"user {self.user} has {self.n_available} support ratings, asked {n}")
+        return self.items[:n], self.ratings[:n]
+
+    @property
+    def query(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.items[self.n_available :], self.ratings[self.n_available :]
+
+
+@dataclass(frozen=True, eq=False)
+class Fold:
+    """A user split: test users are unseen; validation users are carved from training users."""
+
+    index: int
+    train_users: np.ndarray
+    val_users: np.ndarray
+    test_users: np.ndarray
+
+
+def _rng(seed: int, *salt: int) -> np.random.Generator:
+    return np.random.default_rng([seed, *salt])
+
+
+def user_folds(
+    data: RatingsDataset, n_folds: int = 5, seed: int = 0, val_fraction: float = 0.1
+) -> list[Fold]:
+    """K folds over users; each fold's validation users come from its training users."""
+    if n_folds < 2:
+        raise ValueError("n_folds must be at least 2")
+    perm = _rng(seed, 1).permutation(data.n_users)
+    parts = np.array_split(perm, n_folds)
+    folds = []
+    for f in range(n_folds):
+        test = np.sort(parts[f])
+        rest = np.concatenate([parts[j] for j in range(n_folds) if j != f])
+        rest = _rng(seed, 2, f).permutation(rest)
+        n_val = max(1, int(round(val_fraction * len(rest))))
+        folds.append(Fold(f, np.sort(rest[n_val:]), np.sort(rest[:n_val]), test))
+    return folds
+
+
+def melu_split(data: RatingsDataset, seed: int = 0, val_fraction: float = 0.1) -> tuple[Fold, int]:
+    """The MeLU user split: users with 13-100 ratings, 80% existing / 20% new.
+
+    Returns the fold and the number of users left out for having too few or too many ratings.
+    """
+    counts = data.counts_per_user()
+    ok = np.flatnonzero((counts >= MELU_MIN_RATINGS) & (counts <= MELU_MAX_RATINGS))
+    perm = _rng(seed, 3).permutation(ok)
+    n_test = int(round(MELU_TEST_FRACTION * len(perm)))
+    test, rest = perm[:n_test], perm[n_test:]
+    n_val = max(1, int(round(val_fraction * len(rest))))
+    fold = Fold(0, np.sort(rest[n_val:]), np.sort(rest[:n_val]), np.sort(test))
+    return fold, int(data.n_users - len(ok))
+
+
+def make_tasks(
+    data: RatingsDataset,
+    users: np.ndarray,
+    *,
+    query: int = 10,
+    min_support: int = 1,
+    seed: int = 0,
+) -> tuple[list[UserTask], int]:
+    """One task per user with at least ``min_support + query`` ratings.
+
+    The permutation of a user's ratings depends only on (seed, user), so it does not change
+    with the fold or with which other users are present. Returns (tasks, n_left_out).
+    """
+    order, indptr = data.user_index()
+    tasks, left_out = [], 0
+    for u in np.asarray(users, dtype=np.int64):
+        idx = order[indptr[u] : indptr[u + 1]]
+        if len(idx) < min_support + query:
+            left_out += 1
+            continue
+        idx = idx[_rng(seed, 4, int(u)).permutation(len(idx))]
+        tasks.append(UserTask(int(u), data.item[idx], data.rating[idx], query))
+    return tasks, left_out
+
+
+def user_ratings(data: RatingsDataset, users: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """All (items, ratings) of each user, in file order (for training on whole users)."""
+    order, indptr = data.user_index()
+    out = []
+    for u in np.asarray(users, dtype=np.int64):
+        idx = order[indptr[u] : indptr[u + 1]]
+        out.append((data.item[idx], data.rating[idx]))
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class TaskBatch:
+    """Padded, masked tensors for many tasks at once. Padding has item 0, rating 0, mask False."""
+
+    items: torch.Tensor  # (B, L) int64
+    ratings: torch.Tensor  # (B, L) float
+    mask: torch.Tensor  # (B, L) bool
+
+    @property
+    def counts(self) -> torch.Tensor:
+        return self.mask.sum(1)
+
+    def to(self, device: torch.device | str) -> TaskBatch:
+        return TaskBatch(self.items.to(device), self.ratings.to(device), self.mask.to(device))
+
+
+def pad_tasks(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    length: int | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> TaskBatch:
+    """Stack variable-length (items, ratings) pairs into a padded, masked TaskBatch."""
+    lengths = [len(i) for i, _ in pairs]
+    L = max([1, *lengths]) if length is None else length
+    if lengths and max(lengths) > L:
+        raise ValueError(f"a task has {max(lengths)} ratings, longer than length={L}")
+    B = len(pairs)
+    items = np.zeros((B, L), dtype=np.int64)
+    ratings = np.zeros((B, L), dtype=np.float64)
+    mask = np.zeros((B, L), dtype=bool)
+    for b, (i, r) in enumerate(pairs):
+        n = len(i)
+        items[b, :n], ratings[b, :n], mask[b, :n] = i, r, True
+    return TaskBatch(
+        torch.as_tensor(items, device=device),
+        torch.as_tensor(ratings, dtype=dtype, device=device),
+        torch.as_tensor(mask, device=device),
+    )

@@ -1,0 +1,25 @@
+"""Shared fixtures. Each test module keeps its own specific fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "datasets"
+ML100K = SHARED / "ml-100k"
+SAMPLE = ROOT / "sample_data"
+
+
+@pytest.fixture
+def ml100k_dir() -> Path:
+    """The real MovieLens-100K folder; tests using it skip when it is absent (license: not in repo)."""
+    if not (ML100K / "u.data").exists():
+        pytest.skip(f"MovieLens-100K not found at {ML100K} (it is not redistributed with the repo)")
+    return ML100K
+
+
+@pytest.fixture
+def sample_dir() -> Path:
+    return SAMPLE
