@@ -40,7 +40,7 @@ test: dev-deps chromium lint
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 screenshots: dev-deps chromium
-	$(PY) -m pytest -q tests/test_e2e.py --screenshots
+	$(PY) -m pytest -q tests/e2e --screenshots docs/screenshots
 
 bench: venv
 	$(PY) bench/accuracy.py --out bench/out

@@ -1,0 +1,261 @@
+"""A seeded synthetic ratings dataset shaped like MovieLens (which may not be redistributed).
+
+How a rating comes about (all draws from one ``numpy.random.default_rng(seed)``):
+
+- 18 MovieLens-like genres. Each item has 1-3 genres (Drama and Comedy most common), a release
+  year, a quality bias, latent factors and a long-tailed (log-normal) popularity that rises
+  with quality.
+- Each user has an activity level (at least 20 ratings, long-tailed), a rating bias, a taste
+  for each genre (a few strong likes and dislikes) and latent factors.
+- Affinity = genre taste . item genres + user factors . item factors. Users rate the items
+  they are drawn to: item i is chosen by user u with weight popularity_i * exp(affinity),
+  without replacement (Gumbel top-k), so what is rated is not random, as in real data.
+- Latent score = bias_u + quality_i + affinity + noise; scores are cut into 1-5 stars at the
+  quantiles of MovieLens-100K's rating distribution (6/11/27/34/21 %), so mean ~3.5, mode 4.
+
+The user-specific part (bias, genre taste, factors) is as large as the item part, so knowing a
+few of a new user's ratings helps, as on MovieLens.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from metarec_core.data import RatingsDataset, load_ratings, summarize
+
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
+SAMPLE_RATINGS = SAMPLE_DIR / "ratings.csv"
+SAMPLE_ITEMS = SAMPLE_DIR / "items.csv"
+SAMPLE_README = SAMPLE_DIR / "README.md"
+
+GENRES = (
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
+# Relative genre frequencies, roughly those of MovieLens-100K's items.
+_GENRE_WEIGHT = np.array(
+    [251, 135, 42, 122, 505, 109, 50, 725, 22, 24, 92, 56, 61, 247, 101, 251, 71, 27], float
+)
+# Cumulative shares of 1, 2, 3, 4 stars in MovieLens-100K (5 stars: the rest).
+_STAR_CDF = np.array([0.0611, 0.1748, 0.4463, 0.7880])
+START = 874_724_710  # 1997-09-20, when MovieLens-100K's ratings begin
+SPAN = 215 * 86_400  # its ratings span about seven months
+
+_ADJECTIVES = (
+    "Silent", "Broken", "Golden", "Hidden", "Last", "Lost", "Midnight", "Crimson", "Distant",
+    "Burning", "Frozen", "Wild", "Secret", "Hollow", "Electric", "Quiet", "Savage", "Gentle",
+    "Restless", "Bitter", "Endless", "Forgotten", "Little", "Dark", "Bright", "Lonely", "Final",
+    "Painted", "Wicked", "Sweet", "Iron", "Velvet", "Scarlet", "Northern", "Southern", "Seventh",
+    "Long", "Strange", "Perfect", "Dangerous", "Sleeping", "Falling", "Shattered", "Blue",
+)  # fmt: skip
+_NOUNS = (
+    "Harbor", "Road", "River", "Summer", "Winter", "Garden", "Kingdom", "Stranger", "Promise",
+    "Horizon", "Mirror", "Shadow", "Island", "Letter", "Journey", "Empire", "Station", "Storm",
+    "Heart", "Witness", "Frontier", "Circus", "Orchard", "Lighthouse", "Machine", "Detective",
+    "Dancer", "Valley", "Engine", "Mountain", "City", "Hotel", "Bridge", "Child", "Soldier",
+    "Season", "Voyage", "Secret", "Crown", "Desert", "Planet", "Ghost", "Castle", "Wolf",
+    "Canyon", "Carnival", "Symphony", "Dragon", "Outlaw", "Sister", "Brother", "Village",
+)  # fmt: skip
+_PLACES = (
+    "Paris", "Tokyo", "Texas", "Brooklyn", "Havana", "Venice", "Alaska", "Berlin", "Memphis",
+    "Bombay", "Vienna", "Dakota", "Marseille", "Chicago", "Shanghai", "the North", "the Bayou",
+)  # fmt: skip
+
+
+def _title(rng: np.random.Generator, year: int) -> str:
+    adj = _ADJECTIVES[rng.integers(len(_ADJECTIVES))]
+    noun = _NOUNS[rng.integers(len(_NOUNS))]
+    other = _NOUNS[rng.integers(len(_NOUNS))]
+    place = _PLACES[rng.integers(len(_PLACES))]
+    pattern = rng.integers(6)
+    text = (
+        f"The {adj} {noun}",
+        f"{adj} {noun}",
+        f"The {noun} of {place}",
+        f"{noun} and {other}" if other != noun else f"The {noun}",
+        f"A {adj} {noun} in {place}",
+        f"The {noun}'s {other}" if other != noun else f"{adj} {noun}s",
+    )[pattern]
+    return f"{text} ({year})"
+
+
+def _counts(rng: np.random.Generator, n_users: int, n_ratings: int, cap: int) -> np.ndarray:
+    """Ratings per user: at least 20, long-tailed, at most `cap`, summing to n_ratings."""
+    base = 20
+    extra = n_ratings - base * n_users
+    if extra < 0:
+        raise ValueError(f"{n_ratings} ratings cannot give {n_users} users 20 ratings each")
+    w = rng.lognormal(0.0, 1.35, n_users)
+    counts = np.full(n_users, base, dtype=np.int64)
+    while (left := n_ratings - int(counts.sum())) > 0:  # re-spread what the cap cuts off
+        room = cap - counts
+        share = np.where(room > 0, w, 0.0)
+        if share.sum() == 0:
+            raise ValueError(f"{n_ratings} ratings do not fit {n_users} users of {cap} each")
+        add = np.minimum(np.floor(left * share / share.sum()).astype(np.int64), room)
+        if add.sum() == 0:  # the last few go to the heaviest users with room left
+            order = np.argsort(-share, kind="stable")
+            add[order[:left]] = 1
+        counts += add
+    return counts
+
+
+def generate(
+    n_users: int = 1000, n_items: int = 1500, n_ratings: int = 100_000, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(ratings, items): ratings has columns user, item, rating (1-5 int), timestamp, sorted by
+    user then time; items has item, title, genres ('|'-separated). Ids are 1-based ints.
+
+    Every user has at least 20 ratings and every item at least one.
+    """
+    if n_ratings > n_users * n_items // 2:
+        raise ValueError("n_ratings must be at most half of n_users * n_items")
+    rng = np.random.default_rng(seed)
+    n_g, dim = len(GENRES), 6
+
+    # Items: genres, year, quality, factors, popularity.
+    n_genres = rng.choice([1, 2, 3], size=n_items, p=[0.45, 0.37, 0.18])
+    p_genre = _GENRE_WEIGHT / _GENRE_WEIGHT.sum()
+    item_genres = np.zeros((n_items, n_g), dtype=bool)
+    for i in range(n_items):
+        item_genres[i, rng.choice(n_g, size=n_genres[i], replace=False, p=p_genre)] = True
+    years = np.clip(np.round(1998 - rng.gamma(1.3, 9.0, n_items)), 1925, 1998).astype(int)
+    quality = rng.normal(0.0, 0.55, n_items)
+    item_f = rng.normal(0.0, 0.45, (n_items, dim))
+    log_pop = 1.3 * rng.normal(0.0, 1.0, n_items) + 1.2 * quality
+
+    # Users: activity, bias, genre taste (a few strong likes and dislikes), factors.
+    counts = _counts(rng, n_users, n_ratings, cap=min(n_items // 2, 700))
+    user_bias = rng.normal(0.0, 0.35, n_users)
+    taste = rng.normal(0.0, 0.25, (n_users, n_g))
+    strong = rng.random((n_users, n_g)) < 0.12
+    taste += strong * rng.choice([-1.0, 1.0], size=(n_users, n_g), p=[0.4, 0.6]) * 0.9
+    user_f = rng.normal(0.0, 0.45, (n_users, dim))
+
+    # Affinity of every (user, item); elementwise sums rather than BLAS keep the bytes the
+    # same on every machine.
+    g_norm = item_genres / np.sqrt(item_genres.sum(1, keepdims=True))
+    affinity = (taste[:, None, :] * g_norm[None, :, :]).sum(-1)
+    affinity += (user_f[:, None, :] * item_f[None, :, :]).sum(-1)
+
+    # Which items each user rates: Gumbel top-k on log popularity + affinity.
+    keys = log_pop[None, :] + affinity + rng.gumbel(size=(n_users, n_items))
+    chosen = np.zeros((n_users, n_items), dtype=bool)
+    ranked = np.argsort(-keys, axis=1, kind="stable")
+    for u in range(n_users):
+        chosen[u, ranked[u, : counts[u]]] = True
+    # Items nobody chose replace the least-wanted choice of the most active users.
+    for i in np.flatnonzero(~chosen.any(0)):
+        donors = np.argsort(-counts, kind="stable")
+        for u in donors:
+            rated = np.flatnonzero(chosen[u])
+            worst = rated[np.argmin(keys[u, rated])]
+            if chosen[:, worst].sum() > 1:
+                chosen[u, worst], chosen[u, i] = False, True
+                break
+
+    users, items = np.nonzero(chosen)  # sorted by user, then item
+    noise = rng.normal(0.0, 0.55, len(users))
+    score = user_bias[users] + quality[items] + affinity[users, items] + noise
+    cuts = np.quantile(score, _STAR_CDF)
+    stars = 1 + np.searchsorted(cuts, score, side="right")
+
+    # Timestamps: each user's ratings in a burst of sessions within the seven months.
+    first = START + rng.integers(0, SPAN // 2, n_users)
+    stamps = first[users] + rng.integers(0, SPAN // 2, len(users)) // rng.integers(1, 30, n_users)[
+        users
+    ].astype(np.int64)
+    ratings = pd.DataFrame(
+        {"user": users + 1, "item": items + 1, "rating": stars, "timestamp": stamps}
+    )
+    ratings = ratings.sort_values(["user", "timestamp", "item"], kind="stable")
+    ratings = ratings.reset_index(drop=True)
+
+    titles, seen = [], set()
+    for i in range(n_items):
+        t = _title(rng, int(years[i]))
+        while t in seen:  # titles are unique so that search by title is unambiguous
+            t = _title(rng, int(years[i]))
+        seen.add(t)
+        titles.append(t)
+    genres = ["|".join(g for g, f in zip(GENRES, row, strict=True) if f) for row in item_genres]
+    items_df = pd.DataFrame({"item": np.arange(1, n_items + 1), "title": titles, "genres": genres})
+    return ratings, items_df
+
+
+def _csv_bytes(frame: pd.DataFrame) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(frame.columns)
+    writer.writerows(frame.itertuples(index=False, name=None))
+    return buf.getvalue().encode("utf-8")
+
+
+_README = """# Sample data (synthetic)
+
+MovieLens may not be redistributed, so the default dataset of MetaRec Studio is synthetic:
+made by `metarec_core/synthetic.py` with seed {seed}. Regenerate it byte for byte with
+
+    python -m metarec_core make-sample --out sample_data --seed {seed}
+
+- `ratings.csv`: `user,item,rating,timestamp` (integer 1-5 stars, Unix seconds).
+- `items.csv`: `item,title,genres` (made-up titles; genres `|`-separated, from 18
+  MovieLens-like genres).
+
+How it is made: items have 1-3 genres, a quality bias, latent factors and a long-tailed
+popularity; users have a rating bias, a taste for each genre (a few strong likes and
+dislikes), latent factors and a long-tailed number of ratings (at least 20). Users rate the
+items they are drawn to (popularity x affinity), and the latent score (user bias + item
+quality + genre taste + factors + noise) is cut into stars with MovieLens-100K's rating
+distribution. Knowing a user's first ratings therefore helps predict the rest, as on
+MovieLens. Details in the module docstring of `metarec_core/synthetic.py`.
+
+Summary (`python -m metarec_core validate sample_data/ratings.csv --items sample_data/items.csv`):
+
+```
+{summary}
+```
+"""
+
+
+def write_sample(out_dir: Path, seed: int = 0) -> list[Path]:
+    """Write ratings.csv, items.csv and README.md of the sample dataset into `out_dir`.
+
+    The same seed gives byte-identical files. Returns the paths written.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ratings, items = generate(seed=seed)
+    paths = [out_dir / "ratings.csv", out_dir / "items.csv", out_dir / "README.md"]
+    paths[0].write_bytes(_csv_bytes(ratings))
+    paths[1].write_bytes(_csv_bytes(items))
+    data = load_ratings(paths[0], items=paths[1])
+    text = _README.format(seed=seed, summary=summarize(data).to_text())
+    paths[2].write_bytes(text.encode("utf-8"))
+    return paths
+
+
+def load_sample() -> RatingsDataset:
+    """The committed sample dataset (ratings and items of sample_data/)."""
+    return load_ratings(SAMPLE_RATINGS, items=SAMPLE_ITEMS)
