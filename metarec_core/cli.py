@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from metarec_core.checkpoint import CheckpointError
 from metarec_core.data import DEFAULT_MAX_BYTES, DataError
 
 
@@ -146,11 +147,111 @@ def _cmd_make_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    raise NotImplementedError  # implemented with the meta-learners
+    from tqdm import tqdm
+
+    from metarec_core.checkpoint import save_checkpoint
+    from metarec_core.jobs import TrainingJob
+    from metarec_core.learners import make_learner
+
+    if args.steps is not None and args.steps < 1:
+        raise ValueError(f"--steps must be at least 1, got {args.steps}")
+    data = _load(args)
+    overrides = {} if args.steps is None else {"steps": args.steps}
+    learner = make_learner(args.algo, seed=args.seed, device=args.device, **overrides)
+    # The CLI runs the same background job as the app, so Ctrl-C cancels it cleanly.
+    job = TrainingJob(data, learner.config, split_seed=args.seed, learner_factory=lambda _: learner)
+    snap = job.snapshot()
+    print(
+        f"training {args.algo} on {data.source or args.data}: {data.n_users:,} users "
+        f"({len(job.train_users):,} train, {len(job.val_users):,} validation), "
+        f"{data.n_items:,} items, device {snap.device}",
+        file=sys.stderr,
+    )
+    bar = tqdm(total=snap.total or None, unit="step", file=sys.stderr, mininterval=0.5)
+    try:
+        job.start()
+        while not snap.finished:
+            snap = job.wait(0.2)
+            bar.total = snap.total or bar.total
+            bar.update(snap.step - bar.n)
+            post = {}
+            if snap.train_loss:
+                post["loss"] = f"{snap.train_loss[-1]:.4f}"
+            if snap.val_mae:
+                post["val_mae"] = f"{snap.val_mae[-1][1]:.4f}"
+            bar.set_postfix(post, refresh=False)
+    except KeyboardInterrupt:
+        job.cancel()
+        job.wait()
+        bar.close()
+        print("training cancelled; no model was written", file=sys.stderr)
+        return 130
+    bar.close()
+    if snap.status != "done":
+        print(f"error: training {snap.status}: {snap.error or snap.message}", file=sys.stderr)
+        # A ValueError is about the input (data too small for the protocol, bad device, ...).
+        return 2 if isinstance(job.exception, ValueError) else 1
+    path = save_checkpoint(job.result, data, args.out)
+    print(f"model written to {path}")
+    print(
+        f"algorithm {args.algo}, device {snap.device}, {snap.step:,} steps in {snap.elapsed:.1f} s"
+    )
+    if snap.best_val_mae is not None:
+        # The learner keeps (and restores) its best weights, which may be from before step 1.
+        best_step = getattr(job.result, "best_step_", None)
+        at = "" if best_step is None else f" (step {best_step:,}; weights from that step kept)"
+        print(f"best validation MAE {snap.best_val_mae:.4f}{at}")
+    else:
+        print("no validation MAE (no validation users with enough ratings)")
+    return 0
 
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
-    raise NotImplementedError  # implemented with the meta-learners
+    from metarec_core.checkpoint import load_checkpoint, read_user_ratings
+
+    if args.top < 1:
+        raise ValueError(f"--top must be at least 1, got {args.top}")
+    ck = load_checkpoint(args.model)
+    user = read_user_ratings(args.ratings, ck.item_ids, ck.scale)
+    for warning in user.warnings():
+        print(f"warning: {args.ratings}: {warning}", file=sys.stderr)
+    adapted = ck.learner.adapt(user.items, user.ratings)
+    items, scores = adapted.recommend(args.top)
+    predicted = ck.scale.clip(scores) if ck.learner.predicts_ratings else scores
+    rows = [
+        {
+            "rank": rank,
+            "item": str(ck.item_ids[i]),
+            "title": ck.title(i),
+            "genres": ck.genre_list(i),
+            "predicted_rating": round(float(p), 4),
+        }
+        for rank, (i, p) in enumerate(zip(items, predicted, strict=True), 1)
+    ]
+    if args.json:
+        out = {
+            "model": str(args.model),
+            "ratings_used": len(user.items),
+            "unknown_items": list(user.unknown_ids),
+            "duplicates": user.duplicates,
+            "recommendations": rows,
+        }
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+        return 0
+    print(
+        f"top {len(rows)} for a new user with {len(user.items)} rating(s), "
+        f"model trained on {ck.dataset_name}"
+    )
+    w_item = max([4, *(len(r["item"]) for r in rows)])
+    w_title = min(60, max([5, *(len(r["title"]) for r in rows)]))
+    print(f"{'rank':>4}  {'item':<{w_item}}  {'title':<{w_title}}  predicted")
+    for r in rows:
+        title = r["title"] if len(r["title"]) <= w_title else r["title"][: w_title - 1] + "…"
+        print(
+            f"{r['rank']:>4}  {r['item']:<{w_item}}  {title:<{w_title}}  "
+            f"{r['predicted_rating']:>9.2f}"
+        )
+    return 0
 
 
 COMMANDS = {
@@ -166,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except DataError as e:
+    except (DataError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (FileNotFoundError, IsADirectoryError, PermissionError) as e:

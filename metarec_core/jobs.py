@@ -1,0 +1,510 @@
+"""Background jobs: meta-training and evaluation in a daemon thread, polled by the UI or the CLI.
+
+A job owns one thread, one lock and one cancel event; nothing is shared between jobs. The
+worker reports progress through a `JobContext`; readers call `snapshot()`, which copies the
+state under the lock into a frozen `JobSnapshot`. No streamlit here: pages poll `snapshot()`
+from a fragment, the CLI polls it for its progress bar.
+
+Life cycle: ``queued`` (created, or started but not yet running) -> ``running`` -> one of
+``done``, ``cancelled``, ``failed``. An exception in the worker (a NaN loss included) ends the
+job as ``failed`` with a one-line message for people and the traceback in ``details``; it never
+propagates out of the thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from metarec_core.data import RatingsDataset
+
+if TYPE_CHECKING:
+    from metarec_core.evaluate import EvalConfig
+    from metarec_core.learners import LearnerConfig, MetaLearner, TrainProgress
+
+log = logging.getLogger(__name__)
+
+QUEUED, RUNNING, DONE, CANCELLED, FAILED = "queued", "running", "done", "cancelled", "failed"
+FINAL_STATUSES = frozenset({DONE, CANCELLED, FAILED})
+
+DEFAULT_VAL_FRACTION = 0.1
+
+
+class JobCancelled(Exception):
+    """Raised inside a worker to stop at once because `cancel()` was called."""
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """A consistent, immutable copy of a job's state at one moment.
+
+    `eta` is None until at least one unit of progress has been timed. `train_loss` holds one
+    value per reported training step, at the steps in `train_steps`; `val_mae` holds
+    (step, MAE) pairs. `error` is one readable line (no traceback); `details` keeps the
+    traceback for logs and an expander.
+    """
+
+    job_id: str
+    kind: str
+    status: str
+    step: int
+    total: int
+    fraction: float
+    elapsed: float
+    eta: float | None
+    message: str
+    device: str | None
+    train_loss: tuple[float, ...]
+    train_steps: tuple[int, ...]
+    val_mae: tuple[tuple[int, float], ...]
+    best_val_mae: float | None
+    error: str | None
+    details: str | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    @property
+    def active(self) -> bool:
+        return self.status in (QUEUED, RUNNING)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One readable line for a worker's exception (the type name only where it adds meaning)."""
+    text = " ".join(str(exc).split()) or "no details"
+    if isinstance(exc, FloatingPointError):
+        return f"training diverged: {text}"
+    if isinstance(exc, MemoryError):
+        return "ran out of memory; try a smaller model, meta-batch or dataset"
+    if type(exc).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError, without importing torch
+        return f"the device ran out of memory; try a smaller model or meta-batch ({text})"
+    # ValueError and its subclasses (DataError, CheckpointError) already carry user-facing text.
+    if isinstance(exc, ValueError):
+        return text
+    return f"{type(exc).__name__}: {text}"
+
+
+class JobContext:
+    """What a worker function sees: progress reporting and the stop flag."""
+
+    def __init__(self, job: BackgroundJob) -> None:
+        self._job = job
+
+    def should_stop(self) -> bool:
+        """True once `cancel()` was called (poll this between units of work)."""
+        return self._job._cancel.is_set()
+
+    def check_cancelled(self) -> None:
+        """Raise `JobCancelled` if `cancel()` was called."""
+        if self._job._cancel.is_set():
+            raise JobCancelled
+
+    def progress(
+        self,
+        *,
+        step: int | None = None,
+        total: int | None = None,
+        fraction: float | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Report progress; `fraction` defaults to step/total when both are known."""
+        self._job._update(step=step, total=total, fraction=fraction, message=message)
+
+    def set_device(self, device: str) -> None:
+        self._job._update(device=str(device))
+
+    def log_train_loss(self, step: int, loss: float) -> None:
+        self._job._update(train_point=(int(step), float(loss)))
+
+    def log_val_mae(self, step: int, mae: float, best: float | None = None) -> None:
+        self._job._update(val_point=(int(step), float(mae)), best=best)
+
+
+class BackgroundJob:
+    """A callable run once in a daemon thread, with progress, cancellation and failure capture.
+
+    `work(ctx)` does the work, reporting through `ctx` and polling `ctx.should_stop()`; its
+    return value becomes `result` when the job ends `done`. Subclasses override `_work`.
+    """
+
+    kind = "job"
+
+    def __init__(self, work: Callable[[JobContext], Any] | None = None, *, kind: str | None = None):
+        self.id = uuid.uuid4().hex
+        if kind is not None:
+            self.kind = kind
+        self._fn = work
+        self._lock = threading.Lock()
+        self._cancel = threading.Event()
+        self._finished = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._ctx = JobContext(self)
+        # Everything below is guarded by _lock.
+        self._status = QUEUED
+        self._step = 0
+        self._total = 0
+        self._fraction = 0.0
+        self._message = ""
+        self._device: str | None = None
+        self._loss: list[float] = []
+        self._loss_steps: list[int] = []
+        self._val: list[tuple[int, float]] = []
+        self._best: float | None = None
+        self._error: str | None = None
+        self._details: str | None = None
+        self._t_start: float | None = None
+        self._t_end: float | None = None
+        # Time and fraction at the first progress report: the ETA rate is measured from there,
+        # so set-up before the first step (building the model, moving it to a device) is excluded.
+        self._t_first: float | None = None
+        self._f_first = 0.0
+        self._t_last: float | None = None
+        self._result: Any = None
+        self._exception: BaseException | None = None
+
+    # ----------------------------------------------------------------- control (any thread)
+    def start(self) -> BackgroundJob:
+        """Start the worker thread (once); a job cancelled before it started stays cancelled."""
+        with self._lock:
+            if self._thread is not None:
+                raise RuntimeError(f"{self.kind} job {self.id[:8]} was already started")
+            self._thread = threading.Thread(
+                target=self._main, name=f"metarec-{self.kind}-{self.id[:8]}", daemon=True
+            )
+            if self._status == CANCELLED:
+                return self
+            self._thread.start()
+        return self
+
+    def cancel(self) -> None:
+        """Ask the worker to stop; it stops at its next check (within one meta-step)."""
+        self._cancel.set()
+        with self._lock:
+            if self._thread is None and self._status == QUEUED:
+                self._status = CANCELLED
+                self._message = "cancelled before it started"
+                self._finished.set()
+
+    @property
+    def is_active(self) -> bool:
+        """True from `start()` until the job reaches a final status."""
+        with self._lock:
+            return self._thread is not None and self._status not in FINAL_STATUSES
+
+    @property
+    def status(self) -> str:
+        with self._lock:
+            return self._status
+
+    @property
+    def result(self) -> Any:
+        """The worker's return value once the job is ``done``; None otherwise."""
+        with self._lock:
+            return self._result if self._status == DONE else None
+
+    @property
+    def exception(self) -> BaseException | None:
+        """The exception that made the job fail (None unless ``failed``)."""
+        with self._lock:
+            return self._exception
+
+    def wait(self, timeout: float | None = None) -> JobSnapshot:
+        """Block until the job ends (or `timeout` seconds pass); return a snapshot."""
+        with self._lock:
+            never_started = self._thread is None and self._status not in FINAL_STATUSES
+        if never_started:
+            raise RuntimeError(f"{self.kind} job {self.id[:8]} was never started")
+        self._finished.wait(timeout)
+        return self.snapshot()
+
+    def snapshot(self) -> JobSnapshot:
+        """A consistent copy of the state (safe to call from any thread at any time)."""
+        now = time.monotonic()
+        with self._lock:
+            if self._t_start is None:
+                elapsed = 0.0
+            else:
+                elapsed = (self._t_end if self._t_end is not None else now) - self._t_start
+            return JobSnapshot(
+                job_id=self.id,
+                kind=self.kind,
+                status=self._status,
+                step=self._step,
+                total=self._total,
+                fraction=self._fraction,
+                elapsed=elapsed,
+                eta=self._eta(now),
+                message=self._message,
+                device=self._device,
+                train_loss=tuple(self._loss),
+                train_steps=tuple(self._loss_steps),
+                val_mae=tuple(self._val),
+                best_val_mae=self._best,
+                error=self._error,
+                details=self._details,
+            )
+
+    # ------------------------------------------------------------------- worker side
+    def _work(self, ctx: JobContext) -> Any:
+        if self._fn is None:
+            raise NotImplementedError("pass a work function or override _work")
+        return self._fn(ctx)
+
+    def _main(self) -> None:
+        with self._lock:
+            self._status = RUNNING
+            self._t_start = time.monotonic()
+        outcome, result, error, details, exception = FAILED, None, None, None, None
+        try:
+            if self._cancel.is_set():
+                raise JobCancelled
+            result = self._work(self._ctx)
+            outcome = CANCELLED if self._cancel.is_set() else DONE
+        except JobCancelled:
+            outcome = CANCELLED
+        except BaseException as exc:  # a worker must never take the process down
+            exception = exc
+            error = describe_error(exc)
+            details = traceback.format_exc()
+            # Not warning/error: with no logging configured, Python would print the traceback
+            # on stderr, and the CLI and UI show `error` instead (`details` keeps the traceback).
+            log.info("%s job %s failed: %s", self.kind, self.id[:8], error)
+            log.debug("%s", details)
+        finally:
+            with self._lock:
+                self._t_end = time.monotonic()
+                self._status = outcome
+                self._error, self._details, self._exception = error, details, exception
+                if outcome == DONE:
+                    self._result = result
+                    self._fraction = 1.0
+                    self._message = self._message or "done"
+                elif outcome == CANCELLED:
+                    self._message = "cancelled"
+                else:
+                    self._message = f"failed: {error}"
+            self._finished.set()
+
+    def _update(
+        self,
+        *,
+        step: int | None = None,
+        total: int | None = None,
+        fraction: float | None = None,
+        message: str | None = None,
+        device: str | None = None,
+        train_point: tuple[int, float] | None = None,
+        val_point: tuple[int, float] | None = None,
+        best: float | None = None,
+    ) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if total is not None:
+                self._total = int(total)
+            if step is not None:
+                self._step = int(step)
+            if fraction is None and step is not None and self._total > 0:
+                fraction = self._step / self._total
+            if fraction is not None:
+                self._fraction = min(1.0, max(0.0, float(fraction)))
+                if self._t_first is None:
+                    self._t_first, self._f_first = now, self._fraction
+                self._t_last = now
+            if message is not None:
+                self._message = message
+            if device is not None:
+                self._device = device
+            if train_point is not None:
+                self._loss_steps.append(train_point[0])
+                self._loss.append(train_point[1])
+            if val_point is not None:
+                self._val.append(val_point)
+                if best is None and math.isfinite(val_point[1]):
+                    best = val_point[1] if self._best is None else min(self._best, val_point[1])
+            if best is not None:
+                self._best = float(best)
+
+    def _eta(self, now: float) -> float | None:
+        """Seconds left, from the rate since the first report; None until it is measurable."""
+        if self._status != RUNNING or self._t_first is None or self._t_last is None:
+            return None
+        done = self._fraction - self._f_first
+        spent = self._t_last - self._t_first
+        if done <= 0 or spent <= 0:
+            return None
+        left = (1.0 - self._fraction) * spent / done - (now - self._t_last)
+        return max(0.0, left)
+
+
+# ------------------------------------------------------------------------------ training
+def split_users(
+    data: RatingsDataset, seed: int = 0, val_fraction: float = DEFAULT_VAL_FRACTION
+) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded (train, validation) split of all users; validation gets at least one user."""
+    if data.n_users < 2:
+        raise ValueError(
+            f"training needs at least 2 users (one to train on, one to validate); "
+            f"the dataset has {data.n_users}"
+        )
+    perm = np.random.default_rng([seed, 17]).permutation(data.n_users)
+    n_val = min(data.n_users - 1, max(1, int(round(val_fraction * data.n_users))))
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def _default_learner_factory(config: LearnerConfig) -> MetaLearner:
+    from metarec_core import learners
+
+    return learners.MetaLearner(config)
+
+
+class TrainingJob(BackgroundJob):
+    """Meta-train a learner in the background.
+
+    Without `train_users`, users are split seeded by `split_seed` (90% train, 10% validation);
+    given `train_users` only, validation is skipped unless `val_users` is also given; given
+    `val_users` only, every other user trains. `result` is the fitted learner once ``done``.
+    `learner_factory(config)` builds the (unfitted) learner; tests pass a fake one.
+    """
+
+    kind = "training"
+
+    def __init__(
+        self,
+        data: RatingsDataset,
+        config: LearnerConfig,
+        *,
+        train_users: np.ndarray | None = None,
+        val_users: np.ndarray | None = None,
+        split_seed: int = 0,
+        learner_factory: Callable[[LearnerConfig], Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.data = data
+        self.config = config
+        if train_users is None and val_users is None:
+            train_users, val_users = split_users(data, split_seed)
+        elif train_users is None:
+            val_users = np.asarray(val_users, dtype=np.int64)
+            train_users = np.setdiff1d(np.arange(data.n_users), val_users)
+        self.train_users = np.asarray(train_users, dtype=np.int64)
+        self.val_users = None if val_users is None else np.asarray(val_users, dtype=np.int64)
+        self._factory = learner_factory or _default_learner_factory
+        total = int(getattr(config, "steps", 0) or 0)
+        with self._lock:
+            self._total = total
+            self._device = _device_name(getattr(config, "device", None))
+            self._message = "waiting to start"
+
+    def _work(self, ctx: JobContext) -> Any:
+        ctx.progress(message="building the model")
+        learner = self._factory(self.config)
+
+        def on_progress(p: TrainProgress) -> None:
+            device = getattr(learner, "device_", None)
+            if device is not None:
+                ctx.set_device(str(device))
+            ctx.progress(step=p.step, total=p.total, message=_train_message(p))
+            if p.train_loss is not None:
+                ctx.log_train_loss(p.step, p.train_loss)
+            if p.val_mae is not None:
+                ctx.log_val_mae(p.step, p.val_mae, p.best_val_mae)
+            # Belt and braces: a learner that checks should_stop less often still stops here.
+            ctx.check_cancelled()
+
+        ctx.progress(message="training")
+        learner.fit(
+            self.data,
+            self.train_users,
+            self.val_users,
+            callback=on_progress,
+            should_stop=ctx.should_stop,
+        )
+        device = getattr(learner, "device_", None)
+        if device is not None:
+            ctx.set_device(str(device))
+        if not ctx.should_stop():
+            snap = self.snapshot()
+            parts = ["done"]
+            if 0 < snap.step < snap.total:
+                parts.append(f"early stop at step {snap.step} of {snap.total}")
+            if snap.best_val_mae is not None:
+                parts.append(f"best validation MAE {snap.best_val_mae:.4f}")
+            ctx.progress(message="; ".join(parts))
+        return learner
+
+
+def _train_message(p: TrainProgress) -> str:
+    parts = [f"step {p.step}/{p.total}"]
+    if p.train_loss is not None:
+        parts.append(f"loss {p.train_loss:.4f}")
+    if p.val_mae is not None:
+        parts.append(f"val MAE {p.val_mae:.4f}")
+    return ", ".join(parts)
+
+
+def _device_name(device: Any) -> str | None:
+    """The device a config will run on ("auto" resolved when the learners module is there)."""
+    if device is None:
+        return None
+    try:
+        from metarec_core.learners import resolve_device
+
+        return str(resolve_device(str(device)))
+    except Exception:  # only a label; the worker reports the real device
+        return str(device)
+
+
+# ---------------------------------------------------------------------------- evaluation
+class EvaluationJob(BackgroundJob):
+    """Run `evaluate.run_evaluation` in the background; `result` is the report dict.
+
+    `runner` defaults to `run_evaluation`; it is called as
+    ``runner(data, config, progress=callable(fraction, message), should_stop=callable)``.
+    """
+
+    kind = "evaluation"
+
+    def __init__(
+        self,
+        data: RatingsDataset,
+        eval_config: EvalConfig,
+        *,
+        runner: Callable[..., dict] | None = None,
+    ) -> None:
+        super().__init__()
+        self.data = data
+        self.config = eval_config
+        self._runner = runner
+        with self._lock:
+            self._message = "waiting to start"
+            self._device = _device_name(getattr(eval_config, "device", None))
+
+    def _work(self, ctx: JobContext) -> dict:
+        runner = self._runner
+        if runner is None:
+            from metarec_core.evaluate import run_evaluation
+
+            runner = run_evaluation
+        try:
+            from metarec_core.evaluate import EvaluationCancelled as cancelled
+        except ImportError:  # a custom runner without the evaluate module: it raises JobCancelled
+            cancelled = JobCancelled
+
+        def on_progress(fraction: float, message: str) -> None:
+            ctx.progress(fraction=fraction, message=message)
+            ctx.check_cancelled()
+
+        try:
+            return runner(self.data, self.config, progress=on_progress, should_stop=ctx.should_stop)
+        except cancelled:
+            raise JobCancelled from None
