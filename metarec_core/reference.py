@@ -1,0 +1,123 @@
+"""The plain per-task reference loop of the meta-learners (tests and speed bench only).
+
+For every task of the meta-batch, in a Python loop: copy the meta-weights into fast weights,
+take the inner steps with `torch.autograd.grad` (``create_graph`` for second order), evaluate
+the query loss, and average. It is written independently of the vectorised path in
+`learners.py` (no `vmap`, no `torch.func.grad`, the model's own `forward`), so that the test
+"both give the same meta-gradient" checks the vectorisation, not a shared helper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.func import functional_call
+
+from metarec_core.learners import MetaLearner
+from metarec_core.models import param_key
+
+Pair = tuple[np.ndarray, np.ndarray]
+
+
+def _forward(learner: MetaLearner, fast: dict[str, torch.Tensor], items: torch.Tensor):
+    weights = {k: v for k, v in fast.items() if k != "user_init"}
+    return functional_call(learner.model_, weights, (items,), {"state": fast["user_init"]})
+
+
+def _query_loss(learner: MetaLearner, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    err = pred - target
+    kind = learner.config.outer_loss
+    if kind == "mse":
+        return (err**2).mean()
+    if kind == "mae":
+        return err.abs().mean()
+    a = err.abs()
+    return torch.where(a <= 0.5, 0.5 * err**2, 0.5 * (a - 0.25)).mean()
+
+
+def _adapt(
+    learner: MetaLearner, items: torch.Tensor, ratings: torch.Tensor, first_order: bool
+) -> dict[str, torch.Tensor]:
+    cfg, inner = learner.config, learner.inner_
+    params = dict(learner.model_.named_parameters())
+    start = {n: params[n] for n in learner._fast_names}
+    n = float(len(ratings))
+    model = learner.model_
+    if model.implicit is not None:
+        shift = model.implicit[items].sum(0) / (n + model.implicit_log_c.exp())
+        start = {**start, "user_init": start["user_init"] + shift}
+    fast = dict(start)
+    for t in range(cfg.inner_steps):
+        err = _forward(learner, fast, items) - ratings
+        sse = (err**2).sum()
+        if cfg.inner_objective == "mean":
+            loss = sse / max(n, 1.0)
+        else:
+            loss = sse
+            for k in fast:
+                loss = loss + (inner.log_prec[param_key(k)].exp() * (fast[k] - start[k]) ** 2).sum()
+        names = list(fast)
+        grads = torch.autograd.grad(
+            loss, [fast[k] for k in names], create_graph=not first_order, allow_unused=True
+        )
+        new = {}
+        for k, g in zip(names, grads, strict=True):
+            g = torch.zeros_like(fast[k]) if g is None else g
+            if first_order:
+                g = g.detach()
+            step = inner.step_lr(k, t) * g
+            if cfg.inner_objective == "posterior":
+                step = step / (n + inner.log_c[param_key(k)].exp())
+            new[k] = fast[k] - step
+        fast = new
+    return fast
+
+
+def reference_meta_gradients(
+    learner: MetaLearner, support: Sequence[Pair], query: Sequence[Pair]
+) -> tuple[float, dict[str, torch.Tensor]]:
+    """(loss, meta-gradient per learnable name), one task at a time; same contract as
+    `MetaLearner.meta_gradients`."""
+    cfg = learner.config
+    dev, dt = learner.device_, learner._dtype
+    learn = learner._learnable()
+    names, leaves = list(learn), list(learn.values())
+
+    def tensors(pair: Pair) -> tuple[torch.Tensor, torch.Tensor]:
+        i, r = pair
+        return (
+            torch.as_tensor(np.asarray(i, dtype=np.int64), device=dev),
+            torch.as_tensor(np.asarray(r, dtype=np.float64), dtype=dt, device=dev),
+        )
+
+    total = torch.zeros((), dtype=dt, device=dev)
+    direction: dict[str, torch.Tensor] = {}
+    params = dict(learner.model_.named_parameters())
+    for s_pair, q_pair in zip(support, query, strict=True):
+        si, sr = tensors(s_pair)
+        qi, qr = tensors(q_pair)
+        if cfg.algorithm == "finetune":
+            total = total + _query_loss(
+                learner, _forward(learner, {"user_init": params["user_init"]}, qi), qr
+            )
+        elif cfg.algorithm == "reptile":
+            items, ratings = torch.cat([si, qi]), torch.cat([sr, qr])
+            fast = {k: v.detach() for k, v in _adapt(learner, items, ratings, True).items()}
+            total = total + _query_loss(learner, _forward(learner, fast, items), ratings)
+            for k, v in fast.items():
+                d = params[k].detach() - v
+                direction[k] = direction[k] + d if k in direction else d
+        else:
+            fast = _adapt(learner, si, sr, cfg.is_first_order)
+            total = total + _query_loss(learner, _forward(learner, fast, qi), qr)
+    loss = total / len(query)
+    grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+    out = {
+        n: torch.zeros_like(p) if g is None else g
+        for n, p, g in zip(names, leaves, grads, strict=True)
+    }
+    for k, d in direction.items():
+        out[f"model.{k}"] = d / len(query)
+    return float(loss.detach()), out

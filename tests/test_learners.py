@@ -1,0 +1,353 @@
+"""Meta-learners: vectorised meta-gradients equal the per-task loop, adaptation, fit, state."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from metarec_core import methods
+from metarec_core.base import NotFittedError
+from metarec_core.data import ItemInfo, RatingScale, RatingsDataset
+from metarec_core.learners import (
+    LearnerConfig,
+    MetaLearner,
+    TrainProgress,
+    make_learner,
+    preset,
+    resolve_device,
+)
+from metarec_core.reference import reference_meta_gradients
+
+N_USERS, N_ITEMS = 60, 40
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread avoids OpenMP hand-off costs on a busy 2-core box."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def data() -> RatingsDataset:
+    """Users with a taste (2 latent factors) and a bias; 16-30 ratings each, 1-5 stars."""
+    rng = np.random.default_rng(0)
+    pu, qi = rng.normal(0, 1, (N_USERS, 2)), rng.normal(0, 0.7, (N_ITEMS, 2))
+    bu, bi = rng.normal(0, 0.5, N_USERS), rng.normal(0, 0.5, N_ITEMS)
+    users, items, ratings = [], [], []
+    for u in range(N_USERS):
+        its = rng.choice(N_ITEMS, rng.integers(16, 31), replace=False)
+        r = 3.4 + bu[u] + bi[its] + qi[its] @ pu[u] + rng.normal(0, 0.4, len(its))
+        users += [u] * len(its)
+        items += list(its)
+        ratings += list(np.clip(np.round(r), 1, 5))
+    genres = rng.random((N_ITEMS, 3)) < 0.4
+    return RatingsDataset(
+        np.array(users, dtype=np.int64),
+        np.array(items, dtype=np.int64),
+        np.array(ratings, dtype=np.float32),
+        None,
+        np.array([f"u{u}" for u in range(N_USERS)]),
+        np.array([f"i{i}" for i in range(N_ITEMS)]),
+        RatingScale(1.0, 5.0, 1.0),
+        ItemInfo(np.array([f"t{i}" for i in range(N_ITEMS)]), ("a", "b", "c"), genres),
+    )
+
+
+TRAIN, VAL = np.arange(0, 48), np.arange(48, 60)
+SMALL = dict(device="cpu", factors=3, embedding_dim=4, hidden=(8, 8), meta_batch=8, max_support=8)
+SUPPORT = [
+    (np.array([1, 2, 3]), np.array([4.0, 5.0, 2.0])),
+    (np.array([4]), np.array([3.0])),
+    (np.array([5, 6, 7, 8, 9]), np.array([1.0, 2.0, 3.0, 4.0, 5.0])),
+]
+QUERY = [
+    (np.array([10, 11]), np.array([3.0, 4.0])),
+    (np.array([12, 13]), np.array([5.0, 1.0])),
+    (np.array([14, 15]), np.array([2.0, 2.0])),
+]
+
+
+def _set_up(data, name: str, **kw) -> MetaLearner:
+    """A built (not meta-trained) float64 learner with a perturbed head and implicit table,
+    so that every term of the meta-gradient is non-zero."""
+    learner = make_learner(name, **{**SMALL, "dtype": "float64", "inner_steps": 3, **kw})
+    learner.setup(data, TRAIN, VAL)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in learner.model_.head.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+        if learner.model_.implicit is not None:
+            learner.model_.implicit.add_(
+                0.1 * torch.randn(learner.model_.implicit.shape, generator=g, dtype=torch.float64)
+            )
+    return learner
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+@pytest.mark.parametrize(
+    "name, kw",
+    [
+        ("maml", {}),
+        ("fomaml", {}),
+        ("metasgd", {}),
+        ("metasgd", {"adapt": "head"}),
+        ("metasgd", {"outer_loss": "mse", "implicit": True}),
+        ("metasgd", {"outer_loss": "huber", "adapt": "head", "first_order": True}),
+        ("maml", {"adapt": "all"}),
+        ("melu", {"inner_steps": 3, "inner_lr": 0.05}),
+    ],
+)
+def test_vectorised_meta_gradient_equals_per_task_loop(data, name, kw):
+    learner = _set_up(data, name, **kw)
+    loss, fast = learner.meta_gradients(SUPPORT, QUERY)
+    ref_loss, slow = reference_meta_gradients(learner, SUPPORT, QUERY)
+    assert abs(loss - ref_loss) < 1e-10
+    assert _max_diff(fast, slow) < 1e-5
+    # the check is not vacuous: the gradient has substance in the shared and adapted parts
+    assert float(fast["model.user_init"].abs().sum()) > 1e-6
+    assert float(fast["model.item_enc.factor"].abs().sum()) > 1e-6
+
+
+def test_second_order_terms_are_present_in_maml_and_absent_in_fomaml(data):
+    so = _set_up(data, "maml")
+    fo = _set_up(data, "fomaml")
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(so.model_.parameters(), fo.model_.parameters(), strict=True)
+    )
+    _, g_so = so.meta_gradients(SUPPORT, QUERY)
+    _, g_fo = fo.meta_gradients(SUPPORT, QUERY)
+    # the prior precision only acts through the inner gradient: first order cannot see it
+    assert float(g_so["inner.log_prec.user_init"].abs().sum()) > 1e-6
+    assert float(g_fo["inner.log_prec.user_init"].abs().sum()) == 0.0
+    assert _max_diff({"u": g_so["model.user_init"]}, {"u": g_fo["model.user_init"]}) > 1e-6
+
+
+def test_metasgd_learns_its_inner_rates_and_maml_does_not(data):
+    _, g = _set_up(data, "metasgd").meta_gradients(SUPPORT, QUERY)
+    assert g["inner.lr.user_init"].shape == (3, 4)  # per step, per state dimension
+    assert float(g["inner.lr.user_init"].abs().sum()) > 1e-6
+    _, g = _set_up(data, "maml").meta_gradients(SUPPORT, QUERY)
+    assert "inner.lr.user_init" not in g
+
+
+def test_reptile_update_matches_reference(data):
+    learner = _set_up(data, "reptile")
+    loss, fast = learner.meta_gradients(SUPPORT, QUERY)
+    ref_loss, slow = reference_meta_gradients(learner, SUPPORT, QUERY)
+    assert abs(loss - ref_loss) < 1e-10
+    assert _max_diff(fast, slow) < 1e-5
+    # the adapted start moves towards the task-adapted states: θ0 - mean θ'
+    assert float(fast["model.user_init"].abs().sum()) > 1e-6
+
+
+def _fit(data, name="metasgd", **kw) -> MetaLearner:
+    cfg = {**SMALL, "steps": 12, "eval_every": 4, "patience": 50, **kw}
+    return make_learner(name, **cfg).fit(data, TRAIN, VAL)
+
+
+def test_same_seed_gives_same_weights_and_predictions(data):
+    a, b, c = _fit(data, seed=3), _fit(data, seed=3), _fit(data, seed=4)
+    for (n, pa), pb in zip(
+        a.model_.state_dict().items(), b.model_.state_dict().values(), strict=True
+    ):
+        assert torch.equal(pa, pb), n
+    np.testing.assert_array_equal(a.score_many(SUPPORT), b.score_many(SUPPORT))
+    assert not np.array_equal(a.score_many(SUPPORT), c.score_many(SUPPORT))
+
+
+@pytest.fixture(scope="module")
+def fitted(data) -> MetaLearner:
+    return _fit(data, steps=16)
+
+
+def test_adapt_does_not_modify_meta_weights(fitted):
+    before = {k: v.clone() for k, v in fitted.model_.state_dict().items()}
+    inner = {k: v.clone() for k, v in fitted.inner_.state_dict().items()}
+    user = fitted.adapt(np.array([1, 2, 3]), np.array([5.0, 1.0, 4.0]))
+    fitted.score_many(SUPPORT)
+    assert all(torch.equal(before[k], v) for k, v in fitted.model_.state_dict().items())
+    assert all(torch.equal(inner[k], v) for k, v in fitted.inner_.state_dict().items())
+    assert not np.allclose(user.state, fitted.model_.user_init.detach().numpy())
+
+
+def test_adapt_trace_scores_and_recommendations(fitted):
+    items, ratings = np.array([1, 2, 3, 4]), np.array([5.0, 5.0, 1.0, 2.0])
+    user = fitted.adapt(
+        items, ratings, query_items=np.array([7, 8]), query_ratings=np.array([4.0, 2.0])
+    )
+    steps = fitted.config.inner_steps
+    assert len(user.trace.support_loss) == steps + 1
+    assert len(user.trace.query_loss) == steps + 1
+    assert user.trace.support_loss[-1] < user.trace.support_loss[0]  # adaptation fits the support
+    assert user.scores.shape == (N_ITEMS,)
+    assert user.scores.min() >= 1.0 and user.scores.max() <= 5.0
+    assert user.state.shape == (fitted.config.factors + 1,)
+    top, _ = user.recommend(5)
+    assert len(top) == 5 and not set(top) & set(items)
+    # the same user through the batched path gives the same scores
+    np.testing.assert_allclose(fitted.score_many([(items, ratings)])[0], user.scores, atol=1e-5)
+
+
+def test_empty_support_gives_the_meta_learned_prior(fitted):
+    user = fitted.adapt(np.array([], dtype=np.int64), np.array([]))
+    with torch.no_grad():
+        prior = fitted.model_(torch.arange(N_ITEMS)).numpy()
+    np.testing.assert_allclose(user.scores, np.clip(prior, 1, 5), atol=1e-5)
+    np.testing.assert_allclose(user.state, fitted.model_.user_init.detach().numpy(), atol=1e-7)
+    assert all(math.isnan(x) for x in user.trace.support_loss)
+    mixed = fitted.score_many([(np.array([], dtype=np.int64), np.array([])), SUPPORT[0]])
+    np.testing.assert_allclose(mixed[0], user.scores, atol=1e-5)
+    assert not np.allclose(mixed[1], user.scores)
+
+
+@pytest.mark.parametrize(
+    "adapt, prefixes",
+    [("user", set()), ("head", {"head."}), ("all", {"head.", "item_enc."})],
+)
+def test_adapted_groups_are_exactly_the_configured_ones(data, adapt, prefixes):
+    learner = _set_up(data, "maml", adapt=adapt, dtype="float32")
+    learner.fitted_ = True
+    s = learner._pad(SUPPORT)
+    fast, _, _ = learner._adapt_batch(s)
+    params = dict(learner.model_.named_parameters())
+    want = {"user_init"} | {n for n in params if any(n.startswith(p) for p in prefixes)}
+    assert set(fast) == want
+    for n, v in fast.items():
+        moved = (v - params[n].detach().unsqueeze(0)).abs().amax()
+        assert float(moved) > 0, f"{n} did not adapt"
+
+
+def test_fit_early_stops_and_restores_the_best_weights(data):
+    # A far too large outer lr makes validation worse after a few steps.
+    learner = _fit(data, steps=60, eval_every=2, patience=2, outer_lr=0.5, item_lr=0.5)
+    vals = [h.val_mae for h in learner.history_ if h.val_mae is not None]
+    assert len(learner.history_) < 60  # stopped early
+    assert learner.best_val_mae_ <= min(vals) + 1e-12
+    val = learner._val_batches(data, VAL)
+    assert learner._val_mae(val) == pytest.approx(learner.best_val_mae_, abs=1e-6)
+    assert learner.history_[-1].best_val_mae == learner.best_val_mae_
+
+
+def test_non_finite_loss_raises_floating_point_error(data):
+    learner = make_learner("maml", **{**SMALL, "steps": 5, "inner_lr": 1e30})
+    with pytest.raises(FloatingPointError, match="at step 1 "):
+        learner.fit(data, TRAIN, VAL)
+
+
+def test_should_stop_ends_training_and_keeps_progress(data):
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    seen: list[TrainProgress] = []
+    learner = make_learner("metasgd", **{**SMALL, "steps": 50, "eval_every": 100})
+    learner.fit(data, TRAIN, VAL, callback=seen.append, should_stop=stop)
+    assert [p.step for p in seen] == [1, 2, 3]
+    assert learner.fitted_ and len(learner.history_) == 3
+    assert all(p.total == 50 and p.train_loss is not None for p in seen)
+    learner.score_many(SUPPORT)
+
+    never = make_learner("metasgd", **{**SMALL, "steps": 50}).fit(
+        data, TRAIN, VAL, should_stop=lambda: True
+    )
+    assert not never.fitted_
+    with pytest.raises(NotFittedError):
+        never.adapt(np.array([1]), np.array([3.0]))
+
+
+def test_export_state_round_trips_through_weights_only_load(fitted):
+    buf = io.BytesIO()
+    torch.save(fitted.export_state(), buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)
+    again = MetaLearner.from_state(state)
+    assert again.config == fitted.config
+    assert again.fitted_ and again.n_items_ == N_ITEMS
+    np.testing.assert_array_equal(again.score_many(SUPPORT), fitted.score_many(SUPPORT))
+    a = again.adapt(*SUPPORT[0])
+    b = fitted.adapt(*SUPPORT[0])
+    np.testing.assert_array_equal(a.state, b.state)
+    assert [h.step for h in again.history_] == [h.step for h in fitted.history_]
+
+
+def test_from_state_rejects_foreign_dicts(fitted):
+    with pytest.raises(ValueError, match="format"):
+        MetaLearner.from_state({"model": {}})
+    state = {**fitted.export_state(), "version": 99}
+    with pytest.raises(ValueError, match="version"):
+        MetaLearner.from_state(state)
+
+
+def test_user_states_are_adapted_vectors(fitted, data):
+    states = fitted.user_states(data, np.array([0, 5, 9]), k=5)
+    assert states.shape == (3, fitted.config.factors + 1)
+    assert np.isfinite(states).all()
+    assert not np.allclose(states[0], states[1])
+    np.testing.assert_array_equal(states, fitted.user_states(data, np.array([0, 5, 9]), k=5))
+
+
+def test_finetune_trains_without_the_meta_objective(data):
+    # no validation users: nothing to restore, so the trained weights are kept
+    learner = make_learner("finetune", **{**SMALL, "steps": 8, "meta_batch": 64})
+    learner.fit(data, TRAIN, np.array([], dtype=np.int64))
+    fresh = make_learner("finetune", **SMALL).setup(data, TRAIN, np.array([], dtype=np.int64))
+    for (n, a), b in zip(
+        learner.inner_.state_dict().items(), fresh.inner_.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), f"{n} is an inner-loop quantity and must not be meta-learned"
+    assert not torch.equal(learner.model_.user_init, fresh.model_.user_init)
+    user = learner.adapt(np.array([1, 2]), np.array([5.0, 5.0]))
+    assert user.trace.support_loss[-1] < user.trace.support_loss[0]
+
+
+def test_bad_support_is_a_clear_error(fitted):
+    with pytest.raises(ValueError, match="out of range"):
+        fitted.adapt(np.array([N_ITEMS]), np.array([3.0]))
+    with pytest.raises(ValueError, match="finite"):
+        fitted.adapt(np.array([1]), np.array([np.nan]))
+    with pytest.raises(NotFittedError):
+        make_learner("metasgd", device="cpu").score_many(SUPPORT)
+
+
+def test_presets_registry_and_config_validation():
+    assert preset("melu").adapt == "head" and preset("melu").inner_lr == 5e-6
+    assert preset("melu").outer_lr == 5e-5 and preset("melu").meta_batch == 32
+    assert preset("fomaml").is_first_order and not preset("maml").is_first_order
+    learner = methods.make_method("metasgd", seed=2, device="cpu")
+    assert isinstance(learner, MetaLearner) and learner.config.seed == 2
+    assert make_learner("maml", device="cpu", inner_steps=2).config.inner_steps == 2
+    with pytest.raises(ValueError, match="unknown learner"):
+        make_learner("nope")
+    with pytest.raises(ValueError, match="adapt"):
+        LearnerConfig(adapt="items")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        preset("maml").steps = 3  # type: ignore[misc]
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    want = "cuda" if torch.cuda.is_available() else None
+    if want is None:
+        mps = getattr(torch.backends, "mps", None)
+        want = "mps" if mps is not None and mps.is_available() else "cpu"
+    assert resolve_device("auto").type == want
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError, match="unknown device|unsupported device"):
+        resolve_device("tpu-ish")
