@@ -276,3 +276,6 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:  # bad option values that argparse cannot see (unknown method, ...)
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and cut short: not an error of ours
+        sys.stderr.close()
+        return 0

@@ -58,6 +58,8 @@ __all__ = [
 
 ALGORITHMS = ("maml", "fomaml", "reptile", "metasgd", "finetune")
 ADAPT_GROUPS = ("user", "head", "all")
+OUTER_LOSSES = ("ordinal", "mse", "mae", "huber")
+MAX_ORDINAL_LEVELS = 21
 DEFAULT_METHOD = "metasgd"
 STATE_FORMAT = "metarec-learner"
 STATE_VERSION = 1
@@ -89,7 +91,10 @@ class LearnerConfig:
     per_step_lr: bool = True  # metasgd: a learned rate per inner step
     first_order: bool = False  # metasgd/maml: drop second-order terms (fomaml always does)
     # --- outer loop
-    outer_loss: str = "mae"  # query loss: mse | mae (the evaluation metric) | huber
+    # query loss: ordinal (NLL of an ordered logit; predictions are its median, see
+    # models.OrdinalOutput; falls back to mae on scales without a few discrete levels) | mse |
+    # mae (the evaluation metric) | huber
+    outer_loss: str = "ordinal"
     outer_lr: float = 2e-3  # Adam
     item_lr: float | None = 1e-4  # Adam lr of the item tables (b_i, q_i, e_i); None: outer_lr
     weight_decay: float = 0.0
@@ -118,8 +123,10 @@ class LearnerConfig:
             raise ValueError(
                 f"inner_objective must be posterior|mean, got {self.inner_objective!r}"
             )
-        if self.outer_loss not in ("mse", "mae", "huber"):
-            raise ValueError(f"outer_loss must be mse|mae|huber, got {self.outer_loss!r}")
+        if self.outer_loss not in OUTER_LOSSES:
+            raise ValueError(
+                f"outer_loss must be one of {'|'.join(OUTER_LOSSES)}, got {self.outer_loss!r}"
+            )
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32|float64, got {self.dtype!r}")
         for f in ("factors", "embedding_dim", "meta_batch", "eval_every", "query"):
@@ -275,12 +282,21 @@ class MetaLearner(Recommender):
             genres=genres if cfg.use_genres else None,
             seed=cfg.seed,
             implicit=cfg.implicit,
+            ordinal=self._ordinal_levels(scale) if cfg.outer_loss == "ordinal" else None,
         )
         with torch.no_grad():
             self.model_.item_enc.mu.fill_((scale.low + scale.high) / 2)
         self.model_.to(device=device, dtype=self._dtype)
         self._fast_names = self._adapted_names()
         self.inner_ = self._make_inner(sq_factor=None, prior=None)
+
+    @staticmethod
+    def _ordinal_levels(scale: RatingScale) -> tuple[float, float, int] | None:
+        """(low, step, levels) of a discrete scale with 2..MAX_ORDINAL_LEVELS levels, else None."""
+        if not scale.step > 0:
+            return None
+        levels = round((scale.high - scale.low) / scale.step) + 1
+        return (scale.low, scale.step, levels) if 2 <= levels <= MAX_ORDINAL_LEVELS else None
 
     def _adapted_names(self) -> list[str]:
         names = ["user_init"]
@@ -437,12 +453,16 @@ class MetaLearner(Recommender):
         return ((pred - ratings) ** 2 * mask).sum() / mask.sum().clamp(min=1)
 
     def _outer_loss(self, fast, items, ratings, mask, feats, dropout_masks=None) -> torch.Tensor:
-        """The meta-objective on the query: MSE, MAE (the evaluation metric) or Huber."""
+        """The meta-objective on the query: ordinal NLL, MSE, MAE (the evaluation metric), Huber."""
         loss = self.config.outer_loss
+        ordinal = self.model_.ordinal
+        if loss == "ordinal" and ordinal is not None:
+            z = self._predict(fast, items, feats, dropout_masks)
+            return (ordinal.nll(z, ratings) * mask).sum() / mask.sum().clamp(min=1)
         if loss == "mse":
             return self._masked_mse(fast, items, ratings, mask, feats, dropout_masks)
         err = self._predict(fast, items, feats, dropout_masks) - ratings
-        if loss == "mae":
+        if loss in ("mae", "ordinal"):  # ordinal without discrete levels: MAE
             e = err.abs()
         else:
             e = torch.nn.functional.huber_loss(
@@ -622,7 +642,7 @@ class MetaLearner(Recommender):
                     pred = self.model_.head(part["user_init"], feats)
                 else:
                     pred = vmap(lambda f: self._predict(f, all_items, feats))(part)
-                out.append(pred)
+                out.append(self.model_.point(pred))
         scores = torch.cat(out).double().cpu().numpy()
         return np.clip(scores, self.scale_.low, self.scale_.high)
 
@@ -678,6 +698,7 @@ class MetaLearner(Recommender):
         with torch.no_grad():
             fq = self._batch_feats(q.items)
             pred = vmap(self._predict, in_dims=(0, 0, None if fq is None else 0))(fast, q.items, fq)
+            pred = self.model_.point(pred)
         pred = pred.double().cpu().numpy()
         return np.clip(pred, self.scale_.low, self.scale_.high) * q.mask.cpu().numpy()
 

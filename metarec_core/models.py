@@ -26,7 +26,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["DecisionHead", "InnerOptimizer", "ItemEncoder", "RatingModel", "param_key"]
+__all__ = [
+    "DecisionHead",
+    "InnerOptimizer",
+    "ItemEncoder",
+    "OrdinalOutput",
+    "RatingModel",
+    "param_key",
+]
 
 
 def _uniform_(t: torch.Tensor, bound: float, gen: torch.Generator | None) -> None:
@@ -154,6 +161,53 @@ class DecisionHead(nn.Module):
         return base + self.out(h).squeeze(-1)
 
 
+class OrdinalOutput(nn.Module):
+    """Ordered-logit reading of the model's output z on a discrete rating scale.
+
+    P(r <= level_c) = sigmoid((theta_c - z) / s) with learned ordered cut points theta_c
+    (initialised half-way between levels, so z stays on the rating scale) and spread s. The
+    point prediction is the median of that distribution -- the Bayes-optimal answer under
+    absolute error, which a mean (the MSE answer) is not on an integer scale -- plus 1e-3 times
+    (mean - median), which only breaks ties so that rankings stay informative.
+    """
+
+    TIE_BREAK = 1e-3
+
+    def __init__(self, low: float, step: float, levels: int) -> None:
+        super().__init__()
+        if levels < 2:
+            raise ValueError(f"an ordinal output needs at least 2 levels, got {levels}")
+        self.low, self.step, self.levels = float(low), float(step), int(levels)
+        self.cut0 = nn.Parameter(torch.tensor(self.low + 0.5 * self.step))
+        self.log_gaps = nn.Parameter(torch.full((self.levels - 2,), math.log(self.step)))
+        self.log_spread = nn.Parameter(torch.tensor(math.log(0.5 * self.step)))
+
+    def cuts(self) -> torch.Tensor:
+        """(levels - 1,) increasing cut points on the rating scale."""
+        return torch.cat([self.cut0.reshape(1), self.cut0 + self.log_gaps.exp().cumsum(0)])
+
+    def cdf(self, z: torch.Tensor) -> torch.Tensor:
+        """(..., levels - 1): P(r <= level_c) for c = 0 .. levels - 2."""
+        return torch.sigmoid((self.cuts() - z.unsqueeze(-1)) / self.log_spread.exp())
+
+    def nll(self, z: torch.Tensor, ratings: torch.Tensor) -> torch.Tensor:
+        """Per-rating negative log-likelihood (same shape as z); ratings snap to the nearest level."""
+        cdf = self.cdf(z)
+        lo = torch.zeros_like(cdf[..., :1])
+        probs = torch.cat([cdf, lo + 1.0], -1) - torch.cat([lo, cdf], -1)
+        idx = ((ratings - self.low) / self.step).round().clamp(0, self.levels - 1)
+        levels = torch.arange(self.levels, dtype=z.dtype, device=z.device)
+        onehot = (idx.unsqueeze(-1) == levels).to(z.dtype)
+        return -(probs.clamp(min=1e-12).log() * onehot).sum(-1)
+
+    def point(self, z: torch.Tensor) -> torch.Tensor:
+        """Median rating (+ a tie-breaking 1e-3 x (mean - median)) for each z."""
+        cdf = self.cdf(z)
+        mean = self.low + self.step * (1.0 - cdf).sum(-1)
+        median = self.low + self.step * (self.cuts() < z.unsqueeze(-1)).to(z.dtype).sum(-1)
+        return median + self.TIE_BREAK * (mean - median)
+
+
 class RatingModel(nn.Module):
     """Item encoder + decision head + the meta-learned initial user state ``user_init``."""
 
@@ -168,9 +222,12 @@ class RatingModel(nn.Module):
         genres: torch.Tensor | None = None,
         seed: int = 0,
         implicit: bool = False,
+        ordinal: tuple[float, float, int] | None = None,
     ) -> None:
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
+        # (low, step, levels) of a discrete scale: the output z is read as an ordered logit
+        self.ordinal = None if ordinal is None else OrdinalOutput(*ordinal)
         hidden = tuple(int(h) for h in hidden)
         self.item_enc = ItemEncoder(
             n_items, factors, embedding_dim, hidden[0] if hidden else 0, genres, generator=gen
@@ -200,9 +257,20 @@ class RatingModel(nn.Module):
     def state_dim(self) -> int:
         return self.user_init.shape[0]
 
-    def forward(self, items: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
-        """Predicted ratings (unclipped) of `items` for `state` (default: the initial state)."""
-        return self.head(self.user_init if state is None else state, self.item_enc(items))
+    def forward(
+        self, items: torch.Tensor, state: torch.Tensor | None = None, raw: bool = False
+    ) -> torch.Tensor:
+        """Predicted ratings (unclipped) of `items` for `state` (default: the initial state).
+
+        ``raw=True`` gives the head's output z, which the losses use; without an ordinal output
+        the two are the same.
+        """
+        z = self.head(self.user_init if state is None else state, self.item_enc(items))
+        return z if raw else self.point(z)
+
+    def point(self, z: torch.Tensor) -> torch.Tensor:
+        """The rating prediction for raw outputs z (z itself without an ordinal output)."""
+        return z if self.ordinal is None else self.ordinal.point(z)
 
 
 def param_key(name: str) -> str:

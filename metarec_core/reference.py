@@ -23,15 +23,33 @@ Pair = tuple[np.ndarray, np.ndarray]
 
 def _forward(learner: MetaLearner, fast: dict[str, torch.Tensor], items: torch.Tensor):
     weights = {k: v for k, v in fast.items() if k != "user_init"}
-    return functional_call(learner.model_, weights, (items,), {"state": fast["user_init"]})
+    kwargs = {"state": fast["user_init"], "raw": True}
+    return functional_call(learner.model_, weights, (items,), kwargs)
+
+
+def _ordinal_nll(out, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean NLL of the ordered logit, one rating at a time (P(level c) = F(theta_c) - F(theta_c-1))."""
+    theta = [out.cut0]
+    for gap in out.log_gaps.exp():
+        theta.append(theta[-1] + gap)
+    spread = out.log_spread.exp()
+    total = torch.zeros((), dtype=z.dtype, device=z.device)
+    for zj, rj in zip(z, target, strict=True):
+        c = min(max(int(round((float(rj) - out.low) / out.step)), 0), out.levels - 1)
+        upper = torch.sigmoid((theta[c] - zj) / spread) if c < out.levels - 1 else 1.0
+        lower = torch.sigmoid((theta[c - 1] - zj) / spread) if c > 0 else 0.0
+        total = total - torch.log(torch.clamp(upper - lower, min=1e-12))
+    return total / len(target)
 
 
 def _query_loss(learner: MetaLearner, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     err = pred - target
     kind = learner.config.outer_loss
+    if kind == "ordinal" and learner.model_.ordinal is not None:
+        return _ordinal_nll(learner.model_.ordinal, pred, target)
     if kind == "mse":
         return (err**2).mean()
-    if kind == "mae":
+    if kind in ("mae", "ordinal"):
         return err.abs().mean()
     a = err.abs()
     return torch.where(a <= 0.5, 0.5 * err**2, 0.5 * (a - 0.25)).mean()

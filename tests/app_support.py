@@ -1,0 +1,149 @@
+"""Tiny genre-driven datasets for the playground, what-if and app tests (fast, seeded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from metarec_core.data import RatingsDataset, from_arrays
+
+GENRES = ("Sci-Fi", "Romance", "Comedy", "Drama")
+
+
+def tiny_frames(
+    n_users: int = 80, n_items: int = 60, per_user: int = 25, seed: int = 0
+) -> tuple[list[tuple[str, str, int]], list[tuple[str, str, str]]]:
+    """(ratings rows (user, item, rating), item rows (item, title, genres)) with genre tastes:
+    each user loves one genre and dislikes another, so a few ratings reveal the taste."""
+    rng = np.random.default_rng(seed)
+    item_genre = np.arange(n_items) % len(GENRES)
+    quality = rng.normal(0, 0.4, n_items)
+    items = [
+        (f"i{j}", f"Film {j:03d} {GENRES[item_genre[j]]} story", GENRES[item_genre[j]])
+        for j in range(n_items)
+    ]
+    rows = []
+    for u in range(n_users):
+        love, hate = rng.choice(len(GENRES), 2, replace=False)
+        seen = rng.choice(n_items, per_user, replace=False)
+        for j in seen:
+            r = 3 + quality[j] + 1.5 * (item_genre[j] == love) - 1.5 * (item_genre[j] == hate)
+            r = int(np.clip(np.rint(r + rng.normal(0, 0.3)), 1, 5))
+            rows.append((f"u{u}", f"i{j}", r))
+    return rows, items
+
+
+def tiny_dataset(**kw) -> RatingsDataset:
+    rows, items = tiny_frames(**kw)
+    return from_arrays(
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        item_titles={i: t for i, t, _ in items},
+        genres={i: [g] for i, _, g in items},
+        source="tiny",
+    )
+
+
+def ratings_csv(**kw) -> bytes:
+    rows, _ = tiny_frames(**kw)
+    return ("user,item,rating\n" + "".join(f"{u},{i},{r}\n" for u, i, r in rows)).encode()
+
+
+def items_csv(**kw) -> bytes:
+    _, items = tiny_frames(**kw)
+    return ("item,title,genres\n" + "".join(f"{i},{t},{g}\n" for i, t, g in items)).encode()
+
+
+def write_sample_dir(folder: Path, **kw) -> Path:
+    """A stand-in for sample_data/: ratings.csv and items.csv (no model.pt)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ratings.csv").write_bytes(ratings_csv(**kw))
+    (folder / "items.csv").write_bytes(items_csv(**kw))
+    return folder
+
+
+__all__ = ["GENRES", "items_csv", "ratings_csv", "tiny_dataset", "tiny_frames", "write_sample_dir"]
+
+
+# ---------------------------------------------------------------------------------------------
+# AppTest helpers
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def clear_streamlit_caches() -> None:
+    import streamlit as st
+
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+def new_app(timeout: float = 30):
+    """A fresh AppTest of the whole app (a new browser session), run once."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    at.run()
+    return at
+
+
+def texts(at) -> str:
+    """Every text-like element of the last run, joined (for assertions on what a user sees)."""
+    parts = []
+    for kind in (
+        "markdown",
+        "text",
+        "caption",
+        "title",
+        "header",
+        "subheader",
+        "error",
+        "warning",
+        "info",
+        "success",
+        "metric",
+    ):
+        for el in getattr(at, kind):
+            parts.append(str(getattr(el, "value", "")) + " " + str(getattr(el, "label", "")))
+    return "\n".join(parts)
+
+
+TINY_LEARNER = dict(
+    steps=4, eval_every=2, meta_batch=8, factors=4, embedding_dim=4, hidden=(8,), inner_steps=2
+)
+_MODEL_BYTES: dict[str, bytes] = {}
+
+
+def tiny_model_bytes(name: str = "metasgd") -> bytes:
+    """A checkpoint of a tiny learner trained on `tiny_dataset()` the way the CLI trains (the
+    default seeded 90/10 user split); trained once per test process."""
+    if name not in _MODEL_BYTES:
+        from metarec_core.checkpoint import to_bytes
+        from metarec_core.jobs import split_users
+        from metarec_core.learners import make_learner
+
+        data = tiny_dataset()
+        train, val = split_users(data, 0)
+        learner = make_learner(name, seed=0, device="cpu", **TINY_LEARNER).fit(data, train, val)
+        _MODEL_BYTES[name] = to_bytes(learner, data)
+    return _MODEL_BYTES[name]
+
+
+def write_sample_dir_with_model(folder: Path) -> Path:
+    write_sample_dir(folder)
+    (folder / "model.pt").write_bytes(tiny_model_bytes())
+    return folder
+
+
+def wait_until(at, predicate, tries: int = 150, pause: float = 0.1):
+    """Re-run the app until `predicate(at)` holds (background threads run between runs)."""
+    import time
+
+    for _ in range(tries):
+        if predicate(at):
+            return at
+        time.sleep(pause)
+        at.run()
+    raise AssertionError("the app never reached the expected state")

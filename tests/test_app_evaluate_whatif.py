@@ -1,0 +1,102 @@
+"""AppTest: the Evaluate page (tiny evaluation job -> report) and the What-if page."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from app_support import clear_streamlit_caches, new_app, wait_until, write_sample_dir_with_model
+
+
+@pytest.fixture(autouse=True)
+def small_sample(tmp_path, monkeypatch):
+    monkeypatch.setenv("METAREC_SAMPLE_DIR", str(write_sample_dir_with_model(tmp_path / "sample")))
+    clear_streamlit_caches()
+    yield
+    clear_streamlit_caches()
+
+
+def evaluate_page(methods=("item_mean", "user_bias", "popularity"), support="1,3", folds=2):
+    at = new_app()
+    at.switch_page("views/evaluate.py").run()
+    assert not at.exception
+    at.multiselect(key="eval_methods").set_value(list(methods))
+    at.text_input(key="eval_support").set_value(support)
+    at.number_input(key="eval_folds").set_value(folds)
+    return at
+
+
+def test_evaluation_job_produces_a_report_with_curves_and_downloads():
+    at = evaluate_page()
+    at.button(key="eval_start").click().run()
+    wait_until(at, lambda a: any("Evaluation done" in s.value for s in a.success))
+    assert not at.exception and not at.error
+    report = at.session_state["mr_eval_report"]
+    assert {(r["method"], r["support"]) for r in report["rows"]} == {
+        (m, k) for m in ("item_mean", "user_bias", "popularity") for k in (1, 3)
+    }
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert len(charts) == 2
+    for fig in charts:
+        assert fig["layout"]["xaxis"]["title"]["text"] and fig["layout"]["yaxis"]["title"]["text"]
+    mae_fig = charts[0]
+    lines = [t for t in mae_fig["data"] if t.get("mode") == "lines+markers"]
+    bands = [t for t in mae_fig["data"] if t.get("fill") == "toself"]
+    # popularity ranks only: MAE lines for the two rating predictors, each with its CI band
+    assert sorted(t["name"] for t in lines) == ["item_mean", "user_bias"] and len(bands) == 2
+    table = at.dataframe[0].value
+    assert len(table) == 6 and set(table["method"]) == {"item_mean", "user_bias", "popularity"}
+    assert len(at.dataframe) == 2  # the paired differences
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Download report (JSON)", "Download table (CSV)"]
+
+
+def test_bad_support_sizes_are_a_clear_error():
+    at = evaluate_page(support="1,x")
+    at.button(key="eval_start").click().run()
+    assert not at.exception
+    assert "support sizes" in at.error[0].value
+    assert "mr_eval_report" not in at.session_state
+    assert not at.get("progress")  # no job was started
+
+
+def test_evaluation_can_be_cancelled():
+    at = evaluate_page(methods=("metasgd", "user_bias"), support="1")
+    at.button(key="eval_start").click().run()
+    wait_until(at, lambda a: "eval_cancel" in [b.key for b in a.button])
+    at.button(key="eval_cancel").click().run()
+    wait_until(at, lambda a: any("cancelled" in w.value for w in a.warning), tries=300)
+    assert "mr_eval_report" not in at.session_state
+
+
+def test_whatif_compares_two_models_on_the_playground_user():
+    at = new_app()
+    at.switch_page("views/playground.py").run()
+    at.radio(key="pg_mode").set_value("A held-out real user").run()
+    at.button(key="pg_use_heldout").click().run()
+    for _ in range(6):
+        at.button(key="pg_next").click().run()
+    at.switch_page("views/whatif.py").run()
+    assert not at.exception
+    assert at.radio(key="wi_source").value == "The playground's ratings"
+    assert at.multiselect(key="wi_models").value == ["sample model", "mf_foldin", "user_bias"]
+    at.multiselect(key="wi_models").set_value(["sample model", "mf_foldin"])
+    at.button(key="wi_compare").click().run()
+    assert not at.exception and not at.error
+    result, what, _ = at.session_state["mr_whatif"]
+    assert result.names == ("sample model", "mf_foldin") and "6" in what
+    side = at.dataframe[0].value
+    assert list(side.columns) == ["rank", "m0", "m1"] and len(side) == 10
+    stab = at.dataframe[1].value
+    assert stab["model"].tolist() == ["sample model", "mf_foldin"]
+    figs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert len(figs) == 2 and figs[1]["layout"]["xaxis"]["title"]["text"] == "Ratings given"
+    assert len(figs[1]["data"][0]["x"]) == 7  # 0..6 ratings
+
+
+def test_whatif_needs_two_models():
+    at = new_app()
+    at.switch_page("views/whatif.py").run()
+    at.multiselect(key="wi_models").set_value(["mf_foldin"])
+    at.run()
+    assert at.button(key="wi_compare").disabled

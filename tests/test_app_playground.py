@@ -1,0 +1,141 @@
+"""AppTest: the cold-start playground (rating, personas, Play, remove, reset, first-use model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from app_support import (
+    clear_streamlit_caches,
+    new_app,
+    wait_until,
+    write_sample_dir,
+    write_sample_dir_with_model,
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_caches():
+    clear_streamlit_caches()
+    yield
+    clear_streamlit_caches()
+
+
+@pytest.fixture
+def with_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("METAREC_SAMPLE_DIR", str(write_sample_dir_with_model(tmp_path / "sample")))
+
+
+def playground():
+    at = new_app()
+    at.switch_page("views/playground.py").run()
+    assert not at.exception
+    return at
+
+
+def top_titles(at) -> list[str]:
+    return at.dataframe[0].value["title"].tolist()
+
+
+def test_shipped_model_is_ready_at_once(with_model):
+    at = playground()
+    assert at.session_state["mr_active_model"] == "sample model"
+    assert len(top_titles(at)) == 10
+    assert any("0 ratings so far" in c.value for c in at.caption)
+
+
+def test_rating_items_changes_the_recommendations(with_model):
+    at = playground()
+    first = top_titles(at)
+    at.text_input(key="pg_search").set_value("Sci-Fi").run()
+    rated = []
+    for _ in range(3):
+        # the first search hit, as the page lists it (already rated items drop out)
+        at.selectbox(key="pg_item").select_index(0)
+        at.select_slider(key="pg_rating").set_value(5.0)
+        at.button(key="pg_rate").click().run()
+        assert not at.exception
+        rated.append(at.session_state["mr_playground"].items[-1])
+    data = at.session_state["mr_data"].data
+    assert all("Sci-Fi" in data.items.genre_list(i) for i in rated)
+    s = at.session_state["mr_playground"]
+    assert s.items == rated and s.ratings == [5.0, 5.0, 5.0]
+    after = top_titles(at)
+    assert after != first
+    assert not {s.data.items.titles[i] for i in rated} & set(after)  # rated items leave the list
+    assert any("3 ratings so far" in c.value for c in at.caption)
+    moves = at.dataframe[0].value["movement"].tolist()
+    assert all(m == "new" or m == "=" or m[0] in "↑↓" for m in moves)
+    assert at.dataframe[1].value.shape[0] == 3
+    # remove one rating, then reset
+    at.selectbox(key="pg_remove_pick").set_value(rated[0])
+    at.button(key="pg_remove").click().run()
+    assert at.session_state["mr_playground"].items == rated[1:]
+    at.button(key="pg_reset").click().run()
+    assert at.session_state["mr_playground"].items == []
+    assert top_titles(at) == first
+
+
+def test_heldout_persona_next_play_and_curves(with_model):
+    at = playground()
+    at.radio(key="pg_mode").set_value("A held-out real user").run()
+    at.button(key="pg_use_heldout").click().run()
+    s = at.session_state["mr_playground"]
+    assert s.persona is not None and s.persona.kind == "heldout"
+    # the persona is a user the model never trained on
+    entry = at.session_state["mr_models"]["sample model"]
+    assert s.persona.user not in set(entry.train_users.tolist())
+    at.button(key="pg_next").click().run()
+    at.button(key="pg_next").click().run()
+    assert len(s.items) == 2 and [p.n for p in s.curve] == [0, 1, 2]
+    at.button(key="pg_play").click().run()  # each (full or timer) run adds one while playing
+    assert len(s.items) == 3 and at.session_state["mr_pg_playing"]
+    at.run()
+    assert len(s.items) == 4
+    at.button(key="pg_play").click().run()  # pause
+    n = len(s.items)
+    at.run()
+    assert len(s.items) == n
+    charts = at.get("plotly_chart")
+    assert len(charts) == 4  # adaptation, learning curve (MAE), projection, nDCG
+    import json
+
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in charts]
+    assert any("Learning curve" in t for t in titles) and any("PCA" in t for t in titles)
+    curve = json.loads(charts[1].proto.spec)
+    names = {tr["name"] for tr in curve["data"]}
+    assert {"mf_foldin", "user_bias"} <= names and any("meta-learner" in x for x in names)
+    assert len(curve["data"][0]["x"]) == n + 1
+
+
+def test_taste_persona_and_hidden_items_not_searchable(with_model):
+    at = playground()
+    at.radio(key="pg_mode").set_value("A taste persona").run()
+    at.multiselect(key="pg_likes").set_value(["Sci-Fi"])
+    at.multiselect(key="pg_dislikes").set_value(["Romance"])
+    at.button(key="pg_use_taste").click().run()
+    s = at.session_state["mr_playground"]
+    assert s.persona.kind == "taste" and "Sci-Fi" in s.persona.name
+    hidden = set(s.persona.hidden_items.tolist())
+    listed = at.selectbox(key="pg_item").options  # labels: "title (genres)"
+    assert len(listed) > 0
+    titles = {str(s.data.items.titles[i]) for i in hidden}
+    assert not {o.split(" (")[0] for o in listed} & titles
+    at.button(key="pg_next").click().run()
+    assert len(s.items) == 1 and s.items[0] == int(s.persona.reveal_items[0])
+    # switching back to "Me" drops the persona
+    at.radio(key="pg_mode").set_value("Me").run()
+    assert at.session_state["mr_playground"].persona is None
+
+
+def test_without_a_shipped_model_one_is_trained_in_the_background(tmp_path, monkeypatch):
+    monkeypatch.setenv("METAREC_SAMPLE_DIR", str(write_sample_dir(tmp_path / "bare")))
+    monkeypatch.setenv("METAREC_QUICK_STEPS", "2")
+    at = new_app()
+    at.switch_page("views/playground.py").run()
+    assert at.session_state["mr_active_model"] is None
+    assert len(at.get("progress")) == 2  # in the sidebar and on the page, while it trains
+    wait_until(at, lambda a: a.session_state["mr_active_model"] is not None, tries=300)
+    at.run()
+    assert at.session_state["mr_active_model"] == "sample model (quick)"
+    assert len(top_titles(at)) == 10
+    assert np.isfinite(at.dataframe[0].value["predicted"]).all()

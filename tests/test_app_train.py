@@ -1,0 +1,117 @@
+"""AppTest: the Train page (tiny training polled until done, cancel, checkpoints)."""
+
+from __future__ import annotations
+
+import pytest
+from app_support import (
+    clear_streamlit_caches,
+    items_csv,
+    new_app,
+    ratings_csv,
+    tiny_model_bytes,
+    wait_until,
+    write_sample_dir_with_model,
+)
+
+TINY_FORM = {
+    "train_factors": 4,
+    "train_embedding": 4,
+    "train_hidden": "8",
+    "train_inner_steps": 2,
+    "train_meta_batch": 8,
+    "train_steps": 4,
+    "train_eval_every": 2,
+}
+
+
+@pytest.fixture(autouse=True)
+def small_sample(tmp_path, monkeypatch):
+    monkeypatch.setenv("METAREC_SAMPLE_DIR", str(write_sample_dir_with_model(tmp_path / "sample")))
+    clear_streamlit_caches()
+    yield
+    clear_streamlit_caches()
+
+
+def train_page(**form):
+    at = new_app()
+    at.switch_page("views/train.py").run()
+    assert not at.exception
+    for key, value in {**TINY_FORM, **form}.items():
+        widget = at.text_input(key=key) if key == "train_hidden" else at.number_input(key=key)
+        widget.set_value(value)
+    return at
+
+
+def test_train_page_shows_device_and_preset_defaults():
+    at = new_app()
+    at.switch_page("views/train.py").run()
+    assert any("Training will run on: cpu" in c.value for c in at.caption)
+    at.selectbox(key="train_preset").set_value("melu").run()
+    assert at.selectbox(key="train_adapt").value == "head"
+    assert at.number_input(key="train_meta_batch").value == 32
+    assert at.number_input(key="train_inner_lr").value == pytest.approx(5e-6)
+
+
+def test_training_runs_in_the_background_until_done():
+    at = train_page()
+    before = set(at.session_state["mr_models"])
+    at.button(key="train_start").click().run()
+    assert not at.exception and not at.error
+    wait_until(at, lambda a: len(a.success) > 0)
+    assert "Training done" in at.success[0].value
+    models = at.session_state["mr_models"]
+    new = set(models) - before
+    assert new == {"metasgd"} and at.session_state["mr_active_model"] == "metasgd"
+    assert models["metasgd"].model.fitted_
+    assert at.sidebar.selectbox(key="sidebar_model").value == "metasgd"
+    assert len(at.get("plotly_chart")) == 2
+    assert "Download checkpoint" in [b.label for b in at.get("download_button")]
+
+
+def test_cancel_stops_training_without_a_model():
+    at = train_page(train_steps=100_000, train_eval_every=10_000)
+    at.button(key="train_start").click().run()
+    wait_until(at, lambda a: "train_cancel" in [b.key for b in a.button])
+    at.button(key="train_cancel").click().run()
+    wait_until(at, lambda a: any("cancelled" in w.value for w in a.warning))
+    assert "metasgd" not in at.session_state["mr_models"]
+    assert not at.exception
+
+
+def test_bad_configuration_is_a_clear_error():
+    at = train_page(train_hidden="8,x")
+    at.button(key="train_start").click().run()
+    assert not at.exception
+    assert "Cannot start training" in at.error[0].value
+    assert "decision layers" in at.error[0].value
+
+
+def test_checkpoint_upload_good_mismatched_and_corrupt():
+    at = new_app()
+    at.switch_page("views/train.py").run()
+    up = at.file_uploader(key="upload_checkpoint")
+    up.set_value(("mine.pt", tiny_model_bytes(), "application/octet-stream")).run()
+    assert not at.exception and not at.error
+    assert "mine.pt" in at.session_state["mr_models"]
+    assert at.session_state["mr_active_model"] == "mine.pt"
+    # a checkpoint of a different catalogue (the Data page's upload is another dataset)
+    at.switch_page("views/data.py").run()
+    at.radio(key="data_source").set_value("Upload a file").run()
+    at.file_uploader(key="upload_ratings").set_value(
+        ("other.csv", ratings_csv(n_users=30, n_items=40, per_user=15, seed=2), "text/csv")
+    ).run()
+    at.file_uploader(key="upload_items").set_value(
+        ("other_items.csv", items_csv(n_items=40), "text/csv")
+    ).run()
+    assert at.session_state["mr_data"].label == "other.csv"
+    at.switch_page("views/train.py").run()
+    at.file_uploader(key="upload_checkpoint").set_value(
+        ("mine.pt", tiny_model_bytes(), "application/octet-stream")
+    ).run()
+    assert not at.exception
+    assert len(at.error) == 1 and "mine.pt" in at.error[0].value.replace("\\", "")
+    at.file_uploader(key="upload_checkpoint").set_value(
+        ("junk.pt", b"not a checkpoint" * 10, "application/octet-stream")
+    ).run()
+    assert not at.exception
+    assert len(at.error) == 1 and "junk.pt" in at.error[0].value.replace("\\", "")

@@ -1,0 +1,233 @@
+"""The playground's computations (metarec_core.playground), on a tiny genre-driven dataset."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+from app_support import tiny_dataset
+
+from metarec_core import playground as pg
+from metarec_core.baselines import MFFoldIn, Popularity, UserBias
+from metarec_core.jobs import split_users
+
+
+class Split(NamedTuple):
+    train_users: np.ndarray
+    val_users: np.ndarray
+
+
+@pytest.fixture(scope="module")
+def data():
+    return tiny_dataset()
+
+
+@pytest.fixture(scope="module")
+def split(data):
+    return Split(*split_users(data, seed=0))
+
+
+@pytest.fixture(scope="module")
+def fitted(data, split):
+    return {
+        "mf_foldin": MFFoldIn(seed=0).fit(data, split.train_users, split.val_users),
+        "user_bias": UserBias(seed=0).fit(data, split.train_users, split.val_users),
+        "popularity": Popularity(seed=0).fit(data, split.train_users),
+    }
+
+
+def test_heldout_persona_hides_the_protocols_query(data, split):
+    users = pg.heldout_candidates(data, split.val_users)
+    assert len(users) > 0 and set(users) <= set(split.val_users)
+    counts = data.counts_per_user()[users]
+    assert (np.diff(counts) <= 0).all()  # most active first
+    p = pg.heldout_persona(data, int(users[0]), hidden=10, seed=0)
+    assert p.kind == "heldout" and p.user == int(users[0])
+    assert len(p.hidden_items) == 10
+    assert len(p.reveal_items) + 10 == counts[0]
+    assert not set(p.reveal_items) & set(p.hidden_items)
+    # the persona's ratings are the user's real ratings
+    mine = data.user == users[0]
+    truth = dict(zip(data.item[mine].tolist(), data.rating[mine].tolist(), strict=True))
+    for i, r in zip(p.hidden_items, p.hidden_ratings, strict=True):
+        assert truth[int(i)] == pytest.approx(r)
+    again = pg.heldout_persona(data, int(users[0]), hidden=10, seed=0)
+    np.testing.assert_array_equal(again.reveal_items, p.reveal_items)
+
+
+def test_heldout_persona_needs_enough_ratings(data):
+    with pytest.raises(ValueError, match="at least 31"):
+        pg.heldout_persona(data, 0, hidden=30)
+
+
+def test_taste_persona_rates_liked_genres_higher(data, split):
+    p = pg.taste_persona(data, ["Sci-Fi"], ["Romance"], train_users=split.train_users, seed=3)
+    assert p.kind == "taste" and "Sci-Fi" in p.name and "Romance" in p.name
+    items = np.concatenate([p.reveal_items, p.hidden_items])
+    ratings = np.concatenate([p.reveal_ratings, p.hidden_ratings])
+    assert len(set(items.tolist())) == len(items) == 50
+    g = data.items.genre_names
+    scifi = data.items.genres[items, g.index("Sci-Fi")]
+    romance = data.items.genres[items, g.index("Romance")]
+    assert scifi.any() and romance.any()
+    assert ratings[scifi].mean() > ratings[romance].mean() + 1.0
+    # ratings lie on the scale's steps
+    assert set(np.unique(ratings)) <= {1.0, 2.0, 3.0, 4.0, 5.0}
+    same = pg.taste_persona(data, ["Sci-Fi"], ["Romance"], train_users=split.train_users, seed=3)
+    np.testing.assert_array_equal(same.reveal_ratings, p.reveal_ratings)
+
+
+@pytest.mark.parametrize(
+    ("likes", "dislikes", "message"),
+    [(["Western"], [], "unknown genre"), ([], [], "at least one"), (["Drama"], ["Drama"], "both")],
+)
+def test_taste_persona_rejects_bad_genres(data, likes, dislikes, message):
+    with pytest.raises(ValueError, match=message):
+        pg.taste_persona(data, likes, dislikes)
+
+
+def test_suggest_tastes_pairs_distinct_genres(data):
+    pairs = pg.suggest_tastes(data, n=3)
+    assert len(pairs) == 3
+    for likes, dislikes in pairs:
+        assert not set(likes) & set(dislikes)
+        pg.taste_persona(data, likes, dislikes)  # every suggestion is a valid persona
+
+
+def test_search_items_by_title_and_genre(data):
+    found = pg.search_items(data, "film 00", limit=100)
+    titles = data.items.titles[found]
+    assert len(found) == 10 and all("Film 00" in t for t in titles)
+    counts = data.counts_per_item()[found]
+    assert (np.diff(counts) <= 0).all()
+    romance = pg.search_items(data, genre="Romance", exclude=found, limit=100)
+    assert all("Romance" in data.items.genre_list(i) for i in romance)
+    assert not set(romance) & set(found)
+    assert len(pg.search_items(data, "no such title")) == 0
+    assert len(pg.search_items(data, genre="Western")) == 0
+
+
+def test_rank_movement_and_overlap():
+    prev = np.array([5, 6, 7, 8])
+    cur = np.array([7, 5, 9, 8])
+    assert pg.rank_movement(prev, cur) == [("up", 2), ("down", 1), ("new", None), ("same", 0)]
+    assert [pg.movement_label(m) for m in pg.rank_movement(prev, cur)] == ["↑ 2", "↓ 1", "new", "="]
+    assert pg.list_overlap(prev, cur) == 0.75
+    assert pg.list_overlap(None, cur) is None
+    assert pg.rank_movement(None, cur) == [("new", None)] * 4
+
+
+def test_project_users_pca_recovers_the_main_axis():
+    rng = np.random.default_rng(0)
+    t = rng.normal(0, 3, 200)
+    states = np.stack([t, 0.5 * t, rng.normal(0, 0.1, 200)], 1)
+    proj = pg.project_users(states, np.arange(200))
+    assert proj.points.shape == (200, 2)
+    assert proj.explained[0] > 0.99
+    axis = proj.components[0]
+    assert abs(axis @ np.array([1, 0.5, 0]) / np.linalg.norm([1, 0.5, 0])) == pytest.approx(
+        1, abs=1e-3
+    )
+    np.testing.assert_allclose(proj.transform(states), proj.points, atol=1e-9)
+    with pytest.raises(ValueError):
+        pg.project_users(np.zeros((1, 3)), np.arange(1))
+
+
+def test_fit_projection_none_for_models_without_states(data, split, fitted):
+    assert pg.fit_projection(fitted["mf_foldin"], data, split.train_users) is None
+
+
+def test_session_manual_ratings_change_recommendations(data, fitted):
+    s = pg.PlaygroundSession(data, fitted["mf_foldin"], model_name="mf", top_n=10)
+    assert s.view.n_ratings == 0 and s.view.overlap is None
+    assert s.curve == []  # no persona: no ground truth, no learning curve
+    first = s.view.top_items.copy()
+    g = data.items.genre_names
+    scifi = np.flatnonzero(data.items.genres[:, g.index("Sci-Fi")])[:4]
+    romance = np.flatnonzero(data.items.genres[:, g.index("Romance")])[:4]
+    for i in scifi:
+        s.add_rating(int(i), 5.0)
+    for i in romance:
+        s.add_rating(int(i), 1.0)
+    v = s.view
+    assert v.n_ratings == 8
+    assert not set(v.top_items) & (set(scifi) | set(romance))  # rated items are not recommended
+    assert not np.array_equal(v.top_items, first)
+    assert 0.0 <= v.overlap <= 1.0
+    rows = s.recommendation_rows()
+    assert [r["rank"] for r in rows] == list(range(1, 11))
+    assert all(r["movement"] in {"new", "="} or r["movement"][0] in "↑↓" for r in rows)
+    # a fan of sci-fi who hates romance gets more sci-fi than romance
+    top_g = data.items.genres[v.top_items]
+    assert top_g[:, g.index("Sci-Fi")].sum() > top_g[:, g.index("Romance")].sum()
+
+
+def test_session_remove_rerate_reset_and_errors(data, fitted):
+    s = pg.PlaygroundSession(data, fitted["user_bias"], top_n=5)
+    s.add_rating(3, 5.0)
+    s.add_rating(4, 1.0)
+    s.add_rating(3, 2.0)  # re-rating replaces in place
+    assert s.items == [3, 4] and s.ratings == [2.0, 1.0]
+    s.remove_rating(3)
+    assert s.items == [4] and s.view.n_ratings == 1
+    with pytest.raises(ValueError, match="has not been rated"):
+        s.remove_rating(3)
+    with pytest.raises(ValueError, match="outside the scale"):
+        s.add_rating(5, 9.0)
+    with pytest.raises(ValueError, match="outside the catalogue"):
+        s.add_rating(data.n_items, 3.0)
+    with pytest.raises(ValueError, match="persona"):
+        s.add_next()
+    s.reset()
+    assert s.items == [] and s.view.n_ratings == 0
+
+
+def test_session_persona_learning_curve_matches_full_recompute(data, split, fitted):
+    users = pg.heldout_candidates(data, split.val_users)
+    persona = pg.heldout_persona(data, int(users[0]))
+    baselines = {"user_bias": fitted["user_bias"], "popularity": fitted["popularity"]}
+    s = pg.PlaygroundSession(
+        data, fitted["mf_foldin"], model_name="mf", baselines=baselines, persona=persona
+    )
+    assert len(s.curve) == 1 and s.curve[0].n == 0
+    for _ in range(5):
+        s.add_next()
+    assert s.items == persona.reveal_items[:5].tolist()
+    assert [p.n for p in s.curve] == [0, 1, 2, 3, 4, 5]
+    # popularity ranks only: it has nDCG but no MAE
+    assert set(s.curve[-1].mae) == {"mf", "user_bias"}
+    assert set(s.curve[-1].ndcg) == {"mf", "user_bias", "popularity"}
+    full = pg.learning_curve(
+        s.methods(), *s.support(), persona.hidden_items, persona.hidden_ratings
+    )
+    for a, b in zip(s.curve, full, strict=True):
+        assert a.mae == pytest.approx(b.mae) and a.ndcg == pytest.approx(b.ndcg)
+    # removing the 2nd rating recomputes the curve from there on
+    s.remove_rating(int(persona.reveal_items[1]))
+    assert [p.n for p in s.curve] == [0, 1, 2, 3, 4]
+    full = pg.learning_curve(
+        s.methods(), *s.support(), persona.hidden_items, persona.hidden_ratings
+    )
+    for a, b in zip(s.curve, full, strict=True):
+        assert a.mae == pytest.approx(b.mae)
+    # the learning curve's error is the error of the model's own predictions
+    pred = s.view.adapted.predict(persona.hidden_items)
+    assert s.curve[-1].mae["mf"] == pytest.approx(np.abs(pred - persona.hidden_ratings).mean())
+
+
+def test_session_rejects_a_model_named_like_a_baseline(data, fitted):
+    with pytest.raises(ValueError, match="also a baseline"):
+        pg.PlaygroundSession(data, fitted["mf_foldin"], model_name="user_bias", baselines=fitted)
+
+
+def test_session_persona_runs_out_of_ratings(data, fitted):
+    persona = pg.taste_persona(data, ["Comedy"], ["Drama"], n_reveal=3, n_hidden=5)
+    s = pg.PlaygroundSession(data, fitted["user_bias"], persona=persona)
+    s.add_rating(int(persona.reveal_items[1]), 4.0)  # rated by hand: skipped when revealed
+    s.add_next()
+    s.add_next()
+    assert not s.has_next()
+    assert sorted(s.items) == sorted(persona.reveal_items.tolist())
+    with pytest.raises(ValueError, match="no more ratings"):
+        s.add_next()

@@ -1,0 +1,112 @@
+"""Side-by-side model comparison (metarec_core.whatif)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+from app_support import tiny_dataset
+
+from metarec_core import whatif
+from metarec_core.baselines import ItemMean, MFFoldIn, Popularity, UserBias
+from metarec_core.jobs import split_users
+from metarec_core.playground import heldout_candidates, heldout_persona
+
+
+class Split(NamedTuple):
+    train_users: np.ndarray
+    val_users: np.ndarray
+
+
+@pytest.fixture(scope="module")
+def data():
+    return tiny_dataset()
+
+
+@pytest.fixture(scope="module")
+def models(data):
+    s = Split(*split_users(data, seed=0))
+    return {
+        "mf_foldin": MFFoldIn(seed=0).fit(data, s.train_users, s.val_users),
+        "user_bias": UserBias(seed=0).fit(data, s.train_users, s.val_users),
+        "popularity": Popularity(seed=0).fit(data, s.train_users),
+        "item_mean": ItemMean(seed=0).fit(data, s.train_users, s.val_users),
+    }
+
+
+@pytest.fixture(scope="module")
+def persona(data):
+    s = Split(*split_users(data, seed=0))
+    return heldout_persona(data, int(heldout_candidates(data, s.val_users)[0]))
+
+
+def test_top_n_excludes_and_breaks_ties_by_index():
+    scores = np.array([1.0, 3.0, 3.0, 2.0, 5.0])
+    np.testing.assert_array_equal(whatif.top_n(scores, np.array([4]), 3), [1, 2, 3])
+    assert len(whatif.top_n(scores, np.arange(5), 3)) == 0
+
+
+def test_overlap():
+    assert whatif.overlap(np.array([1, 2, 3, 4]), np.array([4, 3, 9, 8])) == 0.5
+    assert whatif.overlap(np.array([], dtype=int), np.array([], dtype=int)) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("lists", "expected"),
+    [
+        ([[1, 2], [3, 4], [5, 6], [5, 6], [5, 6]], 2),  # settled after 2 ratings
+        ([[1, 2], [1, 2], [1, 2]], 0),  # never changed
+        ([[1, 2], [5, 6], [1, 2], [3, 4]], None),  # changed at the last rating
+        ([[1, 2]], None),  # no ratings
+    ],
+)
+def test_stable_after(lists, expected):
+    assert whatif.stable_after([np.array(x) for x in lists]) == expected
+
+
+def test_stable_after_threshold():
+    lists = [np.array(x) for x in ([1, 2, 3, 4], [1, 2, 3, 9], [1, 2, 3, 5], [1, 2, 3, 4])]
+    assert whatif.stable_after(lists, threshold=1.0) is None
+    assert whatif.stable_after(lists, threshold=0.75) == 0
+
+
+def test_prefix_top_lists_match_adapt(data, models, persona):
+    m = models["mf_foldin"]
+    items, ratings = persona.reveal_items[:6], persona.reveal_ratings[:6]
+    lists = whatif.prefix_top_lists(m, items, ratings, n=10)
+    assert len(lists) == 7
+    for k in (0, 3, 6):
+        a = m.adapt(items[:k], ratings[:k])
+        expected, _ = a.recommend(10, exclude=items)
+        np.testing.assert_array_equal(lists[k], expected)
+        assert not set(lists[k]) & set(items)
+
+
+def test_compare_models(data, models, persona):
+    items, ratings = persona.reveal_items[:8], persona.reveal_ratings[:8]
+    pick = {k: models[k] for k in ("mf_foldin", "user_bias", "popularity")}
+    c = whatif.compare_models(pick, items, ratings, n=10)
+    assert c.names == ("mf_foldin", "user_bias", "popularity")
+    assert c.pairwise_overlap.shape == (3, 3)
+    np.testing.assert_allclose(np.diag(c.pairwise_overlap), 1.0)
+    np.testing.assert_allclose(c.pairwise_overlap, c.pairwise_overlap.T)
+    for name in c.names:
+        assert len(c.top[name]) == 10 and len(c.overlap_with_final[name]) == 9
+        assert c.overlap_with_final[name][-1] == 1.0
+        others = set().union(*(set(c.top[o]) for o in c.names if o != name))
+        assert set(c.only_in[name]) == set(c.top[name]) - others
+        assert set(c.in_all) <= set(c.top[name])
+    # popularity ignores the user's ratings: its list never changes
+    assert c.stable_at["popularity"] == 0
+    assert c.overlap_with_final["popularity"] == [1.0] * 9
+    # the scores are those of each model's list
+    a = pick["user_bias"].adapt(items, ratings)
+    np.testing.assert_allclose(c.scores["user_bias"], a.scores[c.top["user_bias"]])
+
+
+def test_compare_models_needs_two(data, models, persona):
+    with pytest.raises(ValueError, match="at least two"):
+        whatif.compare_models(
+            {"a": models["item_mean"]}, persona.reveal_items, persona.reveal_ratings
+        )

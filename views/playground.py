@@ -1,0 +1,398 @@
+"""Cold-start playground: a brand-new user rates items one at a time; the model adapts live."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+import app_state as state
+from metarec_core import playground as pg
+
+PLAY_INTERVAL_S = 1.0
+K_PLAYING = "mr_pg_playing"
+K_MESSAGE = "mr_pg_message"
+COLORS = {"mf_foldin": "#2f9e44", "user_bias": "#f08c00", "popularity": "#868e96"}
+
+
+# ----------------------------------------------------------------------------- session
+
+
+def get_session(entry: state.ModelEntry, data) -> pg.PlaygroundSession:
+    """This browser session's playground for the active model (built on first use)."""
+    s = st.session_state.get(state.K_PLAYGROUND)
+    if s is not None and s.model is entry.model and s.data is data:
+        return s
+    with st.spinner("Preparing the playground: fitting the baselines and mapping training users…"):
+        baselines = state.baseline_entries(entry, data)
+        projection = state.projection_for(entry, data)
+        s = pg.PlaygroundSession(
+            data,
+            entry.model,
+            model_name=entry.name,
+            baselines=dict(baselines),
+            projection=projection,
+        )
+    st.session_state[state.K_PLAYGROUND] = s
+    st.session_state[K_PLAYING] = False
+    return s
+
+
+def _say(kind: str, text: str) -> None:
+    st.session_state[K_MESSAGE] = (kind, text)
+
+
+def _use_persona(make) -> None:
+    """Start over as the persona `make()` builds (stops Play)."""
+    st.session_state[K_PLAYING] = False
+    _act(lambda: session.set_persona(make()))
+
+
+def _on_mode() -> None:
+    if st.session_state["pg_mode"] == "Me":
+        _use_persona(lambda: None)
+
+
+def _act(fn, *args) -> None:
+    """Run a session change; a ValueError becomes a message, never a traceback."""
+    try:
+        fn(*args)
+    except ValueError as e:
+        _say("warning", str(e))
+
+
+# ----------------------------------------------------------------------------- charts
+
+
+def adaptation_chart(view: pg.PlaygroundView) -> go.Figure:
+    fig = go.Figure()
+    tr = view.trace
+    if tr is not None:
+        steps = list(range(len(tr.support_loss)))
+        if view.n_ratings:
+            fig.add_scatter(
+                x=steps,
+                y=list(tr.support_loss),
+                name="your ratings (support)",
+                mode="lines+markers",
+            )
+        if tr.query_loss is not None:
+            fig.add_scatter(
+                x=steps, y=list(tr.query_loss), name="hidden ratings", mode="lines+markers"
+            )
+    fig.update_layout(
+        title="Adaptation: loss per inner step",
+        xaxis_title="Inner gradient step (0 = meta-learned start)",
+        yaxis_title="Mean squared error (rating²)",
+        height=320,
+        margin=dict(t=50, b=90, l=60, r=10),
+        legend=dict(orientation="h", y=-0.35),
+    )
+    return fig
+
+
+def learning_chart(curve: list[pg.CurvePoint], metric: str, model_name: str) -> go.Figure:
+    fig = go.Figure()
+    names = list(getattr(curve[0], metric)) if curve else []
+    for name in names:
+        xs = [p.n for p in curve if name in getattr(p, metric)]
+        ys = [getattr(p, metric)[name] for p in curve if name in getattr(p, metric)]
+        is_model = name == model_name
+        fig.add_scatter(
+            x=xs,
+            y=ys,
+            name=f"{name} (meta-learner)" if is_model else name,
+            mode="lines+markers",
+            line=dict(
+                width=3 if is_model else 1.5, color="#4c6ef5" if is_model else COLORS.get(name)
+            ),
+        )
+    label = (
+        "MAE on hidden ratings (rating units)"
+        if metric == "mae"
+        else f"nDCG@{pg.CURVE_NDCG_K} of hidden items"
+    )
+    fig.update_layout(
+        title="Learning curve: error after each rating"
+        if metric == "mae"
+        else "Ranking quality after each rating",
+        xaxis_title="Ratings given",
+        yaxis_title=label,
+        height=320,
+        margin=dict(t=50, b=90, l=60, r=10),
+        legend=dict(orientation="h", y=-0.35),
+    )
+    return fig
+
+
+def projection_chart(proj: pg.Projection, point: np.ndarray | None, data) -> go.Figure:
+    fig = go.Figure()
+    fig.add_scattergl(
+        x=proj.points[:, 0],
+        y=proj.points[:, 1],
+        mode="markers",
+        name="training users",
+        marker=dict(size=5, color="#adb5bd", opacity=0.6),
+        text=[str(data.user_ids[u]) for u in proj.users],
+        hovertemplate="user %{text}<extra></extra>",
+    )
+    if point is not None:
+        fig.add_scatter(
+            x=[point[0]],
+            y=[point[1]],
+            mode="markers",
+            name="you",
+            marker=dict(size=16, color="#e03131", symbol="star"),
+        )
+    e = proj.explained
+    fig.update_layout(
+        title="Where you land among training users (PCA)",
+        xaxis_title=f"PC 1 ({100 * e[0]:.0f}% of variance)",
+        yaxis_title=f"PC 2 ({100 * e[1]:.0f}% of variance)",
+        height=360,
+        margin=dict(t=50, b=90, l=60, r=10),
+        legend=dict(orientation="h", y=-0.3),
+    )
+    return fig
+
+
+# ----------------------------------------------------------------------------- page
+
+st.title("Cold-start playground")
+active = state.get_data()
+if active is None:
+    st.info("Choose a dataset on the Data page first.")
+    st.stop()
+data = active.data
+entry = state.active_model()
+
+if entry is None:
+    job = state.jobs().get("sample")
+    if job is not None and job.status == "done" and not state.is_collected(job):
+        st.rerun()  # it finished just now: the next run registers it
+    if job is not None and job.is_active:
+
+        @st.fragment(run_every=1.0)
+        def wait_for_sample() -> None:
+            snap = job.snapshot()
+            st.progress(
+                snap.fraction, text=f"Training a quick model for the sample data… {snap.message}"
+            )
+            if snap.finished:
+                st.rerun()
+
+        wait_for_sample()
+    else:
+        if job is not None and job.status == "failed":
+            st.error(state.plain(f"The quick model for the sample failed: {job.snapshot().error}"))
+        st.info("No model for this dataset yet: train one first.")
+        st.page_link(
+            "views/train.py", label="Go to the Train page", icon=":material/model_training:"
+        )
+    st.stop()
+
+session = get_session(entry, data)
+st.caption(
+    f"Model: {state.plain(entry.name)} ({state.plain(entry.source)}). A brand-new user starts "
+    "with no ratings; after every rating the model adapts from its meta-learned start."
+)
+
+left, right = st.columns([1, 2], gap="large")
+
+with left:
+    st.subheader("Who is rating?", anchor=False)
+    mode = st.radio(
+        "Who is rating?",
+        ["Me", "A held-out real user", "A taste persona"],
+        key="pg_mode",
+        label_visibility="collapsed",
+        horizontal=True,
+        on_change=_on_mode,
+    )
+    if mode == "A held-out real user":
+        cands = pg.heldout_candidates(data, entry.heldout_users)[:60]
+        if len(cands) == 0:
+            st.warning("No held-out user of this model has enough ratings (it needs 15).")
+        else:
+            counts = data.counts_per_user()
+            user = st.selectbox(
+                "Held-out user (never trained on)",
+                [int(u) for u in cands],
+                format_func=lambda u: f"user {data.user_ids[u]} · {counts[u]} ratings",
+                key="pg_heldout_user",
+            )
+            if st.button("Use this persona", key="pg_use_heldout"):
+                _use_persona(lambda: pg.heldout_persona(data, user, seed=0))
+    elif mode == "A taste persona":
+        genres = list(data.items.genre_names) if data.items is not None else []
+        if not genres:
+            st.warning("Taste personas need item genres: upload an items file on the Data page.")
+        else:
+            sugg = pg.suggest_tastes(data, 1)
+            likes = st.multiselect(
+                "Loves", genres, default=list(sugg[0][0]) if sugg else [], key="pg_likes"
+            )
+            dislikes = st.multiselect(
+                "Dislikes", genres, default=list(sugg[0][1]) if sugg else [], key="pg_dislikes"
+            )
+            if st.button("Use this persona", key="pg_use_taste"):
+                _use_persona(
+                    lambda: pg.taste_persona(
+                        data, likes, dislikes, train_users=entry.train_users, seed=0
+                    )
+                )
+    if session.persona is not None:
+        st.info(state.plain(session.persona.description))
+
+    st.subheader("Rate an item", anchor=False)
+    query = st.text_input(
+        "Search items by title", key="pg_search", placeholder="e.g. a word of a title"
+    )
+    genre_opts = ["All genres", *(data.items.genre_names if data.items is not None else ())]
+    genre = st.selectbox("Genre", genre_opts, key="pg_genre")
+    exclude = list(session.items)
+    if session.persona is not None:
+        exclude += session.persona.hidden_items.tolist()  # ground truth stays hidden
+    found = pg.search_items(
+        data, query, None if genre == "All genres" else genre, exclude=exclude, limit=50
+    )
+    if len(found) == 0:
+        st.caption("No unrated item matches.")
+    else:
+        item = st.selectbox(
+            "Item",
+            [int(i) for i in found],
+            format_func=lambda i: pg.item_label(data, i),
+            key="pg_item",
+        )
+        s = data.scale
+        step = s.step if s.step > 0 else (s.high - s.low) / 10
+        values = [float(v) for v in np.round(np.arange(s.low, s.high + step / 2, step), 6)]
+        rating = st.select_slider(
+            "Your rating",
+            values,
+            value=values[-1],
+            key="pg_rating",
+            format_func=lambda v: f"{v:g} ★",
+        )
+        if st.button("Rate this item", key="pg_rate", type="primary"):
+            _act(session.add_rating, item, rating)
+
+    if session.persona is not None:
+        st.subheader("Let the persona rate", anchor=False)
+        c1, c2, c3 = st.columns([2, 1, 1])
+        if c1.button("Add next rating", key="pg_next", disabled=not session.has_next()):
+            _act(session.add_next)
+        playing = st.session_state.get(K_PLAYING, False)
+        if c2.button(
+            "Pause" if playing else "Play",
+            key="pg_play",
+            disabled=not session.has_next() and not playing,
+        ):
+            st.session_state[K_PLAYING] = not playing
+        if c3.button("Reset", key="pg_reset"):
+            st.session_state[K_PLAYING] = False
+            _act(session.reset)
+    elif st.button("Reset", key="pg_reset"):
+        _act(session.reset)
+
+playing = bool(st.session_state.get(K_PLAYING)) and session.persona is not None
+
+with right:
+
+    @st.fragment(run_every=PLAY_INTERVAL_S if playing else None)
+    def results() -> None:
+        if st.session_state.get(K_PLAYING):
+            if session.has_next():
+                _act(session.add_next)
+            else:
+                st.session_state[K_PLAYING] = False
+                st.rerun()  # a full rerun turns the polling off
+        msg = st.session_state.pop(K_MESSAGE, None)
+        if msg is not None:
+            st.warning(state.plain(msg[1]))
+        v = session.view
+        head = f"{v.n_ratings} rating{'s' if v.n_ratings != 1 else ''} so far"
+        if v.overlap is not None:
+            kept = round(v.overlap * len(v.top_items))
+            head += f" · {kept}/{len(v.top_items)} of the top {len(v.top_items)} kept since the last change"
+        st.subheader("Recommendations", anchor=False)
+        st.caption(head)
+        rows = session.recommendation_rows()
+        st.dataframe(
+            pd.DataFrame(rows).drop(columns="item"),
+            key="pg_top",
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "rank": st.column_config.NumberColumn("Rank", width="small"),
+                "title": st.column_config.TextColumn("Title"),
+                "genres": st.column_config.TextColumn("Genres"),
+                "predicted": st.column_config.NumberColumn(
+                    "Predicted" if session.model.predicts_ratings else "Score",
+                    format="%.2f",
+                    help="Predicted rating on the dataset's scale",
+                ),
+                "movement": st.column_config.TextColumn(
+                    "Since last", help="new, ↑ places up, ↓ places down, = same"
+                ),
+            },
+        )
+        c1, c2 = st.columns(2)
+        c1.plotly_chart(adaptation_chart(v), key="pg_adapt_chart", width="stretch")
+        if session.persona is not None and session.curve:
+            c2.plotly_chart(
+                learning_chart(session.curve, "mae", session.model_name),
+                key="pg_curve_chart",
+                width="stretch",
+            )
+        else:
+            c2.info(
+                "Pick a persona to see the learning curve: it needs hidden ratings to measure the error."
+            )
+        c3, c4 = st.columns(2)
+        if session.projection is not None:
+            c3.plotly_chart(
+                projection_chart(session.projection, v.point, data),
+                key="pg_proj_chart",
+                width="stretch",
+            )
+        if session.persona is not None and session.curve:
+            c4.plotly_chart(
+                learning_chart(session.curve, "ndcg", session.model_name),
+                key="pg_ndcg_chart",
+                width="stretch",
+            )
+        if session.items:
+            st.subheader("Your ratings", anchor=False)
+            items, ratings = session.support()
+            st.dataframe(
+                pd.DataFrame(
+                    {
+                        "order": np.arange(1, len(items) + 1),
+                        "title": [pg.item_label(data, int(i)) for i in items],
+                        "rating": ratings,
+                    }
+                ),
+                key="pg_rated",
+                hide_index=True,
+                width="stretch",
+                column_config={
+                    "order": st.column_config.NumberColumn("#", width="small"),
+                    "title": st.column_config.TextColumn("Item"),
+                    "rating": st.column_config.NumberColumn("Rating", format="%g ★"),
+                },
+            )
+            r1, r2 = st.columns([3, 1])
+            gone = r1.selectbox(
+                "Remove a rating",
+                [int(i) for i in items],
+                format_func=lambda i: pg.item_label(data, i),
+                key="pg_remove_pick",
+            )
+            if r2.button("Remove", key="pg_remove"):
+                _act(session.remove_rating, gone)
+                st.rerun()  # redraw with the rating gone
+
+    results()

@@ -1,0 +1,199 @@
+"""What-if page: the same new user's ratings fed to several models, side by side."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+import app_state as state
+from metarec_core import playground as pg
+from metarec_core.whatif import compare_models
+
+K_RESULT = "mr_whatif"
+
+st.title("What-if: compare models on one new user")
+active = state.get_data()
+if active is None:
+    st.info("Choose a dataset on the Data page first.")
+    st.stop()
+data = active.data
+entry = state.active_model()
+if entry is None:
+    st.info("No model for this dataset yet: train one on the Train page.")
+    st.page_link("views/train.py", label="Go to the Train page", icon=":material/model_training:")
+    st.stop()
+st.caption(
+    "Feed the same ratings to several models and see where their top-10 lists differ, and how "
+    "many ratings each needs before its list stops changing. Baselines are fitted on the same "
+    f"training users as the active model ({state.plain(entry.name)})."
+)
+
+with st.spinner("Fitting the baselines on the model's training users…"):
+    baselines = state.baseline_entries(entry, data)
+candidates: dict[str, object] = {n: m.model for n, m in state.models_for_active_data().items()}
+candidates.update(baselines)
+default = [entry.name, *[b for b in ("mf_foldin", "user_bias") if b in baselines]]
+chosen = st.multiselect(
+    "Models to compare",
+    list(candidates),
+    default=default,
+    key="wi_models",
+    help="Meta-learners of this session (train more, e.g. finetune, on the Train page) and baselines.",
+)
+
+session = st.session_state.get(state.K_PLAYGROUND)
+sources = []
+if session is not None and session.items:
+    sources.append("The playground's ratings")
+sources += ["A held-out real user", "A taste persona"]
+source = st.radio("Ratings to feed", sources, key="wi_source", horizontal=True)
+
+items = ratings = None
+label = ""
+if source == "The playground's ratings":
+    items, ratings = session.support()
+    label = f"your {len(items)} playground ratings"
+elif source == "A held-out real user":
+    cands = pg.heldout_candidates(data, entry.heldout_users)[:60]
+    if len(cands) == 0:
+        st.warning("No held-out user of this model has enough ratings.")
+    else:
+        counts = data.counts_per_user()
+        user = st.selectbox(
+            "Held-out user",
+            [int(u) for u in cands],
+            format_func=lambda u: f"user {data.user_ids[u]} · {counts[u]} ratings",
+            key="wi_user",
+        )
+        p = pg.heldout_persona(data, user, seed=0)
+        items, ratings = p.reveal_items, p.reveal_ratings
+        label = p.name
+else:
+    sugg = pg.suggest_tastes(data, 1)
+    if not sugg:
+        st.warning("Taste personas need item genres: upload an items file on the Data page.")
+    else:
+        genres = list(data.items.genre_names)
+        likes = st.multiselect("Loves", genres, default=list(sugg[0][0]), key="wi_likes")
+        dislikes = st.multiselect("Dislikes", genres, default=list(sugg[0][1]), key="wi_dislikes")
+        try:
+            p = pg.taste_persona(data, likes, dislikes, train_users=entry.train_users, seed=0)
+        except ValueError as e:
+            st.warning(state.plain(str(e)))
+        else:
+            items, ratings = p.reveal_items, p.reveal_ratings
+            label = p.name
+
+if items is not None and len(items):
+    n_max = len(items)
+    n = (
+        st.slider(
+            "Ratings to use (in order)",
+            1,
+            n_max,
+            min(15, n_max),
+            key="wi_n",
+            help="The first n ratings; the stabilisation analysis looks at every prefix.",
+        )
+        if n_max > 1
+        else 1
+    )
+    if st.button("Compare", key="wi_compare", type="primary", disabled=len(chosen) < 2):
+        try:
+            with st.spinner("Adapting every model after each rating…"):
+                result = compare_models(
+                    {c: candidates[c] for c in chosen}, items[:n], ratings[:n], n=10
+                )
+        except ValueError as e:
+            st.error(state.plain(str(e)))
+        else:
+            st.session_state[K_RESULT] = (result, f"{label}, first {n} ratings", data)
+    if len(chosen) < 2:
+        st.caption("Pick at least two models.")
+
+
+def _title(i: int) -> str:
+    return str(data.items.titles[i]) if data.items is not None else str(data.item_ids[i])
+
+
+stored = st.session_state.get(K_RESULT)
+if stored is not None and stored[2] is data:
+    c, what, _ = stored
+    st.subheader("Top-10 side by side", anchor=False)
+    st.caption(state.plain(f"Ratings fed: {what}."))
+    width = max(len(c.top[n]) for n in c.names)
+    table = {"rank": np.arange(1, width + 1)}
+    cfg = {"rank": st.column_config.NumberColumn("Rank", width="small")}
+    for j, name in enumerate(c.names):
+        tops = list(c.top[name]) + [None] * (width - len(c.top[name]))
+        marks = []
+        for i in tops:
+            if i is None:
+                marks.append("")
+                continue
+            flag = " ★ only here" if i in set(c.only_in[name].tolist()) else ""
+            marks.append(f"{_title(int(i))}{flag}")
+        table[f"m{j}"] = marks
+        cfg[f"m{j}"] = st.column_config.TextColumn(name)
+    st.dataframe(
+        pd.DataFrame(table), key="wi_table", hide_index=True, width="stretch", column_config=cfg
+    )
+    st.caption(
+        f"{len(c.in_all)} item(s) appear in every list; ★ marks items that only one model lists."
+    )
+    left, right = st.columns(2)
+    heat = go.Figure(
+        go.Heatmap(
+            z=c.pairwise_overlap,
+            x=list(c.names),
+            y=list(c.names),
+            zmin=0,
+            zmax=1,
+            colorscale="Blues",
+            text=np.round(c.pairwise_overlap, 2),
+            texttemplate="%{text}",
+            colorbar=dict(title="overlap"),
+        )
+    )
+    heat.update_layout(
+        title="Agreement: share of top-10 in common",
+        xaxis_title="Model",
+        yaxis_title="Model",
+        height=360,
+        margin=dict(t=50, b=40, l=60, r=10),
+    )
+    left.plotly_chart(heat, key="wi_heat", width="stretch")
+    stab = go.Figure()
+    for name in c.names:
+        ys = c.overlap_with_final[name]
+        stab.add_scatter(x=list(range(len(ys))), y=ys, name=name, mode="lines+markers")
+    stab.update_layout(
+        title="How fast each top-10 settles",
+        xaxis_title="Ratings given",
+        yaxis_title="Overlap with the final top-10 (share)",
+        height=360,
+        margin=dict(t=50, b=40, l=60, r=10),
+        legend=dict(orientation="h", y=-0.25),
+    )
+    right.plotly_chart(stab, key="wi_stab", width="stretch")
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "model": list(c.names),
+                "stable_after": [c.stable_at[n] for n in c.names],
+                "only_here": [len(c.only_in[n]) for n in c.names],
+            }
+        ),
+        key="wi_stability",
+        hide_index=True,
+        column_config={
+            "model": st.column_config.TextColumn("Model"),
+            "stable_after": st.column_config.NumberColumn(
+                "Ratings until the top-10 stops changing",
+                help="Fewest ratings after which the list equals the final one; empty = still changing",
+            ),
+            "only_here": st.column_config.NumberColumn("Items no other model lists"),
+        },
+    )
