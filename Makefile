@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 PORT   ?= 8501
 
-.PHONY: run test lint venv dev-deps chromium screenshots bench clean
+.PHONY: run test lint venv dev-deps chromium screenshots bench sample-model clean
 
 # torch goes in first, pinned, so that nothing installed after it can swap in a CUDA build.
 $(VENV)/.installed: requirements.txt
@@ -42,9 +42,16 @@ test: dev-deps chromium lint
 screenshots: dev-deps chromium
 	$(PY) -m pytest -q tests/e2e --screenshots docs/screenshots
 
+# Accuracy (all configurations whose data exist), speed and playground latency -> bench/out/.
 bench: venv
 	$(PY) bench/accuracy.py --out bench/out
-	$(PY) bench/speed.py --data ../shared/datasets/ml-100k/u.data --json bench/out/speed.json
+	$(PY) bench/speed.py --data ../shared/datasets/ml-100k/u.data --items ../shared/datasets/ml-100k/u.item --json bench/out/speed.json
+	$(PY) bench/playground_latency.py --json bench/out/playground_latency.json
+
+# The small pre-trained checkpoint the app opens with (tests/test_sample_model.py checks it
+# still loads and matches the sample data; regenerate after changing the model).
+sample-model: venv
+	$(PY) -m metarec_core train sample_data/ratings.csv --items sample_data/items.csv --out sample_data/model.pt --seed 0 --steps 300
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -21,6 +21,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,22 +39,41 @@ from metarec_core.evaluate import (  # noqa: E402
 from metarec_core.methods import BASELINES  # noqa: E402
 
 ML100K = ROOT.parent / "shared" / "datasets" / "ml-100k" / "u.data"
+ML100K_ITEMS = ML100K.with_name("u.item")
 SAMPLE = ROOT / "sample_data" / "ratings.csv"
+SAMPLE_ITEMS = SAMPLE.with_name("items.csv")
 SUPPORT = (1, 3, 5, 10, 20)
+# The default meta-learner beside its two ablations: the same network without the meta
+# objective (finetune) and with the MeLU paper's hyperparameters (melu).
+META = ("metasgd", "finetune", "melu")
+ALL = (*BASELINES, *META)
 
-# name -> (data path, EvalConfig)
-CONFIGS: dict[str, tuple[Path, EvalConfig]] = {
-    "baselines_ml100k": (
-        ML100K,
-        EvalConfig(methods=BASELINES, support=SUPPORT, query=10, folds=5, seed=0),
+
+@dataclass(frozen=True)
+class Config:
+    data: Path
+    items: Path | None
+    eval: EvalConfig
+
+
+CONFIGS: dict[str, Config] = {
+    "baselines_ml100k": Config(
+        ML100K, None, EvalConfig(methods=BASELINES, support=SUPPORT, query=10, folds=5, seed=0)
     ),
-    "baselines_ml100k_melu": (
-        ML100K,
-        EvalConfig(methods=BASELINES, query=10, seed=0, protocol="melu"),
+    "baselines_ml100k_melu": Config(
+        ML100K, None, EvalConfig(methods=BASELINES, query=10, seed=0, protocol="melu")
     ),
-    "baselines_sample": (
-        SAMPLE,
-        EvalConfig(methods=BASELINES, support=SUPPORT, query=10, folds=5, seed=0),
+    "baselines_sample": Config(
+        SAMPLE, None, EvalConfig(methods=BASELINES, support=SUPPORT, query=10, folds=5, seed=0)
+    ),
+    "meta_ml100k": Config(
+        ML100K, ML100K_ITEMS, EvalConfig(methods=ALL, support=SUPPORT, query=10, folds=5, seed=0)
+    ),
+    "meta_ml100k_melu": Config(
+        ML100K, ML100K_ITEMS, EvalConfig(methods=ALL, query=10, seed=0, protocol="melu")
+    ),
+    "meta_sample": Config(
+        SAMPLE, SAMPLE_ITEMS, EvalConfig(methods=ALL, support=SUPPORT, query=10, folds=5, seed=0)
     ),
 }
 
@@ -65,9 +85,13 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-def cli_command(path: Path, cfg: EvalConfig, out: Path) -> str:
+def cli_command(conf: Config, out: Path) -> str:
     """The `python -m metarec_core evaluate` command (run from the repo root) for the same report."""
-    parts = ["python -m metarec_core evaluate", _rel(path), f"--methods {','.join(cfg.methods)}"]
+    cfg = conf.eval
+    parts = ["python -m metarec_core evaluate", _rel(conf.data)]
+    if conf.items is not None:
+        parts.append(f"--items {_rel(conf.items)}")
+    parts.append(f"--methods {','.join(cfg.methods)}")
     if cfg.protocol == "kshot":
         parts += [
             f"--support {','.join(map(str, cfg.support))}",
@@ -144,19 +168,19 @@ def machine() -> str:
     )
 
 
-def run(name: str, path: Path, cfg: EvalConfig, out_dir: Path, progress: bool) -> str | None:
-    if not path.exists():
-        print(f"[{name}] skipped: {path} not found", file=sys.stderr)
+def run(name: str, conf: Config, out_dir: Path, progress: bool) -> str | None:
+    if not conf.data.exists():
+        print(f"[{name}] skipped: {conf.data} not found", file=sys.stderr)
         return None
     t0 = time.perf_counter()
-    data = load_ratings(path)
-    report = run_evaluation(data, cfg, progress=progress)
+    data = load_ratings(conf.data, items=conf.items)
+    report = run_evaluation(data, conf.eval, progress=progress)
     wall = time.perf_counter() - t0
     json_path = out_dir / f"{name}.json"
     report["bench"] = {
         "name": name,
         "wall_seconds": wall,
-        "command": cli_command(path, cfg, json_path),
+        "command": cli_command(conf, json_path),
         "machine": machine(),
     }
     json_path.write_text(json.dumps(report, indent=2))
@@ -176,8 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if args.list:
-        for name, (path, cfg) in CONFIGS.items():
-            print(f"{name}: {cli_command(path, cfg, Path(args.out) / (name + '.json'))}")
+        for name, conf in CONFIGS.items():
+            print(f"{name}: {cli_command(conf, Path(args.out) / (name + '.json'))}")
         return 0
     names = args.only or list(CONFIGS)
     unknown = [n for n in names if n not in CONFIGS]
@@ -188,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    parts = [run(n, *CONFIGS[n], out_dir, not args.no_progress) for n in names]
+    parts = [run(n, CONFIGS[n], out_dir, not args.no_progress) for n in names]
     done = [md for md in parts if md]
     if done:
         (out_dir / "accuracy.md").write_text("## Accuracy\n\n" + "\n".join(done))

@@ -83,7 +83,7 @@ def adaptation_chart(view: pg.PlaygroundView) -> go.Figure:
             )
     fig.update_layout(
         title="Adaptation: loss per inner step",
-        xaxis_title="Inner gradient step (0 = meta-learned start)",
+        xaxis_title="Inner step (0 = meta-learned start)",
         yaxis_title="Mean squared error (rating²)",
         height=320,
         margin=dict(t=50, b=90, l=60, r=10),
@@ -147,7 +147,7 @@ def projection_chart(proj: pg.Projection, point: np.ndarray | None, data) -> go.
         )
     e = proj.explained
     fig.update_layout(
-        title="Where you land among training users (PCA)",
+        title="You among training users (PCA)",
         xaxis_title=f"PC 1 ({100 * e[0]:.0f}% of variance)",
         yaxis_title=f"PC 2 ({100 * e[1]:.0f}% of variance)",
         height=360,
