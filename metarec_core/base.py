@@ -17,6 +17,14 @@ import numpy as np
 from metarec_core.data import RatingsDataset
 
 
+def top_items(scores: np.ndarray, exclude: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the n best scores without `exclude`, best first; ties broken by item index."""
+    s = np.asarray(scores, dtype=np.float64).copy()
+    s[np.asarray(exclude, dtype=np.int64)] = -np.inf
+    n = int(min(n, np.isfinite(s).sum()))
+    return np.lexsort((np.arange(len(s)), -s))[:n]
+
+
 class NotFittedError(RuntimeError):
     """A method was used before `fit`."""
 
@@ -53,11 +61,8 @@ class AdaptedUser:
 
         Ties are broken by item index, never by anything the user has not given.
         """
-        excl = self.support_items if exclude is None else np.asarray(exclude, dtype=np.int64)
-        s = self.scores.astype(np.float64, copy=True)
-        s[excl] = -np.inf
-        n = int(min(top_n, np.isfinite(s).sum()))
-        order = np.lexsort((np.arange(len(s)), -s))[:n]
+        excl = self.support_items if exclude is None else exclude
+        order = top_items(self.scores, excl, top_n)
         return order, self.scores[order]
 
 

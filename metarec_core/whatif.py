@@ -13,15 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from metarec_core.base import Recommender
+from metarec_core.base import Recommender, top_items
 
 
 def top_n(scores: np.ndarray, exclude: np.ndarray, n: int) -> np.ndarray:
     """Indices of the n best scores (ties by index) without `exclude`, best first."""
-    s = np.asarray(scores, dtype=np.float64).copy()
-    s[np.asarray(exclude, dtype=np.int64)] = -np.inf
-    n = int(min(n, np.isfinite(s).sum()))
-    return np.lexsort((np.arange(len(s)), -s))[:n]
+    return top_items(scores, exclude, n)
 
 
 def overlap(a: np.ndarray, b: np.ndarray) -> float:

@@ -296,7 +296,7 @@ with right:
                 snap.train_steps,
                 snap.train_loss,
                 "Meta-training loss",
-                "Query MSE (rating²)",
+                "Outer loss on query ratings",
                 "#4c6ef5",
             ),
             key="train_loss_chart",
