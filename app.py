@@ -67,7 +67,7 @@ def _sidebar() -> None:
             state.set_active_model(choice)
             st.caption(usable[choice].source)
         job = state.jobs().get("sample")
-        if not usable and job is not None and job.is_active:
+        if not usable and active.is_sample and job is not None and job.is_active:
             snap = job.snapshot()
             st.progress(snap.fraction, text="Training a quick model for the sample…")
         elif not usable:

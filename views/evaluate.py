@@ -72,6 +72,7 @@ def curve_figure(report: dict, metric: str, ytitle: str) -> go.Figure:
                 x=xs + xs[::-1],
                 y=[c[1] for c in ci] + [c[0] for c in ci][::-1],
                 fill="toself",
+                mode="lines",
                 fillcolor=_rgba(color, 0.15),
                 line=dict(width=0),
                 hoverinfo="skip",

@@ -276,8 +276,15 @@ with left:
             key="pg_rating",
             format_func=lambda v: f"{v:g} ★",
         )
-        if st.button("Rate this item", key="pg_rate", type="primary"):
-            _act(session.add_rating, item, rating)
+        # A callback, so the rating lands before the next run draws the item list: the item
+        # just rated then leaves the picker instead of staying selected.
+        st.button(
+            "Rate this item",
+            key="pg_rate",
+            type="primary",
+            on_click=_act,
+            args=(session.add_rating, item, rating),
+        )
 
     if session.persona is not None:
         st.subheader("Let the persona rate", anchor=False)

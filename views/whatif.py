@@ -182,7 +182,10 @@ if stored is not None and stored[2] is data:
         pd.DataFrame(
             {
                 "model": list(c.names),
-                "stable_after": [c.stable_at[n] for n in c.names],
+                "stable_after": [
+                    "still changing" if c.stable_at[n] is None else str(c.stable_at[n])
+                    for n in c.names
+                ],
                 "only_here": [len(c.only_in[n]) for n in c.names],
             }
         ),
@@ -190,9 +193,9 @@ if stored is not None and stored[2] is data:
         hide_index=True,
         column_config={
             "model": st.column_config.TextColumn("Model"),
-            "stable_after": st.column_config.NumberColumn(
+            "stable_after": st.column_config.TextColumn(
                 "Ratings until the top-10 stops changing",
-                help="Fewest ratings after which the list equals the final one; empty = still changing",
+                help="Fewest ratings after which the list equals the final one",
             ),
             "only_here": st.column_config.NumberColumn("Items no other model lists"),
         },
