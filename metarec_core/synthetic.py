@@ -26,33 +26,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from metarec_core.data import RatingsDataset, load_ratings, summarize
+from metarec_core.data import ML100K_GENRES, RatingsDataset, load_ratings, summarize
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
 SAMPLE_RATINGS = SAMPLE_DIR / "ratings.csv"
 SAMPLE_ITEMS = SAMPLE_DIR / "items.csv"
 SAMPLE_README = SAMPLE_DIR / "README.md"
 
-GENRES = (
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children's",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
-)
+GENRES = ML100K_GENRES[1:]  # MovieLens-100K's genres without "unknown"
 # Relative genre frequencies, roughly those of MovieLens-100K's items.
 _GENRE_WEIGHT = np.array(
     [251, 135, 42, 122, 505, 109, 50, 725, 22, 24, 92, 56, 61, 247, 101, 251, 71, 27], float

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import app_state as state
-from metarec_core.evaluate import EvalConfig, report_rows_csv
+from metarec_core.evaluate import ROW_COLUMNS, EvalConfig, report_rows_csv
 from metarec_core.jobs import EvaluationJob
 from metarec_core.methods import BASELINES, META_LEARNERS, available_methods
 
@@ -116,21 +116,7 @@ def show_report(report: dict) -> None:
         width="stretch",
     )
     table = pd.DataFrame(report["rows"])
-    cols = [
-        c
-        for c in (
-            "method",
-            "support",
-            "users",
-            "mae",
-            "rmse",
-            "ndcg@3",
-            "ndcg@5",
-            "recall@10",
-            "seconds",
-        )
-        if c in table
-    ]
+    cols = [c for c in ROW_COLUMNS if c in table]
     st.subheader("Results", anchor=False)
     st.dataframe(
         table[cols],
