@@ -43,7 +43,9 @@ def main() -> None:
         res, per = {}, {}
         for k in (0, *K):
             S = m.score_many([t.support(k) for t in tasks])
-            e = np.array([np.abs(S[b][t.query[0]] - t.query[1]).mean() for b, t in enumerate(tasks)])
+            e = np.array(
+                [np.abs(S[b][t.query[0]] - t.query[1]).mean() for b, t in enumerate(tasks)]
+            )
             res[k], per[k] = e.mean(), e
         return res, per
 
@@ -79,9 +81,13 @@ def main() -> None:
         diff = per[k] - base[bb][1][k]
         rng = np.random.default_rng(0)
         bs = [diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(1000)]
-        out.append(f"k={k}:{diff.mean():+.4f}[{np.percentile(bs, 2.5):+.4f},{np.percentile(bs, 97.5):+.4f}]")
+        out.append(
+            f"k={k}:{diff.mean():+.4f}[{np.percentile(bs, 2.5):+.4f},{np.percentile(bs, 97.5):+.4f}]"
+        )
     print("  vs best:", " ".join(out))
-    print("  val:", " ".join(f"{h.step}:{h.val_mae:.4f}" for h in m.history_ if h.val_mae is not None))
+    print(
+        "  val:", " ".join(f"{h.step}:{h.val_mae:.4f}" for h in m.history_ if h.val_mae is not None)
+    )
 
 
 if __name__ == "__main__":

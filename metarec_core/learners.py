@@ -23,6 +23,14 @@ Inner objective (``LearnerConfig.inner_objective``), see `models.InnerOptimizer`
   evidence like a posterior (the closed-form ridge fold-in of the baselines is a special case).
 - ``mean``: mean squared error on the support (MeLU).
 
+Output and outer objective (``LearnerConfig.outer_loss``): by default ``ordinal``: the network's
+output z is the location of an ordered logit over the scale's levels (`models.OrdinalOutput`),
+meta-trained by its negative log-likelihood on the query, and the prediction is the median of
+that distribution, the Bayes-optimal point under absolute error (the reported MAE). On an
+integer 1-5 scale this alone lowers MAE a lot against mean predictors and raises RMSE; the
+``finetune`` and ``melu`` ablations use the same output, so comparisons among learners isolate
+the meta-objective. ``mse``/``mae``/``huber`` give a plain regression output.
+
 The product default is ``metasgd`` (`DEFAULT_METHOD`).
 """
 
@@ -109,6 +117,10 @@ class LearnerConfig:
     val_support: tuple[int, ...] = (1, 3, 5, 10, 20)  # val MAE is averaged over these k
     val_repeats: int = 3  # seeded support/query draws per validation user
     val_fraction: float = 0.1  # carved from train users when fit() gets no val_users
+    # early-stopping criterion: mae, or nll (the query log-loss of the ordinal output: smooth,
+    # where the MAE of a median moves in steps and is noisy on a few validation users; the MAE
+    # is still what is reported). nll falls back to mae without an ordinal output.
+    val_metric: str = "nll"
     # --- runtime
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | mps
@@ -127,6 +139,8 @@ class LearnerConfig:
             raise ValueError(
                 f"outer_loss must be one of {'|'.join(OUTER_LOSSES)}, got {self.outer_loss!r}"
             )
+        if self.val_metric not in ("mae", "nll"):
+            raise ValueError(f"val_metric must be mae|nll, got {self.val_metric!r}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32|float64, got {self.dtype!r}")
         for f in ("factors", "embedding_dim", "meta_batch", "eval_every", "query"):
@@ -157,7 +171,9 @@ PRESETS: dict[str, LearnerConfig] = {
     "finetune": LearnerConfig(name="finetune", algorithm="finetune", meta_batch=1024),
     # MeLU (Lee et al., KDD 2019) on our model: embedding 32, decision layers 64-64, only the
     # decision layers adapt, local lr 5e-6 on the mean squared error, global lr 5e-5 (Adam),
-    # 1 local step (the paper also reports 5), 32 users per meta-batch.
+    # 1 local step (the paper also reports 5), 32 users per meta-batch. The paper regresses with
+    # MSE; here it keeps our network's ordinal output and loss, like every other learner, so the
+    # comparison is about the set-up, not the output layer.
     "melu": LearnerConfig(
         name="melu",
         algorithm="maml",
@@ -169,7 +185,6 @@ PRESETS: dict[str, LearnerConfig] = {
         inner_lr=5e-6,
         per_step_lr=False,
         outer_lr=5e-5,
-        outer_loss="mse",
         item_lr=None,
         meta_batch=32,
     ),
@@ -222,9 +237,9 @@ class TrainProgress:
 
     step: int  # 1-based meta-step just done
     total: int  # maximum number of steps
-    train_loss: float | None  # meta-batch query MSE of this step
+    train_loss: float | None  # meta-batch query loss (the outer objective) of this step
     val_mae: float | None  # validation MAE when validation ran at this step
-    best_val_mae: float | None  # best validation MAE so far
+    best_val_mae: float | None  # validation MAE of the best (kept) weights so far
     seconds: float  # since fit() started
 
 
@@ -778,6 +793,30 @@ class MetaLearner(Recommender):
             maes.append(float(np.mean(per_user)))
         return float(np.mean(maes))
 
+    def _val_nll(self, batches) -> float:
+        """Mean query NLL of the ordinal output over the validation batches."""
+        ordinal = self.model_.ordinal
+        out = []
+        for sup, qry in batches:
+            fast, _, _ = self._adapt_batch(self._pad(sup))
+            q = self._pad(qry)
+            with torch.no_grad():
+                fq = self._batch_feats(q.items)
+                z = vmap(self._predict, in_dims=(0, 0, None if fq is None else 0))(
+                    fast, q.items, fq
+                )
+                m = q.mask.to(z.dtype)
+                per_user = (ordinal.nll(z, q.ratings) * m).sum(1) / m.sum(1).clamp(min=1)
+            out.append(float(per_user.mean()))
+        return float(np.mean(out))
+
+    def _val_scores(self, batches) -> tuple[float, float]:
+        """(validation MAE, early-stopping criterion: `val_metric`)."""
+        mae = self._val_mae(batches)
+        if self.config.val_metric == "nll" and self.model_.ordinal is not None:
+            return mae, self._val_nll(batches)
+        return mae, mae
+
     def _optimizer(self) -> torch.optim.Optimizer:
         cfg = self.config
         item_names = {"item_enc.bias", "item_enc.factor", "item_enc.embedding", "implicit"}
@@ -848,8 +887,9 @@ class MetaLearner(Recommender):
         opt = self._optimizer()
         learn = self._learnable()
         best_state = None
+        best_crit = math.inf
         if val:
-            self.best_val_mae_ = self._val_mae(val)
+            self.best_val_mae_, best_crit = self._val_scores(val)
             best_state = self._snapshot()
         bad = 0
         stopped = False
@@ -876,11 +916,11 @@ class MetaLearner(Recommender):
             self.fitted_ = True
             val_mae = None
             if val and (step % cfg.eval_every == 0 or step == cfg.steps):
-                val_mae = self._val_mae(val)
-                if not math.isfinite(val_mae):
+                val_mae, crit = self._val_scores(val)
+                if not (math.isfinite(val_mae) and math.isfinite(crit)):
                     raise FloatingPointError(f"validation MAE became {val_mae} at step {step}")
-                if val_mae < self.best_val_mae_ - 1e-5:
-                    self.best_val_mae_, self.best_step_, bad = val_mae, step, 0
+                if crit < best_crit - 1e-5:
+                    best_crit, self.best_val_mae_, self.best_step_, bad = crit, val_mae, step, 0
                     best_state = self._snapshot()
                 else:
                     bad += 1

@@ -146,3 +146,40 @@ def test_decision_head_dropout_masks_are_applied():
 def test_feature_dim_matches_forward(hidden):
     m = _model(hidden=hidden)
     assert m.item_enc(torch.tensor([0, 1])).shape == (2, m.item_enc.feature_dim)
+
+
+def test_ordinal_output_is_a_distribution_whose_median_is_the_prediction():
+    from metarec_core.models import OrdinalOutput
+
+    out = OrdinalOutput(1.0, 1.0, 5).double().requires_grad_(False)
+    z = torch.linspace(0.0, 6.0, 61, dtype=torch.float64)
+    # probabilities of the 5 levels are positive and sum to one for every z
+    nll = torch.stack([out.nll(z, torch.full_like(z, float(r))) for r in range(1, 6)], -1)
+    probs = (-nll).exp()
+    torch.testing.assert_close(probs.sum(-1), torch.ones_like(z))
+    assert bool((probs > 0).all())
+    # the point prediction is (up to the 1e-3 tie-break) the median level of that distribution
+    cdf = probs.cumsum(-1)
+    median = 1.0 + (cdf < 0.5).sum(-1).to(torch.float64)
+    point = out.point(z)
+    assert float((point - median).abs().max()) <= 4e-3
+    # ... which minimises the expected absolute error over the 5 levels
+    levels = torch.arange(1.0, 6.0, dtype=torch.float64)
+    exp_abs = (probs.unsqueeze(-1) * (levels.view(1, 5, 1) - levels.view(1, 1, 5)).abs()).sum(1)
+    best = exp_abs.min(-1).values
+    at_point = (probs * (point.unsqueeze(-1) - levels).abs()).sum(-1)
+    assert float((at_point - best).max()) < 4e-3
+    # larger z, higher prediction; out-of-scale ratings snap to the nearest level
+    assert bool((point[1:] >= point[:-1]).all())
+    torch.testing.assert_close(out.nll(z, torch.full_like(z, 9.0)), nll[:, 4])
+
+
+def test_rating_model_forward_gives_points_and_raw_gives_the_ordinal_location():
+    m = _model(ordinal=(1.0, 1.0, 5))
+    items = torch.arange(7)
+    state = torch.tensor([0.3, -0.2, 0.5, 2.0], dtype=torch.float64)
+    z = m(items, state, raw=True)
+    torch.testing.assert_close(m(items, state), m.ordinal.point(z))
+    assert not torch.allclose(m(items, state), z)
+    assert _model()(items, state).shape == z.shape  # no ordinal output: forward is z itself
+    torch.testing.assert_close(_model()(items, state), _model()(items, state, raw=True))
