@@ -280,7 +280,7 @@ with right:
             best = (
                 ""
                 if snap.best_val_mae is None
-                else f"; best validation MAE {snap.best_val_mae:.4f}"
+                else f"; validation MAE of the kept weights {snap.best_val_mae:.4f}"
             )
             st.success(
                 f"Training done in {snap.elapsed:.1f} s ({snap.step} steps{best}). The model is active."
