@@ -50,6 +50,14 @@ class AdaptedUser:
     support_ratings: np.ndarray
     trace: AdaptationTrace | None = None
     state: np.ndarray | None = None  # the adapted user representation, when the method has one
+    # The mean of the predictive distribution, for display, when it differs from `scores`
+    # (learners with an ordinal output predict its median, which is MAE-optimal but coarse).
+    expected: np.ndarray | None = None  # (n_items,)
+
+    def display_ratings(self, items: np.ndarray) -> np.ndarray:
+        """Predicted ratings to show a person: the expected rating where known, else scores."""
+        src = self.scores if self.expected is None else self.expected
+        return src[np.asarray(items, dtype=np.int64)]
 
     def predict(self, items: np.ndarray) -> np.ndarray:
         return self.scores[np.asarray(items, dtype=np.int64)]

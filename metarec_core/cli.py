@@ -217,7 +217,9 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         print(f"warning: {args.ratings}: {warning}", file=sys.stderr)
     adapted = ck.learner.adapt(user.items, user.ratings)
     items, scores = adapted.recommend(args.top)
-    predicted = ck.scale.clip(scores) if ck.learner.predicts_ratings else scores
+    predicted = (
+        ck.scale.clip(adapted.display_ratings(items)) if ck.learner.predicts_ratings else scores
+    )
     rows = [
         {
             "rank": rank,

@@ -644,8 +644,14 @@ class MetaLearner(Recommender):
         out = (*out, None, None)
         return out[0], out[1], out[2]
 
-    def _scores(self, fast: dict[str, torch.Tensor], chunk: int = 64) -> np.ndarray:
-        """(B, n_items) predictions over the catalogue, clipped to the rating scale."""
+    def _scores(
+        self, fast: dict[str, torch.Tensor], chunk: int = 64, *, expected: bool = False
+    ) -> np.ndarray:
+        """(B, n_items) predictions over the catalogue, clipped to the rating scale.
+
+        ``expected=True`` gives the expected rating instead of the point prediction.
+        """
+        to_rating = self.model_.expected if expected else self.model_.point
         B = fast["user_init"].shape[0]
         all_items = torch.arange(self.n_items_, device=self.device_)
         out = []
@@ -657,7 +663,7 @@ class MetaLearner(Recommender):
                     pred = self.model_.head(part["user_init"], feats)
                 else:
                     pred = vmap(lambda f: self._predict(f, all_items, feats))(part)
-                out.append(self.model_.point(pred))
+                out.append(to_rating(pred))
         scores = torch.cat(out).double().cpu().numpy()
         return np.clip(scores, self.scale_.low, self.scale_.high)
 
@@ -691,7 +697,8 @@ class MetaLearner(Recommender):
             query_loss=None if ql is None else tuple(float(x) for x in ql[0]),
         )
         state = fast["user_init"][0].detach().double().cpu().numpy()
-        return AdaptedUser(scores, items, ratings.astype(np.float32), trace, state)
+        expected = self._scores(fast, expected=True)[0] if self.model_.ordinal is not None else None
+        return AdaptedUser(scores, items, ratings.astype(np.float32), trace, state, expected)
 
     def score_many(self, supports: Sequence[Pair]) -> np.ndarray:
         """(n_users, n_items) predicted ratings after adapting to each support set at once."""

@@ -200,10 +200,13 @@ class OrdinalOutput(nn.Module):
         onehot = (idx.unsqueeze(-1) == levels).to(z.dtype)
         return -(probs.clamp(min=1e-12).log() * onehot).sum(-1)
 
+    def mean(self, z: torch.Tensor) -> torch.Tensor:
+        """Expected rating for each z."""
+        return self.low + self.step * (1.0 - self.cdf(z)).sum(-1)
+
     def point(self, z: torch.Tensor) -> torch.Tensor:
         """Median rating (+ a tie-breaking 1e-3 x (mean - median)) for each z."""
-        cdf = self.cdf(z)
-        mean = self.low + self.step * (1.0 - cdf).sum(-1)
+        mean = self.mean(z)
         median = self.low + self.step * (self.cuts() < z.unsqueeze(-1)).to(z.dtype).sum(-1)
         return median + self.TIE_BREAK * (mean - median)
 
@@ -271,6 +274,10 @@ class RatingModel(nn.Module):
     def point(self, z: torch.Tensor) -> torch.Tensor:
         """The rating prediction for raw outputs z (z itself without an ordinal output)."""
         return z if self.ordinal is None else self.ordinal.point(z)
+
+    def expected(self, z: torch.Tensor) -> torch.Tensor:
+        """The expected rating for raw outputs z (z itself without an ordinal output)."""
+        return z if self.ordinal is None else self.ordinal.mean(z)
 
 
 def param_key(name: str) -> str:

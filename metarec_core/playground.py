@@ -470,7 +470,7 @@ class PlaygroundSession:
         assert v is not None
         info = self.data.items
         rows = []
-        for r, (i, s, mv) in enumerate(zip(v.top_items, v.top_scores, v.movement, strict=True)):
+        for r, (i, mv) in enumerate(zip(v.top_items, v.movement, strict=True)):
             i = int(i)
             rows.append(
                 {
@@ -480,7 +480,7 @@ class PlaygroundSession:
                     if info is not None
                     else str(self.data.item_ids[i]),
                     "genres": ", ".join(info.genre_list(i)) if info is not None else "",
-                    "predicted": float(s),
+                    "predicted": float(v.adapted.display_ratings([i])[0]),
                     "movement": movement_label(mv),
                 }
             )

@@ -90,7 +90,7 @@ def compare_models(
         lists = prefix_top_lists(m, items, ratings, n)
         final = lists[-1]
         tops[name] = final
-        scores[name] = m.adapt(items, ratings).scores[final]
+        scores[name] = m.adapt(items, ratings).display_ratings(final)
         stable[name] = stable_after(lists, threshold)
         curves[name] = [overlap(t, final) for t in lists]
     pair = np.array([[overlap(tops[a], tops[b]) for b in names] for a in names])

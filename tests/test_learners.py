@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from metarec_core import methods
-from metarec_core.base import NotFittedError
+from metarec_core.base import AdaptedUser, NotFittedError
 from metarec_core.data import ItemInfo, RatingScale, RatingsDataset
 from metarec_core.learners import (
     LearnerConfig,
@@ -199,6 +199,29 @@ def test_adapt_trace_scores_and_recommendations(fitted):
     assert len(top) == 5 and not set(top) & set(items)
     # the same user through the batched path gives the same scores
     np.testing.assert_allclose(fitted.score_many([(items, ratings)])[0], user.scores, atol=1e-5)
+
+
+def test_expected_ratings_are_the_ordinal_mean_for_display(fitted):
+    assert fitted.model_.ordinal is not None
+    items, ratings = np.array([1, 2, 3]), np.array([5.0, 1.0, 4.0])
+    user = fitted.adapt(items, ratings)
+    # the point prediction is a median (on the levels, up to the tiny tie-break) ...
+    np.testing.assert_allclose(user.scores, np.round(user.scores), atol=5e-3)
+    # ... while the expected rating is the mean of the same distribution: from the empty
+    # support's raw outputs, computed independently here
+    prior = fitted.adapt(np.array([], dtype=np.int64), np.array([]))
+    with torch.no_grad():
+        z = fitted.model_(torch.arange(N_ITEMS), raw=True)
+        cdf = fitted.model_.ordinal.cdf(z).double().numpy()
+    np.testing.assert_allclose(prior.expected, 1.0 + (1.0 - cdf).sum(-1), atol=1e-5)
+    assert user.expected.shape == (N_ITEMS,)
+    assert user.expected.min() >= 1.0 and user.expected.max() <= 5.0
+    assert not np.allclose(user.expected, np.round(user.expected))
+    top, _ = user.recommend(5)
+    np.testing.assert_array_equal(user.display_ratings(top), user.expected[top])
+    # without an expected rating, what is shown is the score itself
+    plain = AdaptedUser(user.scores, items, ratings)
+    np.testing.assert_array_equal(plain.display_ratings(top), user.scores[top])
 
 
 def test_empty_support_gives_the_meta_learned_prior(fitted):

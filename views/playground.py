@@ -339,7 +339,7 @@ with right:
                 "predicted": st.column_config.NumberColumn(
                     "Predicted" if session.model.predicts_ratings else "Score",
                     format="%.2f",
-                    help="Predicted rating on the dataset's scale",
+                    help="Expected rating on the dataset's scale (the model's mean prediction)",
                 ),
                 "movement": st.column_config.TextColumn(
                     "Since last", help="new, ↑ places up, ↓ places down, = same"
