@@ -25,27 +25,12 @@ import streamlit as st
 from metarec_core.base import Recommender
 from metarec_core.data import RatingsDataset
 from metarec_core.playground import Projection, fit_projection
+from metarec_core.runtime import limit_torch_threads
 
 ROOT = Path(__file__).resolve().parent
 
 
-def _limit_torch_threads() -> int:
-    """One intra-op thread per torch call by default (METAREC_TORCH_THREADS overrides).
-
-    The server runs several sessions and background jobs as threads; letting each small op fan
-    out over every core makes them spin against each other. Measured on the 2-core dev box
-    while other processes ran: one new-user `adapt` on the sample took 5.7 ms with 1 thread
-    and 310 ms with 2.
-    """
-    import torch
-
-    n = int(os.environ.get("METAREC_TORCH_THREADS", "1"))
-    if n > 0 and torch.get_num_threads() != n:
-        torch.set_num_threads(n)
-    return n
-
-
-_limit_torch_threads()
+limit_torch_threads()
 PLAYGROUND_BASELINES = ("mf_foldin", "user_bias", "popularity")
 
 

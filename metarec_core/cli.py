@@ -267,6 +267,10 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("evaluate", "train", "recommend"):
+        from metarec_core.runtime import limit_torch_threads
+
+        limit_torch_threads()
     try:
         return COMMANDS[args.command](args)
     except (DataError, CheckpointError) as e:
