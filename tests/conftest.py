@@ -23,3 +23,14 @@ def ml100k_dir() -> Path:
 @pytest.fixture
 def sample_dir() -> Path:
     return SAMPLE
+
+
+@pytest.fixture
+def small_sample(tmp_path, monkeypatch):
+    """Point the app at a tiny sample folder (with a model); clear Streamlit's caches around."""
+    from app_support import clear_streamlit_caches, write_sample_dir_with_model
+
+    monkeypatch.setenv("METAREC_SAMPLE_DIR", str(write_sample_dir_with_model(tmp_path / "sample")))
+    clear_streamlit_caches()
+    yield
+    clear_streamlit_caches()

@@ -6,20 +6,13 @@ import json
 
 import pytest
 from app_support import (
-    clear_streamlit_caches,
     new_app,
     ratings_csv,
     texts,
-    write_sample_dir_with_model,
 )
 
-
-@pytest.fixture(autouse=True)
-def small_sample(tmp_path, monkeypatch):
-    monkeypatch.setenv("METAREC_SAMPLE_DIR", str(write_sample_dir_with_model(tmp_path / "sample")))
-    clear_streamlit_caches()
-    yield
-    clear_streamlit_caches()
+# the app on a tiny sample folder, Streamlit caches cleared around each test (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("small_sample")
 
 
 def plotly_layouts(at) -> list[dict]:

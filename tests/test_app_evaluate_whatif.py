@@ -5,15 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from app_support import clear_streamlit_caches, new_app, wait_until, write_sample_dir_with_model
+from app_support import new_app, wait_until
 
-
-@pytest.fixture(autouse=True)
-def small_sample(tmp_path, monkeypatch):
-    monkeypatch.setenv("METAREC_SAMPLE_DIR", str(write_sample_dir_with_model(tmp_path / "sample")))
-    clear_streamlit_caches()
-    yield
-    clear_streamlit_caches()
+# the app on a tiny sample folder, Streamlit caches cleared around each test (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("small_sample")
 
 
 def evaluate_page(methods=("item_mean", "user_bias", "popularity"), support="1,3", folds=2):

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import pytest
 from app_support import (
-    clear_streamlit_caches,
     new_app,
     ratings_csv,
     tiny_model_bytes,
     wait_until,
-    write_sample_dir_with_model,
 )
 
-
-@pytest.fixture(autouse=True)
-def small_sample(tmp_path, monkeypatch):
-    monkeypatch.setenv("METAREC_SAMPLE_DIR", str(write_sample_dir_with_model(tmp_path / "sample")))
-    clear_streamlit_caches()
-    yield
-    clear_streamlit_caches()
+# the app on a tiny sample folder, Streamlit caches cleared around each test (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("small_sample")
 
 
 def test_uploads_models_and_jobs_stay_in_their_session():

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import pytest
 from app_support import (
-    clear_streamlit_caches,
     items_csv,
     new_app,
     ratings_csv,
     tiny_model_bytes,
     wait_until,
-    write_sample_dir_with_model,
 )
 
 TINY_FORM = {
@@ -24,12 +22,8 @@ TINY_FORM = {
 }
 
 
-@pytest.fixture(autouse=True)
-def small_sample(tmp_path, monkeypatch):
-    monkeypatch.setenv("METAREC_SAMPLE_DIR", str(write_sample_dir_with_model(tmp_path / "sample")))
-    clear_streamlit_caches()
-    yield
-    clear_streamlit_caches()
+# the app on a tiny sample folder, Streamlit caches cleared around each test (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("small_sample")
 
 
 def train_page(**form):
