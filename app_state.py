@@ -367,3 +367,20 @@ def plain(text: object) -> str:
     """`text` with every markdown character escaped, so user strings show literally in
     st.markdown / st.error / st.info (which render markdown, never HTML here)."""
     return "".join("\\" + c if c in _MD_SPECIAL else c for c in str(text))
+
+
+def heldout_user_picker(data: RatingsDataset, heldout_users: np.ndarray, *, label: str, key: str):
+    """A select box of held-out users (never trained on) with enough ratings; None if there are none."""
+    from metarec_core.playground import heldout_candidates
+
+    cands = heldout_candidates(data, heldout_users)[:60]
+    if len(cands) == 0:
+        st.warning("No held-out user of this model has enough ratings (it needs 15).")
+        return None
+    counts = data.counts_per_user()
+    return st.selectbox(
+        label,
+        [int(u) for u in cands],
+        format_func=lambda u: f"user {data.user_ids[u]} · {counts[u]} ratings",
+        key=key,
+    )

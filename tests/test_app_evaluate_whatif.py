@@ -89,6 +89,21 @@ def test_whatif_compares_two_models_on_the_playground_user():
     assert len(figs[1]["data"][0]["x"]) == 7  # 0..6 ratings
 
 
+def test_whatif_on_a_heldout_user():
+    at = new_app()
+    at.switch_page("views/whatif.py").run()
+    at.radio(key="wi_source").set_value("A held-out real user").run()
+    assert not at.exception
+    user = at.selectbox(key="wi_user").value
+    assert user is not None
+    at.multiselect(key="wi_models").set_value(["sample model", "user_bias"])
+    at.button(key="wi_compare").click().run()
+    assert not at.exception and not at.error
+    result, what, _ = at.session_state["mr_whatif"]
+    assert result.names == ("sample model", "user_bias")
+    assert at.dataframe[0].value.shape == (10, 3)
+
+
 def test_whatif_needs_two_models():
     at = new_app()
     at.switch_page("views/whatif.py").run()

@@ -211,19 +211,14 @@ with left:
         on_change=_on_mode,
     )
     if mode == "A held-out real user":
-        cands = pg.heldout_candidates(data, entry.heldout_users)[:60]
-        if len(cands) == 0:
-            st.warning("No held-out user of this model has enough ratings (it needs 15).")
-        else:
-            counts = data.counts_per_user()
-            user = st.selectbox(
-                "Held-out user (never trained on)",
-                [int(u) for u in cands],
-                format_func=lambda u: f"user {data.user_ids[u]} · {counts[u]} ratings",
-                key="pg_heldout_user",
-            )
-            if st.button("Use this persona", key="pg_use_heldout"):
-                _use_persona(lambda: pg.heldout_persona(data, user, seed=0))
+        user = state.heldout_user_picker(
+            data,
+            entry.heldout_users,
+            label="Held-out user (never trained on)",
+            key="pg_heldout_user",
+        )
+        if user is not None and st.button("Use this persona", key="pg_use_heldout"):
+            _use_persona(lambda: pg.heldout_persona(data, user, seed=0))
     elif mode == "A taste persona":
         genres = list(data.items.genre_names) if data.items is not None else []
         if not genres:

@@ -56,17 +56,10 @@ if source == "The playground's ratings":
     items, ratings = session.support()
     label = f"your {len(items)} playground ratings"
 elif source == "A held-out real user":
-    cands = pg.heldout_candidates(data, entry.heldout_users)[:60]
-    if len(cands) == 0:
-        st.warning("No held-out user of this model has enough ratings.")
-    else:
-        counts = data.counts_per_user()
-        user = st.selectbox(
-            "Held-out user",
-            [int(u) for u in cands],
-            format_func=lambda u: f"user {data.user_ids[u]} · {counts[u]} ratings",
-            key="wi_user",
-        )
+    user = state.heldout_user_picker(
+        data, entry.heldout_users, label="Held-out user", key="wi_user"
+    )
+    if user is not None:
         p = pg.heldout_persona(data, user, seed=0)
         items, ratings = p.reveal_items, p.reveal_ratings
         label = p.name
