@@ -128,6 +128,15 @@ def get_data() -> ActiveData | None:
     return st.session_state.get(K_DATA)
 
 
+def require_data() -> ActiveData:
+    """The active dataset; without one, a pointer to the Data page and the page stops here."""
+    active = get_data()
+    if active is None:
+        st.info("Choose a dataset on the Data page first.")
+        st.stop()
+    return active
+
+
 def set_data(data: RatingsDataset, label: str, *, is_sample: bool) -> ActiveData:
     """Make `data` active; models of other datasets stay listed but cannot be used with it."""
     active = ActiveData(data, label, is_sample)

@@ -185,10 +185,7 @@ def show_report(report: dict) -> None:
 
 
 st.title("Evaluate")
-active = state.get_data()
-if active is None:
-    st.info("Choose a dataset on the Data page first.")
-    st.stop()
+active = state.require_data()
 st.caption(
     "User-cold evaluation: users are split into folds; a test fold's users are never seen in "
     "training. Each test user's first k ratings are the support, the last ones the query. "

@@ -160,10 +160,7 @@ def projection_chart(proj: pg.Projection, point: np.ndarray | None, data) -> go.
 # ----------------------------------------------------------------------------- page
 
 st.title("Cold-start playground")
-active = state.get_data()
-if active is None:
-    st.info("Choose a dataset on the Data page first.")
-    st.stop()
+active = state.require_data()
 data = active.data
 entry = state.active_model()
 

@@ -129,10 +129,7 @@ def _fmt_seconds(s: float | None) -> str:
 
 
 st.title("Train a meta-learner")
-active = state.get_data()
-if active is None:
-    st.info("Choose a dataset on the Data page first.")
-    st.stop()
+active = state.require_data()
 st.caption(
     "Meta-training learns a starting point from which a brand-new user's model adapts in a few "
     "gradient steps. Training runs in the background: you can switch pages meanwhile. Users are "

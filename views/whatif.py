@@ -14,10 +14,7 @@ from metarec_core.whatif import compare_models
 K_RESULT = "mr_whatif"
 
 st.title("What-if: compare models on one new user")
-active = state.get_data()
-if active is None:
-    st.info("Choose a dataset on the Data page first.")
-    st.stop()
+active = state.require_data()
 data = active.data
 entry = state.active_model()
 if entry is None:
