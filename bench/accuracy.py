@@ -6,7 +6,7 @@
 
 Each configuration writes ``OUT/NAME.json`` (the `evaluate` report, plus a ``bench`` block with
 the wall time, the equivalent CLI command and the machine), ``OUT/NAME.csv`` and ``OUT/NAME.md``;
-``OUT/accuracy.md`` collects the markdown of everything run in this call. Add meta-learners by
+``OUT/accuracy.md`` collects the markdown of every configuration found in OUT. Add meta-learners by
 adding configurations to CONFIGS (method names as in `metarec_core.methods`).
 
 Timing note: the machine may be shared; the wall time is what this run took, not a benchmark of
@@ -37,6 +37,7 @@ from metarec_core.evaluate import (  # noqa: E402
     run_evaluation,
 )
 from metarec_core.methods import BASELINES  # noqa: E402
+from metarec_core.runtime import limit_torch_threads  # noqa: E402
 
 ML100K = ROOT.parent / "shared" / "datasets" / "ml-100k" / "u.data"
 ML100K_ITEMS = ML100K.with_name("u.item")
@@ -47,6 +48,7 @@ SUPPORT = (1, 3, 5, 10, 20)
 # objective (finetune) and with the MeLU paper's hyperparameters (melu).
 META = ("metasgd", "finetune", "melu")
 ALL = (*BASELINES, *META)
+SEEDED = ("user_bias", "mf_foldin", "metasgd", "finetune")
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,19 @@ CONFIGS: dict[str, Config] = {
     "meta_sample": Config(
         SAMPLE, SAMPLE_ITEMS, EvalConfig(methods=ALL, support=SUPPORT, query=10, folds=5, seed=0)
     ),
+    # The default learner against its no-meta-objective ablation and the two best baselines,
+    # every method trained with 3 seeds per fold (per-user metrics averaged over the fits), so
+    # that one training run's luck does not decide the comparison.
+    "seeds_ml100k": Config(
+        ML100K,
+        ML100K_ITEMS,
+        EvalConfig(methods=SEEDED, support=SUPPORT, query=10, folds=5, seed=0, train_seeds=3),
+    ),
+    "seeds_sample": Config(
+        SAMPLE,
+        SAMPLE_ITEMS,
+        EvalConfig(methods=SEEDED, support=SUPPORT, query=10, folds=5, seed=0, train_seeds=3),
+    ),
 }
 
 
@@ -98,7 +113,10 @@ def cli_command(conf: Config, out: Path) -> str:
             f"--query {cfg.query}",
             f"--folds {cfg.folds}",
         ]
-    parts += [f"--seed {cfg.seed}", f"--protocol {cfg.protocol}", f"--out {_rel(out)}"]
+    parts += [f"--seed {cfg.seed}", f"--protocol {cfg.protocol}"]
+    if cfg.train_seeds > 1:
+        parts.append(f"--train-seeds {cfg.train_seeds}")
+    parts.append(f"--out {_rel(out)}")
     return " ".join(parts)
 
 
@@ -123,6 +141,7 @@ def markdown(name: str, report: dict) -> str:
         f"{pr['test_users']} test users ({pr['left_out']} left out), query {pr['query']}, "
         f"seed {pr['seed']}; mean per-user MAE [bootstrap 95% CI]",
         "",
+        *([pr["train_seeds_note"], ""] if pr.get("train_seeds_note") else []),
         "| method | " + " | ".join(f"k={k}" for k in ks) + " |",
         "|---|" + "---:|" * len(ks),
     ]
@@ -139,6 +158,16 @@ def markdown(name: str, report: dict) -> str:
                 else f"{r['mae']:.4f}"
             )
         out.append(f"| {m} | " + " | ".join(cells) + " |")
+    seeded = [m for m in methods if by[(m, ks[0])].get("mae_by_seed")]
+    if seeded:
+        out += ["", "MAE of each training seed alone (the rows above average over them):", ""]
+        out += [
+            "| method | " + " | ".join(f"k={k}" for k in ks) + " |",
+            "|---|" + "---:|" * len(ks),
+        ]
+        for m in seeded:
+            cells = [" / ".join(f"{x:.4f}" for x in by[(m, k)]["mae_by_seed"]) for k in ks]
+            out.append(f"| {m} | " + " | ".join(cells) + " |")
     cols = ["method", "support", "users", "mae", "rmse", "ndcg@3", "ndcg@5", "recall@10", "seconds"]
     out += ["", "| " + " | ".join(cols) + " |", "|---|---|" + "---:|" * (len(cols) - 2)]
     for r in rows:
@@ -210,10 +239,13 @@ def main(argv: list[str] | None = None) -> int:
             f"error: unknown configuration {unknown}; known: {', '.join(CONFIGS)}", file=sys.stderr
         )
         return 2
+    limit_torch_threads()  # as the CLI does: 1 thread unless METAREC_TORCH_THREADS says otherwise
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    parts = [run(n, CONFIGS[n], out_dir, not args.no_progress) for n in names]
-    done = [md for md in parts if md]
+    for n in names:
+        run(n, CONFIGS[n], out_dir, not args.no_progress)
+    # every configuration's latest tables, not only this call's (runs may go in parallel)
+    done = [(out_dir / f"{n}.md").read_text() for n in CONFIGS if (out_dir / f"{n}.md").exists()]
     if done:
         (out_dir / "accuracy.md").write_text("## Accuracy\n\n" + "\n".join(done))
     return 0

@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--protocol", choices=["kshot", "melu"], default="kshot")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda|mps (meta-learners only)")
+    p.add_argument(
+        "--train-seeds",
+        type=int,
+        default=1,
+        help="fit every method N times per fold (seeds SEED..SEED+N-1) and average each "
+        "user's metrics over the fits",
+    )
     p.add_argument("--out", help="write the JSON report here")
 
     p = sub.add_parser("make-sample", help="regenerate the synthetic sample dataset")
@@ -127,6 +134,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         protocol=args.protocol,
         device=args.device,
+        train_seeds=args.train_seeds,
     )
     report = run_evaluation(data, cfg, progress=True)
     print(format_table(report))

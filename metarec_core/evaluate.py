@@ -16,6 +16,12 @@ that k): mae_diff = mean over users of MAE(method) − MAE(vs), with a seeded pa
 interval; negative means `method` is better, an interval excluding 0 means the difference is
 unlikely to be resampling noise. ``seconds`` = fitting time summed over folds + scoring time at
 that k (``fit_seconds``/``score_seconds`` give the parts).
+
+``train_seeds`` > 1 fits every method that many times per fold (seeds ``seed`` .. ``seed + n - 1``;
+the folds and queries stay those of ``seed``) and averages each user's metrics over the fits, so a
+comparison reflects the methods rather than one lucky or unlucky training run; rows then also
+give ``mae_by_seed``, the MAE each training seed alone would have scored. The bootstrap
+intervals resample users; they do not cover the training randomness that is left.
 """
 
 from __future__ import annotations
@@ -94,6 +100,7 @@ class EvalConfig:
     protocol: str = "kshot"
     device: str = "auto"
     n_boot: int = 2000
+    train_seeds: int = 1  # fits per method and fold, per-user metrics averaged over them
 
     def __post_init__(self) -> None:
         methods = tuple(self.methods)
@@ -122,6 +129,8 @@ class EvalConfig:
             raise ValueError(f"query must be at least 1, got {self.query}")
         if self.protocol == "melu" and self.query != MELU_QUERY:
             raise ValueError(f"the melu protocol uses query={MELU_QUERY}; got query={self.query}")
+        if self.train_seeds < 1:
+            raise ValueError(f"train_seeds must be at least 1, got {self.train_seeds}")
         if self.n_boot < 100:
             raise ValueError(f"n_boot must be at least 100, got {self.n_boot}")
 
@@ -169,15 +178,30 @@ class _Acc:
     ndcg: dict[int, list[np.ndarray]] = field(default_factory=lambda: {k: [] for k in NDCG_KS})
     recall: list[np.ndarray] = field(default_factory=list)
     seconds: float = 0.0
+    # per training run (train_seeds > 1): its per-user MAE arrays, before averaging over runs
+    mae_by_run: list[list[np.ndarray]] = field(default_factory=list)
 
     def cat(self, name: str) -> np.ndarray:
         parts = self.ndcg[int(name)] if name in ("3", "5") else getattr(self, name)
         return np.concatenate(parts) if parts else np.zeros(0)
 
+    def add_mean_of(self, fits: Sequence[_Acc]) -> None:
+        """Append the per-user mean over several fits of the same method on the same users."""
+        for name in ("mae", "rmse", "recall"):
+            if getattr(fits[0], name):
+                getattr(self, name).append(np.mean([f.cat(name) for f in fits], axis=0))
+        if len(fits) > 1 and fits[0].mae:
+            if not self.mae_by_run:
+                self.mae_by_run = [[] for _ in fits]
+            for run, f in zip(self.mae_by_run, fits, strict=True):
+                run.append(f.cat("mae"))
+        for k in NDCG_KS:
+            self.ndcg[k].append(np.mean([f.cat(str(k)) for f in fits], axis=0))
 
-def _instantiate(name: str, cfg: EvalConfig):
+
+def _instantiate(name: str, cfg: EvalConfig, seed: int):
     try:
-        return make_method(name, seed=cfg.seed, device=cfg.device)
+        return make_method(name, seed=seed, device=cfg.device)
     except ImportError as e:  # a registered method whose module has not landed / cannot load
         raise ValueError(f"method {name!r} is not available: {e}") from e
 
@@ -321,12 +345,18 @@ def run_evaluation(
         paired="each rating predictor vs the best other rating predictor at the same support "
         "size (lowest mean MAE); mae_diff = mean per-user MAE(method) - MAE(vs), < 0: method better",
         seconds="fit time summed over folds + scoring time at that support size",
+        train_seeds=cfg.train_seeds,
     )
+    if cfg.train_seeds > 1:
+        protocol["train_seeds_note"] = (
+            f"every method fitted {cfg.train_seeds} times per fold (seeds {cfg.seed}.."
+            f"{cfg.seed + cfg.train_seeds - 1}); per-user metrics are means over the fits"
+        )
 
     acc = {(m, k): _Acc() for m in cfg.methods for k in ks}
     fit_seconds = dict.fromkeys(cfg.methods, 0.0)
     predicts = {}
-    prog = _Progress(progress, len(plan) * len(cfg.methods) * (1 + len(ks)))
+    prog = _Progress(progress, len(plan) * len(cfg.methods) * cfg.train_seeds * (1 + len(ks)))
 
     def check_stop() -> None:
         if should_stop is not None and should_stop():
@@ -338,30 +368,36 @@ def run_evaluation(
             q_ratings = np.stack([t.query[1] for t in tasks]).astype(np.float64)
             where = f"fold {f + 1}/{len(plan)}" if cfg.protocol == "kshot" else "melu split"
             for name in cfg.methods:
-                check_stop()
-                prog.message(f"{where}: fitting {name}")
-                method = _instantiate(name, cfg)
-                t0 = time.perf_counter()
-                _fit(method, data, fold, should_stop)
-                fit_seconds[name] += time.perf_counter() - t0
-                predicts[name] = bool(method.predicts_ratings)
-                prog.step(f"{where}: fitted {name}")
-                for k in ks:
+                fits: dict[int | None, list[_Acc]] = {k: [] for k in ks}
+                for s in range(cfg.train_seeds):
                     check_stop()
-                    supports = [t.support(k) for t in tasks]
+                    run = f"{name}" if cfg.train_seeds == 1 else f"{name} (seed {cfg.seed + s})"
+                    prog.message(f"{where}: fitting {run}")
+                    method = _instantiate(name, cfg, cfg.seed + s)
                     t0 = time.perf_counter()
-                    _score(
-                        method,
-                        name,
-                        supports,
-                        q_items,
-                        q_ratings,
-                        data.n_items,
-                        threshold,
-                        acc[(name, k)],
-                    )
-                    acc[(name, k)].seconds += time.perf_counter() - t0
-                    prog.step(f"{where}: scored {name} at k={'all' if k is None else k}")
+                    _fit(method, data, fold, should_stop)
+                    fit_seconds[name] += time.perf_counter() - t0
+                    predicts[name] = bool(method.predicts_ratings)
+                    prog.step(f"{where}: fitted {run}")
+                    for k in ks:
+                        check_stop()
+                        supports = [t.support(k) for t in tasks]
+                        fits[k].append(_Acc())
+                        t0 = time.perf_counter()
+                        _score(
+                            method,
+                            name,
+                            supports,
+                            q_items,
+                            q_ratings,
+                            data.n_items,
+                            threshold,
+                            fits[k][-1],
+                        )
+                        acc[(name, k)].seconds += time.perf_counter() - t0
+                        prog.step(f"{where}: scored {run} at k={'all' if k is None else k}")
+                for k in ks:
+                    acc[(name, k)].add_mean_of(fits[k])
     finally:
         prog.close()
 
@@ -396,6 +432,8 @@ def run_evaluation(
                     rmse=_mean(a.cat("rmse")),
                     mae_ci95=[_json_float(lo), _json_float(hi)],
                 )
+                if a.mae_by_run:  # the spread that one training run alone would show
+                    row["mae_by_seed"] = [_mean(np.concatenate(run)) for run in a.mae_by_run]
             rows.append(row)
 
     paired = []
@@ -458,6 +496,8 @@ def format_table(report: dict) -> str:
                 f"{pr.get('test_users')} test users with >= {pr.get('min_ratings')} ratings "
                 f"({pr.get('left_out')} left out), seed {pr.get('seed')}"
             )
+        if pr.get("train_seeds_note"):
+            head.append(pr["train_seeds_note"])
     table = [list(ROW_COLUMNS)]
     for r in report.get("rows", []):
         table.append(

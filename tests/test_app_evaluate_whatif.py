@@ -46,6 +46,17 @@ def test_evaluation_job_produces_a_report_with_curves_and_downloads():
     assert labels == ["Download report (JSON)", "Download table (CSV)"]
 
 
+def test_several_training_runs_per_fold_are_averaged_and_said_so():
+    at = evaluate_page(methods=("item_mean", "mf_foldin"), support="1")
+    at.number_input(key="eval_train_seeds").set_value(2)
+    at.button(key="eval_start").click().run()
+    wait_until(at, lambda a: any("Evaluation done" in s.value for s in a.success))
+    assert not at.exception and not at.error
+    report = at.session_state["mr_eval_report"]
+    assert report["protocol"]["train_seeds"] == 2
+    assert any("fitted 2 times per fold" in c.value for c in at.caption)
+
+
 def test_bad_support_sizes_are_a_clear_error():
     at = evaluate_page(support="1,x")
     at.button(key="eval_start").click().run()

@@ -317,6 +317,7 @@ def test_cli_evaluate_end_to_end(tiny_csv, tmp_path):
     res = run_cli(
         "evaluate", str(tiny_csv), "--methods", "item_mean,user_bias,popularity",
         "--support", "1,5", "--query", "5", "--folds", "3", "--seed", "2", "--out", str(out),
+        "--train-seeds", "2",
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     rep = json.loads(out.read_text())
@@ -325,6 +326,7 @@ def test_cli_evaluate_end_to_end(tiny_csv, tmp_path):
     ]
     assert (
         rep["protocol"]["seed"] == 2
+        and rep["protocol"]["train_seeds"] == 2
         and rep["dataset"]["n_ratings"] == len(tiny_csv.read_text().splitlines()) - 1
     )
     assert "user_bias" in res.stdout and "recall@10" in res.stdout
@@ -334,6 +336,9 @@ def test_cli_unknown_method_exits_2(tiny_csv):
     res = run_cli("evaluate", str(tiny_csv), "--methods", "item_mean,magic")
     assert res.returncode == 2
     assert "unknown method 'magic'" in res.stderr and "Traceback" not in res.stderr
+    res = run_cli("evaluate", str(tiny_csv), "--methods", "item_mean", "--train-seeds", "0")
+    assert res.returncode == 2
+    assert "train_seeds must be at least 1" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_ml100k_reduced_evaluation(ml100k_dir):
@@ -365,3 +370,41 @@ def test_zero_shot_support(small):
     # with no ratings the bias model is its prior: close to the item mean, worse than k=8
     assert mae[("user_bias", 0)] == pytest.approx(mae[("item_mean", 0)], abs=0.05)
     assert mae[("user_bias", 8)] < mae[("user_bias", 0)]
+
+
+class SeedShift(GlobalMean):
+    """Global mean + 0.3 x seed: a method whose predictions depend on its training seed."""
+
+    def score_many(self, supports):
+        return super().score_many(supports) + 0.3 * self.seed
+
+
+def test_train_seeds_average_each_users_metrics_over_fits(small, monkeypatch):
+    made: list[int] = []
+
+    def make(name, **kw):
+        made.append(kw["seed"])
+        return SeedShift(seed=kw["seed"])
+
+    monkeypatch.setattr(evaluate, "make_method", make)
+    base = dict(methods=("global_mean",), support=(1, 4), query=5, folds=3, seed=2)
+    both = run_evaluation(small, EvalConfig(**base, train_seeds=2))
+    assert made == [2, 3] * 3  # two fits per fold, seeds seed and seed + 1
+    assert both["protocol"]["train_seeds"] == 2
+    assert "fitted 2 times per fold (seeds 2..3)" in format_table(both)
+    # each single-seed run, on the same folds and queries (the evaluation's seed stays 2)
+    single = []
+    for fixed in (2, 3):
+        monkeypatch.setattr(evaluate, "make_method", lambda name, s=fixed, **kw: SeedShift(seed=s))
+        single.append(run_evaluation(small, EvalConfig(**base)))
+    assert single[0]["protocol"]["train_seeds"] == 1
+    for r, r0, r1 in zip(both["rows"], single[0]["rows"], single[1]["rows"], strict=True):
+        assert r["users"] == r0["users"] == r1["users"]
+        assert r0["mae"] != pytest.approx(r1["mae"])  # the seed matters for this method
+        # per-user means over fits, so the row's mean is the mean of the single-seed rows
+        assert r["mae"] == pytest.approx((r0["mae"] + r1["mae"]) / 2)
+        assert r["rmse"] == pytest.approx((r0["rmse"] + r1["rmse"]) / 2)
+        assert r["mae_by_seed"] == pytest.approx([r0["mae"], r1["mae"]])
+        assert "mae_by_seed" not in r0
+    with pytest.raises(ValueError, match="train_seeds must be at least 1"):
+        EvalConfig(methods=("item_mean",), train_seeds=0)

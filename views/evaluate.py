@@ -101,6 +101,7 @@ def show_report(report: dict) -> None:
             f"k-shot protocol: {p['folds']} folds, {p['test_users']:,} test users "
             f"(with at least {p['min_ratings']} ratings; {p['left_out']:,} left out), query "
             f"{p['query']}, seed {p['seed']}. Bands: bootstrap 95% CI of the mean."
+            + (f" {p['train_seeds_note'].capitalize()}." if p.get("train_seeds_note") else "")
         )
     else:
         st.caption(state.plain(f"MeLU protocol: {json.dumps(p)}"))
@@ -203,7 +204,7 @@ with st.form("eval_form"):
         key="eval_methods",
         help=f"Baselines: {', '.join(BASELINES)}. Meta-learners: {', '.join(META_LEARNERS)}.",
     )
-    c = st.columns(5)
+    c = st.columns(6)
     support = c[0].text_input(
         "Support sizes k", "1,3,5,10,20", key="eval_support", help="Comma-separated"
     )
@@ -218,6 +219,16 @@ with st.form("eval_form"):
         key="eval_protocol",
         help="melu: users with 13-100 ratings, support = all but 10",
     )
+    train_seeds = c[5].number_input(
+        "Training runs",
+        1,
+        10,
+        1,
+        key="eval_train_seeds",
+        help="Fit every method this many times per fold (seeds seed, seed + 1, ...) and "
+        "average each user's metrics over the runs: comparisons then depend less on one "
+        "training run's luck. Time grows in proportion.",
+    )
     submitted = st.form_submit_button(
         "Run evaluation", type="primary", disabled=running, key="eval_start"
     )
@@ -231,6 +242,7 @@ if submitted and not running:
             folds=int(folds),
             seed=int(seed),
             protocol=protocol,
+            train_seeds=int(train_seeds),
         )
     except ValueError as e:
         st.error(state.plain(f"Cannot start: {e}"))
