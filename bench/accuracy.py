@@ -48,7 +48,7 @@ SUPPORT = (1, 3, 5, 10, 20)
 # objective (finetune) and with the MeLU paper's hyperparameters (melu).
 META = ("metasgd", "finetune", "melu")
 ALL = (*BASELINES, *META)
-SEEDED = ("user_bias", "mf_foldin", "metasgd", "finetune")
+SEEDED = ("user_bias", "mf_foldin", "user_bias_levels", "mf_foldin_levels", "metasgd", "finetune")
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,9 @@ CONFIGS: dict[str, Config] = {
     "meta_sample": Config(
         SAMPLE, SAMPLE_ITEMS, EvalConfig(methods=ALL, support=SUPPORT, query=10, folds=5, seed=0)
     ),
-    # The default learner against its no-meta-objective ablation and the two best baselines,
-    # every method trained with 3 seeds per fold (per-user metrics averaged over the fits), so
-    # that one training run's luck does not decide the comparison.
+    # The default learner against its no-meta-objective ablation and the best baselines (also
+    # with the level decision), every method trained with 3 seeds per fold (per-user metrics
+    # averaged over the fits), so that one training run's luck does not decide the comparison.
     "seeds_ml100k": Config(
         ML100K,
         ML100K_ITEMS,

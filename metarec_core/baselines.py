@@ -16,6 +16,12 @@ Models (mu = global mean of the training ratings):
   ridge penalty λ on factors and biases; a new user's (p_u, b_u) is the closed-form ridge solution
   on the support ratings with penalties (λ_p, λ_b). λ (training) and (λ_p, λ_b) tuned.
 - ``popularity``: ranking only; score_i = number of training ratings of item i.
+- ``user_bias_levels``, ``mf_foldin_levels``: the same models with the learners' kind of
+  decision on a discrete scale (≤ 21 levels): each prediction is cut into a level at thresholds
+  tuned for MAE on the validation users' support/query split, + 1e-3 × (prediction − level) so
+  that rankings keep their order. The meta-learners predict the median of an ordinal
+  distribution, the optimal point under absolute error; these rows give the baselines an
+  equivalent decision, so a comparison of MAE is about the models, not the decision rule.
 """
 
 from __future__ import annotations
@@ -34,11 +40,16 @@ __all__ = [
     "GlobalMean",
     "ItemMean",
     "MFFoldIn",
+    "MFFoldInLevels",
     "NotFittedError",
     "Popularity",
     "TUNE_QUERY",
     "TUNE_SUPPORT",
     "UserBias",
+    "UserBiasLevels",
+    "level_grid",
+    "snap_to_levels",
+    "tune_level_thresholds",
 ]
 
 TUNE_SUPPORT = (1, 3, 5, 10, 20)
@@ -500,6 +511,106 @@ class Popularity(_Baseline):
         return self.counts_[items]
 
 
+# ---------------------------------------------------------------------------------------------
+# level decision (a median-like point prediction on a discrete scale)
+
+MAX_LEVELS = 21
+LEVEL_TIE_BREAK = 1e-3
+
+
+def level_grid(scale: RatingScale) -> tuple[float, float, int] | None:
+    """(low, step, levels) of a discrete scale with 2..MAX_LEVELS levels, else None."""
+    if not scale.step > 0:
+        return None
+    levels = round((scale.high - scale.low) / scale.step) + 1
+    return (scale.low, scale.step, levels) if 2 <= levels <= MAX_LEVELS else None
+
+
+def snap_to_levels(x: np.ndarray, thresholds: np.ndarray, low: float, step: float) -> np.ndarray:
+    """The level of each value: low + step × (number of thresholds below it)."""
+    return low + step * (x[..., None] > thresholds).sum(-1)
+
+
+def tune_level_thresholds(
+    pred: np.ndarray, true: np.ndarray, low: float, step: float, levels: int, rounds: int = 3
+) -> np.ndarray:
+    """Increasing thresholds minimising the MAE of `snap_to_levels(pred)` against `true`.
+
+    Coordinate search from plain rounding (the midpoints between levels), each threshold moved
+    within ±0.6 step of its midpoint on a grid of 49 positions, `rounds` passes.
+    """
+    pred, true = np.asarray(pred, np.float64).ravel(), np.asarray(true, np.float64).ravel()
+    mid = low + step * (np.arange(levels - 1) + 0.5)
+    th = mid.copy()
+    for _ in range(rounds):
+        for c in range(levels - 1):
+            best = (np.abs(snap_to_levels(pred, th, low, step) - true).mean(), th[c])
+            for d in np.linspace(-0.6, 0.6, 49) * step:
+                t2 = th.copy()
+                t2[c] = mid[c] + d
+                if np.any(np.diff(t2) <= 0):
+                    continue
+                err = np.abs(snap_to_levels(pred, t2, low, step) - true).mean()
+                if err < best[0] - 1e-12:
+                    best = (err, t2[c])
+            th[c] = best[1]
+    return th
+
+
+class _LevelDecision:
+    """Mixin: the base model's predictions cut into the scale's levels (see the module doc).
+
+    Fitted attributes: ``thresholds_`` (levels − 1 increasing cut points; None on a scale
+    without a few discrete levels, where predictions are the base model's).
+    """
+
+    def fit(self, data: RatingsDataset, train_users: np.ndarray, val_users=None):
+        self.thresholds_ = None  # the base fit tunes its own grid on plain predictions
+        super().fit(data, train_users, val_users)
+        grid = level_grid(data.scale)
+        if grid is None:
+            return self
+        low, step, levels = grid
+        val = self._val_tasks(data, val_users)
+        if val is None:
+            self.thresholds_ = low + step * (np.arange(levels - 1) + 0.5)
+        else:
+            items, ratings, mask, qi, qr = val
+            pred = super()._finish(self._predict(self._user_state(items, ratings, mask), qi))
+            self.thresholds_ = tune_level_thresholds(pred, qr, low, step, levels)
+        self.level_grid_ = grid
+        return self
+
+    def _finish(self, raw: np.ndarray) -> np.ndarray:
+        x = super()._finish(raw)
+        if getattr(self, "thresholds_", None) is None:
+            return x
+        low, step, _ = self.level_grid_
+        level = snap_to_levels(x, self.thresholds_, low, step)
+        return level + LEVEL_TIE_BREAK * (x - level)
+
+
+class UserBiasLevels(_LevelDecision, UserBias):
+    """`UserBias` with predictions cut into the scale's levels (thresholds tuned for MAE)."""
+
+    name: ClassVar[str] = "user_bias_levels"
+
+
+class MFFoldInLevels(_LevelDecision, MFFoldIn):
+    """`MFFoldIn` with predictions cut into the scale's levels (thresholds tuned for MAE)."""
+
+    name: ClassVar[str] = "mf_foldin_levels"
+
+
 BASELINE_CLASSES: dict[str, type[Recommender]] = {
-    cls.name: cls for cls in (GlobalMean, ItemMean, UserBias, MFFoldIn, Popularity)
+    cls.name: cls
+    for cls in (
+        GlobalMean,
+        ItemMean,
+        UserBias,
+        MFFoldIn,
+        UserBiasLevels,
+        MFFoldInLevels,
+        Popularity,
+    )
 }

@@ -6,7 +6,15 @@ from collections.abc import Callable
 
 from metarec_core.base import Recommender
 
-BASELINES = ("global_mean", "item_mean", "user_bias", "mf_foldin", "popularity")
+BASELINES = (
+    "global_mean",
+    "item_mean",
+    "user_bias",
+    "mf_foldin",
+    "user_bias_levels",
+    "mf_foldin_levels",
+    "popularity",
+)
 META_LEARNERS = ("maml", "fomaml", "reptile", "metasgd", "melu", "finetune")
 
 

@@ -265,3 +265,56 @@ def test_fit_without_validation_users_uses_defaults(bias_data, split):
     assert m.fitted_ and m.fold_damping_ == 5.0
     with pytest.raises(ValueError, match="training user"):
         UserBias().fit(data, np.array([], dtype=np.int64))
+
+
+def test_level_thresholds_find_a_shifted_decision():
+    rng = np.random.default_rng(0)
+    true = rng.integers(1, 6, 2000).astype(float)
+    pred = true + 0.6 + rng.uniform(-0.1, 0.1, true.shape)  # biased by +0.6 but ordered
+    th = baselines.tune_level_thresholds(pred, true, 1.0, 1.0, 5)
+    assert np.all(np.diff(th) > 0) and th.shape == (4,)
+    rounded = np.abs(np.clip(np.rint(pred), 1, 5) - true).mean()
+    tuned = np.abs(baselines.snap_to_levels(pred, th, 1.0, 1.0) - true).mean()
+    assert rounded > 0.2 and tuned == 0.0
+    assert baselines.level_grid(RatingScale(1.0, 5.0, 1.0)) == (1.0, 1.0, 5)
+    assert baselines.level_grid(RatingScale(0.5, 5.0, 0.5)) == (0.5, 0.5, 10)
+    assert baselines.level_grid(CONT) is None  # 401 levels: treated as continuous
+
+
+@pytest.fixture(scope="module")
+def integer_data():
+    data, _ = planted(noise=0.6, seed=3)
+    r = np.rint(data.rating).astype(np.float32)
+    data = make_dataset(data.user, data.item, r, RatingScale(1.0, 5.0, 1.0), data.n_items)
+    return data, user_folds(data, 5, seed=0)[0]
+
+
+@pytest.mark.parametrize(
+    "base,levels", [("user_bias", "user_bias_levels"), ("mf_foldin", "mf_foldin_levels")]
+)
+def test_level_baselines_cut_the_same_model_into_levels(base, levels, integer_data):
+    data, fold = integer_data
+    plain = make_method(base).fit(data, fold.train_users, fold.val_users)
+    cut = make_method(levels).fit(data, fold.train_users, fold.val_users)
+    assert cut.thresholds_ is not None and np.all(np.diff(cut.thresholds_) > 0)
+    tasks, _ = make_tasks(data, fold.test_users, query=10, min_support=5, seed=0)
+    sup = [t.support(5) for t in tasks]
+    raw, snapped = plain.score_many(sup), cut.score_many(sup)
+    # the same fitted model underneath, then a level (+ a 1e-3 tie-break that keeps the order)
+    assert np.abs(snapped - np.rint(snapped)).max() <= 4e-3
+    for b in range(len(sup)):
+        order = np.argsort(raw[b], kind="stable")
+        assert np.all(np.diff(snapped[b][order]) >= 0)
+    # on integer ratings the level decision lowers MAE on test users it never saw
+    assert (
+        query_mae(cut, data, fold.test_users, 5) < query_mae(plain, data, fold.test_users, 5) - 0.01
+    )
+
+
+def test_level_baselines_on_a_continuous_scale_are_the_base_model(bias_data, split):
+    data = bias_data[0]
+    plain = UserBias().fit(data, split.train_users, split.val_users)
+    cut = baselines.UserBiasLevels().fit(data, split.train_users, split.val_users)
+    assert cut.thresholds_ is None
+    sup = [(np.array([0, 1]), np.array([4.0, 2.5]))]
+    np.testing.assert_array_equal(cut.score_many(sup), plain.score_many(sup))

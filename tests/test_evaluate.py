@@ -27,7 +27,7 @@ from metarec_core.methods import BASELINES, make_method
 from metarec_core.tasks import MELU_QUERY, make_tasks, user_folds
 
 ROOT = Path(__file__).resolve().parents[1]
-RATERS = ("global_mean", "item_mean", "user_bias", "mf_foldin")
+RATERS = tuple(m for m in BASELINES if m != "popularity")
 TIMING_KEYS = ("seconds", "fit_seconds", "score_seconds")
 
 
