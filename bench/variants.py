@@ -1,0 +1,114 @@
+"""Research loop for the meta-learner: a config variant against `finetune`, over seeds and folds.
+
+One training run moves a fold's MAE by about as much as the differences being looked for, so this
+trains every learner with several seeds on a few ML-100K folds (one process per fold), averages
+each test user's error over the seeds, and pools the folds. Not an official benchmark (that is
+``bench/accuracy.py --only seeds_ml100k``); a quick way to see whether an idea moves the gap::
+
+    python bench/variants.py default '{}'                       # the reference run, cached
+    python bench/variants.py items '{"item_lr": 0.001}'          # metasgd variant vs finetune
+    python bench/variants.py f40 '{"factors": 40}' --both        # architecture: both learners
+
+Prints, per support size k, the seed-averaged MAE of the variant and of finetune, their paired
+difference (bootstrap 95% CI over users), and the difference from the cached ``default`` run.
+Per-user errors are saved in bench/out/variants/NAME_f{FOLD}.npz.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+ML = ROOT.parent / "shared" / "datasets" / "ml-100k"
+OUT = ROOT / "bench" / "out" / "variants"
+K = (1, 3, 5, 10, 20)
+
+
+def run_fold(fold_index: int, overrides: dict, both: bool, seeds: list[int]) -> dict:
+    """Per-user query MAE, (seeds, users) per learner and k, on one fold's test users."""
+    import torch
+    from torch.func import vmap
+
+    from metarec_core.data import load_ratings
+    from metarec_core.learners import make_learner
+    from metarec_core.tasks import make_tasks, user_folds
+
+    torch.set_num_threads(1)
+    data = load_ratings(ML / "u.data", items=ML / "u.item")
+    fold = user_folds(data, 5, 0)[fold_index]
+    tasks, _ = make_tasks(data, fold.test_users, query=10, min_support=max(K), seed=0)
+    out: dict[str, np.ndarray] = {}
+    for name in ("metasgd", "finetune"):
+        errs = np.zeros((len(K), len(seeds), len(tasks)))
+        for j, seed in enumerate(seeds):
+            kw = overrides if (name == "metasgd" or both) else {}
+            m = make_learner(name, seed=seed, device="cpu", **kw)
+            m.fit(data, fold.train_users, fold.val_users)
+            q = m._pad([t.query for t in tasks])
+            for i, k in enumerate(K):
+                fast, _, _ = m._adapt_batch(m._pad([t.support(k) for t in tasks]))
+                with torch.no_grad():
+                    z = vmap(m._predict, in_dims=(0, 0, 0))(fast, q.items, m._batch_feats(q.items))
+                    pred = m.model_.point(z).clamp(data.scale.low, data.scale.high)
+                    e = ((pred - q.ratings).abs() * q.mask).sum(1) / q.mask.sum(1)
+                errs[i, j] = e.double().numpy()
+            print(f"fold {fold_index} {name} seed {seed}: best step {m.best_step_}", flush=True)
+        out[name] = errs
+    return out
+
+
+def paired(d: np.ndarray, seed: int = 0, n_boot: int = 2000) -> str:
+    rng = np.random.default_rng(seed)
+    boot = [d[rng.integers(0, len(d), len(d))].mean() for _ in range(n_boot)]
+    return f"{d.mean():+.4f} [{np.percentile(boot, 2.5):+.4f}, {np.percentile(boot, 97.5):+.4f}]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("name", help="a name for this variant (default: the reference run)")
+    p.add_argument("overrides", nargs="?", default="{}", help="JSON LearnerConfig overrides")
+    p.add_argument("--both", action="store_true", help="apply the overrides to finetune too")
+    p.add_argument("--folds", default="0,1")
+    p.add_argument("--seeds", default="0,1,2")
+    args = p.parse_args(argv)
+    overrides = json.loads(args.overrides)
+    folds = [int(f) for f in args.folds.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    OUT.mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(max_workers=min(2, len(folds))) as pool:
+        futures = [pool.submit(run_fold, f, overrides, args.both, seeds) for f in folds]
+        results = [fut.result() for fut in futures]
+    for f, res in zip(folds, results, strict=True):
+        np.savez(OUT / f"{args.name}_f{f}.npz", **res)
+    # seed-averaged per-user errors, folds pooled: (len(K), users)
+    ms = np.concatenate([r["metasgd"].mean(1) for r in results], axis=1)
+    ft = np.concatenate([r["finetune"].mean(1) for r in results], axis=1)
+    ref = None
+    ref_files = [OUT / f"default_f{f}.npz" for f in folds]
+    if args.name != "default" and all(x.exists() for x in ref_files):
+        ref = np.concatenate([np.load(x)["metasgd"].mean(1) for x in ref_files], axis=1)
+    print(
+        f"{args.name} {json.dumps(overrides)}{' (both)' if args.both else ''}: folds {folds}, "
+        f"seeds {seeds}, {ms.shape[1]} test users; seed-averaged MAE"
+    )
+    for i, k in enumerate(K):
+        line = (
+            f"k={k:2d}  metasgd {ms[i].mean():.4f}  finetune {ft[i].mean():.4f}  "
+            f"metasgd - finetune {paired(ms[i] - ft[i])}"
+        )
+        if ref is not None:
+            line += f"  vs default metasgd {paired(ms[i] - ref[i])}"
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
