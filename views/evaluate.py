@@ -101,7 +101,11 @@ def show_report(report: dict) -> None:
             f"k-shot protocol: {p['folds']} folds, {p['test_users']:,} test users "
             f"(with at least {p['min_ratings']} ratings; {p['left_out']:,} left out), query "
             f"{p['query']}, seed {p['seed']}. Bands: bootstrap 95% CI of the mean."
-            + (f" {p['train_seeds_note'].capitalize()}." if p.get("train_seeds_note") else "")
+            + (
+                f" {p['train_seeds_note'][:1].upper()}{p['train_seeds_note'][1:]}."
+                if p.get("train_seeds_note")
+                else ""
+            )
         )
     else:
         st.caption(state.plain(f"MeLU protocol: {json.dumps(p)}"))
@@ -190,7 +194,8 @@ active = state.require_data()
 st.caption(
     "User-cold evaluation: users are split into folds; a test fold's users are never seen in "
     "training. Each test user's first k ratings are the support, the last ones the query. "
-    "Meta-learners are trained once per fold (this takes minutes on a CPU); baselines take seconds."
+    "Meta-learners are trained once per fold and training run (minutes on a CPU); baselines take "
+    "seconds."
 )
 
 job = state.jobs().get("eval")
