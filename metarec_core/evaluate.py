@@ -371,7 +371,7 @@ def run_evaluation(
                 fits: dict[int | None, list[_Acc]] = {k: [] for k in ks}
                 for s in range(cfg.train_seeds):
                     check_stop()
-                    run = f"{name}" if cfg.train_seeds == 1 else f"{name} (seed {cfg.seed + s})"
+                    run = name if cfg.train_seeds == 1 else f"{name} (seed {cfg.seed + s})"
                     prog.message(f"{where}: fitting {run}")
                     method = _instantiate(name, cfg, cfg.seed + s)
                     t0 = time.perf_counter()
