@@ -27,6 +27,9 @@ DATA = Path(__file__).resolve().parent / "data"
 CHROMIUM = Path("/usr/bin/chromium")
 HEALTH_TIMEOUT_S = 90  # first start imports torch on a busy 2-core machine
 VIEWPORT = {"width": 1400, "height": 900}
+# Every `expect` waits up to 20 s (Playwright's default is 5 s): on a busy 2-core machine a rerun
+# can take longer than that to render; the assertions themselves are unchanged.
+expect.set_options(timeout=20_000)
 # Streamlit's data-testid values (stable: Streamlit's own e2e suite depends on them).
 APP_LOADED = "[data-testid='stApp'][data-test-connection-state='CONNECTED']"
 SCRIPT_IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
