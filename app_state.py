@@ -24,14 +24,13 @@ import streamlit as st
 
 from metarec_core.base import Recommender
 from metarec_core.data import RatingsDataset
-from metarec_core.playground import Projection, fit_projection
+from metarec_core.playground import Projection, fit_baselines, fit_projection
 from metarec_core.runtime import limit_torch_threads
 
 ROOT = Path(__file__).resolve().parent
 
 
 limit_torch_threads()
-PLAYGROUND_BASELINES = ("mf_foldin", "user_bias", "popularity")
 
 
 def sample_dir() -> Path:
@@ -232,26 +231,16 @@ def entry_from_checkpoint(loaded: Any, active: ActiveData, name: str, source: st
     )
 
 
-def _fit_baselines(
-    data: RatingsDataset, train: np.ndarray, val: np.ndarray
-) -> dict[str, Recommender]:
-    from metarec_core.baselines import BASELINE_CLASSES
-
-    return {
-        name: BASELINE_CLASSES[name](seed=0).fit(data, train, val if len(val) else None)
-        for name in PLAYGROUND_BASELINES
-    }
-
-
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _sample_baselines(
     fingerprint: str, split_key: str, _data: RatingsDataset, _train: np.ndarray, _val: np.ndarray
 ) -> dict[str, Recommender]:
-    return _fit_baselines(_data, _train, _val)
+    return fit_baselines(_data, _train, _val)
 
 
 def baseline_entries(entry: ModelEntry, data: RatingsDataset) -> dict[str, Recommender]:
-    """MF fold-in, user-bias and popularity fitted on `entry`'s training users (cached on it).
+    """The playground baselines (`playground.PLAYGROUND_BASELINES`) fitted on `entry`'s training
+    users, cached on it.
 
     For the shipped sample they are shared by all sessions (read-only, public data), so only
     the first visitor waits for the fit.
@@ -264,7 +253,7 @@ def baseline_entries(entry: ModelEntry, data: RatingsDataset) -> dict[str, Recom
                 data.fingerprint(), key.hexdigest(), data, entry.train_users, entry.val_users
             )
         else:
-            entry.baselines = _fit_baselines(data, entry.train_users, entry.val_users)
+            entry.baselines = fit_baselines(data, entry.train_users, entry.val_users)
     return entry.baselines
 
 

@@ -24,7 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from metarec_core import playground as pg  # noqa: E402
-from metarec_core.baselines import BASELINE_CLASSES  # noqa: E402
 from metarec_core.data import load_ratings  # noqa: E402
 from metarec_core.jobs import split_users  # noqa: E402
 
@@ -61,10 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     train, val = split_users(data, seed)
 
     t0 = time.perf_counter()
-    baselines = {
-        n: BASELINE_CLASSES[n](seed=0).fit(data, train, val)
-        for n in ("mf_foldin", "user_bias", "popularity")
-    }
+    baselines = pg.fit_baselines(data, train, val)
     t_baselines = time.perf_counter() - t0
     t0 = time.perf_counter()
     projection = pg.fit_projection(model, data, train)

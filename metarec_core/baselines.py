@@ -26,6 +26,7 @@ Models (mu = global mean of the training ratings):
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -588,6 +589,20 @@ class _LevelDecision:
         low, step, _ = self.level_grid_
         level = snap_to_levels(x, self.thresholds_, low, step)
         return level + LEVEL_TIE_BREAK * (x - level)
+
+    def adapt(self, items: np.ndarray, ratings: np.ndarray, **query) -> AdaptedUser:
+        """As the base model's, with ``expected`` = its (clipped) mean prediction for display.
+
+        The scores are the levels (the MAE-optimal point, like a learner's median); a person is
+        shown the expected rating, like a learner's ordinal mean.
+        """
+        adapted = super().adapt(items, ratings, **query)
+        if getattr(self, "thresholds_", None) is None:
+            return adapted
+        support = [(np.asarray(items, np.int64).ravel(), np.asarray(ratings, np.float64).ravel())]
+        state = self._user_state(*_pad(support, self.n_items_))
+        mean = _Baseline._finish(self, self._predict_all(state))[0]
+        return dataclasses.replace(adapted, expected=mean)
 
 
 class UserBiasLevels(_LevelDecision, UserBias):

@@ -26,6 +26,23 @@ from metarec_core.tasks import make_tasks
 
 PERSONA_HIDDEN = 10  # hidden ratings of a held-out user (as the query set of the protocol)
 CURVE_NDCG_K = 5
+# Shown beside the model. The rating predictors use the level decision (see `baselines`): the
+# model's scored point is the median of its ordinal output, so a learning curve of MAE against
+# mean-predicting baselines would mostly show the decision rule, not the adaptation.
+PLAYGROUND_BASELINES = ("mf_foldin_levels", "user_bias_levels", "popularity")
+
+
+def fit_baselines(
+    data: RatingsDataset, train_users: np.ndarray, val_users: np.ndarray
+) -> dict[str, Recommender]:
+    """The playground's baselines (`PLAYGROUND_BASELINES`) fitted on the model's training users."""
+    from metarec_core.baselines import BASELINE_CLASSES
+
+    val = val_users if len(val_users) else None
+    return {
+        name: BASELINE_CLASSES[name](seed=0).fit(data, train_users, val)
+        for name in PLAYGROUND_BASELINES
+    }
 
 
 # ---------------------------------------------------------------------------------------------

@@ -85,16 +85,20 @@ def test_whatif_compares_two_models_on_the_playground_user():
     at.switch_page("views/whatif.py").run()
     assert not at.exception
     assert at.radio(key="wi_source").value == "The playground's ratings"
-    assert at.multiselect(key="wi_models").value == ["sample model", "mf_foldin", "user_bias"]
-    at.multiselect(key="wi_models").set_value(["sample model", "mf_foldin"])
+    assert at.multiselect(key="wi_models").value == [
+        "sample model",
+        "mf_foldin_levels",
+        "user_bias_levels",
+    ]
+    at.multiselect(key="wi_models").set_value(["sample model", "mf_foldin_levels"])
     at.button(key="wi_compare").click().run()
     assert not at.exception and not at.error
     result, what, _ = at.session_state["mr_whatif"]
-    assert result.names == ("sample model", "mf_foldin") and "6" in what
+    assert result.names == ("sample model", "mf_foldin_levels") and "6" in what
     side = at.dataframe[0].value
     assert list(side.columns) == ["rank", "m0", "m1"] and len(side) == 10
     stab = at.dataframe[1].value
-    assert stab["model"].tolist() == ["sample model", "mf_foldin"]
+    assert stab["model"].tolist() == ["sample model", "mf_foldin_levels"]
     figs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert len(figs) == 2 and figs[1]["layout"]["xaxis"]["title"]["text"] == "Ratings given"
     assert len(figs[1]["data"][0]["x"]) == 7  # 0..6 ratings
@@ -107,17 +111,17 @@ def test_whatif_on_a_heldout_user():
     assert not at.exception
     user = at.selectbox(key="wi_user").value
     assert user is not None
-    at.multiselect(key="wi_models").set_value(["sample model", "user_bias"])
+    at.multiselect(key="wi_models").set_value(["sample model", "user_bias_levels"])
     at.button(key="wi_compare").click().run()
     assert not at.exception and not at.error
     result, what, _ = at.session_state["mr_whatif"]
-    assert result.names == ("sample model", "user_bias")
+    assert result.names == ("sample model", "user_bias_levels")
     assert at.dataframe[0].value.shape == (10, 3)
 
 
 def test_whatif_needs_two_models():
     at = new_app()
     at.switch_page("views/whatif.py").run()
-    at.multiselect(key="wi_models").set_value(["mf_foldin"])
+    at.multiselect(key="wi_models").set_value(["mf_foldin_levels"])
     at.run()
     assert at.button(key="wi_compare").disabled

@@ -103,7 +103,9 @@ def test_heldout_persona_next_play_and_curves(with_model):
     assert any("Learning curve" in t for t in titles) and any("PCA" in t for t in titles)
     curve = json.loads(charts[1].proto.spec)
     names = {tr["name"] for tr in curve["data"]}
-    assert {"mf_foldin", "user_bias"} <= names and any("meta-learner" in x for x in names)
+    assert {"mf_foldin_levels", "user_bias_levels"} <= names and any(
+        "meta-learner" in x for x in names
+    )
     assert len(curve["data"][0]["x"]) == n + 1
 
 

@@ -318,3 +318,15 @@ def test_level_baselines_on_a_continuous_scale_are_the_base_model(bias_data, spl
     assert cut.thresholds_ is None
     sup = [(np.array([0, 1]), np.array([4.0, 2.5]))]
     np.testing.assert_array_equal(cut.score_many(sup), plain.score_many(sup))
+
+
+def test_level_baseline_adapt_scores_levels_and_shows_the_mean(integer_data):
+    data, fold = integer_data
+    plain = make_method("mf_foldin").fit(data, fold.train_users, fold.val_users)
+    cut = make_method("mf_foldin_levels").fit(data, fold.train_users, fold.val_users)
+    items, ratings = np.array([0, 5, 9]), np.array([5.0, 1.0, 4.0])
+    a, b = plain.adapt(items, ratings), cut.adapt(items, ratings)
+    np.testing.assert_allclose(b.expected, a.scores)  # shown to a person: the mean prediction
+    np.testing.assert_allclose(b.scores, cut.score_many([(items, ratings)])[0])  # scored: levels
+    np.testing.assert_allclose(b.display_ratings(np.arange(4)), a.scores[:4])
+    assert np.abs(b.scores - np.rint(b.scores)).max() <= 4e-3

@@ -231,3 +231,10 @@ def test_session_persona_runs_out_of_ratings(data, fitted):
     assert sorted(s.items) == sorted(persona.reveal_items.tolist())
     with pytest.raises(ValueError, match="no more ratings"):
         s.add_next()
+
+
+def test_playground_baselines_are_the_level_versions(data, split):
+    fitted = pg.fit_baselines(data, split.train_users, split.val_users)
+    assert tuple(fitted) == pg.PLAYGROUND_BASELINES
+    assert {"mf_foldin_levels", "user_bias_levels", "popularity"} == set(fitted)
+    assert all(m.fitted_ for m in fitted.values())

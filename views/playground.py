@@ -13,7 +13,7 @@ from metarec_core import playground as pg
 PLAY_INTERVAL_S = 1.0
 K_PLAYING = "mr_pg_playing"
 K_MESSAGE = "mr_pg_message"
-COLORS = {"mf_foldin": "#2f9e44", "user_bias": "#f08c00", "popularity": "#868e96"}
+COLORS = {"mf_foldin_levels": "#2f9e44", "user_bias_levels": "#f08c00", "popularity": "#868e96"}
 
 
 # ----------------------------------------------------------------------------- session

@@ -31,7 +31,7 @@ with st.spinner("Fitting the baselines on the model's training users…"):
     baselines = state.baseline_entries(entry, data)
 candidates: dict[str, object] = {n: m.model for n, m in state.models_for_active_data().items()}
 candidates.update(baselines)
-default = [entry.name, *[b for b in ("mf_foldin", "user_bias") if b in baselines]]
+default = [entry.name, *[b for b in ("mf_foldin_levels", "user_bias_levels") if b in baselines]]
 chosen = st.multiselect(
     "Models to compare",
     list(candidates),
