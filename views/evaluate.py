@@ -205,7 +205,7 @@ with st.form("eval_form"):
     methods = st.multiselect(
         "Methods",
         available_methods(),
-        default=["item_mean", "user_bias", "mf_foldin", "popularity"],
+        default=["item_mean", "user_bias", "mf_foldin", "user_bias_levels", "popularity"],
         key="eval_methods",
         help=f"Baselines: {', '.join(BASELINES)}. Meta-learners: {', '.join(META_LEARNERS)}.",
     )
