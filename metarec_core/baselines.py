@@ -26,7 +26,6 @@ Models (mu = global mean of the training ratings):
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -167,6 +166,10 @@ class _Baseline(Recommender):
     def _finish(self, raw: np.ndarray) -> np.ndarray:
         return np.clip(raw, self.scale_.low, self.scale_.high) if self.predicts_ratings else raw
 
+    def _expected(self, raw: np.ndarray) -> np.ndarray | None:
+        """The ratings to show a person when they differ from the scores (None: the scores)."""
+        return None
+
     def score_many(self, supports: Sequence[Support]) -> np.ndarray:
         """Scores over the whole catalogue for each support set: (B, n_items)."""
         self._check_fitted()
@@ -196,7 +199,8 @@ class _Baseline(Recommender):
         pi, pr, pm = _pad([(items, ratings)], self.n_items_)
         state = self._user_state(pi, pr, pm)
         prior = self._user_state(pi[:, :0], pr[:, :0], pm[:, :0])
-        scores = self._finish(self._predict_all(state))[0]
+        raw = self._predict_all(state)
+        scores = self._finish(raw)[0]
         trace = None
         if self.predicts_ratings:
             before = self._finish(self._predict_all(prior))[0]
@@ -211,8 +215,10 @@ class _Baseline(Recommender):
                 qr = np.asarray(query_ratings, dtype=np.float64).ravel()
                 qry = (mse(before, qi, qr), mse(scores, qi, qr))
             trace = AdaptationTrace(support_loss=sup, query_loss=qry)
+        expected = self._expected(raw)
         return AdaptedUser(
             scores=scores,
+            expected=None if expected is None else expected[0],
             support_items=items,
             support_ratings=ratings,
             trace=trace,
@@ -590,19 +596,10 @@ class _LevelDecision:
         level = snap_to_levels(x, self.thresholds_, low, step)
         return level + LEVEL_TIE_BREAK * (x - level)
 
-    def adapt(self, items: np.ndarray, ratings: np.ndarray, **query) -> AdaptedUser:
-        """As the base model's, with ``expected`` = its (clipped) mean prediction for display.
-
-        The scores are the levels (the MAE-optimal point, like a learner's median); a person is
-        shown the expected rating, like a learner's ordinal mean.
-        """
-        adapted = super().adapt(items, ratings, **query)
-        if getattr(self, "thresholds_", None) is None:
-            return adapted
-        support = [(np.asarray(items, np.int64).ravel(), np.asarray(ratings, np.float64).ravel())]
-        state = self._user_state(*_pad(support, self.n_items_))
-        mean = _Baseline._finish(self, self._predict_all(state))[0]
-        return dataclasses.replace(adapted, expected=mean)
+    def _expected(self, raw: np.ndarray) -> np.ndarray | None:
+        """The (clipped) mean prediction: the scores are levels (the MAE-optimal point, like a
+        learner's median), a person is shown the expected rating (like a learner's mean)."""
+        return None if getattr(self, "thresholds_", None) is None else super()._finish(raw)
 
 
 class UserBiasLevels(_LevelDecision, UserBias):
