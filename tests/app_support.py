@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from metarec_core.data import RatingsDataset, from_arrays
+from metarec_core.jobs import split_users
 
 GENRES = ("Sci-Fi", "Romance", "Comedy", "Drama")
 
@@ -44,6 +46,16 @@ def tiny_dataset(**kw) -> RatingsDataset:
         genres={i: [g] for i, _, g in items},
         source="tiny",
     )
+
+
+class Split(NamedTuple):
+    train_users: np.ndarray
+    val_users: np.ndarray
+
+
+def tiny_split(data: RatingsDataset) -> Split:
+    """The app's training/validation user split of `data` (seed 0)."""
+    return Split(*split_users(data, seed=0))
 
 
 def ratings_csv(**kw) -> bytes:

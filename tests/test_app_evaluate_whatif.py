@@ -57,8 +57,27 @@ def test_several_training_runs_per_fold_are_averaged_and_said_so():
     assert any("fitted 2 times per fold" in c.value for c in at.caption)
 
 
-def test_bad_support_sizes_are_a_clear_error():
-    at = evaluate_page(support="1,x")
+def test_support_zero_scores_the_prior_on_a_category_axis():
+    at = evaluate_page(methods=("item_mean", "user_bias"), support="0,1,3")
+    at.button(key="eval_start").click().run()
+    wait_until(at, lambda a: any("Evaluation done" in s.value for s in a.success))
+    assert not at.exception and not at.error
+    rows = at.session_state["mr_eval_report"]["rows"]
+    by = {(r["method"], r["support"]): r["mae"] for r in rows}
+    # with no rating user_bias has nothing to fold in: it is the item-mean prior
+    assert by[("user_bias", 0)] == pytest.approx(by[("item_mean", 0)], abs=0.02)
+    assert all(by[("user_bias", k)] is not None for k in (0, 1, 3))
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    # a log axis would drop k=0 silently
+    assert fig["layout"]["xaxis"]["type"] == "category"
+    assert fig["layout"]["xaxis"]["categoryarray"] == ["0", "1", "3"]
+    line = next(t for t in fig["data"] if t.get("name") == "user_bias")
+    assert line["x"] == ["0", "1", "3"]
+
+
+@pytest.mark.parametrize("text", ["1,x", "-1,3"])
+def test_bad_support_sizes_are_a_clear_error(text):
+    at = evaluate_page(support=text)
     at.button(key="eval_start").click().run()
     assert not at.exception
     assert "support sizes" in at.error[0].value

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 import pytest
-from app_support import tiny_dataset
+from app_support import tiny_dataset, tiny_split
 
 from metarec_core import playground as pg
 from metarec_core.baselines import MFFoldIn, Popularity, UserBias
-from metarec_core.jobs import split_users
-
-
-class Split(NamedTuple):
-    train_users: np.ndarray
-    val_users: np.ndarray
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +17,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def split(data):
-    return Split(*split_users(data, seed=0))
+    return tiny_split(data)
 
 
 @pytest.fixture(scope="module")

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 import pytest
-from app_support import tiny_dataset
+from app_support import tiny_dataset, tiny_split
 
 from metarec_core import whatif
 from metarec_core.baselines import ItemMean, MFFoldIn, Popularity, UserBias
-from metarec_core.jobs import split_users
 from metarec_core.playground import heldout_candidates, heldout_persona
-
-
-class Split(NamedTuple):
-    train_users: np.ndarray
-    val_users: np.ndarray
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +18,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def models(data):
-    s = Split(*split_users(data, seed=0))
+    s = tiny_split(data)
     return {
         "mf_foldin": MFFoldIn(seed=0).fit(data, s.train_users, s.val_users),
         "user_bias": UserBias(seed=0).fit(data, s.train_users, s.val_users),
@@ -37,7 +29,7 @@ def models(data):
 
 @pytest.fixture(scope="module")
 def persona(data):
-    s = Split(*split_users(data, seed=0))
+    s = tiny_split(data)
     return heldout_persona(data, int(heldout_candidates(data, s.val_users)[0]))
 
 

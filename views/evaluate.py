@@ -33,8 +33,8 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
         vals = tuple(int(x) for x in text.replace(" ", "").split(",") if x)
     except ValueError:
         raise ValueError(f"{what} must be comma-separated whole numbers, got {text!r}") from None
-    if not vals or min(vals) < 1:
-        raise ValueError(f"{what} must be positive whole numbers, got {text!r}")
+    if not vals or min(vals) < 0:
+        raise ValueError(f"{what} must be non-negative whole numbers, got {text!r}")
     return vals
 
 
@@ -50,10 +50,13 @@ def curve_figure(report: dict, metric: str, ytitle: str) -> go.Figure:
     methods = list(dict.fromkeys(r["method"] for r in rows))
     fig = go.Figure()
     melu = report["protocol"].get("name") == "melu"
+    ks = sorted({r["support"] for r in rows}) if not melu else []
+    # a log axis spreads 1..20 well but cannot place k=0 (the prior): then one slot per k
+    categorical = melu or 0 in ks
     for j, m in enumerate(methods):
         mine = [r for r in rows if r["method"] == m]
         color = PALETTE[j % len(PALETTE)]
-        xs = [str(r["support"]) if melu else r["support"] for r in mine]
+        xs = [str(r["support"]) if categorical else r["support"] for r in mine]
         ys = [r[metric] for r in mine]
         ci = [r.get(f"{metric}_ci95") for r in mine]
         if melu:
@@ -89,8 +92,10 @@ def curve_figure(report: dict, metric: str, ytitle: str) -> go.Figure:
         margin=dict(t=30, b=40, l=60, r=10),
         legend=dict(orientation="h", y=-0.2),
     )
-    if not melu:
-        fig.update_xaxes(type="log", tickvals=sorted({r["support"] for r in rows}))
+    if categorical and not melu:
+        fig.update_xaxes(type="category", categoryorder="array", categoryarray=list(map(str, ks)))
+    elif not melu:
+        fig.update_xaxes(type="log", tickvals=ks)
     return fig
 
 
@@ -211,7 +216,11 @@ with st.form("eval_form"):
     )
     c = st.columns(6)
     support = c[0].text_input(
-        "Support sizes k", "1,3,5,10,20", key="eval_support", help="Comma-separated"
+        "Support sizes k",
+        "1,3,5,10,20",
+        key="eval_support",
+        help="Comma-separated. 0 scores each model's prior, before the user's first rating: "
+        "the gap from k=0 to k=1 is what one rating is worth.",
     )
     query = c[1].number_input(
         "Query ratings", 1, 100, 10, key="eval_query", help="Hidden ratings per test user"

@@ -94,6 +94,11 @@ def _load_preset() -> None:
     st.session_state["train_device"] = "auto"
 
 
+def _number(col, key: str, low, high, **kw) -> None:
+    """A number input of the form, labelled and explained from FIELDS."""
+    col.number_input(FIELDS[key][1], low, high, key=key, help=FIELDS[key][2], **kw)
+
+
 def _config_from_form() -> LearnerConfig:
     base = preset(st.session_state["train_preset"])
     values = {}
@@ -157,78 +162,21 @@ with left:
     st.caption(PRESET_HELP.get(st.session_state["train_preset"], ""))
     with st.form("train_form", border=True):
         c1, c2 = st.columns(2)
-        c1.number_input(
-            FIELDS["train_factors"][1], 1, 512, key="train_factors", help=FIELDS["train_factors"][2]
-        )
-        c2.number_input(
-            FIELDS["train_embedding"][1],
-            1,
-            512,
-            key="train_embedding",
-            help=FIELDS["train_embedding"][2],
-        )
+        _number(c1, "train_factors", 1, 512)
+        _number(c2, "train_embedding", 1, 512)
         c1.text_input(FIELDS["train_hidden"][1], key="train_hidden", help=FIELDS["train_hidden"][2])
-        c2.number_input(
-            FIELDS["train_dropout"][1],
-            0.0,
-            0.9,
-            step=0.05,
-            key="train_dropout",
-            help=FIELDS["train_dropout"][2],
-        )
+        _number(c2, "train_dropout", 0.0, 0.9, step=0.05)
         c1.selectbox(
             FIELDS["train_adapt"][1], ADAPT_GROUPS, key="train_adapt", help=FIELDS["train_adapt"][2]
         )
-        c2.number_input(
-            FIELDS["train_inner_steps"][1],
-            0,
-            50,
-            key="train_inner_steps",
-            help=FIELDS["train_inner_steps"][2],
-        )
-        c1.number_input(
-            FIELDS["train_inner_lr"][1],
-            0.0,
-            10.0,
-            format="%.6g",
-            key="train_inner_lr",
-            help=FIELDS["train_inner_lr"][2],
-        )
-        c2.number_input(
-            FIELDS["train_outer_lr"][1],
-            0.0,
-            1.0,
-            format="%.6g",
-            key="train_outer_lr",
-            help=FIELDS["train_outer_lr"][2],
-        )
-        c1.number_input(
-            FIELDS["train_meta_batch"][1],
-            1,
-            4096,
-            key="train_meta_batch",
-            help=FIELDS["train_meta_batch"][2],
-        )
-        c2.number_input(
-            FIELDS["train_steps"][1], 1, 100_000, key="train_steps", help=FIELDS["train_steps"][2]
-        )
-        c1.number_input(
-            FIELDS["train_eval_every"][1],
-            1,
-            10_000,
-            key="train_eval_every",
-            help=FIELDS["train_eval_every"][2],
-        )
-        c2.number_input(
-            FIELDS["train_patience"][1],
-            0,
-            1000,
-            key="train_patience",
-            help=FIELDS["train_patience"][2],
-        )
-        c1.number_input(
-            FIELDS["train_seed"][1], 0, 2**31 - 1, key="train_seed", help=FIELDS["train_seed"][2]
-        )
+        _number(c2, "train_inner_steps", 0, 50)
+        _number(c1, "train_inner_lr", 0.0, 10.0, format="%.6g")
+        _number(c2, "train_outer_lr", 0.0, 1.0, format="%.6g")
+        _number(c1, "train_meta_batch", 1, 4096)
+        _number(c2, "train_steps", 1, 100_000)
+        _number(c1, "train_eval_every", 1, 10_000)
+        _number(c2, "train_patience", 0, 1000)
+        _number(c1, "train_seed", 0, 2**31 - 1)
         c2.selectbox(
             "Device",
             ["auto", "cpu", "cuda", "mps"],
