@@ -44,6 +44,9 @@ ML100K_ITEMS = ML100K.with_name("u.item")
 SAMPLE = ROOT / "sample_data" / "ratings.csv"
 SAMPLE_ITEMS = SAMPLE.with_name("items.csv")
 SUPPORT = (1, 3, 5, 10, 20)
+# k=0 is every model's prior before the new user's first rating: the distance from it to k=1 is
+# what one rating is worth, the ceiling on any method's advantage from adapting to it.
+SEEDED_SUPPORT = (0, *SUPPORT)
 # The default meta-learner beside its two ablations: the same network without the meta
 # objective (finetune) and with the MeLU paper's hyperparameters (melu).
 META = ("metasgd", "finetune", "melu")
@@ -83,12 +86,16 @@ CONFIGS: dict[str, Config] = {
     "seeds_ml100k": Config(
         ML100K,
         ML100K_ITEMS,
-        EvalConfig(methods=SEEDED, support=SUPPORT, query=10, folds=5, seed=0, train_seeds=3),
+        EvalConfig(
+            methods=SEEDED, support=SEEDED_SUPPORT, query=10, folds=5, seed=0, train_seeds=3
+        ),
     ),
     "seeds_sample": Config(
         SAMPLE,
         SAMPLE_ITEMS,
-        EvalConfig(methods=SEEDED, support=SUPPORT, query=10, folds=5, seed=0, train_seeds=3),
+        EvalConfig(
+            methods=SEEDED, support=SEEDED_SUPPORT, query=10, folds=5, seed=0, train_seeds=3
+        ),
     ),
 }
 

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 ML = ROOT.parent / "shared" / "datasets" / "ml-100k"
 OUT = ROOT / "bench" / "out" / "variants"
-K = (1, 3, 5, 10, 20)
+K = (0, 1, 3, 5, 10, 20)
 
 
 def run_fold(fold_index: int, overrides: dict, both: bool, seeds: list[int]) -> dict:

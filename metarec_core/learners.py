@@ -109,7 +109,9 @@ class LearnerConfig:
     grad_clip: float = 10.0  # max global norm of the meta-gradient; 0 disables
     meta_batch: int = 64  # users per meta-step
     steps: int = 4000  # maximum meta-steps (early stopping usually ends sooner)
-    max_support: int = 40  # training episodes: support size log-uniform in 1..max_support
+    max_support: int = 40  # training episodes: support size log-uniform in min..max_support
+    # 0: some episodes have no support, so the prior itself (the k=0 prediction) is trained
+    min_support: int = 1
     query: int = 10  # training episodes: query ratings per user
     # --- validation / early stopping
     eval_every: int = 100  # meta-steps between validation runs
@@ -149,6 +151,11 @@ class LearnerConfig:
         for f in ("inner_steps", "steps", "patience"):
             if getattr(self, f) < 0:
                 raise ValueError(f"{f} must be >= 0, got {getattr(self, f)}")
+        if not 0 <= self.min_support <= self.max_support or self.max_support < 1:
+            raise ValueError(
+                f"need 0 <= min_support <= max_support and max_support >= 1, got "
+                f"{self.min_support}..{self.max_support}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
@@ -769,8 +776,10 @@ class MetaLearner(Recommender):
             items, ratings = ep.pairs[u]
             avail = len(items) - cfg.query
             top = max(1, min(cfg.max_support, avail))
-            k = int(math.exp(rng.uniform(0.0, math.log(top + 1))))
-            k = min(max(k, 1), top)
+            low = min(cfg.min_support, top)
+            # log-uniform over low..top (shifted by one so that 0 can be drawn)
+            k = int(math.exp(rng.uniform(0.0, math.log(top - low + 2)))) - 1 + low
+            k = min(max(k, low), top)
             perm = rng.permutation(len(items))
             s, q = perm[:k], perm[k : k + cfg.query]
             support.append((items[s], ratings[s]))

@@ -120,6 +120,32 @@ def test_vectorised_meta_gradient_equals_per_task_loop(data, name, kw):
     assert float(fast["model.item_enc.factor"].abs().sum()) > 1e-6
 
 
+@pytest.mark.parametrize("low", [1, 0])
+def test_episode_support_sizes_span_min_to_max_support(data, low):
+    learner = make_learner("metasgd", **{**SMALL, "min_support": low})
+    ep = learner._episodes(data, TRAIN)
+    rng = np.random.default_rng(0)
+    sizes = [len(i) for _ in range(60) for i, _ in learner._sample(ep, rng)[0]]
+    assert min(sizes) == low and max(sizes) == SMALL["max_support"]
+
+
+def test_an_episode_without_support_trains_the_prior(data):
+    """min_support=0 puts empty supports in the meta-batch: the vectorised meta-gradient still
+    equals the loop's, and the query loss then reaches the prior (user_init) unadapted."""
+    learner = _set_up(data, "metasgd")
+    empty = (np.zeros(0, np.int64), np.zeros(0))
+    support = [empty, *SUPPORT[1:]]
+    loss, fast = learner.meta_gradients(support, QUERY)
+    ref_loss, slow = reference_meta_gradients(learner, support, QUERY)
+    assert abs(loss - ref_loss) < 1e-10 and _max_diff(fast, slow) < 1e-5
+    only_empty = learner.meta_gradients([empty], QUERY[:1])[1]
+    assert float(only_empty["model.user_init"].abs().sum()) > 1e-6
+    with pytest.raises(ValueError, match="min_support"):
+        LearnerConfig(min_support=-1)
+    with pytest.raises(ValueError, match="min_support"):
+        LearnerConfig(min_support=5, max_support=4)
+
+
 def test_second_order_terms_are_present_in_maml_and_absent_in_fomaml(data):
     so = _set_up(data, "maml")
     fo = _set_up(data, "fomaml")
