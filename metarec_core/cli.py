@@ -64,7 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_csv_names,
         default=["global_mean", "item_mean", "user_bias", "mf_foldin", "popularity"],
     )
-    p.add_argument("--support", type=_csv_ints, default=[1, 3, 5, 10, 20], help="support sizes k")
+    p.add_argument(
+        "--support",
+        type=_csv_ints,
+        default=[1, 3, 5, 10, 20],
+        help="support sizes k, comma-separated (0: each model's prior, before any rating)",
+    )
     p.add_argument("--query", type=int, default=10, help="query ratings per test user")
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
