@@ -45,7 +45,7 @@ SAMPLE = ROOT / "sample_data" / "ratings.csv"
 SAMPLE_ITEMS = SAMPLE.with_name("items.csv")
 SUPPORT = (1, 3, 5, 10, 20)
 # k=0 is every model's prior before the new user's first rating: the distance from it to k=1 is
-# what one rating is worth, the ceiling on any method's advantage from adapting to it.
+# what the first rating is worth to that model.
 SEEDED_SUPPORT = (0, *SUPPORT)
 # The default meta-learner beside its two ablations: the same network without the meta
 # objective (finetune) and with the MeLU paper's hyperparameters (melu).

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -50,13 +51,18 @@ def run_fold(fold_index: int, overrides: dict, both: bool, seeds: list[int]) -> 
         for j, seed in enumerate(seeds):
             kw = overrides if (name == "metasgd" or both) else {}
             m = make_learner(name, seed=seed, device="cpu", **kw)
+            t0 = time.perf_counter()
             m.fit(data, fold.train_users, fold.val_users)
+            fit_s = time.perf_counter() - t0
             q_items = [t.query[0] for t in tasks]
             q_ratings = np.stack([t.query[1] for t in tasks])
             for i, k in enumerate(K):
                 pred = m.predict_batch([t.support(k) for t in tasks], q_items)
                 errs[i, j] = np.abs(pred - q_ratings).mean(1)
-            print(f"fold {fold_index} {name} seed {seed}: best step {m.best_step_}", flush=True)
+            print(
+                f"fold {fold_index} {name} seed {seed}: best step {m.best_step_}, fit {fit_s:.0f} s",
+                flush=True,
+            )
         out[name] = errs
     return out
 

@@ -651,14 +651,8 @@ class MetaLearner(Recommender):
         out = (*out, None, None)
         return out[0], out[1], out[2]
 
-    def _scores(
-        self, fast: dict[str, torch.Tensor], chunk: int = 64, *, expected: bool = False
-    ) -> np.ndarray:
-        """(B, n_items) predictions over the catalogue, clipped to the rating scale.
-
-        ``expected=True`` gives the expected rating instead of the point prediction.
-        """
-        to_rating = self.model_.expected if expected else self.model_.point
+    def _catalogue_z(self, fast: dict[str, torch.Tensor], chunk: int = 64) -> torch.Tensor:
+        """(B, n_items) raw outputs z over the catalogue for adapted states `fast`."""
         B = fast["user_init"].shape[0]
         all_items = torch.arange(self.n_items_, device=self.device_)
         out = []
@@ -667,12 +661,17 @@ class MetaLearner(Recommender):
             for a in range(0, B, chunk):
                 part = {k: v[a : a + chunk] for k, v in fast.items()}
                 if self.config.adapt == "user":
-                    pred = self.model_.head(part["user_init"], feats)
+                    out.append(self.model_.head(part["user_init"], feats))
                 else:
-                    pred = vmap(lambda f: self._predict(f, all_items, feats))(part)
-                out.append(to_rating(pred))
-        scores = torch.cat(out).double().cpu().numpy()
-        return np.clip(scores, self.scale_.low, self.scale_.high)
+                    out.append(vmap(lambda f: self._predict(f, all_items, feats))(part))
+        return torch.cat(out)
+
+    def _ratings(self, z: torch.Tensor, *, expected: bool = False) -> np.ndarray:
+        """Point predictions (or, `expected`, the expected ratings) for raw outputs z, as
+        float64 numpy clipped to the rating scale."""
+        with torch.no_grad():
+            r = self.model_.expected(z) if expected else self.model_.point(z)
+        return np.clip(r.double().cpu().numpy(), self.scale_.low, self.scale_.high)
 
     def adapt(
         self,
@@ -697,14 +696,17 @@ class MetaLearner(Recommender):
                 raise ValueError("query_items given without query_ratings")
             q = self._pad([(np.asarray(query_items).ravel(), np.asarray(query_ratings).ravel())])
         fast, sl, ql = self._adapt_batch(s, q, trace=True)
-        scores = self._scores(fast)[0]
+        z = self._catalogue_z(fast)
+        scores = self._ratings(z)[0]
         s_loss = tuple(float(x) for x in sl[0]) if len(items) else (math.nan,) * sl.shape[1]
         trace = AdaptationTrace(
             support_loss=s_loss,
             query_loss=None if ql is None else tuple(float(x) for x in ql[0]),
         )
         state = fast["user_init"][0].detach().double().cpu().numpy()
-        expected = self._scores(fast, expected=True)[0] if self.model_.ordinal is not None else None
+        expected = None
+        if self.model_.ordinal is not None:
+            expected = self._ratings(z, expected=True)[0]
         return AdaptedUser(scores, items, ratings.astype(np.float32), trace, state, expected)
 
     def score_many(self, supports: Sequence[Pair]) -> np.ndarray:
@@ -713,7 +715,7 @@ class MetaLearner(Recommender):
         out = []
         for a in range(0, len(supports), 256):
             fast, _, _ = self._adapt_batch(self._pad(supports[a : a + 256]))
-            out.append(self._scores(fast))
+            out.append(self._ratings(self._catalogue_z(fast)))
         if not out:
             return np.zeros((0, self.n_items_))
         return np.concatenate(out)
@@ -721,15 +723,18 @@ class MetaLearner(Recommender):
     def predict_batch(self, supports: Sequence[Pair], queries: Sequence[np.ndarray]) -> np.ndarray:
         """(n_users, max query length) predictions of the query items (clipped; padding 0)."""
         self._check_built()
-        s = self._pad(supports)
-        q = self._pad([(np.asarray(i), np.zeros(len(i))) for i in queries])
-        fast, _, _ = self._adapt_batch(s)
+        z, q = self._query_z(supports, [(np.asarray(i), np.zeros(len(i))) for i in queries])
+        return self._ratings(z) * q.mask.cpu().numpy()
+
+    def _query_z(self, supports: Sequence[Pair], queries: Sequence[Pair]):
+        """Raw outputs z (B, L) of the query items after adapting to each support, and the
+        padded query batch."""
+        fast, _, _ = self._adapt_batch(self._pad(supports))
+        q = self._pad(queries)
         with torch.no_grad():
             fq = self._batch_feats(q.items)
-            pred = vmap(self._predict, in_dims=(0, 0, None if fq is None else 0))(fast, q.items, fq)
-            pred = self.model_.point(pred)
-        pred = pred.double().cpu().numpy()
-        return np.clip(pred, self.scale_.low, self.scale_.high) * q.mask.cpu().numpy()
+            z = vmap(self._predict, in_dims=(0, 0, None if fq is None else 0))(fast, q.items, fq)
+        return z, q
 
     def user_states(self, data: RatingsDataset, users: np.ndarray, k: int = 10) -> np.ndarray:
         """(n, factors + 1) adapted user states of dataset users from k of their ratings.
@@ -779,7 +784,7 @@ class MetaLearner(Recommender):
             low = min(cfg.min_support, top)
             # log-uniform over low..top (shifted by one so that 0 can be drawn)
             k = int(math.exp(rng.uniform(0.0, math.log(top - low + 2)))) - 1 + low
-            k = min(max(k, low), top)
+            k = min(k, top)  # exp(...) >= 1, so k >= low already
             perm = rng.permutation(len(items))
             s, q = perm[:k], perm[k : k + cfg.query]
             support.append((items[s], ratings[s]))
@@ -801,37 +806,28 @@ class MetaLearner(Recommender):
                     out.append(([t.support(k) for t in ok], [t.query for t in ok]))
         return out
 
-    def _val_mae(self, batches) -> float:
-        maes = []
-        for sup, qry in batches:
-            pred = self.predict_batch(sup, [i for i, _ in qry])
-            per_user = [float(np.abs(pred[b, : len(r)] - r).mean()) for b, (_, r) in enumerate(qry)]
-            maes.append(float(np.mean(per_user)))
-        return float(np.mean(maes))
-
-    def _val_nll(self, batches) -> float:
-        """Mean query NLL of the ordinal output over the validation batches."""
+    def _val_metrics(self, batches) -> tuple[float, float | None]:
+        """(mean query MAE, mean query NLL of the ordinal output or None) over the validation
+        batches, both from one adaptation per batch."""
         ordinal = self.model_.ordinal
-        out = []
+        maes, nlls = [], []
         for sup, qry in batches:
-            fast, _, _ = self._adapt_batch(self._pad(sup))
-            q = self._pad(qry)
-            with torch.no_grad():
-                fq = self._batch_feats(q.items)
-                z = vmap(self._predict, in_dims=(0, 0, None if fq is None else 0))(
-                    fast, q.items, fq
-                )
-                m = q.mask.to(z.dtype)
-                per_user = (ordinal.nll(z, q.ratings) * m).sum(1) / m.sum(1).clamp(min=1)
-            out.append(float(per_user.mean()))
-        return float(np.mean(out))
+            z, q = self._query_z(sup, qry)
+            m = q.mask.cpu().numpy()
+            n = m.sum(1).clip(min=1)
+            err = np.abs(self._ratings(z) - q.ratings.double().cpu().numpy())
+            maes.append(float(((err * m).sum(1) / n).mean()))
+            if ordinal is not None:
+                with torch.no_grad():
+                    mt = q.mask.to(z.dtype)
+                    per_user = (ordinal.nll(z, q.ratings) * mt).sum(1) / mt.sum(1).clamp(min=1)
+                nlls.append(float(per_user.mean()))
+        return float(np.mean(maes)), (float(np.mean(nlls)) if nlls else None)
 
     def _val_scores(self, batches) -> tuple[float, float]:
         """(validation MAE, early-stopping criterion: `val_metric`)."""
-        mae = self._val_mae(batches)
-        if self.config.val_metric == "nll" and self.model_.ordinal is not None:
-            return mae, self._val_nll(batches)
-        return mae, mae
+        mae, nll = self._val_metrics(batches)
+        return mae, (nll if self.config.val_metric == "nll" and nll is not None else mae)
 
     def _optimizer(self) -> torch.optim.Optimizer:
         cfg = self.config

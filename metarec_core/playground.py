@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from metarec_core.base import AdaptationTrace, AdaptedUser, Recommender
+from metarec_core.baselines import BASELINE_CLASSES
 from metarec_core.data import RatingsDataset
 from metarec_core.tasks import make_tasks
 
@@ -36,8 +37,6 @@ def fit_baselines(
     data: RatingsDataset, train_users: np.ndarray, val_users: np.ndarray
 ) -> dict[str, Recommender]:
     """The playground's baselines (`PLAYGROUND_BASELINES`) fitted on the model's training users."""
-    from metarec_core.baselines import BASELINE_CLASSES
-
     val = val_users if len(val_users) else None
     return {
         name: BASELINE_CLASSES[name](seed=0).fit(data, train_users, val)

@@ -288,7 +288,7 @@ def test_fit_early_stops_and_restores_the_best_weights(data):
     assert len(learner.history_) < 60  # stopped early
     assert learner.best_val_mae_ <= min(vals) + 1e-12
     val = learner._val_batches(data, VAL)
-    assert learner._val_mae(val) == pytest.approx(learner.best_val_mae_, abs=1e-6)
+    assert learner._val_metrics(val)[0] == pytest.approx(learner.best_val_mae_, abs=1e-6)
     assert learner.history_[-1].best_val_mae == learner.best_val_mae_
 
 
@@ -304,19 +304,19 @@ def test_early_stopping_on_validation_nll_keeps_the_lowest_nll_weights(data):
 
     def record(p: TrainProgress) -> None:
         if p.val_mae is not None:  # weights of this step, before any restore
-            nlls[p.step] = learner._val_nll(val)
+            nlls[p.step] = learner._val_metrics(val)[1]
 
     val = learner.setup(data, TRAIN, VAL)._val_batches(data, VAL)
     learner.fit(data, TRAIN, VAL, callback=record)
     assert learner.model_.ordinal is not None and len(nlls) >= 2
-    kept = learner._val_nll(val)
+    kept = learner._val_metrics(val)[1]
     assert kept <= min(nlls.values()) + 1e-5  # improvements under 1e-5 do not count
     assert 0 < learner.best_step_ < learner.history_[-1].step  # improved, then stopped
     assert nlls[learner.best_step_] == pytest.approx(kept, abs=1e-6)
     # the reported best validation MAE is the MAE of the kept weights, not the lowest MAE
     at_best = [h.val_mae for h in learner.history_ if h.step == learner.best_step_]
     assert learner.best_val_mae_ == pytest.approx(at_best[0], abs=1e-9)
-    assert learner._val_mae(val) == pytest.approx(learner.best_val_mae_, abs=1e-6)
+    assert learner._val_metrics(val)[0] == pytest.approx(learner.best_val_mae_, abs=1e-6)
 
 
 def test_non_finite_loss_raises_floating_point_error(data):
