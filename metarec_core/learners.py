@@ -89,6 +89,10 @@ class LearnerConfig:
     use_genres: bool = True  # genre embedding when the dataset has item metadata
     implicit: bool = False  # start state shifted by learned embeddings of the rated items
     warm_start: bool = True  # start mu, b_i, q_i (and the prior) from ALS MF on training users
+    # start meta-training from the finetune solution (plain regression of the same network,
+    # early-stopped on the same validation users, not reported step by step); measured in
+    # bench/variants.py, not the default
+    pretrain: bool = False
     mf_reg: float = 8.0  # ALS ridge penalty of the warm start
     # --- inner loop (adaptation to one user)
     adapt: str = "user"  # parameters adapted per user: user | head | all
@@ -892,6 +896,8 @@ class MetaLearner(Recommender):
         self.history_: list[TrainProgress] = []
         self.best_step_, self.best_val_mae_ = 0, None
         self.setup(data, train_users, val_users)
+        if cfg.pretrain and cfg.algorithm != "finetune":
+            self._pretrain(data, train_users, val_users, should_stop)
         episodes = self._episodes(data, train_users)
         val = self._val_batches(data, val_users)
         rng = np.random.default_rng([cfg.seed, 17])
@@ -951,6 +957,24 @@ class MetaLearner(Recommender):
         self.fitted_ = self.fitted_ or not stopped
         self.train_seconds_ = time.perf_counter() - t0
         return self
+
+    def _pretrain(
+        self,
+        data: RatingsDataset,
+        train_users: np.ndarray,
+        val_users: np.ndarray | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> None:
+        """Load the weights of `finetune` fitted with this model configuration."""
+        cfg = dataclasses.replace(
+            self.config,
+            algorithm="finetune",
+            meta_batch=PRESETS["finetune"].meta_batch,
+            pretrain=False,
+        )
+        pre = MetaLearner(cfg).fit(data, train_users, val_users, should_stop=should_stop)
+        self.model_.load_state_dict(pre.model_.state_dict())
+        self.pretrain_step_ = pre.best_step_
 
     def _snapshot(self) -> tuple[dict, dict]:
         return (

@@ -393,6 +393,29 @@ def test_finetune_trains_without_the_meta_objective(data):
     assert user.trace.support_loss[-1] < user.trace.support_loss[0]
 
 
+def test_pretrain_starts_meta_training_from_the_finetune_solution(data):
+    none = np.array([], dtype=np.int64)  # no validation: each phase runs all its steps
+    calls = {"n": 0}
+
+    def stop_after_pretraining() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 6
+
+    cfg = {**SMALL, "steps": 6}
+    paused = make_learner("metasgd", pretrain=True, **cfg)
+    paused.fit(data, TRAIN, none, should_stop=stop_after_pretraining)
+    assert calls["n"] == 7 and not paused.fitted_ and paused.history_ == []
+    finetune = make_learner("finetune", **{**cfg, "meta_batch": 1024}).fit(data, TRAIN, none)
+    plain = make_learner("metasgd", **cfg).setup(data, TRAIN, none)
+    for n, w in finetune.model_.state_dict().items():
+        assert torch.equal(paused.model_.state_dict()[n], w), n
+    assert not torch.equal(plain.model_.user_init, finetune.model_.user_init)
+
+    full = make_learner("metasgd", pretrain=True, **cfg).fit(data, TRAIN, none)
+    assert [p.step for p in full.history_] == [1, 2, 3, 4, 5, 6]
+    assert not torch.equal(full.model_.head.out.weight, finetune.model_.head.out.weight)
+
+
 def test_bad_support_is_a_clear_error(fitted):
     with pytest.raises(ValueError, match="out of range"):
         fitted.adapt(np.array([N_ITEMS]), np.array([3.0]))
