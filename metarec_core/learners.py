@@ -116,7 +116,10 @@ class LearnerConfig:
     max_support: int = 40  # training episodes: support size log-uniform in min..max_support
     # 0: some episodes have no support, so the prior itself (the k=0 prediction) is trained
     min_support: int = 1
-    query: int = 10  # training episodes: query ratings per user
+    query: int = 10  # training episodes: query ratings per user (at most, see min_query)
+    # fewest query ratings a training episode keeps (None: exactly `query`). Below `query`,
+    # users with fewer than query + 1 ratings still train and the others give longer queries.
+    min_query: int | None = None
     # --- validation / early stopping
     eval_every: int = 100  # meta-steps between validation runs
     patience: int = 6  # validation runs without improvement before stopping
@@ -160,10 +163,19 @@ class LearnerConfig:
                 f"need 0 <= min_support <= max_support and max_support >= 1, got "
                 f"{self.min_support}..{self.max_support}"
             )
+        if self.min_query is not None and not 1 <= self.min_query <= self.query:
+            raise ValueError(
+                f"need 1 <= min_query <= query, got min_query {self.min_query}, query {self.query}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         object.__setattr__(self, "val_support", tuple(int(k) for k in self.val_support))
+
+    @property
+    def query_floor(self) -> int:
+        """The fewest query ratings of a training episode."""
+        return self.query if self.min_query is None else self.min_query
 
     @property
     def is_first_order(self) -> bool:
@@ -759,11 +771,11 @@ class MetaLearner(Recommender):
 
     # ------------------------------------------------------------------ training
     def _episodes(self, data: RatingsDataset, users: np.ndarray) -> _Episodes:
-        pairs = [(i, r) for i, r in user_ratings(data, users) if len(i) >= self.config.query + 1]
+        floor = self.config.query_floor
+        pairs = [(i, r) for i, r in user_ratings(data, users) if len(i) >= floor + 1]
         if not pairs:
             raise ValueError(
-                f"no training user has at least {self.config.query + 1} ratings "
-                f"(query {self.config.query} + 1 support)"
+                f"no training user has at least {floor + 1} ratings (query {floor} + 1 support)"
             )
         ep = _Episodes(pairs)
         if self.config.algorithm == "finetune":
@@ -783,7 +795,7 @@ class MetaLearner(Recommender):
         support, query = [], []
         for u in users:
             items, ratings = ep.pairs[u]
-            avail = len(items) - cfg.query
+            avail = len(items) - cfg.query_floor
             top = max(1, min(cfg.max_support, avail))
             low = min(cfg.min_support, top)
             # log-uniform over low..top (shifted by one so that 0 can be drawn)

@@ -129,6 +129,26 @@ def test_episode_support_sizes_span_min_to_max_support(data, low):
     assert min(sizes) == low and max(sizes) == SMALL["max_support"]
 
 
+def test_min_query_keeps_users_with_fewer_ratings_and_lengthens_queries(data):
+    # the users have 16-30 ratings: a query of exactly 28 keeps only those with 29 or more
+    strict = make_learner("metasgd", **{**SMALL, "query": 28})._episodes(data, TRAIN)
+    learner = make_learner("metasgd", **{**SMALL, "query": 28, "min_query": 4})
+    ep = learner._episodes(data, TRAIN)
+    assert 0 < len(strict.pairs) < len(ep.pairs) == len(TRAIN)
+    rng = np.random.default_rng(0)
+    q_sizes = []
+    for _ in range(60):
+        support, query = learner._sample(ep, rng)
+        for (si, _), (qi, _) in zip(support, query, strict=True):
+            assert 1 <= len(si) <= SMALL["max_support"] and not set(si) & set(qi)
+            q_sizes.append(len(qi))
+    assert min(q_sizes) >= 4 and max(q_sizes) == 28 and len(set(q_sizes)) > 5
+    with pytest.raises(ValueError, match="min_query"):
+        LearnerConfig(query=10, min_query=11)
+    with pytest.raises(ValueError, match="min_query"):
+        LearnerConfig(min_query=0)
+
+
 def test_an_episode_without_support_trains_the_prior(data):
     """min_support=0 puts empty supports in the meta-batch: the vectorised meta-gradient still
     equals the loop's, and the query loss then reaches the prior (user_init) unadapted."""
