@@ -17,36 +17,28 @@ plain fold-in, pooled over folds, with a paired bootstrap 95% CI::
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import sys
-from pathlib import Path
 
 import numpy as np
+from probe_setup import ROOT, FoldFit, K, fitted_folds, load, parse, write_json
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from metarec_core.baselines import MFFoldIn  # noqa: E402
-from metarec_core.data import RatingsDataset, load_ratings  # noqa: E402
 from metarec_core.metrics import paired_bootstrap_ci  # noqa: E402
-from metarec_core.tasks import make_tasks, user_folds  # noqa: E402
+from metarec_core.tasks import make_tasks  # noqa: E402
 
-ML = ROOT.parent / "shared" / "datasets" / "ml-100k"
-K = (1, 3, 5, 10, 20)
 ALPHAS = (0.25, 0.5, 1.0)
 CS = (0.5, 2.0, 5.0)
 SHRINK = 100.0
 
 
-def similarity(data: RatingsDataset, train_users: np.ndarray, mf: MFFoldIn) -> np.ndarray:
+def similarity(ff: FoldFit, n_items: int) -> np.ndarray:
     """(n_items, n_items) shrunk Pearson similarity of baseline residuals, diagonal 0."""
-    tr = np.isin(data.user, train_users)
-    u, i = data.user[tr], data.item[tr]
-    row = np.searchsorted(train_users, u)  # the fit numbers training users in sorted order
-    res = data.rating[tr] - mf.global_mean_ - mf.item_bias_[i] - mf.user_bias_[row]
-    R = np.zeros((len(train_users), data.n_items))
+    mf, row, i = ff.mf, ff.row, ff.item
+    res = ff.rating - mf.global_mean_ - mf.item_bias_[i] - mf.user_bias_[row]
+    R = np.zeros((len(ff.train), n_items))
     M = np.zeros_like(R)
     R[row, i], M[row, i] = res, 1.0
     num = R.T @ R
@@ -76,33 +68,28 @@ def per_user_mae(mf: MFFoldIn, sim: np.ndarray, tasks, k: int) -> dict[tuple, np
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--folds", default="0,1,2,3,4")
-    p.add_argument("--json", type=Path, default=None, help="write the figures here")
-    args = p.parse_args(argv)
-    if not (ML / "u.data").exists():
-        print(f"needs MovieLens-100K at {ML} (see ../shared/datasets/PROVENANCE.md)")
+    args = parse(__doc__, argv)
+    data = load()
+    if data is None:
         return 2
-    data = load_ratings(ML / "u.data", items=ML / "u.item")
-    folds = user_folds(data, 5, 0)
     base = {k: [] for k in K}
     knn = {k: [] for k in K}
     chosen = {k: [] for k in K}
-    for f in (int(x) for x in args.folds.split(",")):
-        fold = folds[f]
-        train = np.sort(fold.train_users)
-        mf = MFFoldIn(seed=0).fit(data, train, fold.val_users)
-        sim = similarity(data, train, mf)
-        test, _ = make_tasks(data, fold.test_users, query=10, min_support=max(K), seed=0)
-        val, _ = make_tasks(data, fold.val_users, query=10, min_support=1, seed=0)
+    for ff in fitted_folds(data, args.folds):
+        sim = similarity(ff, data.n_items)
+        test, _ = make_tasks(data, ff.fold.test_users, query=10, min_support=max(K), seed=0)
+        val, _ = make_tasks(data, ff.fold.val_users, query=10, min_support=1, seed=0)
         for k in K:
-            v = per_user_mae(mf, sim, [t for t in val if t.n_available >= k], k)
+            v = per_user_mae(ff.mf, sim, [t for t in val if t.n_available >= k], k)
             best = min((key for key in v if key), key=lambda key: v[key].mean())
-            te = per_user_mae(mf, sim, test, k)
+            te = per_user_mae(ff.mf, sim, test, k)
             base[k].append(te[()])
             knn[k].append(te[best])
             chosen[k].append(list(best))
-        print(f"fold {f}: alpha, c chosen on validation users: {[chosen[k][-1] for k in K]}")
+        print(
+            f"fold {ff.fold.index}: alpha, c chosen on validation users: "
+            f"{[chosen[k][-1] for k in K]}"
+        )
     report = {"k": list(K), "folds": args.folds, "chosen": chosen, "rows": []}
     print("k   mf_foldin  + neighbours  difference [95% CI]")
     for k in K:
@@ -112,9 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             {"k": k, "mf_foldin": b.mean(), "knn": n.mean(), "diff": d, "ci": [lo, hi]}
         )
         print(f"{k:<3d} {b.mean():.4f}     {n.mean():.4f}        {d:+.4f} [{lo:+.4f}, {hi:+.4f}]")
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2))
+    write_json(args.json, report)
     return 0
 
 

@@ -14,23 +14,17 @@ compared with it, pooled over folds, with a paired bootstrap 95% CI::
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-from pathlib import Path
 
 import numpy as np
+from probe_setup import ROOT, K, fitted_folds, load, parse, write_json
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from metarec_core.baselines import MFFoldIn  # noqa: E402
-from metarec_core.data import load_ratings  # noqa: E402
 from metarec_core.metrics import paired_bootstrap_ci  # noqa: E402
-from metarec_core.tasks import make_tasks, user_folds  # noqa: E402
+from metarec_core.tasks import make_tasks  # noqa: E402
 
-ML = ROOT.parent / "shared" / "datasets" / "ml-100k"
-K = (1, 3, 5, 10, 20)
 COMPONENTS = (1, 2, 4, 8)
 
 
@@ -82,28 +76,18 @@ def fold_in(mf: MFFoldIn, prior, noise: float, support, query_items) -> np.ndarr
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--folds", default="0,1,2,3,4")
-    p.add_argument("--json", type=Path, default=None, help="write the figures here")
-    args = p.parse_args(argv)
-    if not (ML / "u.data").exists():
-        print(f"needs MovieLens-100K at {ML} (see ../shared/datasets/PROVENANCE.md)")
+    args = parse(__doc__, argv)
+    data = load()
+    if data is None:
         return 2
-    data = load_ratings(ML / "u.data", items=ML / "u.item")
-    folds = user_folds(data, 5, 0)
     errs: dict[int, dict[int, list[np.ndarray]]] = {m: {k: [] for k in K} for m in COMPONENTS}
-    for f in (int(x) for x in args.folds.split(",")):
-        fold = folds[f]
-        train = np.sort(fold.train_users)
-        mf = MFFoldIn(seed=0).fit(data, train, fold.val_users)
+    for ff in fitted_folds(data, args.folds):
+        mf = ff.mf
         states = np.c_[mf.user_factors_, mf.user_bias_]
-        tr = np.isin(data.user, train)
-        row = np.searchsorted(train, data.user[tr])  # the fit numbers users in sorted order
-        item = data.item[tr]
-        fitted = mf.global_mean_ + mf.item_bias_[item] + mf.user_bias_[row]
-        fitted += (mf.user_factors_[row] * mf.item_factors_[item]).sum(1)
-        noise = float(((data.rating[tr] - fitted) ** 2).mean())
-        test, _ = make_tasks(data, fold.test_users, query=10, min_support=max(K), seed=0)
+        fitted = mf.global_mean_ + mf.item_bias_[ff.item] + mf.user_bias_[ff.row]
+        fitted += (mf.user_factors_[ff.row] * mf.item_factors_[ff.item]).sum(1)
+        noise = float(((ff.rating - fitted) ** 2).mean())
+        test, _ = make_tasks(data, ff.fold.test_users, query=10, min_support=max(K), seed=0)
         for m in COMPONENTS:
             prior = fit_mixture(states, m)
             for k in K:
@@ -117,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                         ]
                     )
                 )
-        print(f"fold {f}: noise variance {noise:.3f}", flush=True)
+        print(f"fold {ff.fold.index}: noise variance {noise:.3f}", flush=True)
     rows = []
     print("k   M=1     " + "  ".join(f"M={m} and difference [95% CI]" for m in COMPONENTS[1:]))
     for k in K:
@@ -131,9 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             line += f"  {x.mean():.4f} {d:+.4f} [{lo:+.4f}, {hi:+.4f}]"
         rows.append(row)
         print(line)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"folds": args.folds, "rows": rows}, indent=2))
+    write_json(args.json, {"folds": args.folds, "rows": rows})
     return 0
 
 

@@ -48,6 +48,7 @@ import torch
 from torch.func import functional_call, grad, vmap
 
 from metarec_core.base import AdaptationTrace, AdaptedUser, Recommender
+from metarec_core.baselines import MFFoldIn, level_grid
 from metarec_core.data import RatingScale, RatingsDataset
 from metarec_core.models import InnerOptimizer, RatingModel, param_key
 from metarec_core.tasks import TaskBatch, make_tasks, pad_tasks, user_ratings
@@ -67,7 +68,6 @@ __all__ = [
 ALGORITHMS = ("maml", "fomaml", "reptile", "metasgd", "finetune")
 ADAPT_GROUPS = ("user", "head", "all")
 OUTER_LOSSES = ("ordinal", "mse", "mae", "huber")
-MAX_ORDINAL_LEVELS = 21
 DEFAULT_METHOD = "metasgd"
 STATE_FORMAT = "metarec-learner"
 STATE_VERSION = 1
@@ -320,21 +320,13 @@ class MetaLearner(Recommender):
             genres=genres if cfg.use_genres else None,
             seed=cfg.seed,
             implicit=cfg.implicit,
-            ordinal=self._ordinal_levels(scale) if cfg.outer_loss == "ordinal" else None,
+            ordinal=level_grid(scale) if cfg.outer_loss == "ordinal" else None,
         )
         with torch.no_grad():
             self.model_.item_enc.mu.fill_((scale.low + scale.high) / 2)
         self.model_.to(device=device, dtype=self._dtype)
         self._fast_names = self._adapted_names()
         self.inner_ = self._make_inner(sq_factor=None, prior=None)
-
-    @staticmethod
-    def _ordinal_levels(scale: RatingScale) -> tuple[float, float, int] | None:
-        """(low, step, levels) of a discrete scale with 2..MAX_ORDINAL_LEVELS levels, else None."""
-        if not scale.step > 0:
-            return None
-        levels = round((scale.high - scale.low) / scale.step) + 1
-        return (scale.low, scale.step, levels) if 2 <= levels <= MAX_ORDINAL_LEVELS else None
 
     def _adapted_names(self) -> list[str]:
         names = ["user_init"]
@@ -399,8 +391,6 @@ class MetaLearner(Recommender):
 
     def _warm_start(self, data: RatingsDataset, train_users: np.ndarray, val_users) -> None:
         """mu, b_i, q_i, the initial state and the prior from the MF fold-in baseline."""
-        from metarec_core.baselines import MFFoldIn
-
         cfg = self.config
         mf = MFFoldIn(seed=cfg.seed, factors=cfg.factors, reg=cfg.mf_reg)
         mf.fit(data, train_users, val_users if val_users is not None and len(val_users) else None)
