@@ -67,11 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     priors = ("single Gaussian", "demographic")
     errs: dict[str, dict[int, list[np.ndarray]]] = {p: {k: [] for k in KS} for p in priors}
     for ff in fitted_folds(data, args.folds):
-        mf = ff.mf
-        states = np.c_[mf.user_factors_, mf.user_bias_]
-        fitted = mf.global_mean_ + mf.item_bias_[ff.item] + mf.user_bias_[ff.row]
-        fitted += (mf.user_factors_[ff.row] * mf.item_factors_[ff.item]).sum(1)
-        noise = float(((ff.rating - fitted) ** 2).mean())
+        mf, states, noise = ff.mf, ff.states, ff.noise
         x = feats[ff.train]
         coef = np.linalg.solve(x.T @ x + RIDGE * np.eye(x.shape[1]), x.T @ states)
         eye = 1e-3 * np.eye(states.shape[1])

@@ -82,11 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     errs: dict[int, dict[int, list[np.ndarray]]] = {m: {k: [] for k in K} for m in COMPONENTS}
     for ff in fitted_folds(data, args.folds):
-        mf = ff.mf
-        states = np.c_[mf.user_factors_, mf.user_bias_]
-        fitted = mf.global_mean_ + mf.item_bias_[ff.item] + mf.user_bias_[ff.row]
-        fitted += (mf.user_factors_[ff.row] * mf.item_factors_[ff.item]).sum(1)
-        noise = float(((ff.rating - fitted) ** 2).mean())
+        mf, states, noise = ff.mf, ff.states, ff.noise
         test, _ = make_tasks(data, ff.fold.test_users, query=10, min_support=max(K), seed=0)
         for m in COMPONENTS:
             prior = fit_mixture(states, m)

@@ -34,6 +34,19 @@ class FoldFit:
     item: np.ndarray
     rating: np.ndarray
 
+    @property
+    def states(self) -> np.ndarray:
+        """(n_train, factors + 1): each training user's ALS state (p_u, b_u)."""
+        return np.c_[self.mf.user_factors_, self.mf.user_bias_]
+
+    @property
+    def noise(self) -> float:
+        """Mean squared residual of the MF fit over the training ratings."""
+        mf = self.mf
+        fitted = mf.global_mean_ + mf.item_bias_[self.item] + mf.user_bias_[self.row]
+        fitted += (mf.user_factors_[self.row] * mf.item_factors_[self.item]).sum(1)
+        return float(((self.rating - fitted) ** 2).mean())
+
 
 def parse(doc: str, argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=doc.splitlines()[0])
