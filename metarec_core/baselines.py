@@ -522,7 +522,7 @@ class Popularity(_Baseline):
 # level decision (a median-like point prediction on a discrete scale)
 
 MAX_LEVELS = 21
-LEVEL_TIE_BREAK = 1e-3
+LEVEL_TIE_BREAK = 1e-3  # also models.OrdinalOutput's: rankings keep the model's order
 
 
 def level_grid(scale: RatingScale) -> tuple[float, float, int] | None:

@@ -26,6 +26,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from metarec_core.baselines import LEVEL_TIE_BREAK
+
 __all__ = [
     "DecisionHead",
     "InnerOptimizer",
@@ -171,7 +173,7 @@ class OrdinalOutput(nn.Module):
     (mean - median), which only breaks ties so that rankings stay informative.
     """
 
-    TIE_BREAK = 1e-3
+    TIE_BREAK = LEVEL_TIE_BREAK  # the baselines' level decision breaks ties the same way
 
     def __init__(self, low: float, step: float, levels: int) -> None:
         super().__init__()
