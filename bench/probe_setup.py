@@ -40,12 +40,17 @@ class FoldFit:
         return np.c_[self.mf.user_factors_, self.mf.user_bias_]
 
     @property
-    def noise(self) -> float:
-        """Mean squared residual of the MF fit over the training ratings."""
+    def residuals(self) -> np.ndarray:
+        """Each training rating minus the MF fit's prediction of it."""
         mf = self.mf
         fitted = mf.global_mean_ + mf.item_bias_[self.item] + mf.user_bias_[self.row]
         fitted += (mf.user_factors_[self.row] * mf.item_factors_[self.item]).sum(1)
-        return float(((self.rating - fitted) ** 2).mean())
+        return self.rating - fitted
+
+    @property
+    def noise(self) -> float:
+        """Mean squared residual of the MF fit over the training ratings."""
+        return float((self.residuals**2).mean())
 
 
 def parse(doc: str, argv: list[str] | None) -> argparse.Namespace:
