@@ -93,6 +93,10 @@ class LearnerConfig:
     # early-stopped on the same validation users, not reported step by step); measured in
     # bench/variants.py, not the default
     pretrain: bool = False
+    # what the outer loop learns: all (network, start state and inner-loop quantities) | inner
+    # (the start state and inner-loop quantities only; the network keeps its warm-started or,
+    # with pretrain, its finetune weights); measured in bench/variants.py, not the default
+    meta_params: str = "all"
     mf_reg: float = 8.0  # ALS ridge penalty of the warm start
     # --- inner loop (adaptation to one user)
     adapt: str = "user"  # parameters adapted per user: user | head | all
@@ -148,6 +152,8 @@ class LearnerConfig:
             raise ValueError(
                 f"outer_loss must be one of {'|'.join(OUTER_LOSSES)}, got {self.outer_loss!r}"
             )
+        if self.meta_params not in ("all", "inner"):
+            raise ValueError(f"meta_params must be all|inner, got {self.meta_params!r}")
         if self.val_metric not in ("mae", "nll"):
             raise ValueError(f"val_metric must be mae|nll, got {self.val_metric!r}")
         if self.dtype not in ("float32", "float64"):
@@ -900,6 +906,9 @@ class MetaLearner(Recommender):
         self.setup(data, train_users, val_users)
         if cfg.pretrain and cfg.algorithm != "finetune":
             self._pretrain(data, train_users, val_users, should_stop)
+        if cfg.meta_params == "inner":
+            for n, p in self.model_.named_parameters():
+                p.requires_grad_(n == "user_init")
         episodes = self._episodes(data, train_users)
         val = self._val_batches(data, val_users)
         rng = np.random.default_rng([cfg.seed, 17])
@@ -973,6 +982,7 @@ class MetaLearner(Recommender):
             algorithm="finetune",
             meta_batch=PRESETS["finetune"].meta_batch,
             pretrain=False,
+            meta_params="all",
         )
         pre = MetaLearner(cfg).fit(data, train_users, val_users, should_stop=should_stop)
         self.model_.load_state_dict(pre.model_.state_dict())

@@ -436,6 +436,30 @@ def test_pretrain_starts_meta_training_from_the_finetune_solution(data):
     assert not torch.equal(full.model_.head.out.weight, finetune.model_.head.out.weight)
 
 
+def test_meta_params_inner_learns_only_the_adaptation_on_the_finetune_network(data):
+    none = np.array([], dtype=np.int64)
+    cfg = {**SMALL, "steps": 6}
+    finetune = make_learner("finetune", **{**cfg, "meta_batch": 1024}).fit(data, TRAIN, none)
+    warm = make_learner("metasgd", **cfg).setup(data, TRAIN, none)
+    learner = make_learner("metasgd", pretrain=True, meta_params="inner", **cfg)
+    learner.fit(data, TRAIN, none)
+    assert [p.step for p in learner.history_] == [1, 2, 3, 4, 5, 6]
+    # the pretraining phase trains the whole network (it is not frozen by meta_params)...
+    assert not torch.equal(finetune.model_.head.out.weight, warm.model_.head.out.weight)
+    # ...and the meta phase moves only the start state and the inner-loop quantities
+    for n, w in finetune.model_.state_dict().items():
+        same = torch.equal(learner.model_.state_dict()[n], w)
+        assert same == (n != "user_init"), n
+    moved = [
+        n
+        for n, w in warm.inner_.state_dict().items()
+        if not torch.equal(learner.inner_.state_dict()[n], w)
+    ]
+    assert moved, "meta-training left every inner-loop quantity where it started"
+    with pytest.raises(ValueError, match="meta_params"):
+        LearnerConfig(meta_params="head")
+
+
 def test_bad_support_is_a_clear_error(fitted):
     with pytest.raises(ValueError, match="out of range"):
         fitted.adapt(np.array([N_ITEMS]), np.array([3.0]))
