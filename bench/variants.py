@@ -11,7 +11,8 @@ each test user's error over the seeds, and pools the folds. Not an official benc
 
 Prints, per support size k, the seed-averaged MAE of the variant and of finetune, their paired
 difference (bootstrap 95% CI over users), and the difference from the cached ``default`` run.
-Per-user errors are saved in bench/out/variants/NAME_f{FOLD}.npz.
+Per-user errors are saved in bench/out/variants/NAME_f{FOLD}.npz; ``--saved`` pools saved runs
+without training (e.g. folds 0,1 and 2,3,4 run separately: ``--folds 0,1,2,3,4 --saved``).
 """
 
 from __future__ import annotations
@@ -80,16 +81,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--both", action="store_true", help="apply the overrides to finetune too")
     p.add_argument("--folds", default="0,1")
     p.add_argument("--seeds", default="0,1,2")
+    p.add_argument(
+        "--saved",
+        action="store_true",
+        help="train nothing: pool the errors saved by earlier runs of NAME on these folds",
+    )
     args = p.parse_args(argv)
     overrides = json.loads(args.overrides)
     folds = [int(f) for f in args.folds.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
-    OUT.mkdir(parents=True, exist_ok=True)
-    with ProcessPoolExecutor(max_workers=min(2, len(folds))) as pool:
-        futures = [pool.submit(run_fold, f, overrides, args.both, seeds) for f in folds]
-        results = [fut.result() for fut in futures]
-    for f, res in zip(folds, results, strict=True):
-        np.savez(OUT / f"{args.name}_f{f}.npz", **res)
+    if args.saved:
+        missing = [f for f in folds if not (OUT / f"{args.name}_f{f}.npz").exists()]
+        if missing:
+            print(f"no saved run of {args.name!r} for folds {missing} in {OUT}")
+            return 2
+        results = [dict(np.load(OUT / f"{args.name}_f{f}.npz")) for f in folds]
+        seeds = list(range(results[0]["metasgd"].shape[1]))
+    else:
+        OUT.mkdir(parents=True, exist_ok=True)
+        with ProcessPoolExecutor(max_workers=min(2, len(folds))) as pool:
+            futures = [pool.submit(run_fold, f, overrides, args.both, seeds) for f in folds]
+            results = [fut.result() for fut in futures]
+        for f, res in zip(folds, results, strict=True):
+            np.savez(OUT / f"{args.name}_f{f}.npz", **res)
     # seed-averaged per-user errors, folds pooled: (len(K), users)
     ms = np.concatenate([r["metasgd"].mean(1) for r in results], axis=1)
     ft = np.concatenate([r["finetune"].mean(1) for r in results], axis=1)
@@ -98,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.name != "default" and all(x.exists() for x in ref_files):
         ref = np.concatenate([np.load(x)["metasgd"].mean(1) for x in ref_files], axis=1)
     print(
-        f"{args.name} {json.dumps(overrides)}{' (both)' if args.both else ''}: folds {folds}, "
+        f"{args.name} {'(saved runs)' if args.saved else json.dumps(overrides)}"
+        f"{' (both)' if args.both else ''}: folds {folds}, "
         f"seeds {seeds}, {ms.shape[1]} test users; seed-averaged MAE"
     )
     for i, k in enumerate(K):
