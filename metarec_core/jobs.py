@@ -413,6 +413,10 @@ class TrainingJob(BackgroundJob):
             device = getattr(learner, "device_", None)
             if device is not None:
                 ctx.set_device(str(device))
+            if getattr(p, "phase", "meta") == "pretrain":  # not meta-steps: message, no curves
+                ctx.progress(message=f"{PRETRAIN_MESSAGE}: {_train_message(p)}")
+                ctx.check_cancelled()
+                return
             ctx.progress(step=p.step, total=p.total, message=_train_message(p))
             if p.train_loss is not None:
                 ctx.log_train_loss(p.step, p.train_loss)
@@ -441,6 +445,9 @@ class TrainingJob(BackgroundJob):
                 parts.append(f"best validation MAE {snap.best_val_mae:.4f}")
             ctx.progress(message="; ".join(parts))
         return learner
+
+
+PRETRAIN_MESSAGE = "pre-training without the meta objective"
 
 
 def _train_message(p: TrainProgress) -> str:

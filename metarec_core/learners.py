@@ -90,9 +90,9 @@ class LearnerConfig:
     implicit: bool = False  # start state shifted by learned embeddings of the rated items
     warm_start: bool = True  # start mu, b_i, q_i (and the prior) from ALS MF on training users
     # start meta-training from the finetune solution (plain regression of the same network,
-    # early-stopped on the same validation users, not reported step by step); measured in
-    # bench/variants.py, not the default
-    pretrain: bool = False
+    # early-stopped on the same validation users; reported to fit's callback as phase
+    # "pretrain", not kept in history_). Ignored by finetune itself.
+    pretrain: bool = True
     # what the outer loop learns: all (network, start state and inner-loop quantities) | inner
     # (the start state and inner-loop quantities only; the network keeps its warm-started or,
     # with pretrain, its finetune weights); measured in bench/variants.py, not the default
@@ -216,6 +216,7 @@ PRESETS: dict[str, LearnerConfig] = {
         outer_lr=5e-5,
         item_lr=None,
         meta_batch=32,
+        pretrain=False,  # MeLU meta-trains from scratch
     ),
 }
 
@@ -270,6 +271,7 @@ class TrainProgress:
     val_mae: float | None  # validation MAE when validation ran at this step
     best_val_mae: float | None  # validation MAE of the best (kept) weights so far
     seconds: float  # since fit() started
+    phase: str = "meta"  # "pretrain": a step of the finetune phase (pretrain=True)
 
 
 @dataclass
@@ -905,7 +907,7 @@ class MetaLearner(Recommender):
         self.best_step_, self.best_val_mae_ = 0, None
         self.setup(data, train_users, val_users)
         if cfg.pretrain and cfg.algorithm != "finetune":
-            self._pretrain(data, train_users, val_users, should_stop)
+            self._pretrain(data, train_users, val_users, callback, should_stop)
         if cfg.meta_params == "inner":
             for n, p in self.model_.named_parameters():
                 p.requires_grad_(n == "user_init")
@@ -974,6 +976,7 @@ class MetaLearner(Recommender):
         data: RatingsDataset,
         train_users: np.ndarray,
         val_users: np.ndarray | None,
+        callback: Callable[[TrainProgress], None] | None,
         should_stop: Callable[[], bool] | None,
     ) -> None:
         """Load the weights of `finetune` fitted with this model configuration."""
@@ -984,7 +987,15 @@ class MetaLearner(Recommender):
             pretrain=False,
             meta_params="all",
         )
-        pre = MetaLearner(cfg).fit(data, train_users, val_users, should_stop=should_stop)
+        report = None
+        if callback is not None:
+
+            def report(p: TrainProgress) -> None:
+                callback(dataclasses.replace(p, phase="pretrain"))
+
+        pre = MetaLearner(cfg).fit(
+            data, train_users, val_users, callback=report, should_stop=should_stop
+        )
         self.model_.load_state_dict(pre.model_.state_dict())
         self.pretrain_step_ = pre.best_step_
 

@@ -500,29 +500,34 @@ def test_real_training_job_runs_to_done(no_thread_crash):
     assert scores.shape == (25,) and np.isfinite(scores).all()
 
 
-def test_real_training_job_cancel(no_thread_crash):
+@pytest.mark.parametrize("phase", ["meta", "pretrain"])
+def test_real_training_job_cancel(no_thread_crash, phase):
     learners = pytest.importorskip("metarec_core.learners")
     data = tiny_data(n_users=40, n_items=25, per_user=16)
-    steps_seen: list[int] = []
+    steps_seen: list[tuple[str, int]] = []
 
     class CancelAtStep3(learners.MetaLearner):
-        """The real learner; its progress callback cancels the job at step 3 (a known point)."""
+        """The real learner; its progress callback cancels the job at step 3 of `phase`."""
 
         def fit(self, *a, callback, **k):
             def cb(p):
-                steps_seen.append(p.step)
-                if p.step == 3:
+                steps_seen.append((p.phase, p.step))
+                if (p.phase, p.step) == (phase, 3):
                     job.cancel()
                 callback(p)
 
             return super().fit(*a, callback=cb, **k)
 
-    job = TrainingJob(
-        data, real_config(steps=10_000, eval_every=1000), learner_factory=CancelAtStep3
-    )
+    cfg = real_config(steps=10_000, eval_every=1000, pretrain=phase == "pretrain")
+    job = TrainingJob(data, cfg, learner_factory=CancelAtStep3)
     snap = job.start().wait(WAIT)
-    assert snap.status == "cancelled" and snap.step == 3 and job.result is None
-    assert steps_seen == [1, 2, 3]  # no meta-step ran after the cancel
+    assert snap.status == "cancelled" and job.result is None
+    # no step of either phase ran after the cancel
+    assert steps_seen == [(phase, 1), (phase, 2), (phase, 3)]
+    if phase == "meta":
+        assert snap.step == 3
+    else:  # pretraining steps are reported as a message, not as meta-steps
+        assert snap.step == 0 and snap.train_steps == ()
 
 
 def test_real_training_divergence_fails_readably(no_thread_crash):

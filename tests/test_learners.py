@@ -320,6 +320,7 @@ def test_early_stopping_on_validation_nll_keeps_the_lowest_nll_weights(data):
         **{**SMALL, "steps": 40, "eval_every": 2, "patience": 3, "outer_lr": 0.01},
         dtype="float64",
         val_metric="nll",
+        pretrain=False,  # the meta loop's own early stopping, from the warm start
     )
 
     def record(p: TrainProgress) -> None:
@@ -340,9 +341,13 @@ def test_early_stopping_on_validation_nll_keeps_the_lowest_nll_weights(data):
 
 
 def test_non_finite_loss_raises_floating_point_error(data):
-    learner = make_learner("maml", **{**SMALL, "steps": 5, "inner_lr": 1e30})
+    learner = make_learner("maml", **{**SMALL, "steps": 5, "inner_lr": 1e30, "pretrain": False})
     with pytest.raises(FloatingPointError, match="at step 1 "):
         learner.fit(data, TRAIN, VAL)
+    # with pretraining the same inner loop already fails in the finetune phase, as readably
+    pretrained = make_learner("maml", **{**SMALL, "steps": 5, "inner_lr": 1e30})
+    with pytest.raises(FloatingPointError, match="validation MAE became nan"):
+        pretrained.fit(data, TRAIN, VAL)
 
 
 def test_should_stop_ends_training_and_keeps_progress(data):
@@ -353,7 +358,9 @@ def test_should_stop_ends_training_and_keeps_progress(data):
         return calls["n"] > 3
 
     seen: list[TrainProgress] = []
-    learner = make_learner("metasgd", **{**SMALL, "steps": 50, "eval_every": 100})
+    learner = make_learner(
+        "metasgd", **{**SMALL, "steps": 50, "eval_every": 100, "pretrain": False}
+    )
     learner.fit(data, TRAIN, VAL, callback=seen.append, should_stop=stop)
     assert [p.step for p in seen] == [1, 2, 3]
     assert learner.fitted_ and len(learner.history_) == 3
@@ -431,8 +438,15 @@ def test_pretrain_starts_meta_training_from_the_finetune_solution(data):
         assert torch.equal(paused.model_.state_dict()[n], w), n
     assert not torch.equal(plain.model_.user_init, finetune.model_.user_init)
 
-    full = make_learner("metasgd", pretrain=True, **cfg).fit(data, TRAIN, none)
+    seen: list[TrainProgress] = []
+    full = make_learner("metasgd", pretrain=True, **cfg).fit(
+        data, TRAIN, none, callback=seen.append
+    )
     assert [p.step for p in full.history_] == [1, 2, 3, 4, 5, 6]
+    assert all(p.phase == "meta" for p in full.history_)  # the finetune phase is not kept
+    assert [(p.phase, p.step) for p in seen] == [("pretrain", s) for s in range(1, 7)] + [
+        ("meta", s) for s in range(1, 7)
+    ]
     assert not torch.equal(full.model_.head.out.weight, finetune.model_.head.out.weight)
 
 
