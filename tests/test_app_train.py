@@ -40,7 +40,9 @@ def test_train_page_shows_device_and_preset_defaults():
     at = new_app()
     at.switch_page("views/train.py").run()
     assert any("Training will run on: cpu" in c.value for c in at.caption)
+    assert at.checkbox(key="train_pretrain").value is True  # metasgd starts from finetune
     at.selectbox(key="train_preset").set_value("melu").run()
+    assert at.checkbox(key="train_pretrain").value is False
     assert at.selectbox(key="train_adapt").value == "head"
     assert at.number_input(key="train_meta_batch").value == 32
     assert at.number_input(key="train_inner_lr").value == pytest.approx(5e-6)
@@ -48,6 +50,7 @@ def test_train_page_shows_device_and_preset_defaults():
 
 def test_training_runs_in_the_background_until_done():
     at = train_page()
+    at.checkbox(key="train_pretrain").uncheck()
     before = set(at.session_state["mr_models"])
     at.button(key="train_start").click().run()
     assert not at.exception and not at.error
@@ -57,6 +60,7 @@ def test_training_runs_in_the_background_until_done():
     new = set(models) - before
     assert new == {"metasgd"} and at.session_state["mr_active_model"] == "metasgd"
     assert models["metasgd"].model.fitted_
+    assert not models["metasgd"].model.config.pretrain  # the form's checkbox, not the preset
     assert at.sidebar.selectbox(key="sidebar_model").value == "metasgd"
     assert len(at.get("plotly_chart")) == 2
     assert "Download checkpoint" in [b.label for b in at.get("download_button")]

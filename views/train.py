@@ -72,6 +72,13 @@ FIELDS = {
         "Seed",
         "Seeds the model, the episodes and the train/validation user split.",
     ),
+    "train_pretrain": (
+        "pretrain",
+        "Start from the finetune solution",
+        "Fit the same network by plain regression first (early-stopped on the validation "
+        "users), then meta-train from there. On for the MAML family, off for MeLU (which "
+        "trains from scratch); finetune ignores it.",
+    ),
 }
 
 
@@ -182,6 +189,9 @@ with left:
             ["auto", "cpu", "cuda", "mps"],
             key="train_device",
             help="auto: CUDA, else Apple MPS, else CPU.",
+        )
+        st.checkbox(
+            FIELDS["train_pretrain"][1], key="train_pretrain", help=FIELDS["train_pretrain"][2]
         )
         submitted = st.form_submit_button(
             "Start training", type="primary", disabled=running, key="train_start"
