@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--both", action="store_true", help="apply the overrides to finetune too")
     p.add_argument("--folds", default="0,1")
     p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--ref", default="default", help="the saved run to compare metasgd with")
     p.add_argument(
         "--saved",
         action="store_true",
@@ -108,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     ms = np.concatenate([r["metasgd"].mean(1) for r in results], axis=1)
     ft = np.concatenate([r["finetune"].mean(1) for r in results], axis=1)
     ref = None
-    ref_files = [OUT / f"default_f{f}.npz" for f in folds]
-    if args.name != "default" and all(x.exists() for x in ref_files):
+    ref_files = [OUT / f"{args.ref}_f{f}.npz" for f in folds]
+    if args.name != args.ref and all(x.exists() for x in ref_files):
         ref = np.concatenate([np.load(x)["metasgd"].mean(1) for x in ref_files], axis=1)
     print(
         f"{args.name} {'(saved runs)' if args.saved else json.dumps(overrides)}"
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             f"metasgd - finetune {paired(ms[i] - ft[i])}"
         )
         if ref is not None:
-            line += f"  vs default metasgd {paired(ms[i] - ref[i])}"
+            line += f"  vs {args.ref} metasgd {paired(ms[i] - ref[i])}"
         print(line)
     return 0
 
