@@ -55,7 +55,7 @@ FIELDS = {
     "train_steps": (
         "steps",
         "Meta-steps (max)",
-        "Early stopping on validation MAE usually ends sooner.",
+        "Early stopping on the validation users (query log-loss) usually ends sooner.",
     ),
     "train_eval_every": (
         "eval_every",
