@@ -10,7 +10,9 @@ each test user's error over the seeds, and pools the folds. Not an official benc
     python bench/variants.py f40 '{"factors": 40}' --both        # architecture: both learners
 
 Prints, per support size k, the seed-averaged MAE of the variant and of finetune, their paired
-difference (bootstrap 95% CI over users), and the difference from the cached ``default`` run.
+difference (bootstrap 95% CI over users), how much of that difference's spread over users is
+training noise (with several seeds), and the difference from the cached ``default`` run (or
+``--ref NAME``).
 Per-user errors are saved in bench/out/variants/NAME_f{FOLD}.npz; ``--saved`` pools saved runs
 without training (e.g. folds 0,1 and 2,3,4 run separately: ``--folds 0,1,2,3,4 --saved``).
 """
@@ -117,15 +119,26 @@ def main(argv: list[str] | None = None) -> int:
         f"{' (both)' if args.both else ''}: folds {folds}, "
         f"seeds {seeds}, {ms.shape[1]} test users; seed-averaged MAE"
     )
+    # (seeds, users) per k: each seed's metasgd - finetune difference per user
+    runs = np.concatenate([r["metasgd"] - r["finetune"] for r in results], axis=2)
     for i, k in enumerate(K):
         line = (
             f"k={k:2d}  metasgd {ms[i].mean():.4f}  finetune {ft[i].mean():.4f}  "
             f"metasgd - finetune {paired(ms[i] - ft[i])}"
         )
+        if len(seeds) > 1:
+            line += f"  training noise {training_noise_share(runs[i]):.0%}"
         if ref is not None:
             line += f"  vs {args.ref} metasgd {paired(ms[i] - ref[i])}"
         print(line)
     return 0
+
+
+def training_noise_share(d: np.ndarray) -> float:
+    """Share of the variance over users of the seed-averaged differences `d` (seeds, users)
+    that is training noise: the mean within-user variance across seeds, over the number of
+    seeds. More training runs shrink that part, and with it the CI."""
+    return float(d.var(0, ddof=1).mean() / len(d) / d.mean(0).var(ddof=1))
 
 
 if __name__ == "__main__":
