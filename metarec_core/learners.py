@@ -36,6 +36,7 @@ The product default is ``metasgd`` (`DEFAULT_METHOD`).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -334,7 +335,8 @@ class MetaLearner(Recommender):
             self.model_.item_enc.mu.fill_((scale.low + scale.high) / 2)
         self.model_.to(device=device, dtype=self._dtype)
         self._fast_names = self._adapted_names()
-        self.inner_ = self._make_inner(sq_factor=None, prior=None)
+        self._inner_init: tuple[torch.Tensor | None, tuple[float, float] | None] = (None, None)
+        self.inner_ = self._make_inner(*self._inner_init)
 
     def _adapted_names(self) -> list[str]:
         names = ["user_init"]
@@ -416,7 +418,8 @@ class MetaLearner(Recommender):
         tr = np.isin(data.user, np.asarray(train_users))
         sq = torch.as_tensor((np.asarray(mf.item_factors_)[data.item[tr]] ** 2).mean(0), **dt)
         fr = getattr(mf, "fold_reg_", (cfg.mf_reg, cfg.mf_reg))
-        self.inner_ = self._make_inner(sq.clamp(min=1e-4), (float(fr[0]), float(fr[1])))
+        self._inner_init = (sq.clamp(min=1e-4), (float(fr[0]), float(fr[1])))
+        self.inner_ = self._make_inner(*self._inner_init)
 
     # ------------------------------------------------------------------ functional core
     def _feats(self, items: torch.Tensor) -> torch.Tensor:
@@ -889,7 +892,7 @@ class MetaLearner(Recommender):
         callback: Callable[[TrainProgress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> MetaLearner:
-        """Meta-train on `train_users`; early-stop on the validation MAE and keep the best weights.
+        """Meta-train on `train_users`; early-stop on the validation criterion, keep the best weights.
 
         Without `val_users`, a seeded ``val_fraction`` of the training users validates. Raises
         FloatingPointError when the loss becomes NaN/inf. `should_stop()` is checked before every
@@ -903,11 +906,25 @@ class MetaLearner(Recommender):
             n_val = max(1, int(round(cfg.val_fraction * len(perm))))
             val_users, train_users = np.sort(perm[:n_val]), np.sort(perm[n_val:])
         self.fitted_ = False
-        self.history_: list[TrainProgress] = []
-        self.best_step_, self.best_val_mae_ = 0, None
         self.setup(data, train_users, val_users)
         if cfg.pretrain and cfg.algorithm != "finetune":
             self._pretrain(data, train_users, val_users, callback, should_stop)
+        return self._train(data, train_users, val_users, callback, should_stop, t0)
+
+    def _train(
+        self,
+        data: RatingsDataset,
+        train_users: np.ndarray,
+        val_users: np.ndarray | None,
+        callback: Callable[[TrainProgress], None] | None,
+        should_stop: Callable[[], bool] | None,
+        t0: float,
+    ) -> MetaLearner:
+        """The training loop of `fit` on the model as set up (and pretrained)."""
+        cfg = self.config
+        self.fitted_ = False
+        self.history_: list[TrainProgress] = []
+        self.best_step_, self.best_val_mae_ = 0, None
         if cfg.meta_params == "inner":
             for n, p in self.model_.named_parameters():
                 p.requires_grad_(n == "user_init")
@@ -979,7 +996,8 @@ class MetaLearner(Recommender):
         callback: Callable[[TrainProgress], None] | None,
         should_stop: Callable[[], bool] | None,
     ) -> None:
-        """Load the weights of `finetune` fitted with this model configuration."""
+        """Load the weights of `finetune` trained from this learner's set-up (same model
+        configuration and warm start, which is not computed again)."""
         cfg = dataclasses.replace(
             self.config,
             algorithm="finetune",
@@ -993,9 +1011,13 @@ class MetaLearner(Recommender):
             def report(p: TrainProgress) -> None:
                 callback(dataclasses.replace(p, phase="pretrain"))
 
-        pre = MetaLearner(cfg).fit(
-            data, train_users, val_users, callback=report, should_stop=should_stop
-        )
+        pre = MetaLearner(cfg)
+        pre.device_, pre.n_items_, pre.scale_ = self.device_, self.n_items_, self.scale_
+        pre.model_ = copy.deepcopy(self.model_)
+        pre._fast_names = pre._adapted_names()
+        pre._inner_init = self._inner_init
+        pre.inner_ = pre._make_inner(*self._inner_init)  # finetune's: fixed, not per step
+        pre._train(data, train_users, val_users, report, should_stop, time.perf_counter())
         self.model_.load_state_dict(pre.model_.state_dict())
         self.pretrain_step_ = pre.best_step_
 
