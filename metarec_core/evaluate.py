@@ -14,8 +14,8 @@ Rows average per-user metrics (see `metarec_core.metrics`) over the test users o
 support size, every rating predictor with the best *other* rating predictor (lowest mean MAE at
 that k): mae_diff = mean over users of MAE(method) − MAE(vs), with a seeded paired bootstrap 95%
 interval; negative means `method` is better, an interval excluding 0 means the difference is
-unlikely to be resampling noise. ``seconds`` = fitting time summed over folds + scoring time at
-that k (``fit_seconds``/``score_seconds`` give the parts).
+unlikely to be resampling noise. ``seconds`` = fitting time summed over folds and training runs
++ scoring time at that k (``fit_seconds``/``score_seconds`` give the parts).
 
 ``train_seeds`` > 1 fits every method that many times per fold (seeds ``seed`` .. ``seed + n - 1``;
 the folds and queries stay those of ``seed``) and averages each user's metrics over the fits, so a
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from metarec_core import metrics
-from metarec_core.data import RatingsDataset, summarize
+from metarec_core.data import RatingScale, RatingsDataset, summarize
 from metarec_core.methods import available_methods, make_method
 from metarec_core.tasks import (
     MELU_MAX_RATINGS,
@@ -220,10 +220,11 @@ def _score(
     q_items: np.ndarray,
     q_ratings: np.ndarray,
     n_items: int,
-    threshold: float,
+    scale: RatingScale,
     acc: _Acc,
 ) -> None:
     """Score all users (in chunks bounding memory) and append their per-user metrics to `acc`."""
+    threshold, low = float(scale.relevant_threshold), float(scale.low)
     B = len(supports)
     chunk = max(1, SCORE_CELLS // max(1, n_items))
     for s in range(0, B, chunk):
@@ -245,7 +246,7 @@ def _score(
             acc.mae.append(metrics.mae(pred, qr))
             acc.rmse.append(metrics.rmse(pred, qr))
         for k in NDCG_KS:
-            acc.ndcg[k].append(metrics.ndcg_at_k(pred, qr, k))
+            acc.ndcg[k].append(metrics.ndcg_at_k(pred, qr, k, low=low))
         rows = np.arange(e - s)
         exclude = np.zeros((e - s, n_items), dtype=bool)
         for r, (items, _) in enumerate(supports[s:e]):
@@ -344,7 +345,7 @@ def run_evaluation(
         bootstrap_resamples=cfg.n_boot,
         paired="each rating predictor vs the best other rating predictor at the same support "
         "size (lowest mean MAE); mae_diff = mean per-user MAE(method) - MAE(vs), < 0: method better",
-        seconds="fit time summed over folds + scoring time at that support size",
+        seconds="fit time summed over folds and training runs + scoring time at that support size",
         train_seeds=cfg.train_seeds,
     )
     if cfg.train_seeds > 1:
@@ -391,7 +392,7 @@ def run_evaluation(
                             q_items,
                             q_ratings,
                             data.n_items,
-                            threshold,
+                            data.scale,
                             fits[k][-1],
                         )
                         acc[(name, k)].seconds += time.perf_counter() - t0

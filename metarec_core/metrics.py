@@ -9,6 +9,7 @@ Every metric is computed per user; the evaluation then averages over users. Arra
   position in the query (the query order is a seeded random permutation, so this neither peeks
   at the true ratings nor favours any item). DCG@k = Σ_{rank=1..k} (2^{r} − 1) / log2(1 + rank);
   nDCG@k = DCG@k / IDCG@k, IDCG@k being the DCG@k of the same items sorted by true rating.
+  On a scale reaching below 0, r is the rating minus the scale's lowest value (gains >= 0).
   k is capped at Q. A user whose IDCG@k is 0 (every gain 0) gets NaN (undefined, not a score).
 - recall@k over the whole catalogue: candidates are all items not in the support set, ranked by
   score (ties: lower item index first); relevant = the user's query items with rating ≥ the
@@ -61,10 +62,14 @@ def _dcg(gains_in_rank_order: np.ndarray, k: int) -> np.ndarray:
     return gains_in_rank_order[..., :k] @ discount
 
 
-def ndcg_at_k(pred: np.ndarray, true: np.ndarray, k: int) -> np.ndarray | float:
+def ndcg_at_k(
+    pred: np.ndarray, true: np.ndarray, k: int, *, low: float = 0.0
+) -> np.ndarray | float:
     """nDCG@k of the query items ranked by `pred` (gain 2^r − 1, discount log2(1 + rank)).
 
     Ties in `pred` keep query order (stable sort); IDCG uses the same items in true order.
+    `low` is the scale's lowest rating: on a scale reaching below 0 the ratings are shifted
+    by −low so that no gain is negative (scales with low >= 0 are unchanged).
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -72,7 +77,14 @@ def ndcg_at_k(pred: np.ndarray, true: np.ndarray, k: int) -> np.ndarray | float:
     single = pred.ndim == 1
     pred, true = np.atleast_2d(pred), np.atleast_2d(true)
     k = min(k, pred.shape[1])
-    gains = np.exp2(true) - 1.0
+    shift = min(float(low), 0.0)
+    if (true < shift).any():
+        # a negative gain makes DCG/IDCG meaningless (below 0 or above 1, or 0/0)
+        raise ValueError(
+            f"ratings go down to {float(true.min())} but the scale's low is {low}: "
+            "pass the scale's lowest rating as low"
+        )
+    gains = np.exp2(true - shift) - 1.0
     order = np.argsort(-pred, axis=1, kind="stable")
     dcg = _dcg(np.take_along_axis(gains, order, axis=1), k)
     idcg = _dcg(-np.sort(-gains, axis=1), k)

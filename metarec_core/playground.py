@@ -370,11 +370,12 @@ def _mae(pred: np.ndarray, true: np.ndarray) -> float:
     return float(metrics.mae(np.asarray(pred, np.float64), np.asarray(true, np.float64)))
 
 
-def _ndcg(scores: np.ndarray, true: np.ndarray, k: int) -> float:
-    """nDCG@k of the hidden items ranked by `scores` (gain 2^r − 1, discount log2(1 + rank))."""
+def _ndcg(scores: np.ndarray, true: np.ndarray, k: int, low: float) -> float:
+    """nDCG@k of the hidden items ranked by `scores` (see `metrics.ndcg_at_k`)."""
     from metarec_core import metrics
 
-    return float(metrics.ndcg_at_k(np.asarray(scores, np.float64), np.asarray(true, np.float64), k))
+    s, t = np.asarray(scores, np.float64), np.asarray(true, np.float64)
+    return float(metrics.ndcg_at_k(s, t, k, low=low))
 
 
 @dataclass(frozen=True)
@@ -393,14 +394,16 @@ def curve_point(
     hidden_items: np.ndarray,
     hidden_ratings: np.ndarray,
     k: int = CURVE_NDCG_K,
+    low: float = 0.0,
 ) -> CurvePoint:
-    """One learning-curve point from each method's adapted user."""
+    """One learning-curve point from each method's adapted user (`low`: the scale's lowest
+    rating, for the nDCG gains)."""
     mae, ndcg = {}, {}
     for name, a in adapted.items():
         s = a.predict(hidden_items)
         if predicts_ratings.get(name, True):
             mae[name] = _mae(s, hidden_ratings)
-        ndcg[name] = _ndcg(s, hidden_ratings, k)
+        ndcg[name] = _ndcg(s, hidden_ratings, k, low)
     return CurvePoint(n, mae, ndcg)
 
 
@@ -411,13 +414,14 @@ def learning_curve(
     hidden_items: np.ndarray,
     hidden_ratings: np.ndarray,
     k: int = CURVE_NDCG_K,
+    low: float = 0.0,
 ) -> list[CurvePoint]:
     """Errors on the hidden ratings after 0, 1, ..., len(items) ratings (prefixes, in order)."""
     out = []
     for n in range(len(items) + 1):
         adapted = {name: m.adapt(items[:n], ratings[:n]) for name, m in methods.items()}
         flags = {name: m.predicts_ratings for name, m in methods.items()}
-        out.append(curve_point(n, adapted, flags, hidden_items, hidden_ratings, k))
+        out.append(curve_point(n, adapted, flags, hidden_items, hidden_ratings, k, low))
     return out
 
 
@@ -601,4 +605,8 @@ class PlaygroundSession:
                 )
                 for name, m in self.methods().items()
             }
-            self.curve.append(curve_point(n, adapted, flags, p.hidden_items, p.hidden_ratings))
+            self.curve.append(
+                curve_point(
+                    n, adapted, flags, p.hidden_items, p.hidden_ratings, low=self.data.scale.low
+                )
+            )

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from metarec_core import evaluate
+from metarec_core import evaluate, metrics
 from metarec_core.baselines import GlobalMean, UserBias
 from metarec_core.data import RatingScale, RatingsDataset
 from metarec_core.evaluate import (
@@ -127,6 +127,62 @@ def test_paired_compares_with_best_other_rater(report):
         assert lo <= p["mae_diff"] <= hi
     gm = [p for p in paired if p["method"] == "global_mean"]
     assert all(p["ci95"][0] > 0 for p in gm)  # clearly worse than the best, and the CI says so
+
+
+def test_rows_and_pairs_match_an_independent_computation(small, report):
+    """Per-user MAE recomputed outside run_evaluation (same folds and queries): the rows are its
+    means, and each paired CI is the bootstrap of the per-user differences, user by user."""
+    per_user: dict[tuple[str, int], list[np.ndarray]] = {}
+    for fold in user_folds(small, CFG.folds, CFG.seed, evaluate.VAL_FRACTION):
+        tasks, _ = make_tasks(
+            small, fold.test_users, query=CFG.query, min_support=max(CFG.support), seed=CFG.seed
+        )
+        qi = np.stack([t.query[0] for t in tasks])
+        qr = np.stack([t.query[1] for t in tasks]).astype(np.float64)
+        for name in RATERS:
+            m = make_method(name, seed=CFG.seed).fit(small, fold.train_users, fold.val_users)
+            for k in CFG.support:
+                scores = m.score_many([t.support(k) for t in tasks])
+                pred = np.take_along_axis(scores, qi, axis=1)
+                per_user.setdefault((name, k), []).append(np.abs(pred - qr).mean(1))
+    mae = {key: np.concatenate(v) for key, v in per_user.items()}
+    for r in report["rows"]:
+        if r["method"] in RATERS:
+            assert r["mae"] == pytest.approx(mae[(r["method"], r["support"])].mean(), abs=1e-12)
+    for p in report["paired"]:
+        a, b = mae[(p["method"], p["support"])], mae[(p["vs"], p["support"])]
+        diff, lo, hi = metrics.paired_bootstrap_ci(a, b, n_boot=CFG.n_boot, seed=CFG.seed)
+        assert p["mae_diff"] == pytest.approx(diff, abs=1e-12)
+        assert p["ci95"] == pytest.approx([lo, hi], abs=1e-12)
+        # users matched in another order give another interval: the check above sees pairing
+        shuffled = np.random.default_rng(0).permutation(b)
+        if not np.array_equal(shuffled, b):
+            _, lo2, hi2 = metrics.paired_bootstrap_ci(a, shuffled, n_boot=CFG.n_boot, seed=CFG.seed)
+            assert [lo2, hi2] != pytest.approx([lo, hi], abs=1e-12)
+
+
+def test_scale_below_zero_gives_the_ndcg_of_its_shift_to_zero(small):
+    """The small data on a -2..2 scale scores as on 0..4 (gains from the scale's low, never
+    negative); the shift-equivariant user bias has the same MAE on both."""
+
+    def shifted(by: float) -> RatingsDataset:
+        return RatingsDataset(
+            small.user,
+            small.item,
+            small.rating + by,
+            None,
+            small.user_ids,
+            small.item_ids,
+            RatingScale(1.0 + by, 5.0 + by, 1.0),
+        )
+
+    cfg = EvalConfig(methods=("user_bias", "popularity"), support=(1, 3), query=5, folds=3)
+    below, zero = (run_evaluation(shifted(by), cfg)["rows"] for by in (-3.0, -1.0))
+    for a, b in zip(below, zero, strict=True):
+        assert 0.0 < a["ndcg@3"] <= 1.0 and 0.0 < a["ndcg@5"] <= 1.0
+        assert (a["ndcg@3"], a["ndcg@5"]) == pytest.approx((b["ndcg@3"], b["ndcg@5"]), abs=1e-12)
+        if a["method"] == "user_bias":
+            assert a["mae"] == pytest.approx(b["mae"], abs=1e-9)
 
 
 def test_same_seed_same_report(small, report):

@@ -214,6 +214,24 @@ def test_same_seed_gives_same_weights_and_predictions(data):
     assert not np.array_equal(a.score_many(SUPPORT), c.score_many(SUPPORT))
 
 
+@pytest.mark.parametrize("name", ["metasgd", "melu", "reptile", "finetune"])
+def test_fit_never_sees_test_users(data, name):
+    """Every rating of users outside train/val replaced: the fitted weights do not move (the
+    finetune phase of metasgd's pretrain, the ALS warm start and early stopping included)."""
+    train, val = TRAIN[:40], TRAIN[40:]  # users 48..59 play the test users
+    test = ~np.isin(data.user, TRAIN)
+    flipped = dataclasses.replace(data, rating=np.where(test, 6.0 - data.rating, data.rating))
+    assert not np.array_equal(flipped.rating, data.rating)
+    cfg = {**SMALL, "steps": 8, "eval_every": 4, "patience": 50}
+    a = make_learner(name, **cfg).fit(data, train, val)
+    b = make_learner(name, **cfg).fit(flipped, train, val)
+    for (n, pa), pb in zip(
+        a.model_.state_dict().items(), b.model_.state_dict().values(), strict=True
+    ):
+        assert torch.equal(pa, pb), n
+    np.testing.assert_array_equal(a.score_many(SUPPORT), b.score_many(SUPPORT))
+
+
 @pytest.fixture(scope="module")
 def fitted(data) -> MetaLearner:
     return _fit(data, steps=16)

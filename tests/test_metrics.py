@@ -74,6 +74,19 @@ def test_ndcg_undefined_when_every_gain_is_zero():
     assert math.isnan(ndcg_at_k(np.array([1.0, 2.0]), np.array([0.0, 0.0]), 2))
 
 
+def test_ndcg_on_a_scale_below_zero_shifts_the_gains():
+    # a -10..10 scale: gains 2^(r + 10) - 1, never negative; the same as on a 0..20 scale
+    true = np.array([-10.0, 4.0, -2.5])
+    pred = np.array([0.3, 0.1, 0.2])
+    got = ndcg_at_k(pred, true, 3, low=-10.0)
+    assert got == pytest.approx(ndcg_at_k(pred, true + 10.0, 3))
+    assert 0.0 < got < 1.0
+    # a scale from 0 or above is unchanged by low
+    assert ndcg_at_k(pred, true + 11.0, 3, low=1.0) == ndcg_at_k(pred, true + 11.0, 3)
+    with pytest.raises(ValueError, match="scale's low"):
+        ndcg_at_k(pred, true, 3)
+
+
 def test_recall_hand_values_and_tie_break():
     scores = np.array([10.0, 9.0, 8.0, 8.0, 1.0, 0.0])
     # item 0 is support: excluded although it scores highest
