@@ -65,7 +65,7 @@ def _sidebar() -> None:
                 help="Used by the playground. Models trained on another dataset are hidden.",
             )
             state.set_active_model(choice)
-            st.caption(usable[choice].source)
+            st.caption(state.plain(usable[choice].source))
         job = state.jobs().get("sample")
         if not usable and active.is_sample and job is not None and job.is_active:
             snap = job.snapshot()

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import html
 import os
+import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +53,7 @@ K_PLAYGROUND = "mr_playground"
 K_EVAL_REPORT = "mr_eval_report"
 K_INIT = "mr_initialised"
 K_TOKEN = "mr_session_token"
+K_LABELS = "mr_data_labels"  # dataset fingerprint -> the label it was made active with
 
 
 @dataclass(eq=False)
@@ -140,11 +143,23 @@ def set_data(data: RatingsDataset, label: str, *, is_sample: bool) -> ActiveData
     """Make `data` active; models of other datasets stay listed but cannot be used with it."""
     active = ActiveData(data, label, is_sample)
     st.session_state[K_DATA] = active
+    st.session_state.setdefault(K_LABELS, {})[data.fingerprint()] = label
     st.session_state.pop(K_PLAYGROUND, None)
     st.session_state.pop(K_EVAL_REPORT, None)
     usable = [n for n, m in models().items() if m.fingerprint == data.fingerprint()]
     st.session_state[K_ACTIVE_MODEL] = usable[-1] if usable else None
     return active
+
+
+def is_active_data(data: RatingsDataset) -> bool:
+    """Whether `data` (a job's, say) is the active dataset's content."""
+    active = get_data()
+    return active is not None and active.data.fingerprint() == data.fingerprint()
+
+
+def data_label(data: RatingsDataset) -> str:
+    """The label `data` was active under in this session (its source when never active)."""
+    return st.session_state.get(K_LABELS, {}).get(data.fingerprint(), data.source)
 
 
 # ----------------------------------------------------------------------------- models
@@ -169,7 +184,12 @@ def active_model() -> ModelEntry | None:
 
 
 def unique_name(base: str) -> str:
-    names = models()
+    """`base`, or `base #k`, unused by this session's models and by the baselines the
+    playground and what-if pages put beside them."""
+    from metarec_core.methods import BASELINES
+    from metarec_core.playground import PLAYGROUND_BASELINES
+
+    names = {*models(), *BASELINES, *PLAYGROUND_BASELINES}
     if base not in names:
         return base
     k = 2
@@ -192,17 +212,17 @@ def set_active_model(name: str) -> None:
         st.session_state.pop(K_PLAYGROUND, None)
 
 
-def entry_from_training(job: Any, active: ActiveData, name: str) -> ModelEntry:
-    """A model entry for a finished TrainingJob."""
+def entry_from_training(job: Any, name: str) -> ModelEntry:
+    """A model entry for a finished TrainingJob, usable with the data it was trained on."""
     val = np.asarray(job.val_users if job.val_users is not None else [], dtype=np.int64)
     return ModelEntry(
         name=name,
         model=job.result,
-        fingerprint=active.data.fingerprint(),
+        fingerprint=job.data.fingerprint(),
         train_users=np.asarray(job.train_users, dtype=np.int64),
         val_users=val,
         # validation users only steered early stopping: they were never trained on
-        heldout_users=np.setdiff1d(np.arange(active.data.n_users), job.train_users),
+        heldout_users=np.setdiff1d(np.arange(job.data.n_users), job.train_users),
         source="trained in this session",
         config=job.config,
     )
@@ -331,27 +351,25 @@ def is_collected(job: Any) -> bool:
 def collect_finished_jobs() -> list[ModelEntry]:
     """Register models of finished training jobs (called on every run, whatever the page).
 
-    The background sample model is activated only when no model is active; a model trained on
-    the Train page always becomes active.
+    A job's model is registered for the data it was trained on, even when another dataset has
+    been made active since (it is listed again when that data is). On the active data, the
+    background sample model is activated only when no model is active; a model trained on the
+    Train page always becomes active.
     """
-    active = get_data()
     added = []
-    if active is None:
-        return added
     for slot in ("sample", "train"):
         job = jobs().get(slot)
-        if job is None or job.status != "done" or job.result is None:
-            continue
-        if job.data.fingerprint() != active.data.fingerprint():
-            continue
-        if is_collected(job):
+        if job is None or job.status != "done" or job.result is None or is_collected(job):
             continue
         base = "sample model (quick)" if slot == "sample" else job.config.name
-        entry = entry_from_training(job, active, unique_name(base))
+        entry = entry_from_training(job, unique_name(base))
         if slot == "sample":
             entry.source = "trained quickly in the background"
         entry.extra["job"] = job
-        added.append(add_model(entry, activate=slot == "train" or active_model() is None))
+        here = is_active_data(job.data)
+        added.append(
+            add_model(entry, activate=here and (slot == "train" or active_model() is None))
+        )
     return added
 
 
@@ -359,12 +377,22 @@ def collect_finished_jobs() -> list[ModelEntry]:
 
 
 _MD_SPECIAL = set("\\`*_{}[]()#+-.!|<>~$:")
+# Markdown turns bare URLs, www. names and e-mail addresses into links even when their
+# characters are escaped; a zero-width space after these marks breaks the match, invisibly.
+_NO_AUTOLINK = re.compile(r"(?<=://)|(?<=\bwww)(?=\.)|(?<=@)", re.IGNORECASE)
 
 
 def plain(text: object) -> str:
-    """`text` with every markdown character escaped, so user strings show literally in
-    st.markdown / st.error / st.info (which render markdown, never HTML here)."""
-    return "".join("\\" + c if c in _MD_SPECIAL else c for c in str(text))
+    """`text` with every markdown character escaped and bare links broken, so user strings show
+    literally in st.markdown / st.error / st.info (which render markdown, never HTML here)."""
+    text = _NO_AUTOLINK.sub("\u200b", str(text))
+    return "".join("\\" + c if c in _MD_SPECIAL else c for c in text)
+
+
+def chart_text(text: object) -> str:
+    """`text` for a Plotly label (legend, axis, hover): Plotly renders a subset of HTML in
+    them (links, bold), so user strings get their <, > and & escaped."""
+    return html.escape(str(text), quote=False)
 
 
 def heldout_user_picker(data: RatingsDataset, heldout_users: np.ndarray, *, label: str, key: str):

@@ -608,6 +608,15 @@ def _build(
             f"{'is' if len(bad) == 1 else 'are'} not a finite number at {rows(bad)}: "
             f"found {_examples(ratings.iloc[bad])}; expected numbers such as 4 or 3.5"
         )
+    # ratings are kept as float32, where a larger number would become inf
+    top = float(np.finfo(np.float32).max)
+    bad = np.flatnonzero(np.abs(values) > top)
+    if len(bad):
+        raise DataError(
+            f"{label}: column {n_rating}: {_plural(len(bad), 'rating')} too large at "
+            f"{rows(bad)}: found {_examples(ratings.iloc[bad])}; ratings must lie within "
+            f"±{top:.3g}"
+        )
     if scale is not None:
         _check_scale(values, scale, n_rating, label, rows)
     ts = None if timestamps is None else _parse_timestamps(timestamps, n_time, label, rows)

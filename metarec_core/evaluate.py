@@ -297,7 +297,7 @@ def run_evaluation(
         if n_test == 0:
             raise ValueError(
                 f"no test user has the {kmax + query} ratings needed for support {kmax} + query "
-                f"{query}; lower --support or --query"
+                f"{query}; use smaller support sizes or fewer query ratings"
             )
         protocol = {
             "name": "kshot",

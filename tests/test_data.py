@@ -233,14 +233,32 @@ def test_structural_errors(content, patterns):
         assert re.search(pat, str(e.value)), (pat, str(e.value))
 
 
-def test_non_numeric_and_nan_ratings_name_column_lines_and_values():
-    text = b"user,item,rating\n1,1,4\n1,2,x\n1,3,NaN\n1,4,\n1,5,inf\n1,6,3\n"
+@pytest.mark.parametrize(
+    ("text", "start", "values"),
+    [
+        (
+            b"user,item,rating\n1,1,4\n1,2,x\n1,3,NaN\n1,4,\n1,5,inf\n1,6,3\n",
+            "column 'rating': 4 ratings are not a finite number at lines 3, 4, 5, 6",
+            "'x', 'NaN', '', 'inf'",
+        ),
+        # kept as float32, these would become inf
+        (
+            b"user,item,rating\n1,1,4\n1,2,1e308\n2,1,-4e38\n",
+            "column 'rating': 2 ratings too large at lines 3, 4",
+            "'1e308', '-4e38'; ratings must lie within ±3.4e+38",
+        ),
+    ],
+)
+def test_unusable_ratings_name_column_lines_and_values(text, start, values):
     with pytest.raises(DataError) as e:
-        load_ratings(text, name="nan.csv")
+        load_ratings(text, name="bad.csv")
     msg = str(e.value)
-    assert msg.startswith("nan.csv: column 'rating': 4 ratings are not a finite number")
-    assert "lines 3, 4, 5, 6" in msg
-    assert "'x', 'NaN', '', 'inf'" in msg
+    assert msg.startswith(f"bad.csv: {start}")
+    assert values in msg
+
+
+def test_the_largest_float32_rating_loads():
+    assert load_ratings(b"user,item,rating\n1,1,3e38\n1,2,1\n", name="ok.csv").n_ratings == 2
 
 
 def test_many_bad_rows_show_the_first_few_and_a_count():

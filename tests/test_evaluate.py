@@ -306,7 +306,7 @@ def test_config_validation():
 
 
 def test_not_enough_ratings_is_a_clear_error(small):
-    with pytest.raises(ValueError, match="lower --support or --query"):
+    with pytest.raises(ValueError, match="use smaller support sizes or fewer query ratings"):
         run_evaluation(small, EvalConfig(methods=("item_mean",), support=(100,), query=5, folds=2))
 
 

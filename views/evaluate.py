@@ -275,6 +275,14 @@ def progress() -> None:
     if job is None:
         return
     snap = job.snapshot()
+    if not state.is_active_data(job.data):
+        what = "runs" if snap.active else "ran"
+        st.info(
+            state.plain(
+                f"This evaluation {what} on {state.data_label(job.data)}, not on the active "
+                "dataset; its report is shown when that dataset is active again."
+            )
+        )
     if snap.active:
         eta = "estimating…" if snap.eta is None else f"{snap.eta:.0f} s"
         st.progress(
@@ -292,7 +300,7 @@ def progress() -> None:
 
 progress()
 
-if job is not None and job.status == "done" and job.data is active.data:
+if job is not None and job.status == "done" and state.is_active_data(job.data):
     st.session_state[state.K_EVAL_REPORT] = job.result
 report = st.session_state.get(state.K_EVAL_REPORT)
 if report is not None:

@@ -102,7 +102,7 @@ def learning_chart(curve: list[pg.CurvePoint], metric: str, model_name: str) -> 
         fig.add_scatter(
             x=xs,
             y=ys,
-            name=f"{name} (meta-learner)" if is_model else name,
+            name=state.chart_text(f"{name} (meta-learner)" if is_model else name),
             mode="lines+markers",
             line=dict(
                 width=3 if is_model else 1.5, color="#4c6ef5" if is_model else COLORS.get(name)
@@ -134,7 +134,7 @@ def projection_chart(proj: pg.Projection, point: np.ndarray | None, data) -> go.
         mode="markers",
         name="training users",
         marker=dict(size=5, color="#adb5bd", opacity=0.6),
-        text=[str(data.user_ids[u]) for u in proj.users],
+        text=[state.chart_text(data.user_ids[u]) for u in proj.users],
         hovertemplate="user %{text}<extra></extra>",
     )
     if point is not None:
@@ -165,7 +165,8 @@ data = active.data
 entry = state.active_model()
 
 if entry is None:
-    job = state.jobs().get("sample")
+    # the background sample model only concerns the sample; another dataset needs its own
+    job = state.jobs().get("sample") if active.is_sample else None
     if job is not None and job.status == "done" and not state.is_collected(job):
         st.rerun()  # it finished just now: the next run registers it
     if job is not None and job.is_active:

@@ -224,6 +224,14 @@ with right:
             st.info("Configure the learner and press **Start training**.")
             return
         snap = job.snapshot()
+        elsewhere = not state.is_active_data(job.data)
+        if elsewhere:
+            st.info(
+                state.plain(
+                    f"This training is on {state.data_label(job.data)}, not on the active "
+                    "dataset; its model is listed when that dataset is active again."
+                )
+            )
         if snap.active:
             eta = _fmt_seconds(snap.eta)
             st.progress(
@@ -237,9 +245,8 @@ with right:
                 if snap.best_val_mae is None
                 else f"; validation MAE of the kept weights {snap.best_val_mae:.4f}"
             )
-            st.success(
-                f"Training done in {snap.elapsed:.1f} s ({snap.step} steps{best}). The model is active."
-            )
+            where = " It is kept for that dataset." if elsewhere else " The model is active."
+            st.success(f"Training done in {snap.elapsed:.1f} s ({snap.step} steps{best}).{where}")
         elif snap.status == "cancelled":
             st.warning(f"Training cancelled after {snap.step} steps.")
         else:

@@ -137,8 +137,8 @@ if stored is not None and stored[2] is data:
     heat = go.Figure(
         go.Heatmap(
             z=c.pairwise_overlap,
-            x=list(c.names),
-            y=list(c.names),
+            x=[state.chart_text(n) for n in c.names],
+            y=[state.chart_text(n) for n in c.names],
             zmin=0,
             zmax=1,
             colorscale="Blues",
@@ -158,7 +158,9 @@ if stored is not None and stored[2] is data:
     stab = go.Figure()
     for name in c.names:
         ys = c.overlap_with_final[name]
-        stab.add_scatter(x=list(range(len(ys))), y=ys, name=name, mode="lines+markers")
+        stab.add_scatter(
+            x=list(range(len(ys))), y=ys, name=state.chart_text(name), mode="lines+markers"
+        )
     stab.update_layout(
         title="How fast each top-10 settles",
         xaxis_title="Ratings given",
