@@ -124,6 +124,11 @@ def test_an_evaluation_of_other_data_says_so():
     assert not at.exception
     assert "This evaluation ran on sample" in texts(at).replace("\\", "")
     assert not at.success  # the sample's report is not shown for the upload
+    at.switch_page("views/data.py").run()
+    at.radio(key="data_source").set_value("Sample data").run()
+    at.switch_page("views/evaluate.py").run()
+    assert not at.exception
+    assert any("Evaluation done" in s.value for s in at.success)
 
 
 @pytest.mark.parametrize(
