@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"
@@ -33,17 +34,28 @@ expect.set_options(timeout=20_000)
 # Streamlit's data-testid values (stable: Streamlit's own e2e suite depends on them).
 APP_LOADED = "[data-testid='stApp'][data-test-connection-state='CONNECTED']"
 SCRIPT_IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
-# Counts finished script runs in the page (window.__stRunsDone), so a test can wait for the run an
-# action triggers rather than trust a "not running" state that may predate it.
-RUN_COUNTER_JS = """() => {
-    if (window.__stRunsDone !== undefined) return window.__stRunsDone;
-    window.__stRunsDone = 0;
-    const app = document.querySelector("[data-testid='stApp']");
+# Counts finished script runs of the tab in sessionStorage, so a test can wait for the run an action
+# triggers rather than trust a "not running" state that may predate it. Installed before any page
+# script (add_init_script) and observing the whole document, it keeps counting if Streamlit
+# re-mounts its app element or the tab reloads; it also counts the tab's page loads, for the
+# message when a wait times out.
+RUN_COUNTER_INIT = """(() => {
+    const bump = key => sessionStorage.setItem(key, String(Number(sessionStorage.getItem(key) || 0) + 1));
+    bump('__stLoads');
     new MutationObserver(records => {
-        for (const r of records) if (r.oldValue === 'running') window.__stRunsDone++;
-    }).observe(app, {attributes: true, attributeOldValue: true,
-                     attributeFilter: ['data-test-script-state']});
-    return 0;
+        for (const r of records)
+            if (r.oldValue === 'running' && r.target.dataset.testid === 'stApp') bump('__stRunsDone');
+    }).observe(document, {attributes: true, attributeOldValue: true, subtree: true,
+                          attributeFilter: ['data-test-script-state']});
+})();"""
+RUNS_DONE_JS = "() => Number(sessionStorage.getItem('__stRunsDone') || 0)"
+APP_STATE_JS = """() => {
+    const app = document.querySelector("[data-testid='stApp']");
+    return {runs_done: Number(sessionStorage.getItem('__stRunsDone') || 0),
+            page_loads: Number(sessionStorage.getItem('__stLoads') || 0),
+            script: app && app.getAttribute('data-test-script-state'),
+            connection: app && app.getAttribute('data-test-connection-state'),
+            url: location.href};
 }"""
 
 
@@ -228,20 +240,29 @@ class StreamlitApp:
         self.screenshot_dir = screenshot_dir
 
     def open(self) -> StreamlitApp:
+        self.page.add_init_script(RUN_COUNTER_INIT)
         self.page.goto(self.url)
+        # the session's first run, not a "not running" state from before it started
+        self.page.wait_for_function(f"() => ({RUNS_DONE_JS})() > 0", timeout=60_000, polling=100)
         self.wait()
-        self.page.evaluate(RUN_COUNTER_JS)
         return self
 
     @contextmanager
     def rerun(self, timeout: float = 60_000) -> Iterator[None]:
         """Wrap an action that makes the script run again: on exit, wait for that run to finish.
         (Not for pages with a polling fragment, whose runs would count too.)"""
-        before = self.page.evaluate(RUN_COUNTER_JS)
+        before = self.page.evaluate(RUNS_DONE_JS)
         yield
-        self.page.wait_for_function(
-            "n => window.__stRunsDone > n", arg=before, timeout=timeout, polling=100
-        )
+        try:
+            self.page.wait_for_function(
+                f"n => ({RUNS_DONE_JS})() > n", arg=before, timeout=timeout, polling=100
+            )
+        except PlaywrightTimeoutError:
+            seen = self.page.evaluate(APP_STATE_JS)
+            raise AssertionError(
+                f"no script run finished within {timeout / 1000:.0f} s of the action "
+                f"(finished runs before it: {before}; the page now: {seen})"
+            ) from None
         self.wait(timeout)
 
     def wait(self, timeout: float = 60_000) -> None:
