@@ -20,8 +20,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
-from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+from google.protobuf.message import DecodeError
+from playwright.sync_api import Page, WebSocket, expect
+from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"
@@ -34,29 +35,15 @@ expect.set_options(timeout=20_000)
 # Streamlit's data-testid values (stable: Streamlit's own e2e suite depends on them).
 APP_LOADED = "[data-testid='stApp'][data-test-connection-state='CONNECTED']"
 SCRIPT_IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
-# Counts finished script runs of the tab in sessionStorage, so a test can wait for the run an action
-# triggers rather than trust a "not running" state that may predate it. Installed before any page
-# script (add_init_script) and observing the whole document, it keeps counting if Streamlit
-# re-mounts its app element or the tab reloads; it also counts the tab's page loads, for the
-# message when a wait times out.
-RUN_COUNTER_INIT = """(() => {
-    const bump = key => sessionStorage.setItem(key, String(Number(sessionStorage.getItem(key) || 0) + 1));
-    bump('__stLoads');
-    new MutationObserver(records => {
-        for (const r of records)
-            if (r.oldValue === 'running' && r.target.dataset.testid === 'stApp') bump('__stRunsDone');
-    }).observe(document, {attributes: true, attributeOldValue: true, subtree: true,
-                          attributeFilter: ['data-test-script-state']});
-})();"""
-RUNS_DONE_JS = "() => Number(sessionStorage.getItem('__stRunsDone') || 0)"
+# What the page shows, for the message when a wait for a script run times out.
 APP_STATE_JS = """() => {
     const app = document.querySelector("[data-testid='stApp']");
-    return {runs_done: Number(sessionStorage.getItem('__stRunsDone') || 0),
-            page_loads: Number(sessionStorage.getItem('__stLoads') || 0),
-            script: app && app.getAttribute('data-test-script-state'),
+    return {script: app && app.getAttribute('data-test-script-state'),
             connection: app && app.getAttribute('data-test-connection-state'),
             url: location.href};
 }"""
+# script_finished statuses of a whole run (not a fragment's, not one cut short by a rerun)
+RUN_DONE = (ForwardMsg.FINISHED_SUCCESSFULLY, ForwardMsg.FINISHED_WITH_COMPILE_ERROR)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -238,31 +225,53 @@ class StreamlitApp:
         self.page = page
         self.url = url
         self.screenshot_dir = screenshot_dir
+        self.runs_done = 0  # script_finished messages of whole runs the server sent this tab
+        self.frames_unread = 0
+
+    def _watch(self, ws: WebSocket) -> None:
+        ws.on("framereceived", self._on_frame)
+
+    def _on_frame(self, payload: str | bytes) -> None:
+        # Counted from the server's messages: a quick run can start and finish within one
+        # render of the page, so its data-test-script-state never shows "running" (seen).
+        if not isinstance(payload, bytes):
+            return
+        try:
+            msg = ForwardMsg.FromString(payload)
+        except DecodeError:  # not a ForwardMsg: nothing to count
+            self.frames_unread += 1
+            return
+        if msg.WhichOneof("type") == "script_finished" and msg.script_finished in RUN_DONE:
+            self.runs_done += 1
 
     def open(self) -> StreamlitApp:
-        self.page.add_init_script(RUN_COUNTER_INIT)
+        self.page.on("websocket", self._watch)
         self.page.goto(self.url)
-        # the session's first run, not a "not running" state from before it started
-        self.page.wait_for_function(f"() => ({RUNS_DONE_JS})() > 0", timeout=60_000, polling=100)
+        self._wait_for_runs(0, 60_000, "the first page load")
         self.wait()
         return self
 
+    def _wait_for_runs(self, before: int, timeout: float, what: str) -> None:
+        """Until more than `before` whole script runs have finished (events are delivered
+        while Playwright waits)."""
+        deadline = time.monotonic() + timeout / 1000
+        while self.runs_done <= before:
+            if time.monotonic() > deadline:
+                seen = self.page.evaluate(APP_STATE_JS)
+                raise AssertionError(
+                    f"no script run finished within {timeout / 1000:.0f} s of {what} (runs "
+                    f"before: {before}, now: {self.runs_done}; unreadable frames: "
+                    f"{self.frames_unread}; the page: {seen})"
+                )
+            self.page.wait_for_timeout(50)
+
     @contextmanager
     def rerun(self, timeout: float = 60_000) -> Iterator[None]:
-        """Wrap an action that makes the script run again: on exit, wait for that run to finish.
-        (Not for pages with a polling fragment, whose runs would count too.)"""
-        before = self.page.evaluate(RUNS_DONE_JS)
+        """Wrap an action that makes the script run again: on exit, wait for that run to
+        finish. Fragment runs (a page's polling) are not counted."""
+        before = self.runs_done
         yield
-        try:
-            self.page.wait_for_function(
-                f"n => ({RUNS_DONE_JS})() > n", arg=before, timeout=timeout, polling=100
-            )
-        except PlaywrightTimeoutError:
-            seen = self.page.evaluate(APP_STATE_JS)
-            raise AssertionError(
-                f"no script run finished within {timeout / 1000:.0f} s of the action "
-                f"(finished runs before it: {before}; the page now: {seen})"
-            ) from None
+        self._wait_for_runs(before, timeout, "the action")
         self.wait(timeout)
 
     def wait(self, timeout: float = 60_000) -> None:
