@@ -26,7 +26,13 @@ import streamlit as st
 
 from metarec_core.base import Recommender
 from metarec_core.data import RatingsDataset
-from metarec_core.playground import Projection, fit_baselines, fit_projection
+from metarec_core.methods import BASELINES
+from metarec_core.playground import (
+    PLAYGROUND_BASELINES,
+    Projection,
+    fit_baselines,
+    fit_projection,
+)
 from metarec_core.runtime import limit_torch_threads
 
 ROOT = Path(__file__).resolve().parent
@@ -186,9 +192,6 @@ def active_model() -> ModelEntry | None:
 def unique_name(base: str) -> str:
     """`base`, or `base #k`, unused by this session's models and by the baselines the
     playground and what-if pages put beside them."""
-    from metarec_core.methods import BASELINES
-    from metarec_core.playground import PLAYGROUND_BASELINES
-
     names = {*models(), *BASELINES, *PLAYGROUND_BASELINES}
     if base not in names:
         return base

@@ -149,6 +149,28 @@ def write_sample_dir_with_model(folder: Path) -> Path:
     return folder
 
 
+TINY_FORM = {
+    "train_factors": 4,
+    "train_embedding": 4,
+    "train_hidden": "8",
+    "train_inner_steps": 2,
+    "train_meta_batch": 8,
+    "train_steps": 4,
+    "train_eval_every": 2,
+}
+
+
+def train_page(**form):
+    """A fresh app on the Train page with the tiny form settings (overridden by `form`)."""
+    at = new_app()
+    at.switch_page("views/train.py").run()
+    assert not at.exception
+    for key, value in {**TINY_FORM, **form}.items():
+        widget = at.text_input(key=key) if key == "train_hidden" else at.number_input(key=key)
+        widget.set_value(value)
+    return at
+
+
 def wait_until(at, predicate, tries: int = 150, pause: float = 0.1):
     """Re-run the app until `predicate(at)` holds (background threads run between runs)."""
     import time

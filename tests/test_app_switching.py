@@ -12,9 +12,9 @@ from app_support import (
     ratings_csv,
     texts,
     tiny_model_bytes,
+    train_page,
     write_sample_dir,
 )
-from test_app_train import train_page
 
 import app_state
 

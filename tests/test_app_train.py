@@ -8,32 +8,12 @@ from app_support import (
     new_app,
     ratings_csv,
     tiny_model_bytes,
+    train_page,
     wait_until,
 )
 
-TINY_FORM = {
-    "train_factors": 4,
-    "train_embedding": 4,
-    "train_hidden": "8",
-    "train_inner_steps": 2,
-    "train_meta_batch": 8,
-    "train_steps": 4,
-    "train_eval_every": 2,
-}
-
-
 # the app on a tiny sample folder, Streamlit caches cleared around each test (tests/conftest.py)
 pytestmark = pytest.mark.usefixtures("small_sample")
-
-
-def train_page(**form):
-    at = new_app()
-    at.switch_page("views/train.py").run()
-    assert not at.exception
-    for key, value in {**TINY_FORM, **form}.items():
-        widget = at.text_input(key=key) if key == "train_hidden" else at.number_input(key=key)
-        widget.set_value(value)
-    return at
 
 
 def test_train_page_shows_device_and_preset_defaults():
