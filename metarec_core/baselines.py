@@ -26,7 +26,8 @@ Models (mu = global mean of the training ratings):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import numpy as np
@@ -56,6 +57,14 @@ TUNE_SUPPORT = (1, 3, 5, 10, 20)
 TUNE_QUERY = 10
 
 Support = tuple[np.ndarray, np.ndarray]
+# fit hooks of the slow (ALS) baselines: a stop flag, polled between blocks of work, and the
+# fraction of the fit done with a short message
+StopFlag = Callable[[], bool]
+FitProgress = Callable[[float, str], None]
+
+
+class _FitStopped(Exception):
+    """`should_stop()` said so inside a fit; the fit returns unfitted."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,10 +139,20 @@ class _GroupRidge:
             self.blocks.append((gs, idx, mask))
             pos = end
 
-    def solve(self, feats: np.ndarray, target: np.ndarray, reg: np.ndarray) -> np.ndarray:
+    def solve(
+        self,
+        feats: np.ndarray,
+        target: np.ndarray,
+        reg: np.ndarray,
+        should_stop: StopFlag | None = None,
+    ) -> np.ndarray:
+        """The ridge solutions; raises `_FitStopped` between blocks once `should_stop()`."""
         out = np.zeros((self.n_groups, feats.shape[1]))
         reg_m = np.diag(reg)
         for gs, idx, mask in self.blocks:
+            # a solve takes seconds on a million ratings: a cancel must not wait for all blocks
+            if should_stop is not None and should_stop():
+                raise _FitStopped
             X = feats[idx] * mask[..., None]
             Xt = X.transpose(0, 2, 1)
             A = Xt @ X + reg_m
@@ -427,8 +446,20 @@ class MFFoldIn(_Baseline):
         self.iters = iters
 
     def fit(
-        self, data: RatingsDataset, train_users: np.ndarray, val_users: np.ndarray | None = None
+        self,
+        data: RatingsDataset,
+        train_users: np.ndarray,
+        val_users: np.ndarray | None = None,
+        *,
+        should_stop: StopFlag | None = None,
+        progress: FitProgress | None = None,
     ) -> MFFoldIn:
+        """ALS for each λ candidate, then the fold-in penalties tuned on `val_users`.
+
+        `should_stop()` is polled between the blocks of every ALS solve and between tuning
+        candidates: once it says so the fit returns at once, unfitted. `progress(fraction,
+        message)` is told after every half-round of ALS and every λ's tuning.
+        """
         self._start_fit(data)
         u, i, r = _train_ratings(data, train_users)
         self.global_mean_ = float(r.mean())
@@ -441,14 +472,30 @@ class MFFoldIn(_Baseline):
         else:
             fold_grid = [(reg_grid[0], reg_grid[0])]
         best: tuple = (np.inf,)
-        for lam in reg_grid:
-            P, bu, Q, bi = self._als(u, i, r, data.n_items, lam)
-            self.item_factors_, self.item_bias_ = Q, bi
-            for fr in fold_grid:
-                self.fold_reg_ = fr
-                score = self._val_mae(val) if val is not None else 0.0
-                if score < best[0]:
-                    best = (score, lam, fr, P, bu, Q, bi)
+        units = len(reg_grid) * (2 * self.iters + 1)  # ALS half-rounds + one tuning pass per λ
+        done = 0
+
+        def tick(message: str) -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(done / units, message)
+
+        try:
+            for n, lam in enumerate(reg_grid, 1):
+                where = f"λ {n}/{len(reg_grid)}, " if len(reg_grid) > 1 else ""
+                P, bu, Q, bi = self._als(u, i, r, data.n_items, lam, should_stop, tick, where)
+                self.item_factors_, self.item_bias_ = Q, bi
+                for fr in fold_grid:
+                    if should_stop is not None and should_stop():
+                        raise _FitStopped
+                    self.fold_reg_ = fr
+                    score = self._val_mae(val) if val is not None else 0.0
+                    if score < best[0]:
+                        best = (score, lam, fr, P, bu, Q, bi)
+                tick(f"{where}fold-in penalties tuned")
+        except _FitStopped:
+            return self  # unfitted: fitted_ stays False
         _, self.reg_, self.fold_reg_, P, bu, Q, bi = best
         self.reg_ = float(self.reg_)
         self.user_factors_, self.user_bias_ = P, bu
@@ -456,7 +503,17 @@ class MFFoldIn(_Baseline):
         self.fitted_ = True
         return self
 
-    def _als(self, u, i, r, n_items: int, lam: float):
+    def _als(
+        self,
+        u,
+        i,
+        r,
+        n_items: int,
+        lam: float,
+        should_stop: StopFlag | None = None,
+        tick: Callable[[str], None] | None = None,
+        where: str = "",
+    ):
         rng = np.random.default_rng([self.seed, 11])
         f = self.factors
         n_users = int(u.max()) + 1
@@ -468,11 +525,15 @@ class MFFoldIn(_Baseline):
         reg = np.full(f + 1, lam)
         ones = np.ones((len(r), 1))
         by_user, by_item = _GroupRidge(u, n_users), _GroupRidge(i, n_items)
-        for _ in range(self.iters):
-            w = by_user.solve(np.hstack([Q[i], ones]), y - bi[i], reg)
+        for it in range(1, self.iters + 1):
+            w = by_user.solve(np.hstack([Q[i], ones]), y - bi[i], reg, should_stop)
             P, bu = w[:, :f], w[:, f]
-            w = by_item.solve(np.hstack([P[u], ones]), y - bu[u], reg)
+            if tick is not None:
+                tick(f"{where}ALS round {it}/{self.iters}: users")
+            w = by_item.solve(np.hstack([P[u], ones]), y - bu[u], reg, should_stop)
             Q, bi = w[:, :f], w[:, f]
+            if tick is not None:
+                tick(f"{where}ALS round {it}/{self.iters}: items")
         return P, bu, Q, bi
 
     def _user_state(self, items: np.ndarray, ratings: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -571,9 +632,27 @@ class _LevelDecision:
     without a few discrete levels, where predictions are the base model's).
     """
 
-    def fit(self, data: RatingsDataset, train_users: np.ndarray, val_users=None):
+    def fit(
+        self,
+        data: RatingsDataset,
+        train_users: np.ndarray,
+        val_users=None,
+        *,
+        should_stop: StopFlag | None = None,
+        progress: FitProgress | None = None,
+    ):
         self.thresholds_ = None  # the base fit tunes its own grid on plain predictions
-        super().fit(data, train_users, val_users)
+        # the hooks go to a base fit that takes them (the ALS of mf_foldin), not to the others
+        hooks = {"should_stop": should_stop, "progress": progress}
+        takes = inspect.signature(super().fit).parameters
+        super().fit(
+            data,
+            train_users,
+            val_users,
+            **{k: v for k, v in hooks.items() if v is not None and k in takes},
+        )
+        if not self.fitted_:  # stopped
+            return self
         grid = level_grid(data.scale)
         if grid is None:
             return self

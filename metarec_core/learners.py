@@ -56,8 +56,11 @@ from metarec_core.tasks import TaskBatch, make_tasks, pad_tasks, user_ratings
 
 __all__ = [
     "ALGORITHMS",
+    "CHECK_BASELINES",
     "DEFAULT_METHOD",
+    "PHASE_LABELS",
     "PRESETS",
+    "BaselineCheck",
     "LearnerConfig",
     "MetaLearner",
     "TrainProgress",
@@ -74,6 +77,22 @@ STATE_FORMAT = "metarec-learner"
 STATE_VERSION = 1
 
 Pair = tuple[np.ndarray, np.ndarray]
+
+# The phases of `MetaLearner.fit`, in order (see `LearnerConfig.phases`), for people.
+PHASE_LABELS = {
+    "warm_start": "Warm start (matrix factorisation)",
+    "pretrain": "Pre-training",
+    "meta": "Meta-training",
+}
+# Rough shares of a fit's time per phase (measured on MovieLens 100K and 1M with the presets;
+# only used to pace a progress bar over the whole fit, never for results).
+PHASE_WEIGHTS = {"warm_start": 0.2, "pretrain": 0.15, "meta": 0.65}
+# The plain baselines a trained model is compared with on its validation users (cheap fits).
+CHECK_BASELINES = ("global_mean", "item_mean", "user_bias", "user_bias_levels")
+
+
+class _Stopped(Exception):
+    """`should_stop()` said so between two units of work of a fit."""
 
 
 @dataclass(frozen=True)
@@ -185,6 +204,14 @@ class LearnerConfig:
         return self.query if self.min_query is None else self.min_query
 
     @property
+    def phases(self) -> tuple[str, ...]:
+        """The phases `MetaLearner.fit` runs, in order: warm_start, pretrain (if any), meta."""
+        out = ("warm_start",) if self.warm_start else ()
+        if self.pretrain and self.algorithm != "finetune":
+            out += ("pretrain",)
+        return (*out, "meta")
+
+    @property
     def is_first_order(self) -> bool:
         return self.algorithm in ("fomaml", "reptile", "finetune") or self.first_order
 
@@ -264,7 +291,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 @dataclass(frozen=True)
 class TrainProgress:
-    """One meta-training step, as reported to `fit(callback=...)` and kept in `history_`."""
+    """One unit of a fit, as reported to `fit(callback=...)`; meta-steps are kept in `history_`.
+
+    ``phase``: "meta" (a meta-step), "pretrain" (a step of the finetune phase, pretrain=True)
+    or "warm_start" (the ALS warm start, step/total = percent done; no losses).
+    """
 
     step: int  # 1-based meta-step just done
     total: int  # maximum number of steps
@@ -272,7 +303,63 @@ class TrainProgress:
     val_mae: float | None  # validation MAE when validation ran at this step
     best_val_mae: float | None  # validation MAE of the best (kept) weights so far
     seconds: float  # since fit() started
-    phase: str = "meta"  # "pretrain": a step of the finetune phase (pretrain=True)
+    phase: str = "meta"
+
+
+@dataclass(frozen=True)
+class BaselineCheck:
+    """A trained model's validation MAE next to the plain baselines' on the same episodes."""
+
+    model_mae: float
+    baselines: tuple[tuple[str, float], ...]  # (method name, MAE), in `CHECK_BASELINES` order
+    users: int  # validation users
+
+    @property
+    def best(self) -> tuple[str, float]:
+        """The baseline with the lowest validation MAE."""
+        return min(self.baselines, key=lambda b: b[1])
+
+    @property
+    def worse(self) -> bool:
+        """Whether the model's validation MAE is above the best baseline's."""
+        return self.model_mae > self.best[1]
+
+    def describe(self) -> str:
+        name, mae = self.best
+        verdict = "worse" if self.worse else "better"
+        return (
+            f"this model is {verdict} than {name} on the {self.users:,} validation users "
+            f"(MAE {self.model_mae:.2f} vs {mae:.2f})"
+        )
+
+
+class _FitReporter:
+    """Passes each `TrainProgress` of a fit on to its callback, and the fraction of the whole
+    fit (phases weighted by `PHASE_WEIGHTS`) with a message to its progress hook."""
+
+    def __init__(
+        self,
+        phases: Sequence[str],
+        callback: Callable[[TrainProgress], None] | None,
+        progress: Callable[[float, str], None] | None,
+    ) -> None:
+        self.callback, self.progress = callback, progress
+        total = sum(PHASE_WEIGHTS[p] for p in phases)
+        self.span: dict[str, tuple[float, float]] = {}
+        start = 0.0
+        for p in phases:
+            self.span[p] = (start / total, PHASE_WEIGHTS[p] / total)
+            start += PHASE_WEIGHTS[p]
+
+    def __call__(self, p: TrainProgress) -> None:
+        if self.callback is not None:
+            self.callback(p)
+        if self.progress is not None:
+            start, width = self.span.get(p.phase, (0.0, 1.0))
+            done = p.step / p.total if p.total > 0 else 1.0
+            label = PHASE_LABELS.get(p.phase, p.phase).lower()
+            what = f"{p.step}%" if p.phase == "warm_start" else f"step {p.step}/{p.total}"
+            self.progress(min(1.0, start + width * done), f"{label}: {what}")
 
 
 @dataclass
@@ -282,6 +369,11 @@ class _Episodes:
     pairs: list[Pair]
     items: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     ratings: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+
+def _check_stop(should_stop: Callable[[], bool] | None) -> None:
+    if should_stop is not None and should_stop():
+        raise _Stopped
 
 
 def _strip(d: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -399,11 +491,38 @@ class MetaLearner(Recommender):
                 p.requires_grad_(kind in learn)
         return inner
 
-    def _warm_start(self, data: RatingsDataset, train_users: np.ndarray, val_users) -> None:
+    def _warm_start(
+        self,
+        data: RatingsDataset,
+        train_users: np.ndarray,
+        val_users,
+        callback: Callable[[TrainProgress], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
         """mu, b_i, q_i, the initial state and the prior from the MF fold-in baseline."""
         cfg = self.config
+        t0 = time.perf_counter()
+        report = None
+        if callback is not None:
+
+            def report(fraction: float, message: str) -> None:
+                pct = int(round(100 * fraction))
+                callback(
+                    TrainProgress(
+                        pct, 100, None, None, None, time.perf_counter() - t0, phase="warm_start"
+                    )
+                )
+
         mf = MFFoldIn(seed=cfg.seed, factors=cfg.factors, reg=cfg.mf_reg)
-        mf.fit(data, train_users, val_users if val_users is not None and len(val_users) else None)
+        mf.fit(
+            data,
+            train_users,
+            val_users if val_users is not None and len(val_users) else None,
+            should_stop=should_stop,
+            progress=report,
+        )
+        if not mf.fitted_:  # stopped: fit() returns before training
+            return
         dt = dict(dtype=self._dtype, device=self.device_)
         Q = torch.as_tensor(np.asarray(mf.item_factors_), **dt)
         enc = self.model_.item_enc
@@ -808,13 +927,19 @@ class MetaLearner(Recommender):
             query.append((items[q], ratings[q]))
         return support, query
 
-    def _val_batches(self, data: RatingsDataset, val_users: np.ndarray | None):
+    def _val_batches(
+        self,
+        data: RatingsDataset,
+        val_users: np.ndarray | None,
+        should_stop: Callable[[], bool] | None = None,
+    ):
         if val_users is None or len(val_users) == 0:
             return []
         out = []
         # Several seeded draws of each validation user's support/query: the few validation
         # users alone give a noisy early-stopping signal.
         for rep in range(self.config.val_repeats):
+            _check_stop(should_stop)
             seed = self.config.seed + 7919 * rep
             tasks, _ = make_tasks(data, val_users, query=10, min_support=1, seed=seed)
             for k in self.config.val_support:
@@ -823,12 +948,15 @@ class MetaLearner(Recommender):
                     out.append(([t.support(k) for t in ok], [t.query for t in ok]))
         return out
 
-    def _val_metrics(self, batches) -> tuple[float, float | None]:
+    def _val_metrics(
+        self, batches, should_stop: Callable[[], bool] | None = None
+    ) -> tuple[float, float | None]:
         """(mean query MAE, mean query NLL of the ordinal output or None) over the validation
         batches, both from one adaptation per batch."""
         ordinal = self.model_.ordinal
         maes, nlls = [], []
         for sup, qry in batches:
+            _check_stop(should_stop)
             z, q = self._query_z(sup, qry)
             m = q.mask.cpu().numpy()
             n = m.sum(1).clip(min=1)
@@ -841,10 +969,53 @@ class MetaLearner(Recommender):
                 nlls.append(float(per_user.mean()))
         return float(np.mean(maes)), (float(np.mean(nlls)) if nlls else None)
 
-    def _val_scores(self, batches) -> tuple[float, float]:
+    def _val_scores(
+        self, batches, should_stop: Callable[[], bool] | None = None
+    ) -> tuple[float, float]:
         """(validation MAE, early-stopping criterion: `val_metric`)."""
-        mae, nll = self._val_metrics(batches)
+        mae, nll = self._val_metrics(batches, should_stop)
         return mae, (nll if self.config.val_metric == "nll" and nll is not None else mae)
+
+    def compare_with_baselines(
+        self,
+        data: RatingsDataset,
+        train_users: np.ndarray,
+        val_users: np.ndarray | None,
+        *,
+        methods: Sequence[str] = CHECK_BASELINES,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> BaselineCheck | None:
+        """This model's validation MAE next to plain baselines' on the same validation episodes.
+
+        The baselines (registry names) are fitted on `train_users` and tuned on `val_users`, as
+        the learner's early stopping is; every method is scored on the episodes of its
+        validation MAE (`val_support` sizes, `val_repeats` draws, query 10). None without
+        validation episodes, or once `should_stop()` says so.
+        """
+        from metarec_core.methods import make_method
+
+        self._check_fitted()
+        try:
+            batches = self._val_batches(data, val_users, should_stop)
+            if not batches:
+                return None
+            model_mae = self._val_metrics(batches, should_stop)[0]
+            rows = []
+            for name in methods:
+                _check_stop(should_stop)
+                method = make_method(name, seed=self.config.seed)
+                method.fit(data, train_users, val_users)
+                maes = []
+                for sup, qry in batches:
+                    _check_stop(should_stop)
+                    scores = np.asarray(method.score_many(sup), dtype=np.float64)
+                    maes.append(
+                        np.mean([np.abs(scores[b, i] - r).mean() for b, (i, r) in enumerate(qry)])
+                    )
+                rows.append((name, float(np.mean(maes))))
+        except _Stopped:
+            return None
+        return BaselineCheck(float(model_mae), tuple(rows), int(len(np.unique(val_users))))
 
     def _optimizer(self) -> torch.optim.Optimizer:
         cfg = self.config
@@ -871,8 +1042,20 @@ class MetaLearner(Recommender):
             masks.append((keep.to(self._dtype) / (1 - p)).to(self.device_))
         return masks
 
-    def setup(self, data: RatingsDataset, train_users: np.ndarray, val_users=None) -> MetaLearner:
-        """Build (and warm-start) the model without meta-training; `fit` calls it first."""
+    def setup(
+        self,
+        data: RatingsDataset,
+        train_users: np.ndarray,
+        val_users=None,
+        *,
+        callback: Callable[[TrainProgress], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> MetaLearner:
+        """Build (and warm-start) the model without meta-training; `fit` calls it first.
+
+        The warm start reports to `callback` (phase "warm_start") and polls `should_stop()`
+        inside its ALS; stopped, it leaves the model as built (not warm-started).
+        """
         cfg = self.config
         device = resolve_device(cfg.device)
         genres = None
@@ -880,7 +1063,7 @@ class MetaLearner(Recommender):
             genres = torch.as_tensor(np.asarray(data.items.genres, dtype=np.float32))
         self._build(data.n_items, genres, data.scale, device)
         if cfg.warm_start:
-            self._warm_start(data, train_users, val_users)
+            self._warm_start(data, train_users, val_users, callback, should_stop)
         return self
 
     def fit(
@@ -891,12 +1074,16 @@ class MetaLearner(Recommender):
         *,
         callback: Callable[[TrainProgress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        progress: Callable[[float, str], None] | None = None,
     ) -> MetaLearner:
         """Meta-train on `train_users`; early-stop on the validation criterion, keep the best weights.
 
         Without `val_users`, a seeded ``val_fraction`` of the training users validates. Raises
-        FloatingPointError when the loss becomes NaN/inf. `should_stop()` is checked before every
-        meta-step; stopping early keeps what was learned (``fitted_`` if any step ran).
+        FloatingPointError when the loss becomes NaN/inf. `callback` gets every unit of every
+        phase (`TrainProgress`); `progress(fraction, message)` the fraction of the whole fit.
+        `should_stop()` is polled in every phase (inside the ALS warm start, between validation
+        batches, before every step); stopping early keeps what was learned (``fitted_`` if any
+        meta-step ran).
         """
         cfg = self.config
         t0 = time.perf_counter()
@@ -906,10 +1093,11 @@ class MetaLearner(Recommender):
             n_val = max(1, int(round(cfg.val_fraction * len(perm))))
             val_users, train_users = np.sort(perm[:n_val]), np.sort(perm[n_val:])
         self.fitted_ = False
-        self.setup(data, train_users, val_users)
+        report = _FitReporter(cfg.phases, callback, progress)
+        self.setup(data, train_users, val_users, callback=report, should_stop=should_stop)
         if cfg.pretrain and cfg.algorithm != "finetune":
-            self._pretrain(data, train_users, val_users, callback, should_stop)
-        return self._train(data, train_users, val_users, callback, should_stop, t0)
+            self._pretrain(data, train_users, val_users, report, should_stop)
+        return self._train(data, train_users, val_users, report, should_stop, t0)
 
     def _train(
         self,
@@ -925,20 +1113,27 @@ class MetaLearner(Recommender):
         self.fitted_ = False
         self.history_: list[TrainProgress] = []
         self.best_step_, self.best_val_mae_ = 0, None
-        if cfg.meta_params == "inner":
-            for n, p in self.model_.named_parameters():
-                p.requires_grad_(n == "user_init")
-        episodes = self._episodes(data, train_users)
-        val = self._val_batches(data, val_users)
-        rng = np.random.default_rng([cfg.seed, 17])
-        gen = torch.Generator().manual_seed(cfg.seed + 1)
-        opt = self._optimizer()
-        learn = self._learnable()
-        best_state = None
-        best_crit = math.inf
-        if val:
-            self.best_val_mae_, best_crit = self._val_scores(val)
-            best_state = self._snapshot()
+        try:
+            # the set-up before the first step takes seconds on large data: stop between parts
+            _check_stop(should_stop)
+            if cfg.meta_params == "inner":
+                for n, p in self.model_.named_parameters():
+                    p.requires_grad_(n == "user_init")
+            episodes = self._episodes(data, train_users)
+            val = self._val_batches(data, val_users, should_stop)
+            rng = np.random.default_rng([cfg.seed, 17])
+            gen = torch.Generator().manual_seed(cfg.seed + 1)
+            opt = self._optimizer()
+            learn = self._learnable()
+            best_state = None
+            best_crit = math.inf
+            if val:
+                self.best_val_mae_, best_crit = self._val_scores(val, should_stop)
+                best_state = self._snapshot()
+        except _Stopped:
+            self.best_val_mae_ = None
+            self.train_seconds_ = time.perf_counter() - t0
+            return self  # nothing learned: unfitted
         bad = 0
         stopped = False
         for step in range(1, cfg.steps + 1):
@@ -964,7 +1159,11 @@ class MetaLearner(Recommender):
             self.fitted_ = True
             val_mae = None
             if val and (step % cfg.eval_every == 0 or step == cfg.steps):
-                val_mae, crit = self._val_scores(val)
+                try:
+                    val_mae, crit = self._val_scores(val, should_stop)
+                except _Stopped:  # stopped inside a validation run: keep the best so far
+                    stopped = True
+                    break
                 if not (math.isfinite(val_mae) and math.isfinite(crit)):
                     raise FloatingPointError(f"validation MAE became {val_mae} at step {step}")
                 if crit < best_crit - 1e-5:

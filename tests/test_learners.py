@@ -369,20 +369,21 @@ def test_non_finite_loss_raises_floating_point_error(data):
 
 
 def test_should_stop_ends_training_and_keeps_progress(data):
-    calls = {"n": 0}
-
-    def stop() -> bool:
-        calls["n"] += 1
-        return calls["n"] > 3
-
     seen: list[TrainProgress] = []
+
+    def stop() -> bool:  # after the third meta-step (should_stop is polled in every phase)
+        return sum(p.phase == "meta" for p in seen) >= 3
+
     learner = make_learner(
         "metasgd", **{**SMALL, "steps": 50, "eval_every": 100, "pretrain": False}
     )
     learner.fit(data, TRAIN, VAL, callback=seen.append, should_stop=stop)
-    assert [p.step for p in seen] == [1, 2, 3]
+    warm = [p for p in seen if p.phase == "warm_start"]
+    meta = [p for p in seen if p.phase == "meta"]
+    assert seen == warm + meta and warm[-1].step == warm[-1].total == 100  # warm start first
+    assert [p.step for p in meta] == [1, 2, 3]
     assert learner.fitted_ and len(learner.history_) == 3
-    assert all(p.total == 50 and p.train_loss is not None for p in seen)
+    assert all(p.total == 50 and p.train_loss is not None for p in meta)
     learner.score_many(SUPPORT)
 
     never = make_learner("metasgd", **{**SMALL, "steps": 50}).fit(
@@ -440,16 +441,16 @@ def test_finetune_trains_without_the_meta_objective(data):
 
 def test_pretrain_starts_meta_training_from_the_finetune_solution(data):
     none = np.array([], dtype=np.int64)  # no validation: each phase runs all its steps
-    calls = {"n": 0}
+    reported: list[TrainProgress] = []
 
     def stop_after_pretraining() -> bool:
-        calls["n"] += 1
-        return calls["n"] > 6
+        return any(p.phase == "pretrain" and p.step == 6 for p in reported)
 
     cfg = {**SMALL, "steps": 6}
     paused = make_learner("metasgd", pretrain=True, **cfg)
-    paused.fit(data, TRAIN, none, should_stop=stop_after_pretraining)
-    assert calls["n"] == 7 and not paused.fitted_ and paused.history_ == []
+    paused.fit(data, TRAIN, none, callback=reported.append, should_stop=stop_after_pretraining)
+    assert [p.phase for p in reported][-1] == "pretrain"  # no meta-step ran
+    assert not paused.fitted_ and paused.history_ == []
     finetune = make_learner("finetune", **{**cfg, "meta_batch": 1024}).fit(data, TRAIN, none)
     plain = make_learner("metasgd", **cfg).setup(data, TRAIN, none)
     for n, w in finetune.model_.state_dict().items():
@@ -462,9 +463,11 @@ def test_pretrain_starts_meta_training_from_the_finetune_solution(data):
     )
     assert [p.step for p in full.history_] == [1, 2, 3, 4, 5, 6]
     assert all(p.phase == "meta" for p in full.history_)  # the finetune phase is not kept
-    assert [(p.phase, p.step) for p in seen] == [("pretrain", s) for s in range(1, 7)] + [
-        ("meta", s) for s in range(1, 7)
-    ]
+    warm = [p for p in seen if p.phase == "warm_start"]
+    assert seen[: len(warm)] == warm and [p.step for p in warm][-1] == 100  # the ALS first
+    assert [(p.phase, p.step) for p in seen[len(warm) :]] == [
+        ("pretrain", s) for s in range(1, 7)
+    ] + [("meta", s) for s in range(1, 7)]
     assert not torch.equal(full.model_.head.out.weight, finetune.model_.head.out.weight)
 
 
