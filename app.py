@@ -55,31 +55,64 @@ def _sidebar() -> None:
         current = state.active_model()
         if usable:
             names = list(usable)
-            # Keep the widget in step with models activated elsewhere (training, upload).
-            st.session_state["sidebar_model"] = current.name if current is not None else names[-1]
+            # Keep the widget in step with models activated elsewhere (training, upload). None
+            # active (a trained model worse than the baselines is not adopted): the person
+            # chooses; nothing is made active here.
+            st.session_state["sidebar_model"] = current.name if current is not None else None
             choice = st.selectbox(
                 "Active model",
                 names,
+                index=None,
+                placeholder="Choose a model",
                 key="sidebar_model",
                 on_change=lambda: state.set_active_model(st.session_state["sidebar_model"]),
                 help="Used by the playground. Models trained on another dataset are hidden.",
             )
-            state.set_active_model(choice)
-            st.caption(state.plain(usable[choice].source))
+            if choice is not None:
+                state.set_active_model(choice)
+                st.caption(state.plain(usable[choice].source))
         job = state.jobs().get("sample")
         if not usable and active.is_sample and job is not None and job.is_active:
             snap = job.snapshot()
             st.progress(snap.fraction, text="Training a quick model for the sample…")
         elif not usable:
             st.text("none yet: train one on the Train page")
-        for slot, what in (("train", "Training"), ("eval", "Evaluation")):
-            running = state.jobs().get(slot)
-            if running is not None and running.is_active:
-                snap = running.snapshot()
-                st.caption(f"{what} running in the background: {100 * snap.fraction:.0f}%")
+        _sidebar_jobs()
         err = st.session_state.get("mr_sample_model_error")
         if err and not usable:
             st.warning(f"The shipped sample model could not be loaded: {err}")
+
+
+def _job_line(what: str, job) -> str:
+    """A running job in one line, from its snapshot: the same figure as its page shows."""
+    snap = job.snapshot()
+    if snap.cancelling:
+        return f"{what}: cancelling…"
+    where = ""
+    if snap.phase is not None and snap.phase.count > 1:
+        where = f" ({snap.phase.label.lower()}, phase {snap.phase.index} of {snap.phase.count})"
+    return f"{what} running in the background{where}: {100 * snap.fraction:.0f}%"
+
+
+def _sidebar_jobs() -> None:
+    """The running jobs' progress, polled like the pages' own (a full rerun drew it once)."""
+    active = [
+        (w, j)
+        for s, w in (("train", "Training"), ("eval", "Evaluation"))
+        if (j := state.jobs().get(s)) is not None and j.is_active
+    ]
+
+    @st.fragment(run_every=1.0 if active else None)
+    def lines() -> None:
+        still = False
+        for what, job in active:
+            if job.is_active:
+                still = True
+                st.caption(_job_line(what, job))
+        if active and not still:
+            st.rerun()  # all ended: a full rerun stops the polling
+
+    lines()
 
 
 _sidebar()

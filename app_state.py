@@ -357,7 +357,8 @@ def collect_finished_jobs() -> list[ModelEntry]:
     A job's model is registered for the data it was trained on, even when another dataset has
     been made active since (it is listed again when that data is). On the active data, the
     background sample model is activated only when no model is active; a model trained on the
-    Train page always becomes active.
+    Train page becomes active unless it is worse than the plain baselines on its validation
+    users (the Train page then offers to use it anyway).
     """
     added = []
     for slot in ("sample", "train"):
@@ -370,8 +371,13 @@ def collect_finished_jobs() -> list[ModelEntry]:
             entry.source = "trained quickly in the background"
         entry.extra["job"] = job
         here = is_active_data(job.data)
+        check = getattr(job, "baseline_check", None)
+        worse = check is not None and check.worse  # never adopted without the person's choice
         added.append(
-            add_model(entry, activate=here and (slot == "train" or active_model() is None))
+            add_model(
+                entry,
+                activate=here and not worse and (slot == "train" or active_model() is None),
+            )
         )
     return added
 

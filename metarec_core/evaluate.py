@@ -39,7 +39,7 @@ import numpy as np
 
 from metarec_core import metrics
 from metarec_core.data import RatingScale, RatingsDataset, summarize
-from metarec_core.methods import available_methods, make_method
+from metarec_core.methods import META_LEARNERS, available_methods, make_method
 from metarec_core.tasks import (
     MELU_MAX_RATINGS,
     MELU_MIN_RATINGS,
@@ -76,6 +76,9 @@ RECALL_K = 10
 NDCG_KS = (3, 5)
 # scores of at most this many (user, item) cells are held at once
 SCORE_CELLS = 4_000_000
+# Rough time of one fit in units of one scoring pass (measured on MovieLens 100K/1M): only
+# paces the progress bar and its ETA; fits report their own progress within these units.
+FIT_UNITS = {"mf_foldin": 5.0, "mf_foldin_levels": 5.0, **dict.fromkeys(META_LEARNERS, 40.0)}
 
 Progress = bool | Callable[[float, str], None]
 
@@ -139,10 +142,14 @@ class EvalConfig:
 
 
 class _Progress:
-    """Reports fraction done to a callable, a tqdm bar on stderr, or nowhere."""
+    """Reports the fraction done to a callable, a tqdm bar on stderr, or nowhere.
 
-    def __init__(self, progress: Progress, total: int) -> None:
-        self.total, self.done = max(1, total), 0
+    Work comes in units of different sizes (`FIT_UNITS`); a unit under way reports its own
+    fraction through `within`, so the fraction moves inside a long fit too.
+    """
+
+    def __init__(self, progress: Progress, total: float) -> None:
+        self.total, self.done, self.partial = max(1.0, float(total)), 0.0, 0.0
         self.callback: Callable[[float, str], None] | None = None
         self.bar = None
         if callable(progress):
@@ -150,18 +157,27 @@ class _Progress:
         elif progress:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=self.total, file=sys.stderr, unit="step", leave=False)
+            self.bar = tqdm(total=self.total, file=sys.stderr, unit="unit", leave=False)
 
     def message(self, text: str) -> None:
         if self.bar is not None:
             self.bar.set_description_str(text)
         if self.callback is not None:
-            self.callback(self.done / self.total, text)
+            self.callback(min(1.0, (self.done + self.partial) / self.total), text)
 
-    def step(self, text: str) -> None:
-        self.done += 1
+    def within(self, units: float, fraction: float, text: str) -> None:
+        """The unit under way (`units` large) is `fraction` done."""
+        partial = units * min(1.0, max(0.0, float(fraction)))
         if self.bar is not None:
-            self.bar.update(1)
+            self.bar.update(partial - self.partial)
+        self.partial = partial
+        self.message(text)
+
+    def step(self, text: str, units: float = 1.0) -> None:
+        if self.bar is not None:
+            self.bar.update(units - self.partial)
+        self.done += units
+        self.partial = 0.0
         self.message(text)
 
     def close(self) -> None:
@@ -206,10 +222,21 @@ def _instantiate(name: str, cfg: EvalConfig, seed: int):
         raise ValueError(f"method {name!r} is not available: {e}") from e
 
 
-def _fit(method, data: RatingsDataset, fold, should_stop: Callable[[], bool] | None) -> None:
+def _fit(
+    method,
+    data: RatingsDataset,
+    fold,
+    should_stop: Callable[[], bool] | None,
+    progress: Callable[[float, str], None] | None = None,
+) -> None:
+    """Fit `method` on the fold, passing the hooks its fit takes: long fits (meta-learners, ALS)
+    stop early on `should_stop()` and report their own `progress(fraction, message)`."""
+    takes = inspect.signature(method.fit).parameters
     kwargs = {}
-    if should_stop is not None and "should_stop" in inspect.signature(method.fit).parameters:
-        kwargs["should_stop"] = should_stop  # long fits (meta-learners) can stop early
+    if should_stop is not None and "should_stop" in takes:
+        kwargs["should_stop"] = should_stop
+    if progress is not None and "progress" in takes:
+        kwargs["progress"] = progress
     method.fit(data, fold.train_users, fold.val_users, **kwargs)
 
 
@@ -357,7 +384,10 @@ def run_evaluation(
     acc = {(m, k): _Acc() for m in cfg.methods for k in ks}
     fit_seconds = dict.fromkeys(cfg.methods, 0.0)
     predicts = {}
-    prog = _Progress(progress, len(plan) * len(cfg.methods) * cfg.train_seeds * (1 + len(ks)))
+    fit_units = {m: FIT_UNITS.get(m, 1.0) for m in cfg.methods}
+    prog = _Progress(
+        progress, len(plan) * cfg.train_seeds * sum(u + len(ks) for u in fit_units.values())
+    )
 
     def check_stop() -> None:
         if should_stop is not None and should_stop():
@@ -375,11 +405,20 @@ def run_evaluation(
                     run = name if cfg.train_seeds == 1 else f"{name} (seed {cfg.seed + s})"
                     prog.message(f"{where}: fitting {run}")
                     method = _instantiate(name, cfg, cfg.seed + s)
+
+                    def inside(
+                        fraction: float,
+                        text: str,
+                        head=f"{where}: fitting {run}",
+                        units=fit_units[name],
+                    ) -> None:
+                        prog.within(units, fraction, f"{head}: {text}")
+
                     t0 = time.perf_counter()
-                    _fit(method, data, fold, should_stop)
+                    _fit(method, data, fold, should_stop, inside)
                     fit_seconds[name] += time.perf_counter() - t0
                     predicts[name] = bool(method.predicts_ratings)
-                    prog.step(f"{where}: fitted {run}")
+                    prog.step(f"{where}: fitted {run}", fit_units[name])
                     for k in ks:
                         check_stop()
                         supports = [t.support(k) for t in tasks]

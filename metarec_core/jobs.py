@@ -44,6 +44,29 @@ class JobCancelled(Exception):
 
 
 @dataclass(frozen=True)
+class PhaseProgress:
+    """Where a job with several phases is: phase `index` of `count`, `step` of `total` in it."""
+
+    name: str  # e.g. "pretrain"
+    label: str  # for people, e.g. "Pre-training"
+    index: int  # 1-based
+    count: int
+    step: int
+    total: int
+    unit: str = "step"  # "step": step/total; "percent": step is a percentage
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.step / self.total) if self.total > 0 else 0.0
+
+    def describe(self) -> str:
+        """E.g. "Pre-training (phase 2 of 3): step 40/300"."""
+        where = f" (phase {self.index} of {self.count})" if self.count > 1 else ""
+        done = f"{self.step}%" if self.unit == "percent" else f"step {self.step}/{self.total}"
+        return f"{self.label}{where}: {done}"
+
+
+@dataclass(frozen=True)
 class JobSnapshot:
     """A consistent, immutable copy of a job's state at one moment.
 
@@ -51,6 +74,11 @@ class JobSnapshot:
     value per reported training step, at the steps in `train_steps`; `val_mae` holds
     (step, MAE) pairs. `error` is one readable line (no traceback); `details` keeps the
     traceback for logs and an expander.
+
+    `phase` is set by jobs with several phases (a training: warm start, pre-training,
+    meta-training); then `fraction` and `eta` are those of the current phase. `cancelling`:
+    `cancel()` was called and the worker has not stopped yet. `check`: what a finished
+    training's model was compared with (`learners.BaselineCheck`), or None.
     """
 
     job_id: str
@@ -69,6 +97,9 @@ class JobSnapshot:
     best_val_mae: float | None
     error: str | None
     details: str | None
+    phase: PhaseProgress | None = None
+    cancelling: bool = False
+    check: Any = None
 
     @property
     def finished(self) -> bool:
@@ -171,6 +202,8 @@ class BackgroundJob:
         self._t_last: float | None = None
         self._result: Any = None
         self._exception: BaseException | None = None
+        self._phase: PhaseProgress | None = None
+        self._check: Any = None
 
     # ----------------------------------------------------------------- control (any thread)
     def start(self) -> BackgroundJob:
@@ -252,6 +285,9 @@ class BackgroundJob:
                 best_val_mae=self._best,
                 error=self._error,
                 details=self._details,
+                phase=self._phase,
+                cancelling=self._cancel.is_set() and self._status not in FINAL_STATUSES,
+                check=self._check,
             )
 
     # ------------------------------------------------------------------- worker side
@@ -306,9 +342,14 @@ class BackgroundJob:
         train_point: tuple[int, float] | None = None,
         val_point: tuple[int, float] | None = None,
         best: float | None = None,
+        phase: PhaseProgress | None = None,
     ) -> None:
         now = time.monotonic()
         with self._lock:
+            if phase is not None:
+                if self._phase is None or phase.index != self._phase.index:
+                    self._t_first = None  # a new phase: its ETA from its own rate
+                self._phase = phase
             if total is not None:
                 self._total = int(total)
             if step is not None:
@@ -335,15 +376,15 @@ class BackgroundJob:
                 self._best = float(best)
 
     def _eta(self, now: float) -> float | None:
-        """Seconds left, from the rate since the first report; None until it is measurable."""
+        """Seconds left at the mean rate since the first report (the time since the last
+        report included, so a long unit without reports raises it rather than running it down
+        to 0 s); None until it is measurable."""
         if self._status != RUNNING or self._t_first is None or self._t_last is None:
             return None
         done = self._fraction - self._f_first
-        spent = self._t_last - self._t_first
-        if done <= 0 or spent <= 0:
+        if done <= 0 or self._t_last <= self._t_first:
             return None
-        left = (1.0 - self._fraction) * spent / done - (now - self._t_last)
-        return max(0.0, left)
+        return (1.0 - self._fraction) * (now - self._t_first) / done
 
 
 # ------------------------------------------------------------------------------ training
@@ -408,15 +449,31 @@ class TrainingJob(BackgroundJob):
     def _work(self, ctx: JobContext) -> Any:
         ctx.progress(message="building the model")
         learner = self._factory(self.config)
+        phases = tuple(getattr(self.config, "phases", ("meta",)))
+        labels = _phase_labels()
 
         def on_progress(p: TrainProgress) -> None:
             device = getattr(learner, "device_", None)
             if device is not None:
                 ctx.set_device(str(device))
-            if getattr(p, "phase", "meta") == "pretrain":  # not meta-steps: message, no curves
-                ctx.progress(message=f"{PRETRAIN_MESSAGE}: {_train_message(p)}")
+            name = getattr(p, "phase", "meta")
+            index = phases.index(name) + 1 if name in phases else len(phases)
+            phase = PhaseProgress(
+                name,
+                labels.get(name, name),
+                index,
+                len(phases),
+                int(p.step),
+                int(p.total),
+                unit="percent" if name == "warm_start" else "step",
+            )
+            if name != "meta":  # not meta-steps: the phase and a message, no curves
+                what = WARM_START_MESSAGE if name == "warm_start" else PRETRAIN_MESSAGE
+                detail = f"{p.step}%" if name == "warm_start" else _train_message(p)
+                self._update(fraction=phase.fraction, message=f"{what}: {detail}", phase=phase)
                 ctx.check_cancelled()
                 return
+            self._update(phase=phase)
             ctx.progress(step=p.step, total=p.total, message=_train_message(p))
             if p.train_loss is not None:
                 ctx.log_train_loss(p.step, p.train_loss)
@@ -436,6 +493,17 @@ class TrainingJob(BackgroundJob):
         device = getattr(learner, "device_", None)
         if device is not None:
             ctx.set_device(str(device))
+        compare = getattr(learner, "compare_with_baselines", None)
+        check = None
+        if compare is not None and self.val_users is not None and not ctx.should_stop():
+            # A diverged training still ends "done": say whether the model beats the plain
+            # baselines on the same validation users, so that the app does not adopt a bad one.
+            ctx.progress(message="comparing with the plain baselines on the validation users")
+            check = compare(
+                self.data, self.train_users, self.val_users, should_stop=ctx.should_stop
+            )
+            with self._lock:
+                self._check = check
         if not ctx.should_stop():
             snap = self.snapshot()
             parts = ["done"]
@@ -443,11 +511,29 @@ class TrainingJob(BackgroundJob):
                 parts.append(f"early stop at step {snap.step} of {snap.total}")
             if snap.best_val_mae is not None:
                 parts.append(f"best validation MAE {snap.best_val_mae:.4f}")
+            if check is not None and check.worse:
+                parts.append(check.describe())
             ctx.progress(message="; ".join(parts))
         return learner
 
+    @property
+    def baseline_check(self) -> Any:
+        """The finished model's `learners.BaselineCheck` (None: not made, or not done)."""
+        with self._lock:
+            return self._check if self._status == DONE else None
+
 
 PRETRAIN_MESSAGE = "pre-training without the meta objective"
+WARM_START_MESSAGE = "warm start by matrix factorisation (ALS)"
+
+
+def _phase_labels() -> dict[str, str]:
+    """`learners.PHASE_LABELS` (empty without the learners module: names are shown)."""
+    try:
+        from metarec_core.learners import PHASE_LABELS
+    except ImportError:
+        return {}
+    return PHASE_LABELS
 
 
 def _train_message(p: TrainProgress) -> str:

@@ -284,12 +284,21 @@ def progress() -> None:
             )
         )
     if snap.active:
-        eta = "estimating…" if snap.eta is None else f"{snap.eta:.0f} s"
-        st.progress(
-            snap.fraction,
-            text=f"{state.plain(snap.message)} · {snap.elapsed:.0f} s elapsed · ETA {eta}",
+        if snap.eta is None:
+            eta = "estimating…"
+        else:
+            eta = f"{snap.eta:.0f} s" if snap.eta < 120 else f"{snap.eta / 60:.1f} min"
+        # the percentage is the sidebar's figure: both read the job's snapshot
+        text = (
+            f"{100 * snap.fraction:.0f}% · {state.plain(snap.message)} · "
+            f"{snap.elapsed:.0f} s elapsed · ETA {eta}"
         )
-        st.button("Cancel evaluation", key="eval_cancel", on_click=job.cancel)
+        if snap.cancelling:
+            st.progress(snap.fraction, text=f"Cancelling… ({text})")
+            st.button("Cancelling…", key="eval_cancel", disabled=True)
+        else:
+            st.progress(snap.fraction, text=text)
+            st.button("Cancel evaluation", key="eval_cancel", on_click=job.cancel)
     elif snap.status == "cancelled":
         st.warning("Evaluation cancelled.")
     elif snap.status == "failed":

@@ -140,6 +140,20 @@ def _fmt_seconds(s: float | None) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
+def _progress_text(snap) -> str:
+    """The phase and its own progress, e.g. "Pre-training (phase 2 of 3): step 40/300 · …"."""
+    what = snap.phase.describe() if snap.phase is not None else f"step {snap.step}/{snap.total}"
+    if snap.status != "running":
+        what = f"{snap.status}: {what}"
+    eta = "ETA of this phase" if snap.phase is not None and snap.phase.count > 1 else "ETA"
+    return f"{what} · {snap.elapsed:.0f} s elapsed · {eta} {_fmt_seconds(snap.eta)}"
+
+
+def _entry_of(job):
+    """The registered model of a finished training job (None until it is registered)."""
+    return next((m for m in state.models().values() if m.extra.get("job") is job), None)
+
+
 st.title("Train a meta-learner")
 active = state.require_data()
 st.caption(
@@ -232,12 +246,12 @@ with right:
                     "dataset; its model is listed when that dataset is active again."
                 )
             )
-        if snap.active:
-            eta = _fmt_seconds(snap.eta)
-            st.progress(
-                snap.fraction,
-                text=f"{snap.status}: step {snap.step}/{snap.total} · {snap.elapsed:.0f} s elapsed · ETA {eta}",
-            )
+        if snap.active and snap.cancelling:
+            # acknowledged at once; the worker stops at its next check (within a second or two)
+            st.progress(snap.fraction, text=f"Cancelling… ({_progress_text(snap)})")
+            st.button("Cancelling…", key="train_cancel", disabled=True)
+        elif snap.active:
+            st.progress(snap.fraction, text=_progress_text(snap))
             st.button("Cancel training", key="train_cancel", on_click=job.cancel)
         elif snap.status == "done":
             best = (
@@ -245,36 +259,75 @@ with right:
                 if snap.best_val_mae is None
                 else f"; validation MAE of the kept weights {snap.best_val_mae:.4f}"
             )
-            where = " It is kept for that dataset." if elsewhere else " The model is active."
-            st.success(f"Training done in {snap.elapsed:.1f} s ({snap.step} steps{best}).{where}")
+            head = f"Training done in {snap.elapsed:.1f} s ({snap.step} steps{best})."
+            entry = _entry_of(job)
+            current = state.active_model()
+            chosen = entry is not None and current is not None and current.name == entry.name
+            if snap.check is not None and snap.check.worse:
+                verdict = snap.check.describe()
+                st.warning(
+                    f"{head} {verdict[:1].upper()}{verdict[1:]}: "
+                    + (
+                        "you chose to use it anyway."
+                        if chosen
+                        else "it was not made active. The plain baseline predicts these users "
+                        "better; check the learning rates and train again."
+                    )
+                )
+                offer = entry is not None and not chosen and not elsewhere
+                if offer and st.button(
+                    f"Use this model anyway ({state.plain(entry.name)})", key="train_use_anyway"
+                ):
+                    state.set_active_model(entry.name)
+                    st.rerun()  # the whole app: the sidebar shows the new active model
+            else:
+                where = " It is kept for that dataset." if elsewhere else " The model is active."
+                verdict = ""
+                if snap.check is not None:
+                    name, mae = snap.check.best
+                    verdict = (
+                        f" On the {snap.check.users:,} validation users it beats the plain "
+                        f"baselines (MAE {snap.check.model_mae:.2f}; best baseline, {name}: "
+                        f"{mae:.2f})."
+                    )
+                st.success(f"{head}{verdict}{where}")
         elif snap.status == "cancelled":
             st.warning(f"Training cancelled after {snap.step} steps.")
         else:
             st.error(state.plain(f"Training failed: {snap.error}"))
         st.caption(f"Device: {snap.device or 'unknown'} · {state.plain(snap.message)}")
-        c1, c2 = st.columns(2)
-        c1.plotly_chart(
-            _fig(
-                snap.train_steps,
-                snap.train_loss,
-                "Meta-training loss",
-                "Outer loss on query ratings",
-                "#4c6ef5",
-            ),
-            key="train_loss_chart",
-            width="stretch",
-        )
-        c2.plotly_chart(
-            _fig(
-                [s for s, _ in snap.val_mae],
-                [m for _, m in snap.val_mae],
-                "Validation MAE",
-                "MAE (rating units)",
-                "#e8590c",
-            ),
-            key="train_val_chart",
-            width="stretch",
-        )
+        if not snap.train_loss and not snap.val_mae:  # no empty axes before the first point
+            if snap.active:
+                st.caption(
+                    "The loss and validation charts start with the first meta-training step."
+                )
+        else:
+            c1, c2 = st.columns(2)
+            c1.plotly_chart(
+                _fig(
+                    snap.train_steps,
+                    snap.train_loss,
+                    "Meta-training loss",
+                    "Outer loss on query ratings",
+                    "#4c6ef5",
+                ),
+                key="train_loss_chart",
+                width="stretch",
+            )
+            if snap.val_mae:
+                c2.plotly_chart(
+                    _fig(
+                        [s for s, _ in snap.val_mae],
+                        [m for _, m in snap.val_mae],
+                        "Validation MAE",
+                        "MAE (rating units)",
+                        "#e8590c",
+                    ),
+                    key="train_val_chart",
+                    width="stretch",
+                )
+            else:
+                c2.caption("No validation run yet.")
         if (running and snap.finished) or (snap.status == "done" and not state.is_collected(job)):
             st.rerun()  # a full rerun registers the model and stops the polling
 
