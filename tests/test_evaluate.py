@@ -284,6 +284,36 @@ def test_progress_callback_and_cancel(small):
     assert len(calls) == 4  # stopped at the first check that said so
 
 
+def test_progress_moves_inside_every_fit(small, monkeypatch):
+    learners = pytest.importorskip("metarec_core.learners")
+    real = evaluate._instantiate
+
+    def tiny(name, cfg, seed):  # the presets train thousands of meta-steps: a tiny fomaml
+        if name != "fomaml":
+            return real(name, cfg, seed)
+        return learners.make_learner(
+            "fomaml", seed=seed, device="cpu", steps=6, eval_every=3, meta_batch=8,
+            factors=4, embedding_dim=4, hidden=(8,), inner_steps=2,
+        )  # fmt: skip
+
+    monkeypatch.setattr(evaluate, "_instantiate", tiny)
+    seen: list[tuple[float, str]] = []
+    cfg = EvalConfig(methods=("mf_foldin", "fomaml"), support=(1, 3), query=5, folds=2)
+    run_evaluation(small, cfg, progress=lambda f, msg: seen.append((f, msg)))
+    fracs = [f for f, _ in seen]
+    assert fracs == sorted(fracs) and fracs[-1] == 1.0
+    for name in ("mf_foldin", "fomaml"):
+        # between "fitting" and "fitted" the fraction moves with the fit's own steps
+        inside = {f for f, m in seen if m.startswith("fold 1/2: fitting " + name + ":")}
+        assert len(inside) >= 5, (name, sorted(inside))
+    assert "fold 1/2: fitting fomaml: meta-training: step 3/6" in [m for _, m in seen]
+    assert "fold 2/2: fitting mf_foldin: λ 1/3, ALS round 12/12: items" in [m for _, m in seen]
+    # the meta-learner's fit spans most of the bar (a rough time weight, not one unit of 10)
+    start = next(f for f, m in seen if m == "fold 1/2: fitting fomaml")
+    end = next(f for f, m in seen if m == "fold 1/2: fitted fomaml")
+    assert end - start > 0.3
+
+
 def test_tqdm_bar_on_stderr(small, capsys):
     run_evaluation(
         small, EvalConfig(methods=("item_mean",), support=(1,), query=5, folds=2), progress=True

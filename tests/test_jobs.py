@@ -578,3 +578,228 @@ def test_real_evaluation_job_cancel(no_thread_crash):
     job2 = EvaluationJob(data, cfg, runner=runner)
     snap = job2.start().wait(WAIT)
     assert snap.status == "cancelled" and len(calls) == 1 and job2.result is None
+
+
+# --------------------------------------------------------------- ETA, cancelling, phases
+class FakeClock:
+    """Stands in for the `time` module inside metarec_core.jobs: the test sets the time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_eta_does_not_run_down_to_zero_while_work_remains(no_thread_crash, monkeypatch):
+    import metarec_core.jobs as jobs_module
+
+    clock = FakeClock()
+    monkeypatch.setattr(jobs_module, "time", clock)
+    gate = threading.Semaphore(0)
+    release = threading.Event()
+
+    def work(ctx: JobContext) -> None:
+        for f in (0.1, 0.2):
+            assert gate.acquire(timeout=WAIT)
+            ctx.progress(fraction=f, message=f"{f}")
+        assert release.wait(WAIT)  # a long unit of work without reports
+
+    job = BackgroundJob(work).start()
+    clock.now = 10.0
+    gate.release()
+    wait_for = wait_for_message(job, "0.1")
+    clock.now = 20.0
+    gate.release()
+    wait_for = wait_for_message(job, "0.2")
+    assert wait_for.eta == pytest.approx(0.8 * 10 / 0.1)  # 10 s per 0.1 at the last report
+    clock.now = 1000.0  # long past that estimate, 80% still to do
+    eta = job.snapshot().eta
+    assert eta is not None and eta == pytest.approx(0.8 * 990 / 0.1)  # the mean rate since
+    release.set()
+    assert job.wait(WAIT).status == "done"
+
+
+def wait_for_message(job: BackgroundJob, message: str) -> JobSnapshot:
+    """Block (without sleeping blindly) until the job's message is `message`."""
+    done = threading.Event()
+    for _ in range(200_000):
+        snap = job.snapshot()
+        if snap.message == message or snap.finished:
+            break
+        done.wait(0.001)
+    assert snap.message == message, f"job never said {message!r} ({snap.status}: {snap.error})"
+    return snap
+
+
+def test_cancel_is_acknowledged_in_the_snapshot_at_once(no_thread_crash):
+    gate = threading.Semaphore(0)
+    job, _ = fake_job(FakeConfig(steps=100), gate=gate)
+    job.start()
+    gate.release(2)
+    wait_for_step(job, 2)
+    assert not job.snapshot().cancelling
+    job.cancel()
+    snap = job.snapshot()  # the worker is still inside step 3, waiting for the gate
+    assert snap.status == "running" and snap.cancelling
+    gate.release(100)
+    snap = job.wait(WAIT)
+    assert snap.status == "cancelled" and not snap.cancelling
+
+
+def test_training_job_reports_each_phase_with_its_own_progress(no_thread_crash):
+    learners = pytest.importorskip("metarec_core.learners")
+    data = tiny_data(n_users=40, n_items=25, per_user=16)
+    seen: list[tuple[str, JobSnapshot]] = []
+
+    class Watched(learners.MetaLearner):
+        """The real learner; the job's snapshot is taken after every report."""
+
+        def fit(self, *a, callback, **k):
+            def cb(p):
+                callback(p)
+                seen.append((p.phase, job.snapshot()))
+
+            return super().fit(*a, callback=cb, **k)
+
+    cfg = real_config(steps=6, eval_every=3, warm_start=True, pretrain=True)
+    assert cfg.phases == ("warm_start", "pretrain", "meta")
+    job = TrainingJob(data, cfg, learner_factory=Watched)
+    assert job.start().wait(WAIT * 5).status == "done"
+    by_phase = {name: [s for p, s in seen if p == name] for name in cfg.phases}
+    assert [p for p, _ in seen] == sorted((p for p, _ in seen), key=cfg.phases.index)
+    warm = by_phase["warm_start"]
+    assert (
+        warm
+        and warm[-1].phase.describe() == "Warm start (matrix factorisation) (phase 1 of 3): 100%"
+    )
+    pre = by_phase["pretrain"]
+    assert [s.phase.describe() for s in pre[:2]] == [
+        "Pre-training (phase 2 of 3): step 1/6",
+        "Pre-training (phase 2 of 3): step 2/6",
+    ]
+    # no meta-step yet: no curves, and the bar is the phase's own
+    assert all(s.step == 0 and s.train_loss == () for s in warm + pre)
+    assert pre[1].fraction == pytest.approx(2 / 6)
+    meta = by_phase["meta"]
+    assert meta[0].phase.describe() == "Meta-training (phase 3 of 3): step 1/6"
+    assert meta[0].fraction == pytest.approx(1 / 6) and meta[0].train_steps == (1,)
+
+
+def test_a_diverged_training_is_done_but_flagged_worse_than_the_baselines(no_thread_crash):
+    pytest.importorskip("metarec_core.learners")
+    from app_support import TINY_LEARNER, tiny_dataset
+
+    data = tiny_dataset()
+    # what the Train page allows: outer lr 1.0, inner lr 10 (here it ends done, not NaN)
+    tiny = {**TINY_LEARNER, "warm_start": True, "pretrain": False, "algorithm": "metasgd"}
+    cfg = real_config(**tiny, outer_lr=1.0, inner_lr=10.0)
+    job = TrainingJob(data, cfg).start()
+    snap = job.wait(WAIT * 5)
+    assert snap.status == "done", snap.error
+    check = snap.check
+    assert check is not None and check is job.baseline_check and check.worse
+    assert check.model_mae == pytest.approx(snap.best_val_mae)
+    name, mae = check.best
+    assert name in dict(check.baselines) and mae < check.model_mae
+    assert check.users == len(job.val_users)
+    assert f"worse than {name}" in snap.message
+    sane = TrainingJob(data, real_config(**tiny)).start()
+    snap = sane.wait(WAIT * 5)
+    assert snap.status == "done" and snap.check is not None and not snap.check.worse
+    assert "worse" not in snap.message
+
+
+# ----------------------------------------------------- cancel deadlines in every phase
+CANCEL_DEADLINE = 5.0  # seconds from cancel() to the job's end; the phases take far longer
+
+
+@pytest.fixture(scope="module")
+def big_data() -> RatingsDataset:
+    return make_big_data()
+
+
+def make_big_data() -> RatingsDataset:
+    """500,000 ratings of 10,000 users: the ALS warm start alone takes many seconds."""
+    rng = np.random.default_rng(0)
+    n_users, n_items, per_user = 10_000, 3_000, 50
+    start = rng.integers(n_items, size=n_users)
+    # distinct items per user: start + 37 j (mod 3000), 37 coprime with 3000
+    item = ((start[:, None] + 37 * np.arange(per_user)) % n_items).ravel()
+    user = np.repeat(np.arange(n_users), per_user)
+    taste, quality = rng.normal(size=n_users), rng.normal(size=n_items)
+    noise = rng.normal(scale=0.5, size=len(user))
+    rating = np.clip(np.round(3 + taste[user] * quality[item] + noise), 1, 5)
+    return RatingsDataset(
+        user=user.astype(np.int64),
+        item=item.astype(np.int64),
+        rating=rating.astype(np.float32),
+        timestamp=None,
+        user_ids=np.asarray([f"u{u}" for u in range(n_users)]),
+        item_ids=np.asarray([f"i{i}" for i in range(n_items)]),
+        scale=RatingScale(1.0, 5.0, 1.0),
+        source="big",
+    )
+
+
+def cancel_when(job: BackgroundJob, reached: threading.Event) -> float:
+    """Cancel once `reached` is set; the seconds from cancel() to the job's end."""
+    assert reached.wait(WAIT * 5), "the job never reached the phase"
+    assert job.is_active
+    import time
+
+    t0 = time.monotonic()
+    job.cancel()
+    snap = job.wait(WAIT * 5)
+    took = time.monotonic() - t0
+    assert snap.status == "cancelled" and job.result is None, snap.error
+    return took
+
+
+def spy(monkeypatch, owner, name: str, calls: int = 1) -> threading.Event:
+    """An event set at the `calls`-th call of `owner.name` (the method itself still runs)."""
+    reached = threading.Event()
+    original = getattr(owner, name)
+    count = [0]
+
+    def wrapper(*a, **k):
+        count[0] += 1
+        if count[0] >= calls:
+            reached.set()
+        return original(*a, **k)
+
+    monkeypatch.setattr(owner, name, wrapper)
+    return reached
+
+
+def test_cancel_takes_effect_at_once_during_the_als_warm_start(
+    no_thread_crash, monkeypatch, big_data
+):
+    baselines = pytest.importorskip("metarec_core.baselines")
+    reached = spy(monkeypatch, baselines._GroupRidge, "solve")  # inside the ALS
+    cfg = real_config(steps=300, warm_start=True, pretrain=True, factors=20)
+    job = TrainingJob(big_data, cfg).start()
+    assert cancel_when(job, reached) < CANCEL_DEADLINE
+
+
+def test_cancel_takes_effect_at_once_while_pretraining_validates(
+    no_thread_crash, monkeypatch, big_data
+):
+    learners = pytest.importorskip("metarec_core.learners")
+    # inside the first validation of the pre-training phase, over many validation episodes
+    # (its third batch: the first one also pays torch's one-off warm-up)
+    reached = spy(monkeypatch, learners.MetaLearner, "_query_z", calls=3)
+    cfg = real_config(steps=300, warm_start=False, pretrain=True, val_repeats=60)
+    job = TrainingJob(big_data, cfg).start()
+    assert cancel_when(job, reached) < CANCEL_DEADLINE
+
+
+def test_cancel_takes_effect_at_once_inside_an_evaluation_fit(
+    no_thread_crash, monkeypatch, big_data
+):
+    evaluate = pytest.importorskip("metarec_core.evaluate")
+    baselines = pytest.importorskip("metarec_core.baselines")
+    reached = spy(monkeypatch, baselines._GroupRidge, "solve")  # mf_foldin's ALS, fold 1
+    cfg = evaluate.EvalConfig(methods=("mf_foldin",), support=(1, 3), folds=2)
+    job = EvaluationJob(big_data, cfg).start()
+    assert cancel_when(job, reached) < CANCEL_DEADLINE
