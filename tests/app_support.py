@@ -181,3 +181,62 @@ def wait_until(at, predicate, tries: int = 150, pause: float = 0.1):
         time.sleep(pause)
         at.run()
     raise AssertionError("the app never reached the expected state")
+
+
+# ---------------------------------------------------------------------------------------------
+# trainings held by the test (no wall-clock luck)
+
+HOLD_WAIT = 300.0  # generous bound for a held job to be reached / to end; never a speed claim
+
+
+class HeldTrainings:
+    """Trainings the app starts wait for `release()`: before fitting, or after reporting
+    `hold_at` = (phase, step). Patches the learner factory and records the TrainingJobs
+    started (`jobs`)."""
+
+    def __init__(self, monkeypatch, hold_at: tuple[str, int] | None = None) -> None:
+        import threading
+
+        from metarec_core import jobs
+        from metarec_core.learners import MetaLearner
+
+        self._release, self._reached = threading.Event(), threading.Event()
+        self.jobs: list = []
+        held = self
+
+        class Held(MetaLearner):
+            def fit(self, *a, callback=None, **k):
+                def cb(p):
+                    if callback is not None:
+                        callback(p)
+                    if hold_at is not None and (p.phase, p.step) == hold_at:
+                        held._hold()
+
+                if hold_at is None:
+                    held._hold()
+                return super().fit(*a, callback=cb, **k)
+
+        start = jobs.TrainingJob.start
+
+        def recording_start(job):
+            self.jobs.append(job)
+            return start(job)
+
+        monkeypatch.setattr(jobs, "_default_learner_factory", Held)
+        monkeypatch.setattr(jobs.TrainingJob, "start", recording_start)
+
+    def _hold(self) -> None:
+        self._reached.set()
+        assert self._release.wait(HOLD_WAIT), "the test never released the training"
+
+    def wait_reached(self) -> None:
+        assert self._reached.wait(HOLD_WAIT), "no training reached the hold"
+
+    def release(self) -> None:
+        self._release.set()
+
+    def wait_finished(self) -> None:
+        """Release, then block until every recorded training has ended."""
+        self.release()
+        for job in self.jobs:
+            assert job.wait(HOLD_WAIT).finished, "a held training never ended"

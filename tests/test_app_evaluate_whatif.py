@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import threading
 
 import pytest
 from app_support import new_app, wait_until
@@ -92,6 +94,43 @@ def test_evaluation_can_be_cancelled():
     at.button(key="eval_cancel").click().run()
     wait_until(at, lambda a: any("cancelled" in w.value for w in a.warning), tries=300)
     assert "mr_eval_report" not in at.session_state
+
+
+def test_page_and_sidebar_show_the_same_progress_inside_a_fit(monkeypatch):
+    from metarec_core import evaluate
+
+    inside, release = threading.Event(), threading.Event()
+    real_fit = evaluate._fit
+
+    def held_fit(method, data, fold, should_stop, progress=None):
+        """Each fit reports 60% of itself, then waits (the first) for the test."""
+        if progress is not None:
+            progress(0.6, "ALS round 7/12")
+        if not inside.is_set():
+            inside.set()
+            assert release.wait(300), "the test never released the fit"
+        return real_fit(method, data, fold, should_stop, progress)
+
+    monkeypatch.setattr(evaluate, "_fit", held_fit)
+    at = evaluate_page(methods=("mf_foldin", "item_mean"))
+    at.button(key="eval_start").click().run()
+    try:
+        assert inside.wait(300), "the evaluation never reached its first fit"
+        at.run()
+        assert not at.exception
+        [bar] = [el.proto.text for el in at.get("progress")]
+        shown = bar.replace("\\", "")  # the message is shown literally (markdown-escaped)
+        page = re.match(r"(\d+)% · fold 1/2: fitting mf_foldin: ALS round 7/12 · ", shown)
+        assert page, bar
+        side = [c.value for c in at.sidebar.caption if c.value.startswith("Evaluation")]
+        assert side == [f"Evaluation running in the background: {page.group(1)}%"]
+        # 60% of mf_foldin's fit: 3 of the 20 units (2 folds x (mf_foldin 5 + item_mean 1
+        # + 2 scorings each)); before any fit ended
+        assert page.group(1) == "15"
+        assert "ETA 0 s" not in bar
+    finally:
+        release.set()
+    wait_until(at, lambda a: any("Evaluation done" in s.value for s in a.success), tries=600)
 
 
 def test_whatif_compares_two_models_on_the_playground_user():

@@ -7,6 +7,7 @@ import time
 
 import pytest
 from app_support import (
+    HeldTrainings,
     clear_streamlit_caches,
     new_app,
     ratings_csv,
@@ -46,16 +47,31 @@ def wait_for_threads(prefix: str, timeout: float = 120.0) -> None:
     raise AssertionError(f"{prefix} threads still running after {timeout} s")
 
 
+@pytest.fixture
+def held(monkeypatch):
+    """Trainings the app starts wait until the test releases them (released at the end)."""
+    made: list[HeldTrainings] = []
+
+    def make(**kw) -> HeldTrainings:
+        made.append(HeldTrainings(monkeypatch, **kw))
+        return made[-1]
+
+    yield make
+    for h in made:
+        h.release()
+
+
 @pytest.mark.usefixtures("small_sample")
-def test_training_is_kept_for_its_data_when_another_is_made_active():
-    at = train_page(train_steps=3000, train_eval_every=3000, train_patience=1000)
+def test_training_is_kept_for_its_data_when_another_is_made_active(held):
+    trainings = held()  # still running while another dataset is made active
+    at = train_page()
     at.checkbox(key="train_pretrain").uncheck()
     at.button(key="train_start").click().run()
     upload_other(at)
     at.switch_page("views/train.py").run()
     assert not at.exception
     assert "not on the active dataset" in texts(at).replace("\\", "")
-    wait_for_threads("metarec-")
+    trainings.wait_finished()
     at.run()  # before the fix: reran itself without end (AppTest timed out) on "done"
     assert not at.exception
     assert "It is kept for that dataset" in texts(at)
@@ -75,16 +91,18 @@ def app_state_models_for(at, label: str) -> list[str]:
     return [n for n, m in at.session_state["mr_models"].items() if m.fingerprint == fp]
 
 
-def test_the_sample_background_model_does_not_concern_an_upload(tmp_path, monkeypatch):
+def test_the_sample_background_model_does_not_concern_an_upload(tmp_path, monkeypatch, held):
     monkeypatch.setenv("METAREC_SAMPLE_DIR", str(write_sample_dir(tmp_path / "bare")))
-    monkeypatch.setenv("METAREC_QUICK_STEPS", "3000")
+    monkeypatch.setenv("METAREC_QUICK_STEPS", "4")
+    trainings = held()  # the sample's quick model is still training during the upload
     at = new_app()  # the sample has no model.pt: a quick one trains in the background
     upload_other(at)
     at.switch_page("views/playground.py").run()
     assert not at.exception
     shown = texts(at)
     assert "No model for this dataset yet" in shown and "quick model" not in shown
-    wait_for_threads("metarec-")
+    assert len(trainings.jobs) == 1
+    trainings.wait_finished()
     at.run()  # before the fix: reran itself without end once the sample model was done
     assert not at.exception and "No model for this dataset yet" in texts(at)
     at.switch_page("views/data.py").run()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 from app_support import (
+    HeldTrainings,
     items_csv,
     new_app,
     ratings_csv,
+    texts,
     tiny_model_bytes,
     train_page,
     wait_until,
@@ -93,3 +95,68 @@ def test_checkpoint_upload_good_mismatched_and_corrupt():
     ).run()
     assert not at.exception
     assert len(at.error) == 1 and "junk.pt" in at.error[0].value.replace("\\", "")
+
+
+@pytest.fixture
+def held(monkeypatch):
+    """Trainings the app starts wait until the test releases them (released at the end)."""
+    made: list[HeldTrainings] = []
+
+    def make(**kw) -> HeldTrainings:
+        made.append(HeldTrainings(monkeypatch, **kw))
+        return made[-1]
+
+    yield make
+    for h in made:
+        h.release()
+
+
+def progress_texts(at) -> list[str]:
+    return [el.proto.text for el in at.get("progress")]
+
+
+def test_pretraining_shows_its_phase_without_empty_charts_and_cancel_is_acknowledged(held):
+    training = held(hold_at=("pretrain", 2))  # held after the second pre-training step
+    at = train_page()
+    at.button(key="train_start").click().run()
+    training.wait_reached()
+    at.run()
+    assert not at.exception
+    [bar] = progress_texts(at)
+    assert bar.startswith("Pre-training (phase 2 of 3): step 2/4 · ")  # not "step 0/4"
+    assert "ETA of this phase" in bar
+    assert at.get("plotly_chart") == []  # no empty axes before the first meta-step
+    assert "charts start with the first meta-training step" in texts(at)
+    at.button(key="train_cancel").click().run()
+    # the worker is still held inside the step: the click is acknowledged at once anyway
+    [bar] = progress_texts(at)
+    assert bar.startswith("Cancelling… (Pre-training (phase 2 of 3)")
+    assert at.button(key="train_cancel").disabled
+    training.wait_finished()
+    at.run()
+    assert any("cancelled" in w.value for w in at.warning) and not at.exception
+    assert "metasgd" not in at.session_state["mr_models"]
+
+
+def test_a_model_worse_than_the_baselines_is_not_made_active_without_a_choice(held):
+    trainings = held()
+    # what the form allows: outer lr 1.0 and inner lr 10 end "done" with a poor model
+    at = train_page(train_outer_lr=1.0, train_inner_lr=10.0)
+    at.checkbox(key="train_pretrain").uncheck()
+    before = at.session_state["mr_active_model"]
+    at.button(key="train_start").click().run()
+    trainings.wait_finished()
+    at.run()
+    assert not at.exception
+    assert trainings.jobs[0].snapshot().status == "done"
+    models = at.session_state["mr_models"]
+    assert "metasgd" in models and at.session_state["mr_active_model"] == before
+    warning = " ".join(w.value for w in at.warning)
+    assert "worse than user_bias_levels on the 8 validation users" in warning
+    assert "it was not made active" in warning
+    assert at.sidebar.selectbox(key="sidebar_model").value == before
+    at.button(key="train_use_anyway").click().run()
+    assert not at.exception
+    assert at.session_state["mr_active_model"] == "metasgd"
+    assert at.sidebar.selectbox(key="sidebar_model").value == "metasgd"
+    assert "you chose to use it anyway" in " ".join(w.value for w in at.warning)
