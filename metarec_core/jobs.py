@@ -449,7 +449,12 @@ class TrainingJob(BackgroundJob):
     def _work(self, ctx: JobContext) -> Any:
         ctx.progress(message="building the model")
         learner = self._factory(self.config)
+        compare = getattr(learner, "compare_with_baselines", None)
+        if self.val_users is None:
+            compare = None
         phases = tuple(getattr(self.config, "phases", ("meta",)))
+        if compare is not None:
+            phases += ("check",)
         labels = _phase_labels()
 
         def on_progress(p: TrainProgress) -> None:
@@ -493,14 +498,26 @@ class TrainingJob(BackgroundJob):
         device = getattr(learner, "device_", None)
         if device is not None:
             ctx.set_device(str(device))
-        compare = getattr(learner, "compare_with_baselines", None)
         check = None
-        if compare is not None and self.val_users is not None and not ctx.should_stop():
+        if compare is not None and not ctx.should_stop():
             # A diverged training still ends "done": say whether the model beats the plain
             # baselines on the same validation users, so that the app does not adopt a bad one.
-            ctx.progress(message="comparing with the plain baselines on the validation users")
+            def checking(fraction: float, message: str) -> None:
+                pct = int(round(100 * fraction))
+                phase = PhaseProgress(
+                    "check", labels.get("check", "check"), len(phases), len(phases), pct, 100,
+                    unit="percent",
+                )  # fmt: skip
+                self._update(fraction=fraction, message=f"{CHECK_MESSAGE}: {message}", phase=phase)
+                ctx.check_cancelled()
+
+            checking(0.0, "fitting them")
             check = compare(
-                self.data, self.train_users, self.val_users, should_stop=ctx.should_stop
+                self.data,
+                self.train_users,
+                self.val_users,
+                should_stop=ctx.should_stop,
+                progress=checking,
             )
             with self._lock:
                 self._check = check
@@ -525,6 +542,7 @@ class TrainingJob(BackgroundJob):
 
 PRETRAIN_MESSAGE = "pre-training without the meta objective"
 WARM_START_MESSAGE = "warm start by matrix factorisation (ALS)"
+CHECK_MESSAGE = "comparing with the plain baselines on the validation users"
 
 
 def _phase_labels() -> dict[str, str]:

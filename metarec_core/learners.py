@@ -83,6 +83,7 @@ PHASE_LABELS = {
     "warm_start": "Warm start (matrix factorisation)",
     "pretrain": "Pre-training",
     "meta": "Meta-training",
+    "check": "Comparing with the plain baselines",  # after fit: `compare_with_baselines`
 }
 # Rough shares of a fit's time per phase (measured on MovieLens 100K and 1M with the presets;
 # only used to pace a progress bar over the whole fit, never for results).
@@ -329,8 +330,14 @@ class BaselineCheck:
         verdict = "worse" if self.worse else "better"
         return (
             f"this model is {verdict} than {name} on the {self.users:,} validation users "
-            f"(MAE {self.model_mae:.2f} vs {mae:.2f})"
+            f"(MAE {_pair(self.model_mae, mae)})"
         )
+
+
+def _pair(a: float, b: float) -> str:
+    """ "a vs b" with 2 decimals, or 4 where 2 would show a tie."""
+    d = 2 if f"{a:.2f}" != f"{b:.2f}" else 4
+    return f"{a:.{d}f} vs {b:.{d}f}"
 
 
 class _FitReporter:
@@ -984,13 +991,15 @@ class MetaLearner(Recommender):
         *,
         methods: Sequence[str] = CHECK_BASELINES,
         should_stop: Callable[[], bool] | None = None,
+        progress: Callable[[float, str], None] | None = None,
     ) -> BaselineCheck | None:
         """This model's validation MAE next to plain baselines' on the same validation episodes.
 
         The baselines (registry names) are fitted on `train_users` and tuned on `val_users`, as
         the learner's early stopping is; every method is scored on the episodes of its
         validation MAE (`val_support` sizes, `val_repeats` draws, query 10). None without
-        validation episodes, or once `should_stop()` says so.
+        validation episodes, or once `should_stop()` says so. `progress(fraction, message)`
+        is told after each method.
         """
         from metarec_core.methods import make_method
 
@@ -1013,6 +1022,8 @@ class MetaLearner(Recommender):
                         np.mean([np.abs(scores[b, i] - r).mean() for b, (i, r) in enumerate(qry)])
                     )
                 rows.append((name, float(np.mean(maes))))
+                if progress is not None:
+                    progress(len(rows) / len(methods), f"{name} scored")
         except _Stopped:
             return None
         return BaselineCheck(float(model_mae), tuple(rows), int(len(np.unique(val_users))))
