@@ -25,7 +25,7 @@ from metarec_core.jobs import (
     split_users,
 )
 
-WAIT = 300.0  # generous upper bound for a job to finish (a loaded 2-core machine); never a speed assertion
+WAIT = 300.0  # generous bound for a job to end (on a loaded machine); never a speed assertion
 
 
 def tiny_data(n_users: int = 40, n_items: int = 25, per_user: int = 12, seed: int = 0):
