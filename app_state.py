@@ -60,6 +60,10 @@ K_EVAL_REPORT = "mr_eval_report"
 K_INIT = "mr_initialised"
 K_TOKEN = "mr_session_token"
 K_LABELS = "mr_data_labels"  # dataset fingerprint -> the label it was made active with
+# Set by the home page's demo button to a number n: the playground (views/playground.py) pops it,
+# makes the most active held-out user its persona with only their first n ratings
+# (`metarec_core.demo.demo_persona`) and plays them by itself.
+K_DEMO = "mr_demo"
 
 
 @dataclass(eq=False)

@@ -23,8 +23,15 @@ def plotly_layouts(at) -> list[dict]:
     return [json.loads(c.proto.spec)["layout"] for c in at.get("plotly_chart")]
 
 
-def test_first_load_shows_the_sample_with_charts():
+def data_page():
+    """A fresh app (a new session) on the Data page."""
     at = new_app()
+    at.switch_page("views/data.py").run()
+    return at
+
+
+def test_first_load_shows_the_sample_with_charts():
+    at = data_page()
     assert not at.exception
     assert at.session_state["mr_data"].is_sample
     assert "80 users" in "\n".join(t.value for t in at.sidebar.text)
@@ -47,7 +54,7 @@ def test_first_load_shows_the_sample_with_charts():
     ],
 )
 def test_bad_upload_shows_a_clear_error(payload, expected):
-    at = new_app()
+    at = data_page()
     at.radio(key="data_source").set_value("Upload a file").run()
     at.file_uploader(key="upload_ratings").set_value(("bad.csv", payload, "text/csv")).run()
     assert not at.exception
@@ -63,7 +70,7 @@ def test_bad_upload_shows_a_clear_error(payload, expected):
 def test_good_upload_becomes_active_with_warnings():
     raw = ratings_csv(n_users=30, n_items=40, per_user=15, seed=1)
     dup = raw.splitlines()[1]  # one duplicate (user, item) pair: kept last, counted
-    at = new_app()
+    at = data_page()
     at.radio(key="data_source").set_value("Upload a file").run()
     at.file_uploader(key="upload_ratings").set_value(
         ("mine.csv", raw + dup + b"\n", "text/csv")

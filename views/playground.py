@@ -9,6 +9,7 @@ import streamlit as st
 
 import app_state as state
 from metarec_core import playground as pg
+from metarec_core.demo import demo_persona
 
 PLAY_INTERVAL_S = 1.0
 K_PLAYING = "mr_pg_playing"
@@ -191,6 +192,17 @@ if entry is None:
     st.stop()
 
 session = get_session(entry, data)
+# The home page's one-click demo (state.K_DEMO = n): the most active held-out user replays their
+# first n ratings by itself, next to the baselines.
+if (demo_n := st.session_state.pop(state.K_DEMO, None)) is not None:
+    try:
+        demo = demo_persona(data, entry.heldout_users, int(demo_n))
+    except ValueError as e:
+        _say("warning", f"The demo cannot run on this model: {e}")
+    else:
+        st.session_state["pg_mode"] = "A held-out real user"
+        _use_persona(lambda: demo)
+        st.session_state[K_PLAYING] = True
 st.caption(
     f"Model: {state.plain(entry.name)} ({state.plain(entry.source)}). A brand-new user starts "
     "with no ratings; after every rating the model adapts from its meta-learned start."

@@ -53,13 +53,16 @@ def expect_chart(page: Page, title: str) -> None:
 
 
 def choose_upload(app) -> None:
+    app.goto("Data")  # the first page is Home
+    expect(app.page.get_by_role("heading", name="Data", exact=True)).to_be_visible(
+        timeout=LOAD_TIMEOUT
+    )
     with app.rerun():
         app.page.get_by_test_id("stRadio").get_by_text("Upload a file", exact=True).click()
 
 
 def upload_good_data(app) -> None:
     page = app.page
-    expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible(timeout=LOAD_TIMEOUT)
     choose_upload(app)
     # Items first, so the ratings are parsed once, with their titles.
     items = uploader(page, "Items file (optional)")
@@ -254,3 +257,25 @@ def test_sample_playground_works_at_once(sample_app) -> None:
     expect(page.get_by_role("heading", name="Your ratings")).to_be_visible()
     app.assert_no_exception()
     app.screenshot("03-playground.png")
+
+
+def test_home_demo_plays_five_ratings_by_itself(sample_app) -> None:
+    """The home page's one-click demo: the playground opens on the shipped sample and a held-out
+    user's five ratings are added one by one by the page's own timer, with the learning curve
+    against the baselines."""
+    app = sample_app
+    page = app.page
+    main = page.get_by_test_id("stMainBlockContainer")
+    expect(main.get_by_role("heading", name="MetaRec Studio")).to_be_visible(timeout=LOAD_TIMEOUT)
+    expect(main.get_by_text("cold-start", exact=False).first).to_be_visible()
+    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(1, timeout=LOAD_TIMEOUT)
+    app.assert_no_exception()
+    app.screenshot("00-home.png")
+    page.get_by_role("button", name="Watch a new user rate 5 films").click()
+    status = page.get_by_text(re.compile(r"\d+ ratings? so far"))
+    # nobody clicks: the ratings arrive by themselves
+    expect(status).to_have_text(re.compile(r"^5 ratings so far"), timeout=LOAD_TIMEOUT)
+    expect_chart(page, "Learning curve: error after each rating")
+    page.wait_for_timeout(2500)  # it stops at five (the persona has no sixth to reveal)
+    expect(status).to_have_text(re.compile(r"^5 ratings so far"))
+    app.assert_no_exception()
