@@ -79,8 +79,7 @@ GLOSSARY: tuple[Entry, ...] = (
     Entry(
         "meta-step",
         "a training step",
-        "One update of the shared starting point from a batch of training users (the "
-        "meta-batch).",
+        "One update of the shared starting point from a batch of training users (the meta-batch).",
     ),
     Entry(
         "meta-batch",

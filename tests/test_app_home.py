@@ -93,7 +93,11 @@ def test_the_demo_plays_five_ratings_of_a_held_out_user_by_itself():
     assert len(session.items) == 5
     assert len(session.curve) == 6  # the error before any rating and after each of the five
     # next to the baselines (popularity only ranks: it has no rating error)
-    assert set(session.curve[-1].mae) == {session.model_name, "mf_foldin_levels", "user_bias_levels"}
+    assert set(session.curve[-1].mae) == {
+        session.model_name,
+        "mf_foldin_levels",
+        "user_bias_levels",
+    }
     assert "5 ratings so far" in texts(at)
     assert "mr_demo" not in at.session_state  # consumed: coming back does not replay it
 

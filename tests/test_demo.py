@@ -20,7 +20,9 @@ def test_demo_persona_replays_five_ratings_of_a_user_never_trained_on():
     # the revealed ratings are the user's own
     mine = data.user == p.user
     own = {(int(i), float(r)) for i, r in zip(data.item[mine], data.rating[mine], strict=True)}
-    assert {(int(i), float(r)) for i, r in zip(p.reveal_items, p.reveal_ratings, strict=True)} <= own
+    assert {
+        (int(i), float(r)) for i, r in zip(p.reveal_items, p.reveal_ratings, strict=True)
+    } <= own
     assert "replays their first 5" in p.description
     again = demo_persona(data, split.val_users)  # the same demo every time
     assert np.array_equal(again.reveal_items, p.reveal_items)

@@ -25,8 +25,19 @@ def test_other_names_are_shown_as_they_are():
 
 @pytest.mark.parametrize(
     "term",
-    ["support set", "query set", "inner step", "outer loss", "k-shot", "nDCG@5", "MSE", "PCA",
-     "fold-in", "meta-learning", "MAE"],
+    [
+        "support set",
+        "query set",
+        "inner step",
+        "outer loss",
+        "k-shot",
+        "nDCG@5",
+        "MSE",
+        "PCA",
+        "fold-in",
+        "meta-learning",
+        "MAE",
+    ],
 )
 def test_the_glossary_explains_the_jargon_in_plain_words(term):
     e = glossary.lookup(term)

@@ -115,15 +115,15 @@ def train_small_model(app) -> None:
     app.goto("Train")
     expect(page.get_by_role("heading", name="Train a meta-learner")).to_be_visible()
     expect(page.get_by_text(re.compile(r"Training will run on: (cpu|cuda|mps)"))).to_be_visible()
-    number_input(page, "Meta-steps (max)", 20)
-    number_input(page, "Meta-batch (users)", 8)
-    number_input(page, "Validate every (steps)", 5)
+    number_input(page, "Training steps (max)", 20)
+    number_input(page, "Users per training step", 8)
+    number_input(page, "Check every (steps)", 5)
     page.get_by_role("button", name="Start training", exact=True).click()
     done = page.get_by_test_id("stAlert").filter(has_text="Training done in")
     expect(done).to_be_visible(timeout=TRAIN_TIMEOUT)
     expect(done).to_contain_text("The model is active")
     app.wait()
-    expect_chart(page, "Meta-training loss")
+    expect_chart(page, "Training error")
     # The sidebar now offers the trained model for this dataset.
     expect(page.get_by_test_id("stSidebar").get_by_text("Active model")).to_be_visible()
     app.assert_no_exception()
@@ -202,7 +202,7 @@ def test_new_user_flow(app) -> None:
 
     app.goto("Evaluate")
     expect(page.get_by_role("heading", name="Evaluate", exact=True)).to_be_visible()
-    text_input(page, "Support sizes k", "1,3,5", in_form=True)
+    text_input(page, "Ratings seen (k)", "1,3,5", in_form=True)
     number_input(page, "Folds", 2)
     page.get_by_role("button", name="Run evaluation", exact=True).click()
     expect(page.get_by_text(re.compile(r"Evaluation done: \d+ rows"))).to_be_visible(
