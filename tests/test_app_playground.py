@@ -12,6 +12,8 @@ from app_support import (
     write_sample_dir_with_model,
 )
 
+from metarec_core.methods import display_name
+
 
 @pytest.fixture(autouse=True)
 def clean_caches():
@@ -103,9 +105,8 @@ def test_heldout_persona_next_play_and_curves(with_model):
     assert any("Learning curve" in t for t in titles) and any("PCA" in t for t in titles)
     curve = json.loads(charts[1].proto.spec)
     names = {tr["name"] for tr in curve["data"]}
-    assert {"mf_foldin_levels", "user_bias_levels"} <= names and any(
-        "meta-learner" in x for x in names
-    )
+    baselines = {display_name("mf_foldin_levels"), display_name("user_bias_levels")}
+    assert baselines <= names and any("meta-learner" in x for x in names)
     assert len(curve["data"][0]["x"]) == n + 1
 
 

@@ -10,6 +10,7 @@ import streamlit as st
 import app_state as state
 from metarec_core import playground as pg
 from metarec_core.demo import demo_persona
+from metarec_core.methods import display_name
 
 PLAY_INTERVAL_S = 1.0
 K_PLAYING = "mr_pg_playing"
@@ -103,7 +104,7 @@ def learning_chart(curve: list[pg.CurvePoint], metric: str, model_name: str) -> 
         fig.add_scatter(
             x=xs,
             y=ys,
-            name=state.chart_text(f"{name} (meta-learner)" if is_model else name),
+            name=state.chart_text(f"{name} (meta-learner)" if is_model else display_name(name)),
             mode="lines+markers",
             line=dict(
                 width=3 if is_model else 1.5, color="#4c6ef5" if is_model else COLORS.get(name)

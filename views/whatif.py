@@ -9,6 +9,7 @@ import streamlit as st
 
 import app_state as state
 from metarec_core import playground as pg
+from metarec_core.methods import display_name
 from metarec_core.whatif import compare_models
 
 K_RESULT = "mr_whatif"
@@ -37,6 +38,7 @@ chosen = st.multiselect(
     list(candidates),
     default=default,
     key="wi_models",
+    format_func=display_name,
     help="Meta-learners of this session (train more, e.g. finetune, on the Train page) and baselines.",
 )
 
