@@ -192,3 +192,23 @@ def test_log_ticks_are_labelled_in_full():
     assert log_ticks(1, 700)[1] == ["1", "2", "5", "10", "20", "50", "100", "200", "500"]
     assert log_ticks(1, 100_000)[1] == ["1", "10", "100", "1,000", "10,000", "100,000"]
     assert log_ticks(24, 44)[0] == [30, 40]
+
+
+def test_an_upload_made_active_elsewhere_is_shown_and_takes_an_items_file():
+    """E.g. a dataset restored by the app rather than uploaded on this page in this run."""
+    import app_state
+    from metarec_core.data import load_ratings
+
+    at = new_app()
+    data = load_ratings(ratings_csv(**OTHER), name="restored.csv")
+    at.session_state["mr_data"] = app_state.ActiveData(data, "restored.csv", is_sample=False)
+    at.switch_page("views/data.py").run()
+    assert not at.exception
+    assert "Loaded restored.csv: 450 ratings of 30 users" in texts(at).replace("\\", "")
+    at.button(key="data_replace").click().run()
+    at.file_uploader(key="upload_items").set_value(
+        ("films.csv", items_csv(**OTHER), "text/csv")
+    ).run()
+    active = at.session_state["mr_data"]
+    assert active.label == "restored.csv" and active.data.items is not None
+    assert active.data.fingerprint() == data.fingerprint()  # the same ratings: models still fit

@@ -143,22 +143,27 @@ def show_summary(data: RatingsDataset) -> None:
         st.text(summary.to_text())
 
 
-def is_upload(active, upload: dict | None) -> bool:
-    """Whether the active dataset is the upload `upload` describes."""
-    return (
-        active is not None
-        and not active.is_sample
-        and upload is not None
-        and upload["fingerprint"] == active.data.fingerprint()
-    )
+def upload_record(active) -> dict:
+    """What the active (non-sample) dataset was made from: the record this page kept, or one
+    made from the dataset itself when another part of the app made it active."""
+    upload = st.session_state.get(K_UPLOAD)
+    if upload is not None and upload["fingerprint"] == active.data.fingerprint():
+        return upload
+    return {
+        "fingerprint": active.data.fingerprint(),
+        "key": (("active", active.data.fingerprint()), None),
+        "base": active.data,
+        "ratings": active.label,
+        "items": None,
+    }
 
 
-def boxes_key(up, up_items, upload: dict | None, uploaded: bool) -> tuple | None:
+def boxes_key(up, up_items, upload: dict | None) -> tuple | None:
     """(ratings file id, items file id) of what the upload boxes ask for; an items file alone
-    is for the active upload's ratings. None: nothing to load."""
+    goes with the active upload's ratings. None: nothing to load."""
     if up is not None:
         return (up.file_id, None if up_items is None else up_items.file_id)
-    if up_items is not None and uploaded:
+    if up_items is not None and upload is not None:
         return (upload["key"][0], up_items.file_id)
     return None
 
@@ -193,7 +198,7 @@ def load_boxes(key: tuple, up, up_items, upload: dict | None) -> str | None:
     return None
 
 
-def show_active_upload(active, upload: dict | None) -> None:
+def show_active_upload(active, upload: dict) -> None:
     d = active.data
     st.success(
         state.plain(
@@ -202,7 +207,7 @@ def show_active_upload(active, upload: dict | None) -> None:
         ),
         icon=":material/check_circle:",
     )
-    st.caption(state.plain(items_line(d, upload["items"] if upload else None)))
+    st.caption(state.plain(items_line(d, upload["items"])))
 
 
 st.title("Data")
@@ -229,8 +234,8 @@ if source == "Sample data":
             state.load_or_train_sample_model()
         st.rerun()
 else:
-    upload = st.session_state.get(K_UPLOAD)
-    uploaded = is_upload(active, upload)
+    uploaded = active is not None and not active.is_sample
+    upload = upload_record(active) if uploaded else None
     show_boxes = (
         not uploaded
         or st.session_state.get(K_REPLACE)
@@ -258,7 +263,7 @@ else:
             help="Titles and genres, for display and taste personas; add it before or after "
             "the ratings file.",
         )
-        key = boxes_key(up, up_items, upload, uploaded)
+        key = boxes_key(up, up_items, upload)
         outcome = st.session_state.get(K_OUTCOME)
         if key is not None and (not uploaded or upload["key"] != key):
             if outcome is None or outcome[0] != key or outcome[1] is None:  # check new files once
