@@ -158,6 +158,9 @@ def test_evaluate_curves_have_explicit_log_ticks_and_plain_names(report):
     curves = [f for f in figures(at) if f["layout"]["xaxis"].get("type") == "log"]
     assert len(curves) == 2
     for f in curves:
+        lay = f["layout"]
+        plot_height = lay["height"] - lay["margin"]["t"] - lay["margin"]["b"]
+        assert len(lay["yaxis"]["title"]["text"]) * 7.5 < plot_height  # not cut at the top
         x = f["layout"]["xaxis"]
         assert x["tickvals"] == [1, 3, 5] and x["ticktext"] == ["1", "3", "5"]
         names = {t["name"] for t in f["data"] if t.get("showlegend", True)}

@@ -45,7 +45,7 @@ def _rgba(hex_color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
-def curve_figure(report: dict, metric: str, ytitle: str) -> go.Figure | None:
+def curve_figure(report: dict, metric: str, ytitle: str, title: str = "") -> go.Figure | None:
     """One line per method over support size, with its 95% CI band when the report has one;
     None when no row has `metric` (e.g. only ranking methods: no error to draw)."""
     rows = [r for r in report["rows"] if r.get(metric) is not None]
@@ -95,10 +95,12 @@ def curve_figure(report: dict, metric: str, ytitle: str) -> go.Figure | None:
             line=dict(color=color),
         )
     fig.update_layout(
+        # short axis titles: a long one is cut where it runs past the plot's height
+        title=dict(text=title, x=0, xanchor="left"),
         xaxis_title="Ratings seen from the new user (k)" if not melu else "Method (MeLU set-up)",
         yaxis_title=ytitle,
-        height=380,
-        margin=dict(t=30, b=40, l=60, r=10),
+        height=400,
+        margin=dict(t=50, b=40, l=60, r=10),
         legend=dict(orientation="h", y=-0.2),
     )
     if categorical and not melu:
@@ -125,7 +127,9 @@ def unique_pairs(paired: list[dict]) -> list[dict]:
 def forest_figure(pairs: list[dict]) -> go.Figure:
     """The paired MAE differences with their 95% CIs, one row per comparison, 0 marked."""
     labels = [
-        state.chart_text(f"{display_name(p['method'])} − {display_name(p['vs'])}, k={p['support']}")
+        state.chart_text(
+            f"{display_name(p['method'])} vs {display_name(p['vs'])}, k={p['support']}"
+        )
         for p in pairs
     ]
     diffs = [p["mae_diff"] for p in pairs]
@@ -153,7 +157,7 @@ def forest_figure(pairs: list[dict]) -> go.Figure:
     fig.add_vline(x=0, line_dash="dash", line_color="#868e96")
     fig.update_layout(
         title=dict(text="Head-to-head differences in average error", x=0, xanchor="left"),
-        xaxis_title="Difference in average error (MAE), 95% CI: < 0 = the first is better",
+        xaxis_title="Difference in average error (MAE), 95% CI: below 0, the first is better",
         yaxis=dict(autorange="reversed"),
         height=max(220, 60 + 32 * len(pairs)),
         margin=dict(t=50, b=50, l=10, r=10),
@@ -177,11 +181,12 @@ def show_report(report: dict) -> None:
     else:
         st.caption(state.plain(f"MeLU protocol: {json.dumps(p)}"))
     c1, c2 = st.columns(2)
-    for col, metric, ytitle, key, empty, term in (
+    for col, metric, title, ytitle, key, empty, term in (
         (
             c1,
             "mae",
-            "Average error (MAE), lower is better",
+            "Average error: lower is better",
+            "Average error (MAE)",
             "eval_mae_chart",
             "No method here predicts ratings: no error to draw.",
             "MAE",
@@ -189,13 +194,14 @@ def show_report(report: dict) -> None:
         (
             c2,
             "ndcg@5",
-            "Quality of the top 5 (nDCG@5), higher is better",
+            "Quality of the top 5: higher is better",
+            "Top-5 quality (nDCG@5)",
             "eval_ndcg_chart",
             "No method here ranks items: no top-5 quality to draw.",
             "nDCG@5",
         ),
     ):
-        fig = curve_figure(report, metric, ytitle)
+        fig = curve_figure(report, metric, ytitle, title)
         if fig is None:
             col.caption(empty)
         else:
