@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 
 import pytest
 from app_support import new_app, texts, tiny_dataset
@@ -27,7 +28,9 @@ class StubTraining:
     """A training job frozen at one snapshot (the page only reads it)."""
 
     def __init__(self, data, **snap):
-        base = dict(
+        # every field, so that a field added to JobSnapshot later is None rather than missing
+        base = {f.name: None for f in fields(JobSnapshot)}
+        base |= dict(
             job_id="stub",
             kind="train",
             status="running",
