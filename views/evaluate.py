@@ -169,9 +169,10 @@ def show_report(report: dict) -> None:
     p = report["protocol"]
     if p.get("name") == "kshot":
         st.caption(
-            f"k-shot protocol: {p['folds']} folds, {p['test_users']:,} test users "
-            f"(with at least {p['min_ratings']} ratings; {p['left_out']:,} left out), query "
-            f"{p['query']}, seed {p['seed']}. Bands: bootstrap 95% CI of the mean."
+            f"After k ratings (k-shot protocol: {p['folds']} folds), {p['test_users']:,} test "
+            f"users with at least {p['min_ratings']} ratings ({p['left_out']:,} left out), "
+            f"{p['query']} hidden ratings each, seed {p['seed']}. Shaded bands: the 95% range "
+            "of each average (bootstrap CI)."
             + (
                 f" {p['train_seeds_note'][:1].upper()}{p['train_seeds_note'][1:]}."
                 if p.get("train_seeds_note")
@@ -226,10 +227,18 @@ def show_report(report: dict) -> None:
             "mae": st.column_config.NumberColumn(
                 "MAE", format="%.4f", help=glossary.help_text("MAE")
             ),
-            "rmse": st.column_config.NumberColumn("RMSE", format="%.4f"),
-            "ndcg@3": st.column_config.NumberColumn("nDCG@3", format="%.4f"),
-            "ndcg@5": st.column_config.NumberColumn("nDCG@5", format="%.4f"),
-            "recall@10": st.column_config.NumberColumn("Recall@10", format="%.4f"),
+            "rmse": st.column_config.NumberColumn(
+                "RMSE", format="%.4f", help=glossary.help_text("RMSE")
+            ),
+            "ndcg@3": st.column_config.NumberColumn(
+                "nDCG@3", format="%.4f", help="Like nDCG@5, for the first 3 recommendations."
+            ),
+            "ndcg@5": st.column_config.NumberColumn(
+                "nDCG@5", format="%.4f", help=glossary.help_text("nDCG@5")
+            ),
+            "recall@10": st.column_config.NumberColumn(
+                "Recall@10", format="%.4f", help=glossary.help_text("recall@10")
+            ),
             "seconds": st.column_config.NumberColumn(
                 "Seconds", format="%.2f", help="fit + scoring time"
             ),
