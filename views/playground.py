@@ -380,6 +380,9 @@ with right:
             key="pg_top",
             hide_index=True,
             width="stretch",
+            # short columns first: a table wider than its column scrolls, and the last one was
+            # cut ("Since…"); now only the long genres can be
+            column_order=("rank", "movement", "predicted", "title", "genres"),
             column_config={
                 "rank": st.column_config.NumberColumn("Rank", width="small"),
                 "title": st.column_config.TextColumn("Title"),
@@ -391,7 +394,7 @@ with right:
                 ),
                 # wide enough for its header: the values ("new", "↑ 2") are narrower than it
                 "movement": st.column_config.TextColumn(
-                    "Since last", width=110, help="new, ↑ places up, ↓ places down, = same"
+                    "Since last", width=100, help="new, ↑ places up, ↓ places down, = same"
                 ),
             },
         )
