@@ -123,6 +123,7 @@ def test_whatif_compares_two_models_on_the_playground_user():
     # per rating 1..6: the share of the top-10 kept from the list before it
     assert figs[1]["data"][0]["x"] == [1, 2, 3, 4, 5, 6]
     assert figs[1]["data"][0]["y"] == result.kept["sample model"]
+    assert figs[1]["layout"]["xaxis"]["dtick"] == 1  # whole ratings, no tick at 1.5
 
 
 def test_whatif_on_a_heldout_user():

@@ -195,10 +195,13 @@ if stored is not None and stored[2] is data:
         stab.add_scatter(
             x=list(range(1, len(ys) + 1)), y=ys, name=state.chart_text(name), mode="lines+markers"
         )
+    n_fed = max(len(c.kept[name]) for name in c.names)
     stab.update_layout(
         title="How much each top-10 changes per rating",
         xaxis_title="Ratings given",
-        yaxis_title="Share of the top-10 kept from the rating before",
+        # whole ratings only (a few ratings had ticks at 1.5, 2.5)
+        xaxis=dict(tick0=1, dtick=max(1, -(-n_fed // 10))),
+        yaxis_title="Share kept from the rating before",
         yaxis_range=[-0.05, 1.05],
         height=360,
         margin=dict(t=50, b=40, l=60, r=10),
