@@ -125,7 +125,10 @@ def test_whatif_compares_two_models_on_the_playground_user():
     assert stab["model"].tolist() == ["sample model", "mf_foldin_levels"]
     figs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert len(figs) == 2 and figs[1]["layout"]["xaxis"]["title"]["text"] == "Ratings given"
-    assert len(figs[1]["data"][0]["x"]) == 7  # 0..6 ratings
+    # per rating 1..6: the share of the top-10 kept from the list before it
+    assert figs[1]["data"][0]["x"] == [1, 2, 3, 4, 5, 6]
+    assert figs[1]["data"][0]["y"] == result.kept["sample model"]
+    assert figs[1]["layout"]["xaxis"]["dtick"] == 1  # whole ratings, no tick at 1.5
 
 
 def test_whatif_on_a_heldout_user():
@@ -149,3 +152,62 @@ def test_whatif_needs_two_models():
     at.multiselect(key="wi_models").set_value(["mf_foldin_levels"])
     at.run()
     assert at.button(key="wi_compare").disabled
+
+
+@pytest.fixture
+def no_fitted_baselines():
+    from metarec_core import playground as pg
+
+    pg.clear_baseline_cache()
+    yield pg
+    pg.clear_baseline_cache()
+
+
+def compare_on_a_heldout_user(models):
+    at = new_app()
+    at.switch_page("views/whatif.py").run()
+    assert not at.exception
+    at.radio(key="wi_source").set_value("A held-out real user").run()
+    at.multiselect(key="wi_models").set_value(models)
+    return at
+
+
+def test_whatif_fits_only_the_baselines_it_compares(no_fitted_baselines):
+    pg = no_fitted_baselines
+    at = compare_on_a_heldout_user(["sample model", "popularity"])
+    entry = at.session_state["mr_models"]["sample model"]
+    split = (at.session_state["mr_data"].data, entry.train_users, entry.val_users)
+    # the baselines are offered by name; opening the page fitted none (it fitted all three)
+    offered = set(at.multiselect(key="wi_models").options)
+    assert {display_name("mf_foldin_levels"), display_name("popularity")} <= offered
+    assert pg.missing_baselines(*split) == list(pg.PLAYGROUND_BASELINES)
+    at.button(key="wi_compare").click().run()
+    assert not at.exception and not at.error
+    assert pg.missing_baselines(*split) == ["mf_foldin_levels", "user_bias_levels"]
+    box = at.status[0]
+    assert box.label.startswith("Comparing: done in") and box.state == "complete"
+    steps = " ".join(m.value for m in box.markdown)
+    assert "Fitting the baseline popularity" in steps and "mf_foldin" not in steps
+
+
+def test_whatif_says_a_model_that_ignores_the_ratings_never_adapts():
+    at = compare_on_a_heldout_user(["sample model", "popularity"])
+    at.button(key="wi_compare").click().run()
+    assert not at.exception and not at.error
+    result, _, _ = at.session_state["mr_whatif"]
+    assert result.names == ("sample model", "popularity")
+    table = at.dataframe[1].value
+    said = dict(zip(table["model"], table["stable_after"], strict=True))
+    # popularity's list never moves: it read "0" ratings until stable, the best score
+    assert said["popularity"].startswith("never adapts")
+    assert not said["sample model"].startswith("never adapts")
+
+
+def test_whatif_heatmap_diagonal_runs_from_the_top_left():
+    at = compare_on_a_heldout_user(["sample model", "popularity"])
+    at.button(key="wi_compare").click().run()
+    heat = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert heat["data"][0]["type"] == "heatmap"
+    assert heat["data"][0]["x"] == heat["data"][0]["y"] == ["sample model", "popularity"]
+    # the first model's row on top, so each model meets itself down the top-left diagonal
+    assert heat["layout"]["yaxis"]["autorange"] == "reversed"
