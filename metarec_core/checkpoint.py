@@ -75,7 +75,9 @@ MAX_ABS_WEIGHT = 1e9  # |weight|: float32 products overflow to inf/NaN from ~1e1
 # of the catalogue plus a base (history of ~70k steps; dense layers of 4,096 x 4,096).
 PICKLE_BASE_BYTES = 4 * 2**20
 PICKLE_BYTES_PER_ITEM = 512
-MAX_PICKLE_BYTES = 32 * 2**20  # unpickling costs ~1 us and up to ~36 bytes of memory per byte
+# Unpickling weights-only costs ~0.7 us and up to ~36 bytes of memory per byte of pickle: a
+# 10M-id list (20 MB of memo references) is over this cap and refused before it is read.
+MAX_PICKLE_BYTES = 16 * 2**20
 TENSOR_BASE_BYTES = 64 * 2**20
 TENSOR_BYTES_PER_ITEM = 64 * 2**10
 
@@ -492,7 +494,7 @@ def _learner_from_state(state: dict[str, Any], device: str = "cpu") -> Any:
 
 
 def _trained_on(label: str, ck_name: str, n_ck: int) -> str:
-    return f"{label}: the checkpoint was trained on dataset {ck_name!r} with {n_ck:,} items"
+    return f"{label}: the checkpoint was trained on dataset {ck_name!r} with {_count(n_ck)} items"
 
 
 def _dataset_notes(
@@ -937,11 +939,12 @@ def load_checkpoint(
     name_value = ds.get("name")
     ck_name = name_value[:200] if isinstance(name_value, str) and name_value else "(unnamed)"
     ck_fp = _require(ds, "fingerprint", str, label, "dataset.")[:200]
+    declared = _require(ds, "n_items", int, label, "dataset.")
+    if data is not None and _is_int(declared):  # the clearer message for another catalogue
+        _check_catalogue_size(label, ck_name, declared, data)
     n_items = _int_field(
         ds, "n_items", label, "dataset.", low=0, high=limits.max_items, what="items"
     )
-    if data is not None:
-        _check_catalogue_size(label, ck_name, n_items, data)
     ids = _texts(_require(it, "ids", list, label, "items."), label, "item ids", n_items, limits)
     scale = _scale_of(sc, label)
     titles_list = it.get("titles")
