@@ -502,7 +502,8 @@ def _dataset_notes(
 ) -> list[str]:
     """Refuse a dataset whose catalogue or scale differs; note a different ratings file.
 
-    The item counts are already known to agree (`_check_catalogue_size`)."""
+    The item counts are already known to agree (`_check_catalogue_size`).
+    """
     active = data.source or "the active dataset"
     n_data = data.n_items
     if not np.array_equal(ids, data.item_ids.astype(str)):
@@ -556,9 +557,17 @@ _TENSOR_DTYPES = frozenset(
 )
 
 
-def _key(where: str, k: Any) -> str:
+_PLACE_DEPTH = 4  # places in messages name this many levels ("learner.model['x']"), then stop
+
+
+def _key(where: str, k: Any, depth: int) -> str:
+    """The place of d[k] inside the place `where` of d, for messages."""
+    if depth > _PLACE_DEPTH:
+        return where
     if isinstance(k, str) and len(k) <= 60:
-        return f"{where}.{k}" if k.isidentifier() else f"{where}[{k!r}]"
+        if k.isidentifier():
+            return f"{where}.{k}" if where else k
+        return f"{where}[{k!r}]"
     return f"{where}[…]"
 
 
@@ -581,9 +590,10 @@ def _check_structure(
     max_values = tensor_bytes + 2**20  # bytes of tensor values, every occurrence counted
     nodes = chars = values = 0
     tensors: list[tuple[str, Any]] = []
-    stack: list[tuple[Any, int, str]] = [(obj, 0, "checkpoint")]
+    stack: list[tuple[Any, int, str]] = [(obj, 0, "")]
     while stack:
         value, depth, where = stack.pop()
+        place = where or "its top level"
         nodes += 1
         if nodes > max_nodes:
             raise CheckpointError(
@@ -602,16 +612,17 @@ def _check_structure(
         if isinstance(value, dict | list | tuple | set | frozenset):
             if depth >= limits.max_depth:
                 raise CheckpointError(
-                    f"{label}: refusing the checkpoint: {where} is nested more than "
+                    f"{label}: refusing the checkpoint: {place} is nested more than "
                     f"{limits.max_depth} levels deep (a MetaRec checkpoint needs 5)"
                 )
             if isinstance(value, dict):
                 for k, v in value.items():
                     stack.append((k, depth + 1, where))
-                    stack.append((v, depth + 1, _key(where, k)))
+                    stack.append((v, depth + 1, _key(where, k, depth + 1)))
             else:
                 for i, v in enumerate(value):
                     deep = isinstance(v, dict | list | tuple | torch.Tensor)
+                    deep = deep and depth < _PLACE_DEPTH
                     stack.append((v, depth + 1, f"{where}[{i}]" if deep else where))
             continue
         if isinstance(value, torch.Tensor):
@@ -622,7 +633,7 @@ def _check_structure(
                 or str(value.dtype) not in _TENSOR_DTYPES
             ):
                 raise CheckpointError(
-                    f"{label}: the checkpoint is damaged: {where} is a {value.dtype} tensor of "
+                    f"{label}: the checkpoint is damaged: {place} is a {value.dtype} tensor of "
                     f"layout {value.layout}; MetaRec checkpoints hold plain dense tensors"
                 )
             n = value.numel()
@@ -630,7 +641,7 @@ def _check_structure(
             stored = (value.untyped_storage().nbytes() // size) - value.storage_offset()
             if n > max(stored, 0):
                 raise CheckpointError(
-                    f"{label}: refusing the checkpoint: {where} declares {_count(n)} values "
+                    f"{label}: refusing the checkpoint: {place} declares {_count(n)} values "
                     f"(shape {tuple(value.shape)}) but stores only {max(stored, 0):,}; it "
                     "repeats its values (a zero-stride view), which a saved model never does"
                 )
@@ -853,8 +864,9 @@ def _check_learner_state(
         tensors = _require(state, part, dict, label, where)
         for k, v in tensors.items():
             if not isinstance(v, torch.Tensor):
+                key = repr(k[:60]) if isinstance(k, str) else "…"
                 raise CheckpointError(
-                    f"{label}: the checkpoint is damaged: learner.{part}[{str(k)[:60]!r}] is a "
+                    f"{label}: the checkpoint is damaged: learner.{part}[{key}] is a "
                     f"{type(v).__name__}, not a tensor"
                 )
             stored += v.numel()
@@ -881,18 +893,18 @@ def _check_weights(
 
     bound = max(limits.max_abs_weight, 100 * max(abs(scale.low), abs(scale.high)))
     for where, t in tensors:
-        if not where.startswith("checkpoint.learner") or not t.is_floating_point() or not t.numel():
+        if not where.startswith("learner") or not t.is_floating_point() or not t.numel():
             continue
         if not bool(torch.isfinite(t).all()):
             bad = int((~torch.isfinite(t)).sum())
             raise CheckpointError(
-                f"{label}: the checkpoint is damaged: {where[len('checkpoint.') :]} holds "
+                f"{label}: the checkpoint is damaged: {where} holds "
                 f"{bad:,} NaN or infinite value(s); the model would score nothing"
             )
         top = float(t.abs().max())
         if top > bound:
             raise CheckpointError(
-                f"{label}: the checkpoint is damaged: {where[len('checkpoint.') :]} holds a weight "
+                f"{label}: the checkpoint is damaged: {where} holds a weight "
                 f"of {top:.3g}, beyond ±{bound:.0e}; the model's scores would overflow"
             )
 
@@ -990,6 +1002,11 @@ def load_checkpoint(
         )
     best = obj.get("best_val_mae")
     config = obj.get("config")
+    config = config if isinstance(config, dict) else {}
+    seed = config.get("seed", 0)
+    if not _is_int(seed) or not 0 <= seed < 2**63:  # the app splits users by it
+        shown = _count(seed) if _is_int(seed) else f"a {type(seed).__name__}"
+        raise CheckpointError(f"{label}: the checkpoint is damaged: its config's seed is {shown}")
 
     def text(key: str) -> str | None:
         v = obj.get(key)
@@ -1010,7 +1027,7 @@ def load_checkpoint(
         dataset_name=ck_name,
         n_users=count("n_users"),
         n_ratings=count("n_ratings"),
-        config=config if isinstance(config, dict) else {},
+        config=config,
         algorithm=text("algorithm"),
         method=text("method"),
         created=text("created") or "",

@@ -334,6 +334,8 @@ def test_zero_stride_tensors_are_refused(good, data, edit):
             lambda o: o["learner"]["model"].update({"head.out.bias": [0.0]}),
             r"learner.model\['head.out.bias'\] is a list, not a tensor",
         ),
+        (lambda o: o["config"].update(seed="0"), "its config's seed is a str"),
+        (lambda o: o["config"].update(seed=-1), "its config's seed is -1"),
     ],
 )
 def test_wrong_types_are_a_clear_error(good, data, edit, match):
