@@ -72,11 +72,13 @@ MAX_DEPTH = 32  # nesting of lists and dicts (a checkpoint needs 5)
 MAX_MEMBERS = 10_000  # parts of the zip archive (one per tensor, plus 6)
 MAX_ABS_WEIGHT = 1e9  # |weight|: float32 products overflow to inf/NaN from ~1e19
 # The pickle (the archive's data.pkl: ids, titles, config, history) and the tensors, per item
-# of the catalogue plus a base (history of ~70k steps; dense layers of 4,096 x 4,096).
-PICKLE_BASE_BYTES = 4 * 2**20
-PICKLE_BYTES_PER_ITEM = 512
-# Unpickling weights-only costs ~0.7 us and up to ~36 bytes of memory per byte of pickle: a
-# 10M-id list (20 MB of memo references) is over this cap and refused before it is read.
+# of the catalogue plus a base (a training history of ~35k steps at 55 bytes a step; dense
+# layers of 4,096 x 4,096). The sample's pickle takes 64 bytes an item with its history.
+# Unpickling (weights-only, in Python) costs ~0.7 us and up to ~100 bytes of memory per byte
+# of pickle, so these caps are what bound a crafted pickle's time and memory: a 10M-id list
+# (20 MB of references to one string) is over them and refused before it is read.
+PICKLE_BASE_BYTES = 2 * 2**20
+PICKLE_BYTES_PER_ITEM = 256
 MAX_PICKLE_BYTES = 16 * 2**20
 TENSOR_BASE_BYTES = 64 * 2**20
 TENSOR_BYTES_PER_ITEM = 64 * 2**10
@@ -557,6 +559,8 @@ _TENSOR_DTYPES = frozenset(
 )
 
 
+_TEXT = frozenset((str, bytes, bytearray))
+_SCALARS = frozenset((int, float, bool, complex, type(None)))
 _PLACE_DEPTH = 4  # places in messages name this many levels ("learner.model['x']"), then stop
 
 
@@ -588,44 +592,44 @@ def _check_structure(
     max_nodes = 2 * pickle_bytes + 100_000
     max_chars = 4 * pickle_bytes + 100_000
     max_values = tensor_bytes + 2**20  # bytes of tensor values, every occurrence counted
-    nodes = chars = values = 0
+    nodes, chars, values = 1, 0, 0
     tensors: list[tuple[str, Any]] = []
     stack: list[tuple[Any, int, str]] = [(obj, 0, "")]
     while stack:
         value, depth, where = stack.pop()
         place = where or "its top level"
-        nodes += 1
-        if nodes > max_nodes:
-            raise CheckpointError(
-                f"{label}: refusing the checkpoint: it holds more than {max_nodes:,} values "
-                f"(its lists share and repeat parts; a {pickle_bytes:,}-byte MetaRec "
-                "checkpoint holds fewer); it is damaged or crafted"
-            )
-        if isinstance(value, str | bytes | bytearray):
+        if type(value) in _TEXT:
             chars += len(value)
-            if chars > max_chars:
-                raise CheckpointError(
-                    f"{label}: refusing the checkpoint: its text adds up to more than "
-                    f"{max_chars:,} characters (it repeats shared text); it is damaged or crafted"
-                )
-            continue
-        if isinstance(value, dict | list | tuple | set | frozenset):
+        elif isinstance(value, dict | list | tuple | set | frozenset):
             if depth >= limits.max_depth:
                 raise CheckpointError(
                     f"{label}: refusing the checkpoint: {place} is nested more than "
                     f"{limits.max_depth} levels deep (a MetaRec checkpoint needs 5)"
                 )
-            if isinstance(value, dict):
-                for k, v in value.items():
-                    stack.append((k, depth + 1, where))
-                    stack.append((v, depth + 1, _key(where, k, depth + 1)))
-            else:
-                for i, v in enumerate(value):
-                    deep = isinstance(v, dict | list | tuple | torch.Tensor)
-                    deep = deep and depth < _PLACE_DEPTH
-                    stack.append((v, depth + 1, f"{where}[{i}]" if deep else where))
-            continue
-        if isinstance(value, torch.Tensor):
+            is_dict = isinstance(value, dict)
+            # Count the children before visiting them, so a shared list is refused at once.
+            nodes += 2 * len(value) if is_dict else len(value)
+            if nodes > max_nodes:
+                raise CheckpointError(
+                    f"{label}: refusing the checkpoint: it holds more than {max_nodes:,} values "
+                    f"(its lists share and repeat parts; a {pickle_bytes:,}-byte MetaRec "
+                    "checkpoint holds fewer); it is damaged or crafted"
+                )
+            named = depth < _PLACE_DEPTH
+            for i, child in enumerate(value.items() if is_dict else value):
+                for v in child if is_dict else (child,):
+                    kind = type(v)
+                    if kind in _TEXT:  # leaves are handled here: most children are leaves
+                        chars += len(v)
+                    elif kind not in _SCALARS:
+                        if not named:
+                            sub = where
+                        elif is_dict:
+                            sub = _key(where, child[0], depth + 1)
+                        else:
+                            sub = f"{where}[{i}]"
+                        stack.append((v, depth + 1, sub))
+        elif isinstance(value, torch.Tensor):
             if (
                 value.layout != torch.strided
                 or value.device.type != "cpu"
@@ -652,6 +656,11 @@ def _check_structure(
                     f"{max_values:,} bytes (they repeat shared data); it is damaged or crafted"
                 )
             tensors.append((where, value))
+        if chars > max_chars:
+            raise CheckpointError(
+                f"{label}: refusing the checkpoint: its text adds up to more than "
+                f"{max_chars:,} characters (it repeats shared text); it is damaged or crafted"
+            )
     return tensors
 
 

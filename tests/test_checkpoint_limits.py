@@ -264,6 +264,16 @@ def test_shared_references_are_refused_before_str_expands_them(good, data, monke
     assert not calls
 
 
+@pytest.mark.usefixtures("never_built")
+def test_shared_text_is_refused_before_it_is_joined(good, data):
+    text = "x" * 9_000  # one title's worth, referenced 2,000 times: 18 MB when printed
+    raw = edited(good, lambda o: o["dataset"].update(name=[text] * 2_000))
+    assert len(raw) < len(good) + 20_000
+    refused(
+        raw, r"its text adds up to more than [\d,]+ characters \(it repeats shared text\)", data
+    )
+
+
 def test_deep_nesting_is_refused(good, data):
     def deep(o):
         x: list = ["t"]
@@ -404,7 +414,7 @@ def test_the_cli_blames_the_checkpoint_not_the_ratings(good, tmp_path, capsys):
 def test_derived_limits_follow_the_dataset(data):
     small = CheckpointLimits.for_dataset(data)
     assert small.for_items == N_ITEMS
-    assert small.max_pickle_bytes < 5 * 2**20 and small.max_uncompressed_bytes < 80 * 2**20
+    assert small.max_pickle_bytes < 3 * 2**20 and small.max_uncompressed_bytes < 80 * 2**20
     bigger = CheckpointLimits.for_dataset(make_data(n_items=2_000))
     assert bigger.max_uncompressed_bytes > small.max_uncompressed_bytes
     cli = CheckpointLimits.for_dataset(None)
