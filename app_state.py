@@ -4,15 +4,15 @@ It names every `st.session_state` key that more than one page uses. Everything h
 session:
 datasets, models and jobs live in `st.session_state` or in a session-scoped `st.cache_resource`
 whose release cancels the session's jobs, so nothing one browser session uploads or trains is
-visible in another and no training thread outlives its session. Only read-only objects derived
-from the shipped sample data (the dataset and the playground's baselines) are shared; each
-session loads its own copy of the sample checkpoint.
+visible in another and no training thread outlives its session. Only read-only derived objects
+are shared: the shipped sample dataset, and the playground's fitted baselines (cached in
+`metarec_core.playground` by dataset fingerprint, so a session only gets those of data it holds);
+each session loads its own copy of the sample checkpoint.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import html
 import os
 import re
@@ -27,12 +27,7 @@ import streamlit as st
 from metarec_core.base import Recommender
 from metarec_core.data import RatingsDataset
 from metarec_core.methods import BASELINES
-from metarec_core.playground import (
-    PLAYGROUND_BASELINES,
-    Projection,
-    fit_baselines,
-    fit_projection,
-)
+from metarec_core.playground import PLAYGROUND_BASELINES, Projection, fit_projection
 from metarec_core.runtime import limit_torch_threads
 
 ROOT = Path(__file__).resolve().parent
@@ -60,6 +55,10 @@ K_EVAL_REPORT = "mr_eval_report"
 K_INIT = "mr_initialised"
 K_TOKEN = "mr_session_token"
 K_LABELS = "mr_data_labels"  # dataset fingerprint -> the label it was made active with
+# Set by the home page's demo button to a number n: the playground (views/playground.py) pops it,
+# makes the most active held-out user its persona with only their first n ratings
+# (`metarec_core.demo.demo_persona`) and plays them by itself.
+K_DEMO = "mr_demo"
 
 
 @dataclass(eq=False)
@@ -84,8 +83,7 @@ class ModelEntry:
     source: str  # how it got here, for the sidebar
     config: Any = None
     checkpoint: bytes | None = None  # for download
-    # computed on first use in the playground (per session, or shared for the sample)
-    baselines: dict[str, Recommender] | None = None
+    # computed on first use in the playground (the baselines: metarec_core.playground's cache)
     projection: Projection | None = None
     projection_done: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
@@ -252,32 +250,6 @@ def entry_from_checkpoint(loaded: Any, active: ActiveData, name: str, source: st
         source=source,
         config=loaded.config,
     )
-
-
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _sample_baselines(
-    fingerprint: str, split_key: str, _data: RatingsDataset, _train: np.ndarray, _val: np.ndarray
-) -> dict[str, Recommender]:
-    return fit_baselines(_data, _train, _val)
-
-
-def baseline_entries(entry: ModelEntry, data: RatingsDataset) -> dict[str, Recommender]:
-    """The playground baselines (`playground.PLAYGROUND_BASELINES`) fitted on `entry`'s training
-    users, cached on it.
-
-    For the shipped sample they are shared by all sessions (read-only, public data), so only
-    the first visitor waits for the fit.
-    """
-    if entry.baselines is None:
-        active = get_data()
-        if active is not None and active.is_sample and active.data is data:
-            key = hashlib.sha256(entry.train_users.tobytes() + b"|" + entry.val_users.tobytes())
-            entry.baselines = _sample_baselines(
-                data.fingerprint(), key.hexdigest(), data, entry.train_users, entry.val_users
-            )
-        else:
-            entry.baselines = fit_baselines(data, entry.train_users, entry.val_users)
-    return entry.baselines
 
 
 def projection_for(entry: ModelEntry, data: RatingsDataset) -> Projection | None:

@@ -126,7 +126,7 @@ def test_pretraining_shows_its_phase_without_empty_charts_and_cancel_is_acknowle
     assert bar.startswith("Pre-training (phase 2 of 4): step 2/4 · ")  # not "step 0/4"
     assert "ETA of this phase" in bar
     assert at.get("plotly_chart") == []  # no empty axes before the first meta-step
-    assert "charts start with the first meta-training step" in texts(at)
+    assert "The training error appears here after the first training step." in texts(at)
     at.button(key="train_cancel").click().run()
     # the worker is still held inside the step: the click is acknowledged at once anyway
     [bar] = progress_texts(at)
