@@ -314,6 +314,9 @@ class BaselineCheck:
     model_mae: float
     baselines: tuple[tuple[str, float], ...]  # (method name, MAE), in `CHECK_BASELINES` order
     users: int  # validation users
+    # two standard errors of the per-user MAE difference from the best baseline: a difference
+    # within it is noise of the few validation users (inf with a single user)
+    margin: float = 0.0
 
     @property
     def best(self) -> tuple[str, float]:
@@ -322,15 +325,23 @@ class BaselineCheck:
 
     @property
     def worse(self) -> bool:
-        """Whether the model's validation MAE is above the best baseline's."""
-        return self.model_mae > self.best[1]
+        """Whether the model's validation MAE is above the best baseline's beyond `margin`."""
+        return self.model_mae - self.best[1] > self.margin
+
+    @property
+    def better(self) -> bool:
+        """Whether the model's validation MAE is below the best baseline's beyond `margin`."""
+        return self.best[1] - self.model_mae > self.margin
 
     def describe(self) -> str:
         name, mae = self.best
-        verdict = "worse" if self.worse else "better"
+        pair = _pair(self.model_mae, mae)
+        if self.worse or self.better:
+            verdict = "worse" if self.worse else "better"
+            return f"this model is {verdict} than {name} on the {self.users:,} validation users (MAE {pair})"
         return (
-            f"this model is {verdict} than {name} on the {self.users:,} validation users "
-            f"(MAE {_pair(self.model_mae, mae)})"
+            f"this model is about as good as {name} on the {self.users:,} validation users "
+            f"(MAE {pair}: a difference within the noise of so few users)"
         )
 
 
@@ -940,6 +951,16 @@ class MetaLearner(Recommender):
         val_users: np.ndarray | None,
         should_stop: Callable[[], bool] | None = None,
     ):
+        """[(supports, queries)] of the validation MAE, one batch per (draw, support size)."""
+        return [(s, q) for s, q, _ in self._val_episodes(data, val_users, should_stop)]
+
+    def _val_episodes(
+        self,
+        data: RatingsDataset,
+        val_users: np.ndarray | None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[tuple[list[Pair], list[Pair], np.ndarray]]:
+        """The validation batches with the user of each row: [(supports, queries, users)]."""
         if val_users is None or len(val_users) == 0:
             return []
         out = []
@@ -952,7 +973,8 @@ class MetaLearner(Recommender):
             for k in self.config.val_support:
                 ok = [t for t in tasks if t.n_available >= k]
                 if ok:
-                    out.append(([t.support(k) for t in ok], [t.query for t in ok]))
+                    users = np.array([t.user for t in ok], dtype=np.int64)
+                    out.append(([t.support(k) for t in ok], [t.query for t in ok], users))
         return out
 
     def _val_metrics(
@@ -1005,28 +1027,45 @@ class MetaLearner(Recommender):
 
         self._check_fitted()
         try:
-            batches = self._val_batches(data, val_users, should_stop)
-            if not batches:
+            episodes = self._val_episodes(data, val_users, should_stop)
+            if not episodes:
                 return None
+            batches = [(s, q) for s, q, _ in episodes]
             model_mae = self._val_metrics(batches, should_stop)[0]
-            rows = []
+
+            def per_row(method: Recommender) -> list[np.ndarray]:
+                """Each batch's per-row (user, draw) query MAE."""
+                out = []
+                for sup, qry in batches:
+                    _check_stop(should_stop)
+                    scores = np.asarray(method.score_many(sup), dtype=np.float64)
+                    out.append(
+                        np.array([np.abs(scores[b, i] - r).mean() for b, (i, r) in enumerate(qry)])
+                    )
+                return out
+
+            mine = np.concatenate(per_row(self))
+            rows, errors = [], {}
             for name in methods:
                 _check_stop(should_stop)
                 method = make_method(name, seed=self.config.seed)
                 method.fit(data, train_users, val_users)
-                maes = []
-                for sup, qry in batches:
-                    _check_stop(should_stop)
-                    scores = np.asarray(method.score_many(sup), dtype=np.float64)
-                    maes.append(
-                        np.mean([np.abs(scores[b, i] - r).mean() for b, (i, r) in enumerate(qry)])
-                    )
-                rows.append((name, float(np.mean(maes))))
+                errors[name] = per_row(method)
+                rows.append((name, float(np.mean([e.mean() for e in errors[name]]))))
                 if progress is not None:
                     progress(len(rows) / len(methods), f"{name} scored")
         except _Stopped:
             return None
-        return BaselineCheck(float(model_mae), tuple(rows), int(len(np.unique(val_users))))
+        # the noise of the comparison: the per-user mean difference from the best baseline
+        # (a user's draws and support sizes are not independent), its standard error x 2
+        best = min(rows, key=lambda r: r[1])[0]
+        users = np.concatenate([u for _, _, u in episodes])
+        _, idx = np.unique(users, return_inverse=True)
+        diff = mine - np.concatenate(errors[best])
+        per_user = np.bincount(idx, weights=diff) / np.bincount(idx)
+        n = len(per_user)
+        margin = 2 * float(per_user.std(ddof=1)) / math.sqrt(n) if n > 1 else math.inf
+        return BaselineCheck(float(model_mae), tuple(rows), n, margin)
 
     def _optimizer(self) -> torch.optim.Optimizer:
         cfg = self.config

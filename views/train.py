@@ -327,12 +327,8 @@ with right:
                 where = " It is kept for that dataset." if elsewhere else " The model is active."
                 verdict = ""
                 if snap.check is not None:
-                    name, mae = snap.check.best
-                    verdict = (
-                        f" On the {snap.check.users:,} validation users it beats the plain "
-                        f"baselines (MAE {snap.check.model_mae:.2f}; best baseline, {name}: "
-                        f"{mae:.2f})."
-                    )
+                    said = snap.check.describe()
+                    verdict = f" {said[:1].upper()}{said[1:]}."
                 st.success(f"{head}{verdict}{where}")
         elif snap.status == "cancelled":
             st.warning(f"Training cancelled after {snap.step} steps.")
