@@ -531,3 +531,20 @@ def test_resolve_device():
             resolve_device("cuda")
     with pytest.raises(ValueError, match="unknown device|unsupported device"):
         resolve_device("tpu-ish")
+
+
+def test_baseline_check_counts_only_differences_beyond_the_noise():
+    from metarec_core.learners import BaselineCheck
+
+    rows = (("item_mean", 0.9), ("user_bias_levels", 0.8))
+    bad = BaselineCheck(1.51, rows, 8, margin=0.05)
+    assert bad.best == ("user_bias_levels", 0.8) and bad.worse and not bad.better
+    assert bad.describe() == (
+        "this model is worse than user_bias_levels on the 8 validation users (MAE 1.51 vs 0.80)"
+    )
+    tie = BaselineCheck(0.82, rows, 3, margin=0.09)  # a few users: within the noise
+    assert not tie.worse and not tie.better and "about as good as" in tie.describe()
+    good = BaselineCheck(0.7, rows, 100, margin=0.01)
+    assert good.better and good.describe().startswith("this model is better than")
+    near = BaselineCheck(0.8012, rows, 100, margin=0.0)
+    assert near.worse and "(MAE 0.8012 vs 0.8000)" in near.describe()  # not "0.80 vs 0.80"
