@@ -83,4 +83,6 @@ def _sidebar() -> None:
 
 
 _sidebar()
+with st.sidebar:
+    state.show_workspace_info()
 page.run()

@@ -81,7 +81,9 @@ def _check_name(name: str, what: str) -> str:
 
 
 def megabytes(n: float) -> str:
-    """`n` bytes as a short human-readable size ("1.2 MB")."""
+    """`n` bytes as a short human-readable size ("840 kB", "1.2 MB", "256 MB")."""
+    if n < 1e6:
+        return f"{n / 1e3:.3g} kB"
     mb = n / 1e6
     return f"{mb:.1f} MB" if mb < 100 else f"{mb:,.0f} MB"
 
@@ -143,6 +145,7 @@ class Workspace:
         self.folder = folder
         self.settings = settings
         self.jobs: dict[str, Any] = {}
+        self.saved_jobs: set[str] = set()  # ids of finished jobs whose results are saved
         self.lock = threading.RLock()
         self.last_used = time.time()
         self._disk_touched = 0.0
