@@ -440,13 +440,15 @@ def _save_finished_report() -> None:
     if job is None or job.status != "done" or job.result is None:
         return
     ws = workspace()
-    if job.id in ws.saved_jobs:
+    tried = st.session_state.setdefault("mr_reports_tried", set())
+    if job.id in ws.saved_jobs or job.id in tried:
         return
-    ws.saved_jobs.add(job.id)
-    _persist(
+    tried.add(job.id)
+    if _persist(
         f"the evaluation report of {data_label(job.data)}",
         lambda w: w.save_report(job.data.fingerprint(), job.result),
-    )
+    ):
+        ws.saved_jobs.add(job.id)  # from now on its memory may go back (the file stays)
 
 
 # ----------------------------------------------------------------------------- saving, restoring
@@ -494,6 +496,8 @@ def _save_model(entry: ModelEntry, data: RatingsDataset | None) -> None:
         lambda ws: ws.save_model(key, to_bytes(entry.model, data), arrays),
     ):
         entry.extra["ws_key"] = key
+        if job is not None:
+            workspace().saved_jobs.add(job.id)  # from now on its memory may go back
 
 
 def _model_record(entry: ModelEntry) -> dict[str, Any] | None:

@@ -95,6 +95,8 @@ class WorkspaceSettings:
     root: Path
     ttl_seconds: float = DEFAULT_TTL_HOURS * 3600
     max_bytes: int = DEFAULT_MAX_MB * 1_000_000
+    # after this idle time, finished jobs whose results are saved leave memory (files stay)
+    release_seconds: float = 600.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> WorkspaceSettings:
@@ -145,7 +147,7 @@ class Workspace:
         self.folder = folder
         self.settings = settings
         self.jobs: dict[str, Any] = {}
-        self.saved_jobs: set[str] = set()  # ids of finished jobs whose results are saved
+        self.saved_jobs: set[str] = set()  # ids of jobs whose results are saved on disk
         self.lock = threading.RLock()
         self.last_used = time.time()
         self._disk_touched = 0.0
@@ -173,6 +175,20 @@ class Workspace:
                 if p.is_file():
                     total += p.stat().st_size
         return total
+
+    def release_saved_jobs(self) -> int:
+        """Forget the finished jobs whose results are saved (their memory goes back); returns
+        how many. Running jobs and unsaved results stay."""
+        with self.lock:
+            done = [
+                slot
+                for slot, job in self.jobs.items()
+                if not getattr(job, "is_active", False)
+                and getattr(job, "id", None) in self.saved_jobs
+            ]
+            for slot in done:
+                del self.jobs[slot]
+        return len(done)
 
     def cancel_jobs(self) -> None:
         for job in list(self.jobs.values()):
@@ -440,7 +456,9 @@ class WorkspaceStore:
 
     def sweep(self, now: float | None = None, *, force: bool = False) -> int:
         """Expire the workspaces idle for longer than the TTL: cancel their jobs, delete their
-        folders. Runs at most once a minute unless `force`; returns how many it expired."""
+        folders. Those idle for `release_seconds` give back the memory of their finished, saved
+        jobs, and are forgotten when nothing is left of them (no job, no folder). Runs at most
+        once a minute unless `force`; returns how many it expired."""
         now = time.time() if now is None else now
         ttl = self.settings.ttl_seconds
         with self._lock:
@@ -450,6 +468,11 @@ class WorkspaceStore:
             gone = [ws for ws in self._open.values() if self._expired(ws, now)]
             for ws in gone:
                 del self._open[ws.token]
+            for ws in list(self._open.values()):
+                if now - ws.last_used > self.settings.release_seconds:
+                    ws.release_saved_jobs()
+                    if not ws.jobs and not ws.folder.exists():
+                        del self._open[ws.token]  # nothing to come back to
             alive = {ws.folder for ws in self._open.values()}
         for ws in gone:
             ws.delete()

@@ -211,3 +211,26 @@ def test_damaged_files_are_a_clear_error_not_a_crash(tmp_path):
             ws.load_model(bad)
         with pytest.raises(WorkspaceError, match="not a valid"):
             ws.load_report(bad)
+
+
+class DoneJob:
+    def __init__(self, job_id: str, active: bool = False) -> None:
+        self.id, self.is_active = job_id, active
+
+    def cancel(self) -> None:
+        pass
+
+
+def test_an_idle_workspace_gives_back_saved_finished_jobs_and_keeps_the_rest(tmp_path):
+    s = store(tmp_path, ttl_seconds=HOUR, release_seconds=600)
+    t0 = time.time()
+    ws, empty = s.open(None, now=t0), s.open(None, now=t0)
+    ws.jobs.update(train=DoneJob("t"), eval=DoneJob("e"), sample=DoneJob("s", active=True))
+    ws.saved_jobs.update({"t", "s"})  # the evaluation's report could not be saved
+    s.sweep(now=t0 + 300, force=True)
+    assert set(ws.jobs) == {"train", "eval", "sample"}  # not idle long enough
+    s.sweep(now=t0 + 700, force=True)
+    assert set(ws.jobs) == {"eval", "sample"}  # the unsaved result and the running job stay
+    assert s.open(ws.token, now=t0 + 700) is ws  # with jobs left, its token still opens it
+    # a workspace with nothing left (no job, no file) is forgotten: its token opens a fresh one
+    assert s.open(empty.token, now=t0 + 700).token != empty.token
