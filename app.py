@@ -14,9 +14,8 @@ import app_state as state
 st.set_page_config(page_title="MetaRec Studio", page_icon=":material/movie:", layout="wide")
 
 PAGES = [
-    st.Page(
-        "views/data.py", title="Data", icon=":material/database:", url_path="data", default=True
-    ),
+    st.Page("views/home.py", title="Home", icon=":material/home:", url_path="home", default=True),
+    st.Page("views/data.py", title="Data", icon=":material/database:", url_path="data"),
     st.Page("views/train.py", title="Train", icon=":material/model_training:", url_path="train"),
     st.Page(
         "views/playground.py",
@@ -29,6 +28,9 @@ PAGES = [
     ),
     st.Page(
         "views/whatif.py", title="What-if", icon=":material/compare_arrows:", url_path="whatif"
+    ),
+    st.Page(
+        "views/glossary.py", title="Glossary", icon=":material/menu_book:", url_path="glossary"
     ),
 ]
 page = st.navigation(PAGES)

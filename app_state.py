@@ -6,14 +6,14 @@ one workspace (`metarec_core.workspace`), named by an unguessable token in the p
 and saves them on every change, and the workspace's background jobs live in a process-wide
 registry keyed by the token, so a reload, or the same link in a new tab, finds all of it again,
 running trainings included. A workspace expires after an idle time (its jobs are cancelled then)
-and has a disk cap. Nothing one workspace holds is visible in another. Only read-only objects
-derived from the shipped sample data (the dataset and the playground's baselines) are shared;
-each session loads its own copy of the sample checkpoint.
+and has a disk cap. Nothing one workspace holds is visible in another. Only read-only derived
+objects are shared: the shipped sample dataset, and the playground's fitted baselines (cached in
+`metarec_core.playground` by dataset fingerprint, so a session only gets those of data it
+holds); each session loads its own copy of the sample checkpoint.
 """
 
 from __future__ import annotations
 
-import hashlib
 import html
 import os
 import re
@@ -29,12 +29,7 @@ import streamlit as st
 from metarec_core.base import Recommender
 from metarec_core.data import RatingsDataset
 from metarec_core.methods import BASELINES
-from metarec_core.playground import (
-    PLAYGROUND_BASELINES,
-    Projection,
-    fit_baselines,
-    fit_projection,
-)
+from metarec_core.playground import PLAYGROUND_BASELINES, Projection, fit_projection
 from metarec_core.runtime import limit_torch_threads
 from metarec_core.workspace import (
     Workspace,
@@ -72,6 +67,10 @@ K_TOKEN = "mr_workspace_token"
 K_WS_NOTES = "mr_workspace_notes"  # what could not be saved or restored, for the sidebar
 QUERY_KEY = "ws"  # the workspace token's name in the URL
 K_LABELS = "mr_data_labels"  # dataset fingerprint -> the label it was made active with
+# Set by the home page's demo button to a number n: the playground (views/playground.py) pops it,
+# makes the most active held-out user its persona with only their first n ratings
+# (`metarec_core.demo.demo_persona`) and plays them by itself.
+K_DEMO = "mr_demo"
 
 
 @dataclass(eq=False)
@@ -96,8 +95,7 @@ class ModelEntry:
     source: str  # how it got here, for the sidebar
     config: Any = None
     checkpoint: bytes | None = None  # for download
-    # computed on first use in the playground (per session, or shared for the sample)
-    baselines: dict[str, Recommender] | None = None
+    # computed on first use in the playground (the baselines: metarec_core.playground's cache)
     projection: Projection | None = None
     projection_done: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
@@ -295,32 +293,6 @@ def entry_from_checkpoint(loaded: Any, active: ActiveData, name: str, source: st
         source=source,
         config=loaded.config,
     )
-
-
-@st.cache_resource(show_spinner=False, max_entries=4)
-def _sample_baselines(
-    fingerprint: str, split_key: str, _data: RatingsDataset, _train: np.ndarray, _val: np.ndarray
-) -> dict[str, Recommender]:
-    return fit_baselines(_data, _train, _val)
-
-
-def baseline_entries(entry: ModelEntry, data: RatingsDataset) -> dict[str, Recommender]:
-    """The playground baselines (`playground.PLAYGROUND_BASELINES`) fitted on `entry`'s training
-    users, cached on it.
-
-    For the shipped sample they are shared by all sessions (read-only, public data), so only
-    the first visitor waits for the fit.
-    """
-    if entry.baselines is None:
-        active = get_data()
-        if active is not None and active.is_sample and active.data is data:
-            key = hashlib.sha256(entry.train_users.tobytes() + b"|" + entry.val_users.tobytes())
-            entry.baselines = _sample_baselines(
-                data.fingerprint(), key.hexdigest(), data, entry.train_users, entry.val_users
-            )
-        else:
-            entry.baselines = fit_baselines(data, entry.train_users, entry.val_users)
-    return entry.baselines
 
 
 def projection_for(entry: ModelEntry, data: RatingsDataset) -> Projection | None:

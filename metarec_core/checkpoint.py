@@ -9,6 +9,13 @@ fingerprint and size, a format name and version, and the creation time.
 Every way a file can be wrong -- missing, empty, truncated, corrupt, someone else's torch file,
 a newer format, a model for another catalogue -- is a `CheckpointError` with a message that
 says which file and what to do.
+
+A file is untrusted input (the app lets any visitor upload one), so everything it declares is
+bounded before it is used (`CheckpointLimits`, derived from the active dataset where there is
+one): the zip members' uncompressed sizes before PyTorch reads them, then the nesting, element
+count and text size of what was unpickled before any ``str()`` or array of it, then the model's
+declared dimensions against what the file stores before the model is built, and its weights'
+finiteness. A file that declares something huge is refused in well under a second.
 """
 
 from __future__ import annotations
@@ -49,6 +56,78 @@ CheckpointSource = str | Path | bytes | bytearray | IO[bytes]
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file and the problem."""
+
+
+# What a checkpoint may declare. A real one is far below each: the shipped sample (1,500 items)
+# has a 95 KB pickle and 0.5 MB of tensors; 64-dimensional layers; 5 inner steps.
+MAX_ITEMS = 1_000_000  # items of a checkpoint read without a dataset (the CLI)
+MAX_GENRES = 1_000
+MAX_FACTORS = 1_024
+MAX_EMBEDDING_DIM = 4_096
+MAX_HIDDEN_WIDTH = 4_096
+MAX_LAYERS = 16
+MAX_INNER_STEPS = 100
+MAX_TEXT_CHARS = 10_000  # one item id, title or genre name
+MAX_DEPTH = 32  # nesting of lists and dicts (a checkpoint needs 5)
+MAX_MEMBERS = 10_000  # parts of the zip archive (one per tensor, plus 6)
+MAX_ABS_WEIGHT = 1e9  # |weight|: float32 products overflow to inf/NaN from ~1e19
+# The pickle (the archive's data.pkl: ids, titles, config, history) and the tensors, per item
+# of the catalogue plus a base (a training history of ~35k steps at 55 bytes a step; dense
+# layers of 4,096 x 4,096). The sample's pickle takes 64 bytes an item with its history.
+# Unpickling (weights-only, in Python) costs ~0.7 us and up to ~100 bytes of memory per byte
+# of pickle, so these caps are what bound a crafted pickle's time and memory: a 10M-id list
+# (20 MB of references to one string) is over them and refused before it is read.
+PICKLE_BASE_BYTES = 2 * 2**20
+PICKLE_BYTES_PER_ITEM = 256
+MAX_PICKLE_BYTES = 16 * 2**20
+TENSOR_BASE_BYTES = 64 * 2**20
+TENSOR_BYTES_PER_ITEM = 64 * 2**10
+
+
+@dataclass(frozen=True)
+class CheckpointLimits:
+    """Bounds on what a checkpoint file may declare; checked before anything is built."""
+
+    max_items: int = MAX_ITEMS
+    max_uncompressed_bytes: int = DEFAULT_MAX_BYTES  # all zip members together, unpacked
+    max_pickle_bytes: int = MAX_PICKLE_BYTES
+    max_genres: int = MAX_GENRES
+    max_factors: int = MAX_FACTORS
+    max_embedding_dim: int = MAX_EMBEDDING_DIM
+    max_hidden_width: int = MAX_HIDDEN_WIDTH
+    max_layers: int = MAX_LAYERS
+    max_inner_steps: int = MAX_INNER_STEPS
+    max_text_chars: int = MAX_TEXT_CHARS
+    max_depth: int = MAX_DEPTH
+    max_members: int = MAX_MEMBERS
+    max_abs_weight: float = MAX_ABS_WEIGHT
+    # the active dataset's item count, in messages ("for the active dataset's 1,682 items")
+    for_items: int | None = None
+
+    @classmethod
+    def for_dataset(
+        cls, data: RatingsDataset | None, max_bytes: int = DEFAULT_MAX_BYTES
+    ) -> CheckpointLimits:
+        """Limits for a checkpoint of `data`'s catalogue (or of any, without `data`)."""
+        if data is None:
+            items, for_items = MAX_ITEMS, None
+        else:
+            # A model of another, not much larger catalogue still reads far enough to be told
+            # apart by its item count; the bases cover that.
+            items, for_items = int(data.n_items), int(data.n_items)
+        tensors = min(max_bytes, TENSOR_BASE_BYTES + items * TENSOR_BYTES_PER_ITEM)
+        pickled = min(MAX_PICKLE_BYTES, PICKLE_BASE_BYTES + items * PICKLE_BYTES_PER_ITEM)
+        return cls(
+            max_items=MAX_ITEMS,
+            max_uncompressed_bytes=tensors + pickled,
+            max_pickle_bytes=pickled,
+            for_items=for_items,
+        )
+
+
+def _count(n: int) -> str:
+    """An integer for a message; a crafted one may have more digits than str() allows."""
+    return f"{n:,}" if abs(n) < 10**30 else ("more than 10^30" if n > 0 else "less than -10^30")
 
 
 @dataclass(frozen=True, eq=False)
@@ -237,8 +316,69 @@ def _read_source(source: CheckpointSource, label: str, max_bytes: int) -> bytes:
     return raw
 
 
-def _check_container(raw: bytes, label: str) -> None:
-    """Tell apart 'not a torch file', 'truncated' and 'damaged' before torch sees the bytes."""
+def _zip_entry_count(raw: bytes) -> int | None:
+    """The entry count in the zip's end record (None if there is none), before parsing it all."""
+    import struct
+
+    at = raw.rfind(b"PK\x05\x06", max(0, len(raw) - 65_557))
+    if at < 0 or at + 22 > len(raw):
+        return None
+    entries = struct.unpack_from("<H", raw, at + 10)[0]
+    locator = at - 20
+    if entries == 0xFFFF and locator >= 0 and raw[locator : locator + 4] == b"PK\x06\x07":
+        record = struct.unpack_from("<Q", raw, locator + 8)[0]  # the zip64 end record
+        if record + 40 <= len(raw) and raw[record : record + 4] == b"PK\x06\x06":
+            entries = struct.unpack_from("<Q", raw, record + 32)[0]
+    return int(entries)
+
+
+def _check_sizes(
+    zf: zipfile.ZipFile, raw: bytes, label: str, limits: CheckpointLimits
+) -> tuple[int, int]:
+    """Refuse members that would unpack to more than the limits.
+
+    Returns the pickle's (data.pkl) and all members' unpacked sizes.
+
+    The sizes are those the archive declares, which PyTorch trusts for its allocations and
+    which no reader unpacks beyond, so a deflate bomb is refused without inflating a byte.
+    """
+    total, pickled = 0, 0
+    for info in zf.infolist():
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise CheckpointError(
+                f"{label}: the file is damaged or was not saved by PyTorch: its part "
+                f"{info.filename[:80]!r} uses compression method {info.compress_type}"
+            )
+        total += info.file_size
+        if info.filename.endswith("/data.pkl") or info.filename == "data.pkl":
+            pickled = max(pickled, info.file_size)
+    for size, cap, what in (
+        (pickled, limits.max_pickle_bytes, "its item list, settings and history (data.pkl)"),
+        (total, limits.max_uncompressed_bytes, "its contents"),
+    ):
+        if size > cap:
+            dataset = (
+                ""
+                if limits.for_items is None
+                else f" for a model of the active dataset's {limits.for_items:,} items"
+            )
+            raise CheckpointError(
+                f"{label}: refusing the checkpoint: {what} would unpack to {_count(size)} bytes "
+                f"({len(raw):,} bytes in the file), over the limit of {cap:,} bytes{dataset}. "
+                "A MetaRec checkpoint is far smaller; this file is not one, or it is damaged"
+            )
+    return pickled, total
+
+
+def _check_container(
+    raw: bytes, label: str, limits: CheckpointLimits | None = None
+) -> tuple[int, int]:
+    """Tell apart 'not a torch file', 'truncated' and 'damaged' before torch sees the bytes.
+
+    Also refuses an archive that would unpack to more than `limits` allow (before reading any
+    member); returns the unpacked sizes of its pickle (data.pkl; 0 if none) and of all members.
+    """
+    limits = limits or CheckpointLimits()
     if not raw.startswith(b"PK\x03\x04"):
         head = raw[:64]
         if head.startswith(b"\x80") and len(raw) > 2:
@@ -251,9 +391,18 @@ def _check_container(raw: bytes, label: str) -> None:
             f"{label}: not a MetaRec checkpoint: it is {what}, not a checkpoint saved by "
             "MetaRec (`python -m metarec_core train` or the app's download button)"
         )
+    entries = _zip_entry_count(raw)
+    if entries is not None and entries > limits.max_members:
+        raise CheckpointError(
+            f"{label}: refusing the checkpoint: its archive declares {_count(entries)} parts, "
+            f"over the limit of {limits.max_members:,} (a MetaRec checkpoint has a few dozen)"
+        )
     try:
         with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+            sizes = _check_sizes(zf, raw, label, limits)
             bad = zf.testzip()  # reads every member and checks its CRC-32
+    except CheckpointError:
+        raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
         detail = (
             "its archive index is missing" if isinstance(e, zipfile.BadZipFile) else _first_line(e)
@@ -269,6 +418,7 @@ def _check_container(raw: bytes, label: str) -> None:
             f"{label}: the file is damaged: its part {bad!r} fails the CRC check "
             "(the bytes changed after saving); save or download it again"
         )
+    return sizes
 
 
 def _torch_load(raw: bytes, label: str) -> Any:
@@ -345,24 +495,25 @@ def _learner_from_state(state: dict[str, Any], device: str = "cpu") -> Any:
     return MetaLearner.from_state(state, device=device)
 
 
+def _trained_on(label: str, ck_name: str, n_ck: int) -> str:
+    return f"{label}: the checkpoint was trained on dataset {ck_name!r} with {_count(n_ck)} items"
+
+
 def _dataset_notes(
     label: str, ck_name: str, ck_fp: str, ids: np.ndarray, scale: RatingScale, data: RatingsDataset
 ) -> list[str]:
-    """Refuse a dataset whose catalogue or scale differs; note a different ratings file."""
+    """Refuse a dataset whose catalogue or scale differs; note a different ratings file.
+
+    The item counts are already known to agree (`_check_catalogue_size`).
+    """
     active = data.source or "the active dataset"
-    n_ck, n_data = len(ids), data.n_items
-    if n_ck != n_data or not np.array_equal(ids, data.item_ids.astype(str)):
-        trained = f"{label}: the checkpoint was trained on dataset {ck_name!r} with {n_ck:,} items"
-        if n_ck != n_data:
-            raise CheckpointError(
-                f"{trained}; the active dataset {active!r} has {n_data:,} items. "
-                "Load the dataset the model was trained on, or train a new model"
-            )
+    n_data = data.n_items
+    if not np.array_equal(ids, data.item_ids.astype(str)):
         differ = np.flatnonzero(ids != data.item_ids.astype(str))
-        shown = ", ".join(repr(str(ids[i])) for i in differ[:_SHOW])
+        shown = ", ".join(repr(str(ids[i])[:80]) for i in differ[:_SHOW])
         raise CheckpointError(
-            f"{trained}; the active dataset {active!r} also has {n_data:,} items but "
-            f"{len(differ):,} of their ids differ (checkpoint ids {shown}). "
+            f"{_trained_on(label, ck_name, len(ids))}; the active dataset {active!r} also has "
+            f"{n_data:,} items but {len(differ):,} of their ids differ (checkpoint ids {shown}). "
             "Load the dataset the model was trained on, or train a new model"
         )
     ds = data.scale
@@ -380,6 +531,393 @@ def _dataset_notes(
     return []
 
 
+def _check_catalogue_size(label: str, ck_name: str, n_ck: int, data: RatingsDataset) -> None:
+    """Refuse a model for another number of items before its item list is even read."""
+    if n_ck != data.n_items:
+        active = data.source or "the active dataset"
+        raise CheckpointError(
+            f"{_trained_on(label, ck_name, n_ck)}; the active dataset {active!r} has "
+            f"{data.n_items:,} items. Load the dataset the model was trained on, or train a new "
+            "model"
+        )
+
+
+# ------------------------------------------------------------------- bounding what was read
+_TENSOR_DTYPES = frozenset(
+    (
+        "torch.float16",
+        "torch.bfloat16",
+        "torch.float32",
+        "torch.float64",
+        "torch.bool",
+        "torch.uint8",
+        "torch.int8",
+        "torch.int16",
+        "torch.int32",
+        "torch.int64",
+    )
+)
+
+
+_TEXT = frozenset((str, bytes, bytearray))
+_SCALARS = frozenset((int, float, bool, complex, type(None)))
+_PLACE_DEPTH = 4  # places in messages name this many levels ("learner.model['x']"), then stop
+
+
+def _key(where: str, k: Any, depth: int) -> str:
+    """The place of d[k] inside the place `where` of d, for messages."""
+    if depth > _PLACE_DEPTH:
+        return where
+    if isinstance(k, str) and len(k) <= 60:
+        if k.isidentifier():
+            return f"{where}.{k}" if where else k
+        return f"{where}[{k!r}]"
+    return f"{where}[…]"
+
+
+def _check_structure(
+    obj: Any, label: str, limits: CheckpointLimits, pickle_bytes: int, tensor_bytes: int
+) -> list[tuple[str, Any]]:
+    """Walk what was unpickled, iteratively and within bounds, before anything expands it.
+
+    Every occurrence counts: a list referenced twice counts twice, as ``str()`` would print
+    it, so shared references ("billion laughs") are refused here and not in ``str()``. A
+    pickle of N bytes holds at most about N values and N characters unless it shares them.
+    Tensors must be dense CPU tensors of plain types that store every value they declare (no
+    zero-stride views of a few bytes declaring gigabytes). Returns the tensors with their
+    places ("learner.model['head.out.weight']").
+    """
+    import torch
+
+    max_nodes = 2 * pickle_bytes + 100_000
+    max_chars = 4 * pickle_bytes + 100_000
+    max_values = tensor_bytes + 2**20  # bytes of tensor values, every occurrence counted
+    nodes, chars, values = 1, 0, 0
+    tensors: list[tuple[str, Any]] = []
+    stack: list[tuple[Any, int, str]] = [(obj, 0, "")]
+    while stack:
+        value, depth, where = stack.pop()
+        place = where or "its top level"
+        if type(value) in _TEXT:
+            chars += len(value)
+        elif isinstance(value, dict | list | tuple | set | frozenset):
+            if depth >= limits.max_depth:
+                raise CheckpointError(
+                    f"{label}: refusing the checkpoint: {place} is nested more than "
+                    f"{limits.max_depth} levels deep (a MetaRec checkpoint needs 5)"
+                )
+            is_dict = isinstance(value, dict)
+            # Count the children before visiting them, so a shared list is refused at once.
+            nodes += 2 * len(value) if is_dict else len(value)
+            if nodes > max_nodes:
+                raise CheckpointError(
+                    f"{label}: refusing the checkpoint: it holds more than {max_nodes:,} values "
+                    f"(its lists share and repeat parts; a {pickle_bytes:,}-byte MetaRec "
+                    "checkpoint holds fewer); it is damaged or crafted"
+                )
+            named = depth < _PLACE_DEPTH
+            for i, child in enumerate(value.items() if is_dict else value):
+                for v in child if is_dict else (child,):
+                    kind = type(v)
+                    if kind in _TEXT:  # leaves are handled here: most children are leaves
+                        chars += len(v)
+                    elif kind not in _SCALARS:
+                        if not named:
+                            sub = where
+                        elif is_dict:
+                            sub = _key(where, child[0], depth + 1)
+                        else:
+                            sub = f"{where}[{i}]"
+                        stack.append((v, depth + 1, sub))
+        elif isinstance(value, torch.Tensor):
+            if (
+                value.layout != torch.strided
+                or value.device.type != "cpu"
+                or value.is_quantized
+                or str(value.dtype) not in _TENSOR_DTYPES
+            ):
+                raise CheckpointError(
+                    f"{label}: the checkpoint is damaged: {place} is a {value.dtype} tensor of "
+                    f"layout {value.layout}; MetaRec checkpoints hold plain dense tensors"
+                )
+            n = value.numel()
+            size = value.element_size()
+            stored = (value.untyped_storage().nbytes() // size) - value.storage_offset()
+            if n > max(stored, 0):
+                raise CheckpointError(
+                    f"{label}: refusing the checkpoint: {place} declares {_count(n)} values "
+                    f"(shape {tuple(value.shape)}) but stores only {max(stored, 0):,}; it "
+                    "repeats its values (a zero-stride view), which a saved model never does"
+                )
+            values += n * size
+            if values > max_values:
+                raise CheckpointError(
+                    f"{label}: refusing the checkpoint: its tensors add up to more than "
+                    f"{max_values:,} bytes (they repeat shared data); it is damaged or crafted"
+                )
+            tensors.append((where, value))
+        if chars > max_chars:
+            raise CheckpointError(
+                f"{label}: refusing the checkpoint: its text adds up to more than "
+                f"{max_chars:,} characters (it repeats shared text); it is damaged or crafted"
+            )
+    return tensors
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _int_field(d: dict, key: str, label: str, where: str, *, low: int, high: int, what: str) -> int:
+    """d[key], an int in low..high; `what` names it in a message ("items", "factors")."""
+    value = _require(d, key, int, label, where)
+    if isinstance(value, bool):
+        raise CheckpointError(f"{label}: the checkpoint is damaged: {where}{key!r} is a bool")
+    if value > high:
+        raise CheckpointError(
+            f"{label}: refusing the checkpoint: it declares {_count(value)} {what} "
+            f"({where}{key}), over the limit of {high:,}"
+        )
+    if value < low:
+        raise CheckpointError(
+            f"{label}: the checkpoint is damaged: {where}{key} is {_count(value)}, "
+            f"expected at least {low:,}"
+        )
+    return value
+
+
+def _texts(
+    values: Any, label: str, where: str, n: int | None, limits: CheckpointLimits
+) -> np.ndarray:
+    """A list of strings (ids, titles or genre names) as a str array, within the limits."""
+    if not isinstance(values, list):
+        raise CheckpointError(
+            f"{label}: the checkpoint is damaged: {where} is a {type(values).__name__}, "
+            "expected a list of text"
+        )
+    if n is not None and len(values) != n:
+        raise CheckpointError(
+            f"{label}: the checkpoint is damaged: it lists {len(values):,} {where} for {n:,} items"
+        )
+    longest = 0
+    for i, v in enumerate(values):
+        if not isinstance(v, str):
+            raise CheckpointError(
+                f"{label}: the checkpoint is damaged: {where}[{i}] is a {type(v).__name__}, "
+                "expected text"
+            )
+        longest = max(longest, len(v))
+    if longest > limits.max_text_chars:
+        raise CheckpointError(
+            f"{label}: refusing the checkpoint: one of its {where} has {longest:,} characters, "
+            f"over the limit of {limits.max_text_chars:,}"
+        )
+    # numpy stores text at the longest entry's width: bound that product too
+    if len(values) * max(longest, 1) * 4 > limits.max_uncompressed_bytes:
+        raise CheckpointError(
+            f"{label}: refusing the checkpoint: its {len(values):,} {where} of up to "
+            f"{longest:,} characters would take {len(values) * longest * 4:,} bytes"
+        )
+    return np.asarray(values, dtype=str) if values else np.zeros(0, dtype=str)
+
+
+def _scale_of(sc: dict, label: str, where: str = "") -> RatingScale:
+    """The checkpoint's rating scale; an impossible one is the checkpoint's fault."""
+    parts = []
+    for key in ("low", "high", "step"):
+        v = sc.get(key)
+        if not _is_real(v) or not math.isfinite(float(v)):
+            shown = repr(v) if _is_real(v) or v is None else f"a {type(v).__name__}"
+            raise CheckpointError(
+                f"{label}: the checkpoint's rating scale is invalid: {where}{key} is {shown}"
+            )
+        parts.append(float(v))
+    low, high, step = parts
+    if not (low < high and 0 < step <= high - low):
+        raise CheckpointError(
+            f"{label}: the checkpoint's rating scale is invalid: from {low:g} to {high:g} in "
+            f"steps of {step:g} (the lowest rating must be below the highest and the step "
+            "positive, at most their difference); the checkpoint is damaged or was not saved "
+            "by MetaRec"
+        )
+    return RatingScale(low, high, step)
+
+
+def _genres_tensor(
+    value: Any, label: str, where: str, n_items: int, n_genres: int | None, limits: CheckpointLimits
+) -> Any:
+    """A (n_items, n_genres) tensor of item genres, or None."""
+    import torch
+
+    if value is None:
+        return None
+    if not isinstance(value, torch.Tensor):
+        raise CheckpointError(
+            f"{label}: the checkpoint is damaged: {where} is a {type(value).__name__}, expected "
+            "a tensor of item genres"
+        )
+    shape = tuple(value.shape)
+    if len(shape) != 2 or shape[0] != n_items or (n_genres is not None and shape[1] != n_genres):
+        want = f"({n_items:,}, {'genres' if n_genres is None else f'{n_genres:,}'})"
+        raise CheckpointError(
+            f"{label}: the checkpoint is damaged: item metadata misaligned ({where} has shape "
+            f"{shape}, expected {want})"
+        )
+    if shape[1] > limits.max_genres:
+        raise CheckpointError(
+            f"{label}: refusing the checkpoint: it declares {shape[1]:,} genres, over the limit "
+            f"of {limits.max_genres:,}"
+        )
+    return value
+
+
+def _declared_numel(cfg: dict[str, Any], n_items: int, n_genres: int, levels: int) -> int:
+    """The number of values the model and inner optimiser of `cfg` hold (models.py's layout).
+
+    Used to refuse a configuration that declares far more than the file stores before the
+    model is built; tests keep it equal to what a built learner holds.
+    """
+    f, e, hidden = cfg["factors"], cfg["embedding_dim"], tuple(cfg["hidden"])
+    g = n_genres if cfg["use_genres"] else 0
+    item_enc = 1 + n_items * (1 + f)
+    head = 0
+    if hidden:
+        in_dim = e + (e if g else 0)
+        item_enc += n_items * e + (n_items * g + g * e if g else 0) + in_dim * hidden[0] + hidden[0]
+        head = (
+            f * hidden[0]
+            + sum(a * b + b for a, b in zip(hidden[:-1], hidden[1:], strict=True))
+            + hidden[-1]
+            + 1
+        )
+    model = item_enc + head + (f + 1) + (n_items * (f + 1) + 1 if cfg["implicit"] else 0)
+    model += levels if levels else 0  # ordinal: cut0, levels - 2 gaps, spread
+    adapted = f + 1
+    if cfg["adapt"] in ("head", "all"):
+        adapted += head
+    if cfg["adapt"] == "all":
+        adapted += item_enc - (n_items * g if hidden and g else 0)  # genre_weights: a buffer
+    per_step = cfg["per_step_lr"] and cfg["algorithm"] == "metasgd"
+    return model + adapted * ((max(cfg["inner_steps"], 1) if per_step else 1) + 2)
+
+
+def _check_learner_state(
+    state: dict[str, Any],
+    label: str,
+    n_items: int,
+    scale: RatingScale,
+    limits: CheckpointLimits,
+) -> None:
+    """Bound a MetaLearner state's declared sizes by the limits and by what the file stores."""
+    import torch
+
+    from metarec_core.baselines import level_grid
+
+    where = "learner."
+    cfg = _require(state, "config", dict, label, where)
+    w = "learner.config."
+    _int_field(cfg, "factors", label, w, low=1, high=limits.max_factors, what="user factors")
+    _int_field(
+        cfg,
+        "embedding_dim",
+        label,
+        w,
+        low=1,
+        high=limits.max_embedding_dim,
+        what="embedding dimensions",
+    )
+    hidden = _require(cfg, "hidden", list | tuple, label, w)
+    if len(hidden) > limits.max_layers:
+        raise CheckpointError(
+            f"{label}: refusing the checkpoint: it declares {len(hidden):,} hidden layers, over "
+            f"the limit of {limits.max_layers}"
+        )
+    for i, h in enumerate(hidden):
+        if not _is_int(h) or not 1 <= h <= limits.max_hidden_width:
+            shown = _count(h) if _is_int(h) else type(h).__name__
+            raise CheckpointError(
+                f"{label}: refusing the checkpoint: hidden layer {i + 1} has width {shown}; "
+                f"widths must be 1 to {limits.max_hidden_width:,}"
+            )
+    _int_field(cfg, "inner_steps", label, w, low=0, high=limits.max_inner_steps, what="inner steps")
+    for key in ("use_genres", "implicit", "per_step_lr"):
+        _require(cfg, key, bool, label, w)
+    for key in ("algorithm", "adapt", "outer_loss"):
+        _require(cfg, key, str, label, w)
+    for key, v in cfg.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            raise CheckpointError(f"{label}: the checkpoint is damaged: {w}{key} is {v}")
+    n_state = _int_field(state, "n_items", label, where, low=0, high=limits.max_items, what="items")
+    if n_state != n_items:
+        raise CheckpointError(
+            f"{label}: the checkpoint is damaged: its model scores {n_state:,} items but its "
+            f"item index has {n_items:,}"
+        )
+    sc = _require(state, "scale", list | tuple, label, where)
+    if (
+        len(sc) != 3
+        or _scale_of(dict(zip(("low", "high", "step"), sc, strict=True)), label, where + "scale.")
+        != scale
+    ):
+        raise CheckpointError(
+            f"{label}: the checkpoint is damaged: its model's rating scale {list(sc)[:3]} is not "
+            f"the checkpoint's ({scale.low:g} to {scale.high:g})"
+        )
+    genres = _genres_tensor(state.get("genres"), label, "learner.genres", n_items, None, limits)
+    stored = 0
+    for part in ("model", "inner"):
+        tensors = _require(state, part, dict, label, where)
+        for k, v in tensors.items():
+            if not isinstance(v, torch.Tensor):
+                key = repr(k[:60]) if isinstance(k, str) else "…"
+                raise CheckpointError(
+                    f"{label}: the checkpoint is damaged: learner.{part}[{key}] is a "
+                    f"{type(v).__name__}, not a tensor"
+                )
+            stored += v.numel()
+    n_genres = 0 if genres is None else int(genres.shape[1])
+    grid = level_grid(scale) if cfg["outer_loss"] == "ordinal" else None
+    declared = _declared_numel(cfg, n_items, n_genres, 0 if grid is None else grid[2])
+    if declared > 2 * stored + 4096:
+        dims = (
+            f"{n_items:,} items, {cfg['factors']:,} factors, embedding "
+            f"{cfg['embedding_dim']:,}, layers {list(hidden)}, {cfg['inner_steps']} inner steps"
+        )
+        raise CheckpointError(
+            f"{label}: refusing the checkpoint: its settings ({dims}) declare a model of "
+            f"{_count(declared)} values, but the file stores only {stored:,}; it is damaged "
+            "or crafted"
+        )
+
+
+def _check_weights(
+    tensors: list[tuple[str, Any]], label: str, limits: CheckpointLimits, scale: RatingScale
+) -> None:
+    """Every learned number finite and of a sane size (NaN or 3e38 would make every score NaN)."""
+    import torch
+
+    bound = max(limits.max_abs_weight, 100 * max(abs(scale.low), abs(scale.high)))
+    for where, t in tensors:
+        if not where.startswith("learner") or not t.is_floating_point() or not t.numel():
+            continue
+        if not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise CheckpointError(
+                f"{label}: the checkpoint is damaged: {where} holds "
+                f"{bad:,} NaN or infinite value(s); the model would score nothing"
+            )
+        top = float(t.abs().max())
+        if top > bound:
+            raise CheckpointError(
+                f"{label}: the checkpoint is damaged: {where} holds a weight "
+                f"of {top:.3g}, beyond ±{bound:.0e}; the model's scores would overflow"
+            )
+
+
 def load_checkpoint(
     source: CheckpointSource,
     data: RatingsDataset | None = None,
@@ -388,6 +926,7 @@ def load_checkpoint(
     strict: bool = False,
     device: str = "cpu",
     max_bytes: int = DEFAULT_MAX_BYTES,
+    limits: CheckpointLimits | None = None,
     learner_from_state: Callable[[dict[str, Any]], Any] | None = None,
 ) -> LoadedCheckpoint:
     """Read a checkpoint from a path, bytes or a file object, safely (weights only).
@@ -395,46 +934,57 @@ def load_checkpoint(
     With `data`, the checkpoint's item catalogue (ids, in order) and rating scale must match
     it; a different ratings file over the same catalogue is allowed and noted in `notes`,
     unless `strict`, which requires the same dataset fingerprint. The model is rebuilt on
-    `device`. `name` labels bytes in messages. Raises `CheckpointError`.
+    `device`. `name` labels bytes in messages. Everything the file declares is bounded by
+    `limits` (default: `CheckpointLimits.for_dataset(data, max_bytes)`) before it is unpacked,
+    expanded or built. Raises `CheckpointError`.
     """
+    from metarec_core.learners import STATE_FORMAT
+
     if name:
         label = name
     elif isinstance(source, str | Path):
         label = str(source)
     else:
         label = str(getattr(source, "name", "") or "the uploaded checkpoint")
+    limits = limits or CheckpointLimits.for_dataset(data, max_bytes)
     raw = _read_source(source, label, max_bytes)
-    _check_container(raw, label)
+    pickled, unpacked = _check_container(raw, label, limits)
     obj = _torch_load(raw, label)
+    tensors = _check_structure(obj, label, limits, pickled, unpacked)
     version = _check_header(obj, label)
 
     state = _require(obj, "learner", dict, label)
     ds = _require(obj, "dataset", dict, label)
     sc = _require(obj, "scale", dict, label)
     it = _require(obj, "items", dict, label)
-    ids_list = _require(it, "ids", list, label, "items.")
-    ck_name = str(ds.get("name", "") or "(unnamed)")
-    ck_fp = str(_require(ds, "fingerprint", str, label, "dataset."))
-    n_items = int(_require(ds, "n_items", int, label, "dataset."))
-    ids = np.asarray([str(x) for x in ids_list], dtype=str)
-    if len(ids) != n_items:
-        raise CheckpointError(
-            f"{label}: the checkpoint is damaged: it lists {len(ids):,} item ids for "
-            f"{n_items:,} items"
-        )
-    try:
-        scale = RatingScale(float(sc["low"]), float(sc["high"]), float(sc["step"]))
-    except (KeyError, TypeError, ValueError):
-        raise CheckpointError(f"{label}: the checkpoint is damaged: bad rating scale") from None
+    name_value = ds.get("name")
+    ck_name = name_value[:200] if isinstance(name_value, str) and name_value else "(unnamed)"
+    ck_fp = _require(ds, "fingerprint", str, label, "dataset.")[:200]
+    declared = _require(ds, "n_items", int, label, "dataset.")
+    if data is not None and _is_int(declared):  # the clearer message for another catalogue
+        _check_catalogue_size(label, ck_name, declared, data)
+    n_items = _int_field(
+        ds, "n_items", label, "dataset.", low=0, high=limits.max_items, what="items"
+    )
+    ids = _texts(_require(it, "ids", list, label, "items."), label, "item ids", n_items, limits)
+    scale = _scale_of(sc, label)
     titles_list = it.get("titles")
-    titles = None if titles_list is None else np.asarray([str(t) for t in titles_list], dtype=str)
-    genres_t = it.get("genres")
-    genres = None if genres_t is None else genres_t.numpy().astype(bool)
-    genre_names = tuple(str(g) for g in it.get("genre_names") or ())
-    if (titles is not None and len(titles) != n_items) or (
-        genres is not None and genres.shape != (n_items, len(genre_names))
-    ):
+    titles = None if titles_list is None else _texts(titles_list, label, "titles", None, limits)
+    genre_names = tuple(_texts(it.get("genre_names") or [], label, "genre names", None, limits))
+    if len(genre_names) > limits.max_genres:
+        raise CheckpointError(
+            f"{label}: refusing the checkpoint: it declares {len(genre_names):,} genres, over "
+            f"the limit of {limits.max_genres:,}"
+        )
+    if titles is not None and len(titles) != n_items:
         raise CheckpointError(f"{label}: the checkpoint is damaged: item metadata misaligned")
+    genres_t = _genres_tensor(
+        it.get("genres"), label, "items.genres", n_items, len(genre_names), limits
+    )
+    genres = None if genres_t is None else genres_t.numpy().astype(bool)
+    if learner_from_state is None or state.get("format") == STATE_FORMAT:
+        _check_learner_state(state, label, n_items, scale, limits)
+    _check_weights(tensors, label, limits, scale)
 
     notes: list[str] = []
     if data is not None:
@@ -461,6 +1011,20 @@ def load_checkpoint(
         )
     best = obj.get("best_val_mae")
     config = obj.get("config")
+    config = config if isinstance(config, dict) else {}
+    seed = config.get("seed", 0)
+    if not _is_int(seed) or not 0 <= seed < 2**63:  # the app splits users by it
+        shown = _count(seed) if _is_int(seed) else f"a {type(seed).__name__}"
+        raise CheckpointError(f"{label}: the checkpoint is damaged: its config's seed is {shown}")
+
+    def text(key: str) -> str | None:
+        v = obj.get(key)
+        return v[:200] if isinstance(v, str) else None
+
+    def count(key: str) -> int:
+        v = ds.get(key)
+        return v if _is_int(v) and v >= 0 else 0
+
     return LoadedCheckpoint(
         learner=learner,
         item_ids=ids,
@@ -470,15 +1034,15 @@ def load_checkpoint(
         scale=scale,
         fingerprint=ck_fp,
         dataset_name=ck_name,
-        n_users=int(ds.get("n_users", 0) or 0),
-        n_ratings=int(ds.get("n_ratings", 0) or 0),
-        config=config if isinstance(config, dict) else {},
-        algorithm=None if obj.get("algorithm") is None else str(obj["algorithm"]),
-        method=None if obj.get("method") is None else str(obj["method"]),
-        created=str(obj.get("created", "")),
+        n_users=count("n_users"),
+        n_ratings=count("n_ratings"),
+        config=config,
+        algorithm=text("algorithm"),
+        method=text("method"),
+        created=text("created") or "",
         format_version=version,
-        library_version=str(obj.get("library_version", "")),
-        best_val_mae=float(best) if isinstance(best, int | float) else None,
+        library_version=text("library_version") or "",
+        best_val_mae=float(best) if _is_real(best) and math.isfinite(best) else None,
         notes=tuple(notes),
     )
 

@@ -15,7 +15,10 @@ the previous rating, and a 2-D projection (PCA) of user states.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,14 +37,89 @@ PLAYGROUND_BASELINES = ("mf_foldin_levels", "user_bias_levels", "popularity")
 
 
 def fit_baselines(
-    data: RatingsDataset, train_users: np.ndarray, val_users: np.ndarray
+    data: RatingsDataset,
+    train_users: np.ndarray,
+    val_users: np.ndarray,
+    names: Sequence[str] = PLAYGROUND_BASELINES,
 ) -> dict[str, Recommender]:
-    """The playground's baselines (`PLAYGROUND_BASELINES`) fitted on the model's training users."""
+    """The baselines `names` (default `PLAYGROUND_BASELINES`) fitted on the model's training
+    users, `val_users` tuning their settings."""
     val = val_users if len(val_users) else None
-    return {
-        name: BASELINE_CLASSES[name](seed=0).fit(data, train_users, val)
-        for name in PLAYGROUND_BASELINES
-    }
+    return {name: BASELINE_CLASSES[name](seed=0).fit(data, train_users, val) for name in names}
+
+
+# Fitted baselines are read-only and derived from one dataset's content and user split, so one
+# process-wide cache serves every session: a session only ever gets an entry whose key is the
+# fingerprint of data it holds itself. Bounded (least recently used entries go first).
+BASELINE_CACHE_SIZE = 12
+_cache: OrderedDict[tuple[str, str, str], Recommender] = OrderedDict()
+_cache_lock = threading.Lock()
+_fit_locks: dict[tuple[str, str, str], threading.Lock] = {}
+
+
+def _baseline_key(
+    data: RatingsDataset, train_users: np.ndarray, val_users: np.ndarray
+) -> tuple[str, str]:
+    split = hashlib.sha256()
+    for a in (train_users, val_users):
+        split.update(np.ascontiguousarray(np.asarray(a, dtype=np.int64)).tobytes() + b"|")
+    return data.fingerprint(), split.hexdigest()
+
+
+def missing_baselines(
+    data: RatingsDataset,
+    train_users: np.ndarray,
+    val_users: np.ndarray,
+    names: Sequence[str] = PLAYGROUND_BASELINES,
+) -> list[str]:
+    """Those of `names` that `cached_baselines` would have to fit (not cached yet)."""
+    fp, split = _baseline_key(data, train_users, val_users)
+    with _cache_lock:
+        return [n for n in names if (fp, split, n) not in _cache]
+
+
+def cached_baselines(
+    data: RatingsDataset,
+    train_users: np.ndarray,
+    val_users: np.ndarray,
+    names: Sequence[str] = PLAYGROUND_BASELINES,
+    *,
+    on_fit: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Recommender]:
+    """`fit_baselines`, fitted once per process for this dataset content and user split.
+
+    `on_fit(name, i, n)` is called before the i-th (0-based) of the n baselines that must be
+    fitted, for progress. Two callers asking for the same baseline at once fit it once.
+    """
+    fp, split = _baseline_key(data, train_users, val_users)
+    todo = missing_baselines(data, train_users, val_users, names)
+    out: dict[str, Recommender] = {}
+    for name in names:
+        key = (fp, split, name)
+        with _cache_lock:
+            lock = _fit_locks.setdefault(key, threading.Lock())
+        with lock:
+            with _cache_lock:
+                model = _cache.get(key)
+            if model is None:
+                if on_fit is not None:
+                    on_fit(name, todo.index(name) if name in todo else 0, len(todo))
+                model = fit_baselines(data, train_users, val_users, [name])[name]
+            with _cache_lock:
+                _cache[key] = model
+                _cache.move_to_end(key)
+                while len(_cache) > BASELINE_CACHE_SIZE:
+                    old, _ = _cache.popitem(last=False)
+                    _fit_locks.pop(old, None)
+        out[name] = model
+    return out
+
+
+def clear_baseline_cache() -> None:
+    """Forget every cached baseline (tests)."""
+    with _cache_lock:
+        _cache.clear()
+        _fit_locks.clear()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,8 +529,8 @@ class PlaygroundSession:
     """One new user: ratings so far, the model's view after each change, and the learning curve.
 
     `baselines` are fitted on the same training users as `model` and only feed the learning
-    curve (which needs a persona's hidden ratings). Changes recompute only what they must: adding
-    a rating costs one adaptation per method.
+    curve (which needs a persona's hidden ratings), so they may be given later (`set_baselines`).
+    Changes recompute only what they must: adding a rating costs one adaptation per method.
     """
 
     data: RatingsDataset
@@ -464,15 +542,22 @@ class PlaygroundSession:
     persona: Persona | None = None
     items: list[int] = field(default_factory=list)
     ratings: list[float] = field(default_factory=list)
+    # per rating: True when the persona gave it ("Add next rating", Play), False when by hand
+    from_persona: list[bool] = field(default_factory=list)
     view: PlaygroundView | None = None
     curve: list[CurvePoint] = field(default_factory=list)
     revealed: int = 0  # how many of the persona's reveal sequence have been added
 
     def __post_init__(self) -> None:
-        if self.model_name in self.baselines:
-            raise ValueError(f"the model's name {self.model_name!r} is also a baseline's name")
+        self._check_names(self.baselines)
+        if len(self.from_persona) != len(self.items):
+            self.from_persona = [False] * len(self.items)
         if self.view is None:
             self._refresh(previous=None)
+
+    def _check_names(self, baselines: Mapping[str, Recommender]) -> None:
+        if self.model_name in baselines:
+            raise ValueError(f"the model's name {self.model_name!r} is also a baseline's name")
 
     # -- queries -----------------------------------------------------------------------------
     def support(self) -> tuple[np.ndarray, np.ndarray]:
@@ -507,6 +592,14 @@ class PlaygroundSession:
         return rows
 
     # -- changes -----------------------------------------------------------------------------
+    def set_baselines(self, baselines: Mapping[str, Recommender]) -> None:
+        """Use `baselines` beside the model in the learning curve (recomputed for them)."""
+        self._check_names(baselines)
+        self.baselines = dict(baselines)
+        self.curve = []
+        if self.persona is not None and self.view is not None:
+            self._extend_curve(self.view.adapted)
+
     def set_persona(self, persona: Persona | None) -> PlaygroundView:
         """Start over as `persona` (None: a manual user with no ground truth)."""
         self.persona = persona
@@ -515,10 +608,12 @@ class PlaygroundSession:
     def reset(self) -> PlaygroundView:
         """Remove every rating (the persona stays)."""
         self.items, self.ratings, self.revealed, self.curve = [], [], 0, []
+        self.from_persona = []
         return self._refresh(previous=None)
 
-    def add_rating(self, item: int, rating: float) -> PlaygroundView:
-        """Rate `item` (re-rating replaces the earlier rating in place)."""
+    def add_rating(self, item: int, rating: float, *, by_persona: bool = False) -> PlaygroundView:
+        """Rate `item` (re-rating replaces the earlier rating in place); `by_persona`: the
+        persona gave it, not the person at the screen."""
         item = int(item)
         if not 0 <= item < self.data.n_items:
             raise ValueError(f"item index {item} is outside the catalogue [0, {self.data.n_items})")
@@ -528,10 +623,12 @@ class PlaygroundSession:
         if item in self.items:
             pos = self.items.index(item)
             self.ratings[pos] = float(rating)
+            self.from_persona[pos] = by_persona
             del self.curve[pos + 1 :]
         else:
             self.items.append(item)
             self.ratings.append(float(rating))
+            self.from_persona.append(by_persona)
         return self._refresh(previous=self.view)
 
     def add_next(self) -> PlaygroundView:
@@ -550,7 +647,7 @@ class PlaygroundSession:
             raise ValueError(f"{p.name} has no more ratings to reveal")
         i, r = int(p.reveal_items[self.revealed]), float(p.reveal_ratings[self.revealed])
         self.revealed += 1
-        return self.add_rating(i, r)
+        return self.add_rating(i, r, by_persona=True)
 
     def remove_rating(self, item: int) -> PlaygroundView:
         """Remove the rating of `item` (the learning curve from that position is recomputed)."""
@@ -558,7 +655,7 @@ class PlaygroundSession:
         if item not in self.items:
             raise ValueError(f"item {self.data.item_ids[item]} has not been rated")
         pos = self.items.index(item)
-        del self.items[pos], self.ratings[pos]
+        del self.items[pos], self.ratings[pos], self.from_persona[pos]
         del self.curve[pos + 1 :]
         return self._refresh(previous=self.view)
 

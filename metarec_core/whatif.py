@@ -1,15 +1,17 @@
 """What-if: the same new user's ratings fed to several models, compared side by side.
 
 For each model: its top-N after all the ratings, where the models disagree, and how many
-ratings it needs before its top-N stops changing. Every list excludes all of the user's rated
-items (also at shorter prefixes), so an item does not leave a list merely because it was rated
-later.
+ratings it needs before its top-N stops changing (or that it never changes: a model whose list
+ignores the ratings does not adapt, which is not the same as settling at once). Every list
+excludes all of the user's rated items (also at shorter prefixes), so an item does not leave a
+list merely because it was rated later.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -38,18 +40,44 @@ def prefix_top_lists(
     return [top_n(scores[k], items, n) for k in range(len(supports))]
 
 
-def stable_after(tops: list[np.ndarray], threshold: float = 1.0) -> int | None:
-    """Fewest ratings k after which every later top list overlaps the final one by >= threshold.
+def kept_from_previous(tops: list[np.ndarray]) -> list[float]:
+    """Per rating k = 1..n: the overlap of the top list after k ratings with the one before."""
+    return [overlap(tops[k - 1], tops[k]) for k in range(1, len(tops))]
 
-    None when only the final list itself qualifies (no evidence yet that it has settled).
+
+@dataclass(frozen=True)
+class Stability:
+    """How a model's top list settles over ratings 0..n.
+
+    kind: "settled" (after `after` ratings every next list keeps >= threshold of the previous
+    one, and at least one rating confirmed it), "changing" (the last rating still changed it),
+    "never_adapts" (the same items at every prefix as with no rating: the ratings do not move
+    it) or "no_ratings" (n = 0: nothing to judge).
     """
-    if len(tops) < 2:
-        return None
-    final = tops[-1]
-    k = len(tops) - 1
-    while k > 0 and overlap(tops[k - 1], final) >= threshold:
-        k -= 1
-    return None if k == len(tops) - 1 else k
+
+    kind: Literal["settled", "changing", "never_adapts", "no_ratings"]
+    after: int | None = None  # "settled" only: ratings before the list stopped changing
+
+
+def stability(tops: list[np.ndarray], threshold: float = 1.0) -> Stability:
+    """The `Stability` of the top lists after 0, 1, ..., n ratings (`tops[k]`: after k)."""
+    n = len(tops) - 1
+    if n < 1:
+        return Stability("no_ratings")
+    if all(overlap(tops[0], t) == 1.0 for t in tops[1:]):
+        return Stability("never_adapts")
+    kept = kept_from_previous(tops)
+    changed = [k for k in range(1, n + 1) if kept[k - 1] < threshold]
+    last = max(changed, default=0)
+    if last == n:
+        return Stability("changing")
+    return Stability("settled", last)
+
+
+def stable_after(tops: list[np.ndarray], threshold: float = 1.0) -> int | None:
+    """Ratings after which the top list stopped changing (`stability`), None unless settled."""
+    s = stability(tops, threshold)
+    return s.after if s.kind == "settled" else None
 
 
 @dataclass(frozen=True)
@@ -62,8 +90,14 @@ class ModelComparison:
     pairwise_overlap: np.ndarray  # (m, m)
     only_in: dict[str, np.ndarray]  # items in this model's list and in no other
     in_all: np.ndarray  # items every model lists
-    stable_at: dict[str, int | None]  # ratings needed before the top-n stops changing
+    stability: dict[str, Stability]  # when (whether) each top-n stops changing
     overlap_with_final: dict[str, list[float]]  # per prefix 0..n, overlap with the final list
+    kept: dict[str, list[float]]  # per rating 1..n, overlap with the list before it
+
+    @property
+    def stable_at(self) -> dict[str, int | None]:
+        """Ratings before each top-n stopped changing; None unless it settled."""
+        return {k: (s.after if s.kind == "settled" else None) for k, s in self.stability.items()}
 
 
 def compare_models(
@@ -85,14 +119,15 @@ def compare_models(
     items = np.asarray(items, dtype=np.int64)
     ratings = np.asarray(ratings, dtype=np.float64)
     names = tuple(models)
-    tops, scores, stable, curves = {}, {}, {}, {}
+    tops, scores, stable, curves, kept = {}, {}, {}, {}, {}
     for name, m in models.items():
         lists = prefix_top_lists(m, items, ratings, n)
         final = lists[-1]
         tops[name] = final
         scores[name] = m.adapt(items, ratings).display_ratings(final)
-        stable[name] = stable_after(lists, threshold)
+        stable[name] = stability(lists, threshold)
         curves[name] = [overlap(t, final) for t in lists]
+        kept[name] = kept_from_previous(lists)
     pair = np.array([[overlap(tops[a], tops[b]) for b in names] for a in names])
     sets = {name: set(map(int, t)) for name, t in tops.items()}
     only_in = {}
@@ -101,4 +136,4 @@ def compare_models(
         only_in[name] = np.array([i for i in tops[name] if int(i) not in others], dtype=np.int64)
     common = set.intersection(*sets.values())
     in_all = np.array([i for i in tops[names[0]] if int(i) in common], dtype=np.int64)
-    return ModelComparison(names, tops, scores, pair, only_in, in_all, stable, curves)
+    return ModelComparison(names, tops, scores, pair, only_in, in_all, stable, curves, kept)

@@ -7,6 +7,8 @@ import json
 import pytest
 from app_support import new_app, wait_until
 
+from metarec_core.methods import display_name
+
 # the app on a tiny sample folder, Streamlit caches cleared around each test (tests/conftest.py)
 pytestmark = pytest.mark.usefixtures("small_sample")
 
@@ -31,16 +33,19 @@ def test_evaluation_job_produces_a_report_with_curves_and_downloads():
         (m, k) for m in ("item_mean", "user_bias", "popularity") for k in (1, 3)
     }
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-    assert len(charts) == 2
+    assert len(charts) == 3  # MAE and nDCG curves, then the paired differences' forest plot
+    charts = charts[:2]
     for fig in charts:
         assert fig["layout"]["xaxis"]["title"]["text"] and fig["layout"]["yaxis"]["title"]["text"]
     mae_fig = charts[0]
     lines = [t for t in mae_fig["data"] if t.get("mode") == "lines+markers"]
     bands = [t for t in mae_fig["data"] if t.get("fill") == "toself"]
     # popularity ranks only: MAE lines for the two rating predictors, each with its CI band
-    assert sorted(t["name"] for t in lines) == ["item_mean", "user_bias"] and len(bands) == 2
+    assert sorted(t["name"] for t in lines) == sorted(map(display_name, ["item_mean", "user_bias"]))
+    assert len(bands) == 2
     table = at.dataframe[0].value
-    assert len(table) == 6 and set(table["method"]) == {"item_mean", "user_bias", "popularity"}
+    assert len(table) == 6
+    assert set(table["method"]) == set(map(display_name, ["item_mean", "user_bias", "popularity"]))
     assert len(at.dataframe) == 2  # the paired differences
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["Download report (JSON)", "Download table (CSV)"]
@@ -71,7 +76,7 @@ def test_support_zero_scores_the_prior_on_a_category_axis():
     # a log axis would drop k=0 silently
     assert fig["layout"]["xaxis"]["type"] == "category"
     assert fig["layout"]["xaxis"]["categoryarray"] == ["0", "1", "3"]
-    line = next(t for t in fig["data"] if t.get("name") == "user_bias")
+    line = next(t for t in fig["data"] if t.get("name") == display_name("user_bias"))
     assert line["x"] == ["0", "1", "3"]
 
 
@@ -120,7 +125,10 @@ def test_whatif_compares_two_models_on_the_playground_user():
     assert stab["model"].tolist() == ["sample model", "mf_foldin_levels"]
     figs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert len(figs) == 2 and figs[1]["layout"]["xaxis"]["title"]["text"] == "Ratings given"
-    assert len(figs[1]["data"][0]["x"]) == 7  # 0..6 ratings
+    # per rating 1..6: the share of the top-10 kept from the list before it
+    assert figs[1]["data"][0]["x"] == [1, 2, 3, 4, 5, 6]
+    assert figs[1]["data"][0]["y"] == result.kept["sample model"]
+    assert figs[1]["layout"]["xaxis"]["dtick"] == 1  # whole ratings, no tick at 1.5
 
 
 def test_whatif_on_a_heldout_user():
@@ -144,3 +152,62 @@ def test_whatif_needs_two_models():
     at.multiselect(key="wi_models").set_value(["mf_foldin_levels"])
     at.run()
     assert at.button(key="wi_compare").disabled
+
+
+@pytest.fixture
+def no_fitted_baselines():
+    from metarec_core import playground as pg
+
+    pg.clear_baseline_cache()
+    yield pg
+    pg.clear_baseline_cache()
+
+
+def compare_on_a_heldout_user(models):
+    at = new_app()
+    at.switch_page("views/whatif.py").run()
+    assert not at.exception
+    at.radio(key="wi_source").set_value("A held-out real user").run()
+    at.multiselect(key="wi_models").set_value(models)
+    return at
+
+
+def test_whatif_fits_only_the_baselines_it_compares(no_fitted_baselines):
+    pg = no_fitted_baselines
+    at = compare_on_a_heldout_user(["sample model", "popularity"])
+    entry = at.session_state["mr_models"]["sample model"]
+    split = (at.session_state["mr_data"].data, entry.train_users, entry.val_users)
+    # the baselines are offered by name; opening the page fitted none (it fitted all three)
+    offered = set(at.multiselect(key="wi_models").options)
+    assert {display_name("mf_foldin_levels"), display_name("popularity")} <= offered
+    assert pg.missing_baselines(*split) == list(pg.PLAYGROUND_BASELINES)
+    at.button(key="wi_compare").click().run()
+    assert not at.exception and not at.error
+    assert pg.missing_baselines(*split) == ["mf_foldin_levels", "user_bias_levels"]
+    box = at.status[0]
+    assert box.label.startswith("Comparing: done in") and box.state == "complete"
+    steps = " ".join(m.value for m in box.markdown)
+    assert "Fitting the baseline popularity" in steps and "mf_foldin" not in steps
+
+
+def test_whatif_says_a_model_that_ignores_the_ratings_never_adapts():
+    at = compare_on_a_heldout_user(["sample model", "popularity"])
+    at.button(key="wi_compare").click().run()
+    assert not at.exception and not at.error
+    result, _, _ = at.session_state["mr_whatif"]
+    assert result.names == ("sample model", "popularity")
+    table = at.dataframe[1].value
+    said = dict(zip(table["model"], table["stable_after"], strict=True))
+    # popularity's list never moves: it read "0" ratings until stable, the best score
+    assert said["popularity"].startswith("never adapts")
+    assert not said["sample model"].startswith("never adapts")
+
+
+def test_whatif_heatmap_diagonal_runs_from_the_top_left():
+    at = compare_on_a_heldout_user(["sample model", "popularity"])
+    at.button(key="wi_compare").click().run()
+    heat = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert heat["data"][0]["type"] == "heatmap"
+    assert heat["data"][0]["x"] == heat["data"][0]["y"] == ["sample model", "popularity"]
+    # the first model's row on top, so each model meets itself down the top-left diagonal
+    assert heat["layout"]["yaxis"]["autorange"] == "reversed"

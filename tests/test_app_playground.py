@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from app_support import (
@@ -12,12 +14,17 @@ from app_support import (
     write_sample_dir_with_model,
 )
 
+from metarec_core import playground as pg
+from metarec_core.methods import display_name
+
 
 @pytest.fixture(autouse=True)
 def clean_caches():
     clear_streamlit_caches()
+    pg.clear_baseline_cache()
     yield
     clear_streamlit_caches()
+    pg.clear_baseline_cache()
 
 
 @pytest.fixture
@@ -103,9 +110,8 @@ def test_heldout_persona_next_play_and_curves(with_model):
     assert any("Learning curve" in t for t in titles) and any("PCA" in t for t in titles)
     curve = json.loads(charts[1].proto.spec)
     names = {tr["name"] for tr in curve["data"]}
-    assert {"mf_foldin_levels", "user_bias_levels"} <= names and any(
-        "meta-learner" in x for x in names
-    )
+    baselines = {display_name("mf_foldin_levels"), display_name("user_bias_levels")}
+    assert baselines <= names and any("meta-learner" in x for x in names)
     assert len(curve["data"][0]["x"]) == n + 1
 
 
@@ -141,3 +147,118 @@ def test_without_a_shipped_model_one_is_trained_in_the_background(tmp_path, monk
     assert at.session_state["mr_active_model"] == "sample model (quick)"
     assert len(top_titles(at)) == 10
     assert np.isfinite(at.dataframe[0].value["predicted"]).all()
+
+
+def heldout_persona_page():
+    at = playground()
+    at.radio(key="pg_mode").set_value("A held-out real user").run()
+    at.button(key="pg_use_heldout").click().run()
+    assert not at.exception
+    return at, at.session_state["mr_playground"]
+
+
+def test_play_button_reads_pause_while_playing(with_model):
+    at, s = heldout_persona_page()
+    assert at.button(key="pg_play").label == "Play"
+    at.button(key="pg_play").click().run()
+    assert at.session_state["mr_pg_playing"]
+    assert at.button(key="pg_play").label == "Pause"  # read "Play" while playing
+    at.button(key="pg_play").click().run()
+    assert not at.session_state["mr_pg_playing"]
+    assert at.button(key="pg_play").label == "Play"
+
+
+def test_reset_after_the_persona_ran_out_enables_next_and_play_at_once(with_model):
+    at, s = heldout_persona_page()
+    while s.has_next():
+        s.add_next()
+    at.run()
+    assert at.button(key="pg_next").disabled and at.button(key="pg_play").disabled
+    at.button(key="pg_reset").click().run()
+    assert s.items == [] and s.has_next()
+    # one Reset is enough: both were drawn disabled in the Reset's own run
+    assert not at.button(key="pg_next").disabled
+    assert not at.button(key="pg_play").disabled
+    at.button(key="pg_next").click().run()
+    assert len(s.items) == 1
+
+
+def test_who_is_rating_survives_a_visit_to_another_page(with_model):
+    at, s = heldout_persona_page()
+    at.button(key="pg_next").click().run()
+    at.switch_page("views/whatif.py").run()
+    at.switch_page("views/playground.py").run()
+    assert not at.exception
+    assert at.session_state["mr_playground"].persona is not None
+    assert at.radio(key="pg_mode").value == "A held-out real user"  # was "Me"
+    # and "Me" works from there: the persona goes, the next rating is the only one
+    at.radio(key="pg_mode").set_value("Me").run()
+    s = at.session_state["mr_playground"]
+    assert s.persona is None and s.items == []
+    at.selectbox(key="pg_item").select_index(0)
+    at.button(key="pg_rate").click().run()
+    assert len(s.items) == 1
+
+
+def test_first_open_shows_its_stages_and_fits_baselines_only_for_a_persona(with_model):
+    at = playground()
+    boxes = at.status
+    assert len(boxes) == 1 and boxes[0].state == "complete"
+    assert boxes[0].label.startswith("Preparing the playground: done in")
+    steps = " ".join(m.value for m in boxes[0].markdown)
+    assert "Mapping training users (projection)" in steps and "Adapting the model" in steps
+    entry = at.session_state["mr_models"]["sample model"]
+    data = at.session_state["mr_data"].data
+    split = (data, entry.train_users, entry.val_users)
+    # nothing on the page needs the baselines yet: none was fitted
+    assert pg.missing_baselines(*split) == list(pg.PLAYGROUND_BASELINES)
+    assert at.session_state["mr_playground"].baselines == {}
+    at.run()
+    assert not at.status  # prepared once
+    at.radio(key="pg_mode").set_value("A held-out real user").run()
+    at.button(key="pg_use_heldout").click().run()
+    assert not at.exception
+    labels = [b.label for b in at.status]
+    assert len(labels) == 1 and labels[0].startswith("Preparing the learning curve: done in")
+    steps = " ".join(m.value for m in at.status[0].markdown)
+    assert all(f"Fitting the baseline {n}" in steps for n in pg.PLAYGROUND_BASELINES)
+    assert pg.missing_baselines(*split) == []
+    assert tuple(at.session_state["mr_playground"].baselines) == pg.PLAYGROUND_BASELINES
+    # another session on the same data and split finds them fitted: no stage to show
+    other = new_app()
+    other.switch_page("views/playground.py").run()
+    other.radio(key="pg_mode").set_value("A held-out real user").run()
+    other.button(key="pg_use_heldout").click().run()
+    assert not other.exception and not other.status
+    assert tuple(other.session_state["mr_playground"].baselines) == pg.PLAYGROUND_BASELINES
+
+
+def test_since_last_column_is_not_clipped(with_model):
+    at = playground()
+    table = at.dataframe[0]
+    width = json.loads(table.proto.columns)["movement"]["width"]
+    # the header "Since last" (+ its help icon) needs ~100 px; an auto width fits "new" / "↑ 2"
+    assert (isinstance(width, int) and width >= 100) or width in ("medium", "large")
+    # and it is not the last column, which a table wider than the page column cuts off
+    order = list(table.proto.column_order)
+    assert order.index("movement") < order.index("title") < order.index("genres")
+    assert order[-1] == "genres"
+
+
+def test_a_personas_ratings_are_not_listed_as_yours(with_model):
+    at = playground()
+    at.selectbox(key="pg_item").select_index(0)
+    at.button(key="pg_rate").click().run()
+    assert "Your ratings" in [h.value for h in at.subheader]
+    at.radio(key="pg_mode").set_value("A held-out real user").run()
+    at.button(key="pg_use_heldout").click().run()
+    at.button(key="pg_next").click().run()
+    at.button(key="pg_next").click().run()
+    heads = [h.value for h in at.subheader]
+    assert "Your ratings" not in heads and "The persona's ratings" in heads
+    # a rating by hand beside the persona's: the table says who gave which
+    at.selectbox(key="pg_item").select_index(0)
+    at.button(key="pg_rate").click().run()
+    heads = [h.value for h in at.subheader]
+    assert "Your ratings" not in heads and "Ratings so far" in heads
+    assert at.dataframe[1].value["by"].tolist() == ["persona", "persona", "you"]

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.usefixtures("small_sample")
 def test_uploads_models_and_jobs_stay_in_their_session():
     a, b = new_app(), new_app()
     # A uploads its own data
+    a.switch_page("views/data.py").run()
     a.radio(key="data_source").set_value("Upload a file").run()
     a.file_uploader(key="upload_ratings").set_value(
         ("private.csv", ratings_csv(n_users=30, n_items=40, per_user=15, seed=5), "text/csv")

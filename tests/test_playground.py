@@ -230,3 +230,82 @@ def test_playground_baselines_are_the_level_versions(data, split):
     assert tuple(fitted) == pg.PLAYGROUND_BASELINES
     assert {"mf_foldin_levels", "user_bias_levels", "popularity"} == set(fitted)
     assert all(m.fitted_ for m in fitted.values())
+
+
+def test_baselines_are_fitted_once_per_dataset_and_split(data, split, monkeypatch):
+    pg.clear_baseline_cache()
+    fits: list[str] = []
+    real = pg.fit_baselines
+
+    def counting(d, train, val, names=pg.PLAYGROUND_BASELINES):
+        fits.extend(names)
+        return real(d, train, val, names)
+
+    monkeypatch.setattr(pg, "fit_baselines", counting)
+    stages: list[tuple[str, int, int]] = []
+    args = (data, split.train_users, split.val_users)
+    assert pg.missing_baselines(*args) == list(pg.PLAYGROUND_BASELINES)
+    one = pg.cached_baselines(*args, ["popularity"], on_fit=lambda *a: stages.append(a))
+    assert fits == ["popularity"] and stages == [("popularity", 0, 1)]
+    assert pg.missing_baselines(*args) == ["mf_foldin_levels", "user_bias_levels"]
+    both = pg.cached_baselines(*args, on_fit=lambda *a: stages.append(a))
+    assert tuple(both) == pg.PLAYGROUND_BASELINES
+    assert both["popularity"] is one["popularity"]  # cached, not refitted
+    assert fits == ["popularity", "mf_foldin_levels", "user_bias_levels"]
+    assert stages[1:] == [("mf_foldin_levels", 0, 2), ("user_bias_levels", 1, 2)]
+    again = pg.cached_baselines(*args, on_fit=lambda *a: stages.append(a))
+    assert (
+        len(fits) == 3
+        and len(stages) == 3
+        and again["mf_foldin_levels"] is both["mf_foldin_levels"]
+    )
+    # another split or other data content is another entry
+    pg.cached_baselines(data, split.train_users[1:], split.val_users, ["popularity"])
+    other = tiny_dataset(seed=1)
+    pg.cached_baselines(other, split.train_users, split.val_users, ["popularity"])
+    assert fits[3:] == ["popularity", "popularity"]
+    pg.clear_baseline_cache()
+
+
+def test_baseline_cache_is_bounded(data, split, monkeypatch):
+    pg.clear_baseline_cache()
+    monkeypatch.setattr(pg, "BASELINE_CACHE_SIZE", 2)
+    for k in range(4):
+        pg.cached_baselines(data, split.train_users[k:], split.val_users, ["popularity"])
+    assert len(pg._cache) == 2
+    assert pg.missing_baselines(data, split.train_users, split.val_users, ["popularity"])
+    pg.clear_baseline_cache()
+
+
+def test_baselines_can_join_a_session_later(data, split, fitted):
+    # the playground opens without baselines (they only feed a persona's learning curve)
+    persona = pg.heldout_persona(data, int(pg.heldout_candidates(data, split.val_users)[0]))
+    s = pg.PlaygroundSession(data, fitted["mf_foldin"], model_name="mf", persona=persona)
+    s.add_next()
+    s.add_next()
+    assert [set(p.mae) for p in s.curve] == [{"mf"}] * 3
+    s.set_baselines({"user_bias": fitted["user_bias"]})
+    assert [set(p.mae) for p in s.curve] == [{"mf", "user_bias"}] * 3
+    full = pg.learning_curve(
+        s.methods(), *s.support(), persona.hidden_items, persona.hidden_ratings
+    )
+    for a, b in zip(s.curve, full, strict=True):
+        assert a.mae == pytest.approx(b.mae)
+    with pytest.raises(ValueError, match="also a baseline"):
+        s.set_baselines({"mf": fitted["user_bias"]})
+
+
+def test_session_tells_the_personas_ratings_from_the_persons(data, fitted):
+    persona = pg.taste_persona(data, ["Comedy"], ["Drama"], n_reveal=4, n_hidden=5)
+    s = pg.PlaygroundSession(data, fitted["user_bias"], persona=persona)
+    s.add_next()
+    mine = next(i for i in range(data.n_items) if i not in persona.reveal_items)
+    s.add_rating(mine, 2.0)
+    s.add_next()
+    assert s.from_persona == [True, False, True]
+    s.add_rating(int(persona.reveal_items[0]), 1.0)  # re-rated by hand: now the person's
+    assert s.from_persona == [False, False, True]
+    s.remove_rating(mine)
+    assert s.from_persona == [False, True]
+    s.reset()
+    assert s.from_persona == []

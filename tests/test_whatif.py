@@ -45,22 +45,48 @@ def test_overlap():
 
 
 @pytest.mark.parametrize(
-    ("lists", "expected"),
+    ("lists", "kind", "after"),
     [
-        ([[1, 2], [3, 4], [5, 6], [5, 6], [5, 6]], 2),  # settled after 2 ratings
-        ([[1, 2], [1, 2], [1, 2]], 0),  # never changed
-        ([[1, 2], [5, 6], [1, 2], [3, 4]], None),  # changed at the last rating
-        ([[1, 2]], None),  # no ratings
+        ([[1, 2], [3, 4], [5, 6], [5, 6], [5, 6]], "settled", 2),  # settled after 2 ratings
+        ([[1, 2], [3, 4], [3, 4]], "settled", 1),  # one rating confirms the change
+        ([[1, 2], [2, 1], [1, 2]], "never_adapts", None),  # same items throughout (order aside)
+        ([[1, 2], [1, 2], [1, 2]], "never_adapts", None),  # ignores the ratings: not "0"
+        ([[1, 2], [1, 2]], "never_adapts", None),
+        ([[1, 2], [5, 6], [1, 2], [3, 4]], "changing", None),  # changed at the last rating
+        ([[1, 2], [3, 4], [1, 2]], "changing", None),  # back to the first list: still moving
+        ([[1, 2], [1, 2], [3, 4]], "changing", None),  # moved only at the last rating
+        ([[1, 2]], "no_ratings", None),
     ],
 )
-def test_stable_after(lists, expected):
-    assert whatif.stable_after([np.array(x) for x in lists]) == expected
+def test_stability(lists, kind, after):
+    tops = [np.array(x) for x in lists]
+    assert whatif.stability(tops) == whatif.Stability(kind, after)
+    assert whatif.stable_after(tops) == after
 
 
-def test_stable_after_threshold():
+def test_a_list_that_never_moves_is_not_the_fastest_to_settle():
+    # the reported bug: a model whose top-10 never changed scored 0 ratings, best of all
+    frozen = [np.arange(10)] * 6
+    moving = [np.arange(10), np.arange(10) + 5, *[np.arange(10) + 20] * 4]
+    assert whatif.stability(frozen).kind == "never_adapts"
+    assert whatif.stable_after(frozen) is None
+    assert whatif.stability(moving) == whatif.Stability("settled", 2)
+
+
+def test_kept_from_previous_is_the_overlap_with_the_list_before():
+    tops = [np.array(x) for x in ([1, 2, 3, 4], [1, 2, 3, 9], [1, 2, 3, 9], [5, 6, 7, 8])]
+    assert whatif.kept_from_previous(tops) == [0.75, 1.0, 0.0]
+
+
+def test_stability_threshold():
     lists = [np.array(x) for x in ([1, 2, 3, 4], [1, 2, 3, 9], [1, 2, 3, 5], [1, 2, 3, 4])]
-    assert whatif.stable_after(lists, threshold=1.0) is None
-    assert whatif.stable_after(lists, threshold=0.75) == 0
+    assert whatif.stability(lists, threshold=1.0).kind == "changing"
+    # every rating keeps 3 of 4: within a 0.75 threshold it settled at once, but it did adapt
+    assert whatif.stability(lists, threshold=0.75) == whatif.Stability("settled", 0)
+    lists[2] = np.array([1, 2, 7, 8])  # keeps 2 of 4 at rating 2, then 2 of 4 again at 3
+    assert whatif.stability(lists, threshold=0.75).kind == "changing"
+    lists[3] = np.array([1, 2, 7, 9])
+    assert whatif.stability(lists, threshold=0.75) == whatif.Stability("settled", 2)
 
 
 def test_prefix_top_lists_match_adapt(data, models, persona):
@@ -89,9 +115,16 @@ def test_compare_models(data, models, persona):
         others = set().union(*(set(c.top[o]) for o in c.names if o != name))
         assert set(c.only_in[name]) == set(c.top[name]) - others
         assert set(c.in_all) <= set(c.top[name])
-    # popularity ignores the user's ratings: its list never changes
-    assert c.stable_at["popularity"] == 0
+    # popularity ignores the user's ratings: its list never changes, which is not settling
+    assert c.stability["popularity"] == whatif.Stability("never_adapts")
+    assert c.stable_at["popularity"] is None
     assert c.overlap_with_final["popularity"] == [1.0] * 9
+    assert c.kept["popularity"] == [1.0] * 8
+    # mf_foldin adapts to the ratings: its list moves
+    assert c.stability["mf_foldin"].kind in ("settled", "changing")
+    assert min(c.kept["mf_foldin"]) < 1.0
+    for name in c.names:
+        assert len(c.kept[name]) == 8
     # the scores are those of each model's list
     a = pick["user_bias"].adapt(items, ratings)
     np.testing.assert_allclose(c.scores["user_bias"], a.scores[c.top["user_bias"]])

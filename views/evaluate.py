@@ -9,9 +9,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import app_state as state
+from metarec_core import glossary
 from metarec_core.evaluate import ROW_COLUMNS, EvalConfig, report_rows_csv
 from metarec_core.jobs import EvaluationJob
-from metarec_core.methods import BASELINES, META_LEARNERS, available_methods
+from metarec_core.methods import BASELINES, META_LEARNERS, available_methods, display_name
 
 PALETTE = [
     "#4c6ef5",
@@ -44,9 +45,12 @@ def _rgba(hex_color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
-def curve_figure(report: dict, metric: str, ytitle: str) -> go.Figure:
-    """One line per method over support size, with its 95% CI band when the report has one."""
+def curve_figure(report: dict, metric: str, ytitle: str, title: str = "") -> go.Figure | None:
+    """One line per method over support size, with its 95% CI band when the report has one;
+    None when no row has `metric` (e.g. only ranking methods: no error to draw)."""
     rows = [r for r in report["rows"] if r.get(metric) is not None]
+    if not rows:
+        return None
     methods = list(dict.fromkeys(r["method"] for r in rows))
     fig = go.Figure()
     melu = report["protocol"].get("name") == "melu"
@@ -68,7 +72,8 @@ def curve_figure(report: dict, metric: str, ytitle: str) -> go.Figure:
                     array=[c[1] - y for c, y in zip(ci, ys, strict=True)],
                     arrayminus=[y - c[0] for c, y in zip(ci, ys, strict=True)],
                 )
-            fig.add_bar(x=[m], y=ys, name=m, marker_color=color, error_y=err)
+            label = state.chart_text(display_name(m))
+            fig.add_bar(x=[label], y=ys, name=label, marker_color=color, error_y=err)
             continue
         if all(c and None not in c for c in ci):
             fig.add_scatter(
@@ -82,20 +87,81 @@ def curve_figure(report: dict, metric: str, ytitle: str) -> go.Figure:
                 showlegend=False,
                 name=f"{m} 95% CI",
             )
-        fig.add_scatter(x=xs, y=ys, name=m, mode="lines+markers", line=dict(color=color))
+        fig.add_scatter(
+            x=xs,
+            y=ys,
+            name=state.chart_text(display_name(m)),
+            mode="lines+markers",
+            line=dict(color=color),
+        )
     fig.update_layout(
-        xaxis_title="Support size k (ratings of the new user)"
-        if not melu
-        else "Method (MeLU protocol)",
+        # short axis titles: a long one is cut where it runs past the plot's height
+        title=dict(text=title, x=0, xanchor="left"),
+        xaxis_title="Ratings seen from the new user (k)" if not melu else "Method (MeLU set-up)",
         yaxis_title=ytitle,
-        height=380,
-        margin=dict(t=30, b=40, l=60, r=10),
+        height=400,
+        margin=dict(t=50, b=40, l=60, r=10),
         legend=dict(orientation="h", y=-0.2),
     )
     if categorical and not melu:
         fig.update_xaxes(type="category", categoryorder="array", categoryarray=list(map(str, ks)))
     elif not melu:
-        fig.update_xaxes(type="log", tickvals=ks)
+        # explicit ticks at the k evaluated: Plotly's own log ticks read "1 2 5 10 2 5 100 2"
+        fig.update_xaxes(type="log", tickmode="array", tickvals=ks, ticktext=[str(k) for k in ks])
+    return fig
+
+
+def unique_pairs(paired: list[dict]) -> list[dict]:
+    """Each (method, vs, k) comparison once: the core compares every method with the best
+    other, so the two best appear both ways (A − B and B − A); the row kept is the one whose
+    `vs` is the better method (a difference ≥ 0 reads "how much worse than the best")."""
+    seen: dict[tuple, dict] = {}
+    for p in paired:
+        key = (frozenset((p["method"], p["vs"])), str(p["support"]))
+        other = seen.get(key)
+        if other is None or (other["mae_diff"] or 0) < 0 <= (p["mae_diff"] or 0):
+            seen[key] = p
+    return list(seen.values())
+
+
+def forest_figure(pairs: list[dict]) -> go.Figure:
+    """The paired MAE differences with their 95% CIs, one row per comparison, 0 marked."""
+    labels = [
+        state.chart_text(
+            f"{display_name(p['method'])} vs {display_name(p['vs'])}, k={p['support']}"
+        )
+        for p in pairs
+    ]
+    diffs = [p["mae_diff"] for p in pairs]
+    lo = [p["ci95"][0] for p in pairs]
+    hi = [p["ci95"][1] for p in pairs]
+    ok = [None not in (d, a, b) for d, a, b in zip(diffs, lo, hi, strict=True)]
+    clear = [o and (a > 0 or b < 0) for o, a, b in zip(ok, lo, hi, strict=True)]
+    fig = go.Figure(
+        go.Scatter(
+            x=diffs,
+            y=labels,
+            mode="markers",
+            marker=dict(size=10, color=["#e03131" if c else "#495057" for c in clear]),
+            error_x=dict(
+                type="data",
+                symmetric=False,
+                array=[b - d if o else 0 for d, b, o in zip(diffs, hi, ok, strict=True)],
+                arrayminus=[d - a if o else 0 for d, a, o in zip(diffs, lo, ok, strict=True)],
+                thickness=2,
+            ),
+            hovertemplate="%{y}: %{x:+.4f}<extra></extra>",
+            showlegend=False,
+        )
+    )
+    fig.add_vline(x=0, line_dash="dash", line_color="#868e96")
+    fig.update_layout(
+        title=dict(text="Head-to-head differences in average error", x=0, xanchor="left"),
+        xaxis_title="Difference in average error (MAE), 95% CI: below 0, the first is better",
+        yaxis=dict(autorange="reversed"),
+        height=max(220, 60 + 32 * len(pairs)),
+        margin=dict(t=50, b=50, l=10, r=10),
+    )
     return fig
 
 
@@ -103,9 +169,10 @@ def show_report(report: dict) -> None:
     p = report["protocol"]
     if p.get("name") == "kshot":
         st.caption(
-            f"k-shot protocol: {p['folds']} folds, {p['test_users']:,} test users "
-            f"(with at least {p['min_ratings']} ratings; {p['left_out']:,} left out), query "
-            f"{p['query']}, seed {p['seed']}. Bands: bootstrap 95% CI of the mean."
+            f"After k ratings (k-shot protocol: {p['folds']} folds), {p['test_users']:,} test "
+            f"users with at least {p['min_ratings']} ratings ({p['left_out']:,} left out), "
+            f"{p['query']} hidden ratings each, seed {p['seed']}. Shaded bands: the 95% range "
+            "of each average (bootstrap CI)."
             + (
                 f" {p['train_seeds_note'][:1].upper()}{p['train_seeds_note'][1:]}."
                 if p.get("train_seeds_note")
@@ -115,17 +182,35 @@ def show_report(report: dict) -> None:
     else:
         st.caption(state.plain(f"MeLU protocol: {json.dumps(p)}"))
     c1, c2 = st.columns(2)
-    c1.plotly_chart(
-        curve_figure(report, "mae", "MAE (rating units, lower is better)"),
-        key="eval_mae_chart",
-        width="stretch",
-    )
-    c2.plotly_chart(
-        curve_figure(report, "ndcg@5", "nDCG@5 (higher is better)"),
-        key="eval_ndcg_chart",
-        width="stretch",
-    )
+    for col, metric, title, ytitle, key, empty, term in (
+        (
+            c1,
+            "mae",
+            "Average error: lower is better",
+            "Average error (MAE)",
+            "eval_mae_chart",
+            "No method here predicts ratings: no error to draw.",
+            "MAE",
+        ),
+        (
+            c2,
+            "ndcg@5",
+            "Quality of the top 5: higher is better",
+            "Top-5 quality (nDCG@5)",
+            "eval_ndcg_chart",
+            "No method here ranks items: no top-5 quality to draw.",
+            "nDCG@5",
+        ),
+    ):
+        fig = curve_figure(report, metric, ytitle, title)
+        if fig is None:
+            col.caption(empty)
+        else:
+            col.plotly_chart(fig, key=key, width="stretch")
+            col.caption(glossary.lookup(term).meaning, help=glossary.help_text(term))
     table = pd.DataFrame(report["rows"])
+    if "method" in table:
+        table["method"] = table["method"].map(display_name)
     cols = [c for c in ROW_COLUMNS if c in table]
     st.subheader("Results", anchor=False)
     st.dataframe(
@@ -135,46 +220,65 @@ def show_report(report: dict) -> None:
         width="stretch",
         column_config={
             "method": st.column_config.TextColumn("Method"),
-            "support": st.column_config.TextColumn("Support k"),
+            "support": st.column_config.TextColumn(
+                "Ratings seen (k)", help=glossary.help_text("k-shot")
+            ),
             "users": st.column_config.NumberColumn("Users"),
-            "mae": st.column_config.NumberColumn("MAE", format="%.4f"),
-            "rmse": st.column_config.NumberColumn("RMSE", format="%.4f"),
-            "ndcg@3": st.column_config.NumberColumn("nDCG@3", format="%.4f"),
-            "ndcg@5": st.column_config.NumberColumn("nDCG@5", format="%.4f"),
-            "recall@10": st.column_config.NumberColumn("Recall@10", format="%.4f"),
+            "mae": st.column_config.NumberColumn(
+                "MAE", format="%.4f", help=glossary.help_text("MAE")
+            ),
+            "rmse": st.column_config.NumberColumn(
+                "RMSE", format="%.4f", help=glossary.help_text("RMSE")
+            ),
+            "ndcg@3": st.column_config.NumberColumn(
+                "nDCG@3", format="%.4f", help="Like nDCG@5, for the first 3 recommendations."
+            ),
+            "ndcg@5": st.column_config.NumberColumn(
+                "nDCG@5", format="%.4f", help=glossary.help_text("nDCG@5")
+            ),
+            "recall@10": st.column_config.NumberColumn(
+                "Recall@10", format="%.4f", help=glossary.help_text("recall@10")
+            ),
             "seconds": st.column_config.NumberColumn(
                 "Seconds", format="%.2f", help="fit + scoring time"
             ),
         },
     )
     if report.get("paired"):
-        st.subheader("Paired differences", anchor=False)
+        pairs = unique_pairs(report["paired"])
+        st.subheader("Head-to-head", anchor=False)
         st.caption(
-            "Per user MAE(method) − MAE(best other method) at the same k, with a paired bootstrap "
-            "95% CI: negative = better; an interval excluding 0 is unlikely to be noise."
+            "Each method against the best other one at the same k, user by user on the same "
+            "hidden ratings: the difference in average error with its 95% range. Below 0 the "
+            "first is better; a range that does not cross 0 (red) is unlikely to be noise.",
+            help=glossary.help_text("paired difference") + " " + glossary.help_text("95% CI"),
         )
-        paired = pd.DataFrame(report["paired"])
+        st.plotly_chart(forest_figure(pairs), key="eval_forest_chart", width="stretch")
+        paired = pd.DataFrame(pairs)
+        paired["method"] = paired["method"].map(display_name)
+        paired["vs"] = paired["vs"].map(display_name)
         paired["ci_low"] = [c[0] for c in paired["ci95"]]
         paired["ci_high"] = [c[1] for c in paired["ci95"]]
         paired["significant"] = [
             lo is not None and hi is not None and (lo > 0 or hi < 0)
             for lo, hi in zip(paired["ci_low"], paired["ci_high"], strict=True)
         ]
-        st.dataframe(
-            paired[["method", "vs", "support", "mae_diff", "ci_low", "ci_high", "significant"]],
-            key="eval_paired",
-            hide_index=True,
-            width="stretch",
-            column_config={
-                "method": st.column_config.TextColumn("Method"),
-                "vs": st.column_config.TextColumn("Versus"),
-                "support": st.column_config.TextColumn("Support k"),
-                "mae_diff": st.column_config.NumberColumn("MAE difference", format="%+.4f"),
-                "ci_low": st.column_config.NumberColumn("95% CI low", format="%+.4f"),
-                "ci_high": st.column_config.NumberColumn("95% CI high", format="%+.4f"),
-                "significant": st.column_config.CheckboxColumn("CI excludes 0"),
-            },
-        )
+        with st.expander("The differences as a table"):
+            st.dataframe(
+                paired[["method", "vs", "support", "mae_diff", "ci_low", "ci_high", "significant"]],
+                key="eval_paired",
+                hide_index=True,
+                width="stretch",
+                column_config={
+                    "method": st.column_config.TextColumn("Method"),
+                    "vs": st.column_config.TextColumn("Versus"),
+                    "support": st.column_config.TextColumn("Ratings seen (k)"),
+                    "mae_diff": st.column_config.NumberColumn("Difference", format="%+.4f"),
+                    "ci_low": st.column_config.NumberColumn("95% range low", format="%+.4f"),
+                    "ci_high": st.column_config.NumberColumn("95% range high", format="%+.4f"),
+                    "significant": st.column_config.CheckboxColumn("Excludes 0"),
+                },
+            )
     d1, d2 = st.columns(2)
     d1.download_button(
         "Download report (JSON)",
@@ -197,10 +301,11 @@ def show_report(report: dict) -> None:
 st.title("Evaluate")
 active = state.require_data()
 st.caption(
-    "User-cold evaluation: users are split into folds; a test fold's users are never seen in "
-    "training. Each test user's first k ratings are the support, the last ones the query. "
-    "Meta-learners are trained once per fold and training run (minutes on a CPU); baselines take "
-    "seconds."
+    "How well does each method do for brand-new users? Users are split into groups (folds); a "
+    "test group's users are never seen in training. Each method sees a test user's first k "
+    "ratings and is scored on other, hidden ones. Meta-learners are trained once per fold and "
+    "training run (minutes on a CPU); the other methods take seconds.",
+    help=glossary.help_text("support set") + " " + glossary.help_text("query set"),
 )
 
 job = state.jobs().get("eval")
@@ -212,26 +317,39 @@ with st.form("eval_form"):
         available_methods(),
         default=["item_mean", "user_bias", "mf_foldin", "user_bias_levels", "popularity"],
         key="eval_methods",
-        help=f"Baselines: {', '.join(BASELINES)}. Meta-learners: {', '.join(META_LEARNERS)}.",
+        format_func=display_name,
+        help=f"Baselines: {', '.join(BASELINES)}. Meta-learners: {', '.join(META_LEARNERS)}. "
+        "The Glossary page says what each does.",
     )
     c = st.columns(6)
     support = c[0].text_input(
-        "Support sizes k",
+        "Ratings seen (k)",
         "1,3,5,10,20",
         key="eval_support",
-        help="Comma-separated. 0 scores each model's prior, before the user's first rating: "
-        "the gap from k=0 to k=1 is what one rating is worth.",
+        help=glossary.help_text(
+            "k-shot",
+            "How many ratings of each test user the methods see, comma-separated. 0 scores each "
+            "model's guess before the user's first rating: the gap from k=0 to k=1 is what one "
+            "rating is worth. Also called support sizes.",
+        ),
     )
     query = c[1].number_input(
-        "Query ratings", 1, 100, 10, key="eval_query", help="Hidden ratings per test user"
+        "Hidden ratings",
+        1,
+        100,
+        10,
+        key="eval_query",
+        help=glossary.help_text("query set", "Ratings per test user kept hidden to score."),
     )
     folds = c[2].number_input("Folds", 2, 10, 5, key="eval_folds")
     seed = c[3].number_input("Seed", 0, 2**31 - 1, 0, key="eval_seed")
     protocol = c[4].selectbox(
-        "Protocol",
+        "Set-up",
         ["kshot", "melu"],
         key="eval_protocol",
-        help="melu: users with 13-100 ratings, support = all but 10",
+        format_func={"kshot": "After k ratings", "melu": "MeLU paper's split"}.get,
+        help="After k ratings (protocol kshot): every test user is scored after each k. MeLU "
+        "paper's split (protocol melu): users with 13-100 ratings, all but 10 ratings seen.",
     )
     train_seeds = c[5].number_input(
         "Training runs",

@@ -9,10 +9,17 @@ import streamlit as st
 
 import app_state as state
 from metarec_core import playground as pg
+from metarec_core.demo import demo_persona
+from metarec_core.methods import display_name
+from ui_progress import run_stages
 
 PLAY_INTERVAL_S = 1.0
 K_PLAYING = "mr_pg_playing"
 K_MESSAGE = "mr_pg_message"
+# The "Who is rating?" choice outlives the radio: Streamlit drops a widget's state on runs that
+# do not draw it (another page), and the radio would come back as "Me" beside a persona.
+K_MODE = "mr_pg_mode"
+MODES = ("Me", "A held-out real user", "A taste persona")
 COLORS = {"mf_foldin_levels": "#2f9e44", "user_bias_levels": "#f08c00", "popularity": "#868e96"}
 
 
@@ -20,38 +27,84 @@ COLORS = {"mf_foldin_levels": "#2f9e44", "user_bias_levels": "#f08c00", "popular
 
 
 def get_session(entry: state.ModelEntry, data) -> pg.PlaygroundSession:
-    """This browser session's playground for the active model (built on first use)."""
+    """This browser session's playground for the active model (built on first use).
+
+    Only what the page shows at once is prepared here: the map of training users and the
+    model's start. The baselines feed a persona's learning curve and are fitted when a persona
+    is picked (`ensure_baselines`).
+    """
     s = st.session_state.get(state.K_PLAYGROUND)
     if s is not None and s.model is entry.model and s.data is data:
         return s
-    with st.spinner("Preparing the playground: fitting the baselines and mapping training users…"):
-        baselines = state.baseline_entries(entry, data)
-        projection = state.projection_for(entry, data)
-        s = pg.PlaygroundSession(
-            data,
-            entry.model,
-            model_name=entry.name,
-            baselines=dict(baselines),
-            projection=projection,
+    made: dict[str, pg.PlaygroundSession] = {}
+    stages = []
+    if not entry.projection_done:
+        stages.append(
+            ("Mapping training users (projection)", lambda: state.projection_for(entry, data))
         )
+
+    def start() -> None:
+        made["s"] = pg.PlaygroundSession(
+            data, entry.model, model_name=entry.name, projection=state.projection_for(entry, data)
+        )
+
+    stages.append(("Adapting the model to a user with no ratings", start))
+    run_stages("Preparing the playground", stages)
+    s = made["s"]
     st.session_state[state.K_PLAYGROUND] = s
     st.session_state[K_PLAYING] = False
     return s
+
+
+def ensure_baselines(s: pg.PlaygroundSession, entry: state.ModelEntry, data) -> None:
+    """Give `s` its baselines (fitted once per dataset and split for the whole server)."""
+    names = pg.PLAYGROUND_BASELINES
+    if tuple(s.baselines) == names:
+        return
+    args = (data, entry.train_users, entry.val_users)
+    run_stages(
+        "Preparing the learning curve",
+        [
+            (f"Fitting the baseline {name}", lambda n=name: pg.cached_baselines(*args, [n]))
+            for name in pg.missing_baselines(*args, names)
+        ],
+    )
+    s.set_baselines(pg.cached_baselines(*args, names))
 
 
 def _say(kind: str, text: str) -> None:
     st.session_state[K_MESSAGE] = (kind, text)
 
 
+def _session() -> pg.PlaygroundSession:
+    return st.session_state[state.K_PLAYGROUND]
+
+
 def _use_persona(make) -> None:
     """Start over as the persona `make()` builds (stops Play)."""
     st.session_state[K_PLAYING] = False
-    _act(lambda: session.set_persona(make()))
+    _act(lambda: _session().set_persona(make()))
 
 
 def _on_mode() -> None:
+    st.session_state[K_MODE] = st.session_state["pg_mode"]
     if st.session_state["pg_mode"] == "Me":
         _use_persona(lambda: None)
+
+
+# Button callbacks change the state before the page is drawn, so the buttons drawn in that
+# same run show it (a Play label, a Next button enabled again after Reset).
+def _on_next() -> None:
+    _act(_session().add_next)
+
+
+def _on_play() -> None:
+    st.session_state[K_PLAYING] = not st.session_state.get(K_PLAYING, False)
+
+
+def _on_reset() -> None:
+    st.session_state[K_PLAYING] = False
+    _act(_session().reset)
 
 
 def _act(fn, *args) -> None:
@@ -102,7 +155,7 @@ def learning_chart(curve: list[pg.CurvePoint], metric: str, model_name: str) -> 
         fig.add_scatter(
             x=xs,
             y=ys,
-            name=state.chart_text(f"{name} (meta-learner)" if is_model else name),
+            name=state.chart_text(f"{name} (meta-learner)" if is_model else display_name(name)),
             mode="lines+markers",
             line=dict(
                 width=3 if is_model else 1.5, color="#4c6ef5" if is_model else COLORS.get(name)
@@ -191,6 +244,17 @@ if entry is None:
     st.stop()
 
 session = get_session(entry, data)
+# The home page's one-click demo (state.K_DEMO = n): the most active held-out user replays their
+# first n ratings by itself, next to the baselines.
+if (demo_n := st.session_state.pop(state.K_DEMO, None)) is not None:
+    try:
+        demo = demo_persona(data, entry.heldout_users, int(demo_n))
+    except ValueError as e:
+        _say("warning", f"The demo cannot run on this model: {e}")
+    else:
+        st.session_state["pg_mode"] = st.session_state[K_MODE] = MODES[1]
+        _use_persona(lambda: demo)
+        st.session_state[K_PLAYING] = True
 st.caption(
     f"Model: {state.plain(entry.name)} ({state.plain(entry.source)}). A brand-new user starts "
     "with no ratings; after every rating the model adapts from its meta-learned start."
@@ -200,9 +264,11 @@ left, right = st.columns([1, 2], gap="large")
 
 with left:
     st.subheader("Who is rating?", anchor=False)
+    if "pg_mode" not in st.session_state:  # back from another page: the radio lost its state
+        st.session_state["pg_mode"] = st.session_state.get(K_MODE, MODES[0])
     mode = st.radio(
         "Who is rating?",
-        ["Me", "A held-out real user", "A taste persona"],
+        MODES,
         key="pg_mode",
         label_visibility="collapsed",
         horizontal=True,
@@ -216,6 +282,7 @@ with left:
             key="pg_heldout_user",
         )
         if user is not None and st.button("Use this persona", key="pg_use_heldout"):
+            ensure_baselines(session, entry, data)
             _use_persona(lambda: pg.heldout_persona(data, user, seed=0))
     elif mode == "A taste persona":
         genres = list(data.items.genre_names) if data.items is not None else []
@@ -230,6 +297,7 @@ with left:
                 "Dislikes", genres, default=list(sugg[0][1]) if sugg else [], key="pg_dislikes"
             )
             if st.button("Use this persona", key="pg_use_taste"):
+                ensure_baselines(session, entry, data)
                 _use_persona(
                     lambda: pg.taste_persona(
                         data, likes, dislikes, train_users=entry.train_users, seed=0
@@ -280,22 +348,22 @@ with left:
         )
 
     if session.persona is not None:
+        ensure_baselines(session, entry, data)  # e.g. a persona kept from before a code reload
         st.subheader("Let the persona rate", anchor=False)
         c1, c2, c3 = st.columns([2, 1, 1])
-        if c1.button("Add next rating", key="pg_next", disabled=not session.has_next()):
-            _act(session.add_next)
+        c1.button(
+            "Add next rating", key="pg_next", disabled=not session.has_next(), on_click=_on_next
+        )
         playing = st.session_state.get(K_PLAYING, False)
-        if c2.button(
+        c2.button(
             "Pause" if playing else "Play",
             key="pg_play",
             disabled=not session.has_next() and not playing,
-        ):
-            st.session_state[K_PLAYING] = not playing
-        if c3.button("Reset", key="pg_reset"):
-            st.session_state[K_PLAYING] = False
-            _act(session.reset)
-    elif st.button("Reset", key="pg_reset"):
-        _act(session.reset)
+            on_click=_on_play,
+        )
+        c3.button("Reset", key="pg_reset", on_click=_on_reset)
+    else:
+        st.button("Reset", key="pg_reset", on_click=_on_reset)
 
 playing = bool(st.session_state.get(K_PLAYING)) and session.persona is not None
 
@@ -325,6 +393,9 @@ with right:
             key="pg_top",
             hide_index=True,
             width="stretch",
+            # short columns first: a table wider than its column scrolls, and the last one was
+            # cut ("Since…"); now only the long genres can be
+            column_order=("rank", "movement", "predicted", "title", "genres"),
             column_config={
                 "rank": st.column_config.NumberColumn("Rank", width="small"),
                 "title": st.column_config.TextColumn("Title"),
@@ -334,8 +405,9 @@ with right:
                     format="%.2f",
                     help="Expected rating on the dataset's scale (the model's mean prediction)",
                 ),
+                # wide enough for its header: the values ("new", "↑ 2") are narrower than it
                 "movement": st.column_config.TextColumn(
-                    "Since last", help="new, ↑ places up, ↓ places down, = same"
+                    "Since last", width=100, help="new, ↑ places up, ↓ places down, = same"
                 ),
             },
         )
@@ -365,24 +437,33 @@ with right:
                 width="stretch",
             )
         if session.items:
-            st.subheader("Your ratings", anchor=False)
             items, ratings = session.support()
+            table = {
+                "order": np.arange(1, len(items) + 1),
+                "title": [pg.item_label(data, int(i)) for i in items],
+                "rating": ratings,
+            }
+            config = {
+                "order": st.column_config.NumberColumn("#", width="small"),
+                "title": st.column_config.TextColumn("Item"),
+                "rating": st.column_config.NumberColumn("Rating", format="%g ★"),
+            }
+            if session.persona is None:
+                st.subheader("Your ratings", anchor=False)
+            elif all(session.from_persona):
+                st.subheader("The persona's ratings", anchor=False)
+                st.caption(state.plain(session.persona.name))
+            else:
+                st.subheader("Ratings so far", anchor=False)
+                st.caption(state.plain(f"From the persona ({session.persona.name}) and from you."))
+                table["by"] = ["persona" if p else "you" for p in session.from_persona]
+                config["by"] = st.column_config.TextColumn("Rated by", width="small")
             st.dataframe(
-                pd.DataFrame(
-                    {
-                        "order": np.arange(1, len(items) + 1),
-                        "title": [pg.item_label(data, int(i)) for i in items],
-                        "rating": ratings,
-                    }
-                ),
+                pd.DataFrame(table),
                 key="pg_rated",
                 hide_index=True,
                 width="stretch",
-                column_config={
-                    "order": st.column_config.NumberColumn("#", width="small"),
-                    "title": st.column_config.TextColumn("Item"),
-                    "rating": st.column_config.NumberColumn("Rating", format="%g ★"),
-                },
+                column_config=config,
             )
             r1, r2 = st.columns([3, 1])
             gone = r1.selectbox(

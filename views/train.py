@@ -8,64 +8,87 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import app_state as state
-from metarec_core import checkpoint
+from charts import min_span_range
+from metarec_core import checkpoint, glossary
 from metarec_core.jobs import TrainingJob
 from metarec_core.learners import ADAPT_GROUPS, PRESETS, LearnerConfig, preset, resolve_device
+from metarec_core.methods import describe, display_name
 
-PRESET_HELP = {
-    "metasgd": "Meta-SGD: MAML with learned per-parameter inner learning rates (the default).",
-    "maml": "MAML, second order: the outer gradient flows through the inner updates.",
-    "fomaml": "First-order MAML: drops the second-order terms (faster, usually close).",
-    "reptile": "Reptile: moves the start towards each user's adapted weights.",
-    "melu": "MeLU's set-up (Lee et al., 2019): only the decision layers adapt, tiny learning rates.",
-    "finetune": "Ablation: the same network trained by plain regression, adapted at test time.",
-}
 
-# form widget key -> (config field, label, help)
+def _tip(plain: str, term: str) -> str:
+    """A help tooltip: what the control does in plain words, then the glossary's term."""
+    return glossary.help_text(term, plain)
+
+
+# form widget key -> (config field, label in plain words, help with the technical term)
 FIELDS = {
     "train_factors": (
         "factors",
-        "User-state size",
-        "Size of the user vector p_u (and item factors q_i).",
+        "Taste vector size",
+        "How many numbers describe a user's taste. Technical term: user state p_u (and item "
+        "factors q_i), the factors of matrix factorisation.",
     ),
     "train_embedding": (
         "embedding_dim",
-        "Item embedding size",
-        "Item and genre embeddings fed to the decision layers.",
+        "Item vector size",
+        "How many numbers describe an item and its genres for the hidden layers. Technical "
+        "term: item and genre embedding size.",
     ),
     "train_hidden": (
         "hidden",
-        "Decision layers",
-        "Hidden sizes, comma-separated (e.g. 64,64); empty = plain biased MF.",
+        "Hidden layers",
+        "Sizes of the network's hidden layers, comma-separated (e.g. 64,64); empty = plain "
+        "biased matrix factorisation. Technical term: decision layers.",
     ),
-    "train_dropout": ("dropout", "Dropout", "On the decision layers, outer loop only."),
+    "train_dropout": (
+        "dropout",
+        "Dropout",
+        "Share of the hidden layers' units switched off at random while training (outer loop "
+        "only), against over-fitting.",
+    ),
     "train_adapt": (
         "adapt",
-        "Adapted parameters",
-        "What adapts per user: the user vector, the decision layers, or all.",
+        "What adapts to a new user",
+        "Which weights the adaptation steps change for each user: the taste vector, the hidden "
+        "layers, or all. Technical term: adapted parameters.",
     ),
-    "train_inner_steps": ("inner_steps", "Inner steps", "Gradient steps on a new user's ratings."),
+    "train_inner_steps": (
+        "inner_steps",
+        "Adaptation steps",
+        _tip("How many steps fit the model to a new user's ratings.", "inner step"),
+    ),
     "train_inner_lr": (
         "inner_lr",
-        "Inner learning rate",
-        "Step size of the inner loop (Meta-SGD learns it).",
+        "Adaptation step size",
+        _tip("How far each adaptation step moves (Meta-SGD learns it).", "inner learning rate"),
     ),
-    "train_outer_lr": ("outer_lr", "Outer learning rate", "Adam learning rate of the meta-update."),
-    "train_meta_batch": ("meta_batch", "Meta-batch (users)", "Users per meta-step."),
+    "train_outer_lr": (
+        "outer_lr",
+        "Training step size",
+        _tip("Adam's learning rate for the shared starting point.", "outer learning rate"),
+    ),
+    "train_meta_batch": (
+        "meta_batch",
+        "Users per training step",
+        _tip("Training users each step learns from.", "meta-batch"),
+    ),
     "train_steps": (
         "steps",
-        "Meta-steps (max)",
-        "Early stopping on the validation users (query log-loss) usually ends sooner.",
+        "Training steps (max)",
+        _tip(
+            "Stopping early, when the check users' error stops improving, usually ends sooner.",
+            "meta-step",
+        ),
     ),
     "train_eval_every": (
         "eval_every",
-        "Validate every (steps)",
-        "Meta-steps between validation runs.",
+        "Check every (steps)",
+        _tip("Training steps between two measurements on the check users.", "validation users"),
     ),
     "train_patience": (
         "patience",
-        "Patience",
-        "Validation runs without improvement before stopping.",
+        "Patience (checks)",
+        _tip("Checks without improvement before training stops.", "early stopping"),
     ),
     "train_seed": (
         "seed",
@@ -74,10 +97,11 @@ FIELDS = {
     ),
     "train_pretrain": (
         "pretrain",
-        "Start from the finetune solution",
-        "Fit the same network by plain regression first (early-stopped on the validation "
-        "users), then meta-train from there. On for the MAML family, off for MeLU (which "
-        "trains from scratch); finetune ignores it.",
+        "Warm start: plain training first",
+        "Fit the same network by plain regression first (stopped early on the check users), "
+        "then meta-train from there. On for the MAML family, off for MeLU (which trains from "
+        "scratch); ignored by the fine-tuned network. Technical term: start from the finetune "
+        "solution.",
     ),
 }
 
@@ -122,16 +146,33 @@ def _config_from_form() -> LearnerConfig:
     return dataclasses.replace(base, device=st.session_state["train_device"], **values)
 
 
-def _fig(x, y, title: str, ytitle: str, color: str) -> go.Figure:
+VAL_MIN_SPAN = 0.05  # rating units: smaller changes of the validation MAE are drawn flat-ish
+
+
+def _fig(x, y, title: str, ytitle: str, color: str, *, min_span: float | None = None) -> go.Figure:
+    """A training curve; `min_span`: the y axis shows at least that range, so a change of
+    0.004 does not fill the chart as if it were large."""
     fig = go.Figure(go.Scatter(x=list(x), y=list(y), mode="lines+markers", line_color=color))
     fig.update_layout(
-        title=title,
-        xaxis_title="Meta-training step",
+        # the title sits left, above the plot, and the y-axis title is short enough to stay
+        # beside the plot (a long one ran up into the title)
+        title=dict(text=title, x=0, xanchor="left", y=0.97, yanchor="top"),
+        xaxis_title="Training step",
         yaxis_title=ytitle,
-        height=300,
-        margin=dict(t=50, b=40, l=60, r=10),
+        height=320,
+        margin=dict(t=56, b=44, l=64, r=10),
     )
+    if min_span is not None and (rng := min_span_range(y, min_span)) is not None:
+        fig.update_yaxes(range=rng)
     return fig
+
+
+def _chart(col, x, y, empty: str, *args, key: str, **kw) -> None:
+    """The curve, or a caption saying when it will appear (no empty axes before data)."""
+    if len(x) == 0:
+        col.caption(empty)
+        return
+    col.plotly_chart(_fig(x, y, *args, **kw), key=key, width="stretch")
 
 
 def _fmt_seconds(s: float | None) -> str:
@@ -143,10 +184,11 @@ def _fmt_seconds(s: float | None) -> str:
 st.title("Train a meta-learner")
 active = state.require_data()
 st.caption(
-    "Meta-training learns a starting point from which a brand-new user's model adapts in a few "
-    "gradient steps. Training runs in the background: you can switch pages meanwhile. Users are "
-    "split 90% train / 10% validation (seeded); validation users are never trained on and "
-    "become the held-out personas of the playground."
+    "Training learns a starting point from which a brand-new user's model adapts in a few small "
+    "steps. It runs in the background: you can switch pages meanwhile. Users are split 90% for "
+    "training and 10% kept aside to check progress (seeded); those check users are never "
+    "trained on and become the playground's held-out users.",
+    help=glossary.help_text("meta-learning") + " " + glossary.help_text("validation users"),
 )
 
 if "train_preset" not in st.session_state:
@@ -159,14 +201,15 @@ running = job is not None and job.is_active
 left, right = st.columns([2, 3])
 with left:
     st.selectbox(
-        "Algorithm preset",
+        "Method",
         list(PRESETS),
         key="train_preset",
         on_change=_load_preset,
-        help="Choosing a preset fills in the form with its settings.",
-        format_func=lambda n: n,
+        help="Choosing a method fills in the form with its settings. Technical term: algorithm "
+        "preset (" + ", ".join(PRESETS) + ").",
+        format_func=display_name,
     )
-    st.caption(PRESET_HELP.get(st.session_state["train_preset"], ""))
+    st.caption(describe(st.session_state["train_preset"]))
     with st.form("train_form", border=True):
         c1, c2 = st.columns(2)
         _number(c1, "train_factors", 1, 512)
@@ -253,28 +296,34 @@ with right:
             st.error(state.plain(f"Training failed: {snap.error}"))
         st.caption(f"Device: {snap.device or 'unknown'} · {state.plain(snap.message)}")
         c1, c2 = st.columns(2)
-        c1.plotly_chart(
-            _fig(
-                snap.train_steps,
-                snap.train_loss,
-                "Meta-training loss",
-                "Outer loss on query ratings",
-                "#4c6ef5",
-            ),
+        _chart(
+            c1,
+            snap.train_steps,
+            snap.train_loss,
+            "The training error appears here after the first training step.",
+            "Training error",
+            "Loss on hidden ratings",
+            "#4c6ef5",
             key="train_loss_chart",
-            width="stretch",
         )
-        c2.plotly_chart(
-            _fig(
-                [s for s, _ in snap.val_mae],
-                [m for _, m in snap.val_mae],
-                "Validation MAE",
-                "MAE (rating units)",
-                "#e8590c",
-            ),
+        _chart(
+            c2,
+            [s for s, _ in snap.val_mae],
+            [m for _, m in snap.val_mae],
+            "The check users' error appears here after the first check.",
+            "Error on the check users",
+            "Average error (MAE)",
+            "#e8590c",
             key="train_val_chart",
-            width="stretch",
+            min_span=VAL_MIN_SPAN,
         )
+        if len(snap.train_steps) or len(snap.val_mae):
+            st.caption(
+                "Training error: the outer loss (error on the training users' hidden ratings "
+                "after adapting). Check users: validation users, never trained on; the weights "
+                "with their lowest average error are kept.",
+                help=glossary.help_text("outer loss"),
+            )
         if (running and snap.finished) or (snap.status == "done" and not state.is_collected(job)):
             st.rerun()  # a full rerun registers the model and stops the polling
 

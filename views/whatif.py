@@ -9,7 +9,9 @@ import streamlit as st
 
 import app_state as state
 from metarec_core import playground as pg
-from metarec_core.whatif import compare_models
+from metarec_core.methods import display_name
+from metarec_core.whatif import Stability, compare_models
+from ui_progress import run_stages
 
 K_RESULT = "mr_whatif"
 
@@ -23,20 +25,21 @@ if entry is None:
     st.stop()
 st.caption(
     "Feed the same ratings to several models and see where their top-10 lists differ, and how "
-    "many ratings each needs before its list stops changing. Baselines are fitted on the same "
-    f"training users as the active model ({state.plain(entry.name)})."
+    "many ratings each needs before its list stops changing (a model whose list never changes "
+    "is not adapting to the ratings). Baselines are fitted on the same training users as the "
+    f"active model ({state.plain(entry.name)}), when a comparison first needs them."
 )
 
-with st.spinner("Fitting the baselines on the model's training users…"):
-    baselines = state.baseline_entries(entry, data)
+# Baselines are listed by name and fitted only when a comparison uses them.
 candidates: dict[str, object] = {n: m.model for n, m in state.models_for_active_data().items()}
-candidates.update(baselines)
-default = [entry.name, *[b for b in ("mf_foldin_levels", "user_bias_levels") if b in baselines]]
+candidates.update(dict.fromkeys(pg.PLAYGROUND_BASELINES))
+default = [entry.name, "mf_foldin_levels", "user_bias_levels"]
 chosen = st.multiselect(
     "Models to compare",
     list(candidates),
     default=default,
     key="wi_models",
+    format_func=display_name,
     help="Meta-learners of this session (train more, e.g. finetune, on the Train page) and baselines.",
 )
 
@@ -51,7 +54,11 @@ items = ratings = None
 label = ""
 if source == "The playground's ratings":
     items, ratings = session.support()
-    label = f"your {len(items)} playground ratings"
+    label = (
+        f"your {len(items)} playground ratings"
+        if session.persona is None
+        else f"the playground's {len(items)} ratings ({session.persona.name})"
+    )
 elif source == "A held-out real user":
     user = state.heldout_user_picker(
         data, entry.heldout_users, label="Held-out user", key="wi_user"
@@ -91,17 +98,40 @@ if items is not None and len(items):
         else 1
     )
     if st.button("Compare", key="wi_compare", type="primary", disabled=len(chosen) < 2):
+        split = (data, entry.train_users, entry.val_users)
+        wanted = [c for c in chosen if c in pg.PLAYGROUND_BASELINES]
+        stages: list = [
+            (f"Fitting the baseline {b}", lambda b=b: pg.cached_baselines(*split, [b]))
+            for b in pg.missing_baselines(*split, wanted)
+        ]
+        models: dict[str, object] = {}
+
+        def compare() -> None:
+            fitted = pg.cached_baselines(*split, wanted)
+            picked = {c: fitted[c] if c in fitted else candidates[c] for c in chosen}
+            models["result"] = compare_models(picked, items[:n], ratings[:n], n=10)
+
+        stages.append(("Adapting every model after each rating", compare))
         try:
-            with st.spinner("Adapting every model after each rating…"):
-                result = compare_models(
-                    {c: candidates[c] for c in chosen}, items[:n], ratings[:n], n=10
-                )
+            run_stages("Comparing", stages)
+            result = models["result"]
         except ValueError as e:
             st.error(state.plain(str(e)))
         else:
             st.session_state[K_RESULT] = (result, f"{label}, first {n} ratings", data)
     if len(chosen) < 2:
         st.caption("Pick at least two models.")
+
+
+def stability_text(s: Stability) -> str:
+    """How a model's top-10 settled, in words for the table."""
+    if s.kind == "settled":
+        return f"after {s.after} rating{'s' if s.after != 1 else ''}"
+    if s.kind == "never_adapts":
+        return "never adapts (same 10 items as with no ratings)"
+    if s.kind == "changing":
+        return "still changing at the last rating"
+    return "no ratings yet"
 
 
 def _title(i: int) -> str:
@@ -154,17 +184,27 @@ if stored is not None and stored[2] is data:
         height=360,
         margin=dict(t=50, b=40, l=60, r=10),
     )
+    # models in the same order down as across: the diagonal (each with itself) runs from the
+    # top-left corner to the bottom-right one, as in a table
+    heat.update_yaxes(autorange="reversed")
     left.plotly_chart(heat, key="wi_heat", width="stretch")
+    # the share kept from the list before, per rating: a settled list stays at 1 from some
+    # rating on, and a list that ignores the ratings is at 1 throughout (the table says which);
+    # an overlap with the final list would end at 1 for every model by construction
     stab = go.Figure()
     for name in c.names:
-        ys = c.overlap_with_final[name]
+        ys = c.kept[name]
         stab.add_scatter(
-            x=list(range(len(ys))), y=ys, name=state.chart_text(name), mode="lines+markers"
+            x=list(range(1, len(ys) + 1)), y=ys, name=state.chart_text(name), mode="lines+markers"
         )
+    n_fed = max(len(c.kept[name]) for name in c.names)
     stab.update_layout(
-        title="How fast each top-10 settles",
+        title="How much each top-10 changes per rating",
         xaxis_title="Ratings given",
-        yaxis_title="Overlap with the final top-10 (share)",
+        # whole ratings only (a few ratings had ticks at 1.5, 2.5)
+        xaxis=dict(tick0=1, dtick=max(1, -(-n_fed // 10))),
+        yaxis_title="Share kept from the rating before",
+        yaxis_range=[-0.05, 1.05],
         height=360,
         margin=dict(t=50, b=40, l=60, r=10),
         legend=dict(orientation="h", y=-0.25),
@@ -174,10 +214,7 @@ if stored is not None and stored[2] is data:
         pd.DataFrame(
             {
                 "model": list(c.names),
-                "stable_after": [
-                    "still changing" if c.stable_at[n] is None else str(c.stable_at[n])
-                    for n in c.names
-                ],
+                "stable_after": [stability_text(c.stability[n]) for n in c.names],
                 "only_here": [len(c.only_in[n]) for n in c.names],
             }
         ),
@@ -186,8 +223,10 @@ if stored is not None and stored[2] is data:
         column_config={
             "model": st.column_config.TextColumn("Model"),
             "stable_after": st.column_config.TextColumn(
-                "Ratings until the top-10 stops changing",
-                help="Fewest ratings after which the list equals the final one",
+                "Top-10 stops changing",
+                help="Fewest ratings after which every further rating leaves the top-10 items "
+                "unchanged. 'Never adapts': the same 10 items as with no ratings at all, so the "
+                "model is not using the ratings for its list.",
             ),
             "only_here": st.column_config.NumberColumn("Items no other model lists"),
         },

@@ -53,13 +53,16 @@ def expect_chart(page: Page, title: str) -> None:
 
 
 def choose_upload(app) -> None:
+    app.goto("Data")  # the first page is Home
+    expect(app.page.get_by_role("heading", name="Data", exact=True)).to_be_visible(
+        timeout=LOAD_TIMEOUT
+    )
     with app.rerun():
         app.page.get_by_test_id("stRadio").get_by_text("Upload a file", exact=True).click()
 
 
 def upload_good_data(app) -> None:
     page = app.page
-    expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible(timeout=LOAD_TIMEOUT)
     choose_upload(app)
     # Items first, so the ratings are parsed once, with their titles.
     items = uploader(page, "Items file (optional)")
@@ -112,15 +115,15 @@ def train_small_model(app) -> None:
     app.goto("Train")
     expect(page.get_by_role("heading", name="Train a meta-learner")).to_be_visible()
     expect(page.get_by_text(re.compile(r"Training will run on: (cpu|cuda|mps)"))).to_be_visible()
-    number_input(page, "Meta-steps (max)", 20)
-    number_input(page, "Meta-batch (users)", 8)
-    number_input(page, "Validate every (steps)", 5)
+    number_input(page, "Training steps (max)", 20)
+    number_input(page, "Users per training step", 8)
+    number_input(page, "Check every (steps)", 5)
     page.get_by_role("button", name="Start training", exact=True).click()
     done = page.get_by_test_id("stAlert").filter(has_text="Training done in")
     expect(done).to_be_visible(timeout=TRAIN_TIMEOUT)
     expect(done).to_contain_text("The model is active")
     app.wait()
-    expect_chart(page, "Meta-training loss")
+    expect_chart(page, "Training error")
     # The sidebar now offers the trained model for this dataset.
     expect(page.get_by_test_id("stSidebar").get_by_text("Active model")).to_be_visible()
     app.assert_no_exception()
@@ -199,7 +202,7 @@ def test_new_user_flow(app) -> None:
 
     app.goto("Evaluate")
     expect(page.get_by_role("heading", name="Evaluate", exact=True)).to_be_visible()
-    text_input(page, "Support sizes k", "1,3,5", in_form=True)
+    text_input(page, "Ratings seen (k)", "1,3,5", in_form=True)
     number_input(page, "Folds", 2)
     page.get_by_role("button", name="Run evaluation", exact=True).click()
     expect(page.get_by_text(re.compile(r"Evaluation done: \d+ rows"))).to_be_visible(
@@ -251,9 +254,33 @@ def test_sample_playground_works_at_once(sample_app) -> None:
     expect(status).to_contain_text(re.compile(r"\d+/10 of the top 10 kept since the last change"))
     expect_chart(page, "Learning curve: error after each rating")
     expect_chart(page, "Adaptation: loss per inner step")
-    expect(page.get_by_role("heading", name="Your ratings")).to_be_visible()
+    # the persona rated these, not the person at the screen
+    expect(page.get_by_role("heading", name="The persona's ratings")).to_be_visible()
+    expect(page.get_by_role("heading", name="Your ratings")).to_have_count(0)
     app.assert_no_exception()
     app.screenshot("03-playground.png")
+
+
+def test_home_demo_plays_five_ratings_by_itself(sample_app) -> None:
+    """The home page's one-click demo: the playground opens on the shipped sample and a held-out
+    user's five ratings are added one by one by the page's own timer, with the learning curve
+    against the baselines."""
+    app = sample_app
+    page = app.page
+    main = page.get_by_test_id("stMainBlockContainer")
+    expect(main.get_by_role("heading", name="MetaRec Studio")).to_be_visible(timeout=LOAD_TIMEOUT)
+    expect(main.get_by_text("cold-start", exact=False).first).to_be_visible()
+    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(1, timeout=LOAD_TIMEOUT)
+    app.assert_no_exception()
+    app.screenshot("00-home.png")
+    page.get_by_role("button", name="Watch a new user rate 5 films").click()
+    status = page.get_by_text(re.compile(r"\d+ ratings? so far"))
+    # nobody clicks: the ratings arrive by themselves
+    expect(status).to_have_text(re.compile(r"^5 ratings so far"), timeout=LOAD_TIMEOUT)
+    expect_chart(page, "Learning curve: error after each rating")
+    page.wait_for_timeout(2500)  # it stops at five (the persona has no sixth to reveal)
+    expect(status).to_have_text(re.compile(r"^5 ratings so far"))
+    app.assert_no_exception()
 
 
 def progress_step(page: Page) -> int:

@@ -1,0 +1,61 @@
+"""Small Plotly helpers shared by the pages (axis ticks and spans); no Streamlit here."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import plotly.graph_objects as go
+
+
+def log_ticks(low: float, high: float) -> tuple[list[float], list[str]]:
+    """Explicit ticks for a log axis from `low` to `high`: 1, 2, 5, 10, 20, 50… when the range
+    spans at most three decades, else the powers of ten; each labelled in full ("1,000").
+
+    Plotly's own log ticks label the minor steps "2" and "5" without their decade, which reads
+    as "1 2 5 10 2 5 100 2".
+    """
+    low, high = max(float(low), 1e-12), max(float(high), float(low), 1e-12)
+    first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
+    vals: list[float] = []
+    # the coarsest mantissas that still give two ticks (a narrow range, e.g. 24..44, gets 30, 40)
+    for steps in ((1,), (1, 2, 5), tuple(range(1, 10))):
+        if steps == (1,) and last - first <= 3:
+            continue
+        vals = [
+            m * 10.0**e
+            for e in range(first, last + 1)
+            for m in steps
+            if low <= m * 10.0**e * (1 + 1e-9) and m * 10.0**e <= high * (1 + 1e-9)
+        ]
+        if len(vals) >= 2:
+            break
+    if len(vals) < 2:  # a range inside one step: its ends
+        vals = sorted({low, high})
+    return vals, [_label(v) for v in vals]
+
+
+def _label(v: float) -> str:
+    return f"{v:,.0f}" if v >= 1 else f"{v:g}"
+
+
+def set_log_axis(fig: go.Figure, axis: str, low: float, high: float) -> go.Figure:
+    """Make `axis` ("x" or "y") a log axis with explicit 1-2-5 (or power-of-ten) ticks."""
+    vals, text = log_ticks(low, high)
+    fig.update_layout(
+        {f"{axis}axis": dict(type="log", tickmode="array", tickvals=vals, ticktext=text)}
+    )
+    return fig
+
+
+def min_span_range(values: Sequence[float], span: float) -> list[float] | None:
+    """A y range at least `span` wide around `values` (None: let Plotly choose), so a curve
+    moving by 0.004 is not drawn across the whole chart as if it changed a lot."""
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not vals:
+        return None
+    lo, hi = min(vals), max(vals)
+    if hi - lo >= span:
+        return None
+    mid = (lo + hi) / 2
+    return [mid - span / 2, mid + span / 2]
