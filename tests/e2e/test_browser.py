@@ -297,10 +297,10 @@ def test_a_reload_keeps_the_data_and_a_running_training(app) -> None:
     upload_good_data(app)
     app.goto("Train")
     expect(page.get_by_role("heading", name="Train a meta-learner")).to_be_visible()
-    number_input(page, "Meta-steps (max)", 300)  # long enough to be running at the reload
-    number_input(page, "Meta-batch (users)", 8)
-    number_input(page, "Validate every (steps)", 300)
-    page.get_by_test_id("stCheckbox").filter(has_text="Start from the finetune solution").click()
+    number_input(page, "Training steps (max)", 300)  # long enough to be running at the reload
+    number_input(page, "Users per training step", 8)
+    number_input(page, "Check every (steps)", 300)
+    page.get_by_test_id("stCheckbox").filter(has_text="Warm start: plain training first").click()
     page.get_by_role("button", name="Start training", exact=True).click()
     before = progress_step(page)
     # the workspace's token is in the address (pages switched by the sidebar keep it)
