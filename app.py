@@ -118,4 +118,6 @@ def _sidebar_jobs() -> None:
 
 
 _sidebar()
+with st.sidebar:
+    state.show_workspace_info()
 page.run()

@@ -1,22 +1,24 @@
-"""Per-browser-session state of the app: the active dataset, models and background jobs.
+"""Per-workspace state of the app: the active dataset, models, reports and background jobs.
 
-It names every `st.session_state` key that more than one page uses. Everything here is per
-session:
-datasets, models and jobs live in `st.session_state` or in a session-scoped `st.cache_resource`
-whose release cancels the session's jobs, so nothing one browser session uploads or trains is
-visible in another and no training thread outlives its session. Only read-only derived objects
-are shared: the shipped sample dataset, and the playground's fitted baselines (cached in
-`metarec_core.playground` by dataset fingerprint, so a session only gets those of data it holds);
-each session loads its own copy of the sample checkpoint.
+It names every `st.session_state` key that more than one page uses. A browser session works in
+one workspace (`metarec_core.workspace`), named by an unguessable token in the page's URL
+(``?ws=…``): the session restores the workspace's dataset, models and report on its first run
+and saves them on every change, and the workspace's background jobs live in a process-wide
+registry keyed by the token, so a reload, or the same link in a new tab, finds all of it again,
+running trainings included. A workspace expires after an idle time (its jobs are cancelled then)
+and has a disk cap. Nothing one workspace holds is visible in another. Only read-only derived
+objects are shared: the shipped sample dataset, and the playground's fitted baselines (cached in
+`metarec_core.playground` by dataset fingerprint, so a session only gets those of data it
+holds); each session loads its own copy of the sample checkpoint.
 """
 
 from __future__ import annotations
 
-import contextlib
 import html
 import os
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,14 @@ from metarec_core.data import RatingsDataset
 from metarec_core.methods import BASELINES
 from metarec_core.playground import PLAYGROUND_BASELINES, Projection, fit_projection
 from metarec_core.runtime import limit_torch_threads
+from metarec_core.workspace import (
+    Workspace,
+    WorkspaceError,
+    WorkspaceFull,
+    WorkspaceSettings,
+    WorkspaceStore,
+    megabytes,
+)
 
 ROOT = Path(__file__).resolve().parent
 
@@ -53,7 +63,9 @@ K_ACTIVE_MODEL = "mr_active_model"
 K_PLAYGROUND = "mr_playground"
 K_EVAL_REPORT = "mr_eval_report"
 K_INIT = "mr_initialised"
-K_TOKEN = "mr_session_token"
+K_TOKEN = "mr_workspace_token"
+K_WS_NOTES = "mr_workspace_notes"  # what could not be saved or restored, for the sidebar
+QUERY_KEY = "ws"  # the workspace token's name in the URL
 K_LABELS = "mr_data_labels"  # dataset fingerprint -> the label it was made active with
 # Set by the home page's demo button to a number n: the playground (views/playground.py) pops it,
 # makes the most active held-out user its persona with only their first n ratings
@@ -89,29 +101,48 @@ class ModelEntry:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# ----------------------------------------------------------------------------- workspace
+
+
+@st.cache_resource(show_spinner=False, on_release=WorkspaceStore.close)
+def _workspace_store(root: str, ttl_seconds: float, max_bytes: int) -> WorkspaceStore:
+    """The server's workspaces (one store per settings); dropping it cancels their jobs."""
+    return WorkspaceStore(WorkspaceSettings(Path(root), ttl_seconds, max_bytes))
+
+
+def workspace_store() -> WorkspaceStore:
+    """The store of the settings in the environment (METAREC_WORKSPACE_DIR, _TTL_HOURS, _MAX_MB)."""
+    s = WorkspaceSettings.from_env()
+    return _workspace_store(str(s.root), s.ttl_seconds, s.max_bytes)
+
+
+def workspace() -> Workspace:
+    """This session's workspace. The session's first run opens the one named by the URL's token
+    (a fresh one when the token is missing, malformed, unknown or expired); every run puts its
+    token back in the URL (switching pages drops query parameters), so a reload returns here."""
+    store = workspace_store()
+    ws = store.get(st.session_state.get(K_TOKEN))
+    if ws is None:
+        ws = store.open(st.query_params.get(QUERY_KEY))
+        st.session_state[K_TOKEN] = ws.token
+    if st.query_params.get(QUERY_KEY) != ws.token:
+        st.query_params[QUERY_KEY] = ws.token
+    return ws
+
+
+def _note(text: str) -> None:
+    notes = st.session_state.setdefault(K_WS_NOTES, [])
+    if text not in notes:
+        notes.append(text)
+
+
 # ----------------------------------------------------------------------------- jobs
 
 
-def _cancel_all(jobs: dict[str, Any]) -> None:
-    for job in list(jobs.values()):
-        with contextlib.suppress(Exception):  # cleanup must not fail the session teardown
-            job.cancel()
-
-
-@st.cache_resource(scope="session", on_release=_cancel_all, show_spinner=False)
-def _session_jobs(token: str) -> dict[str, Any]:
-    """The jobs dict of the session holding `token`; released (jobs cancelled) when the
-    session ends. The per-session token keeps sessions apart even where the session id is
-    shared (AppTest gives every instance the same one)."""
-    return {}
-
-
 def jobs() -> dict[str, Any]:
-    """This session's background jobs by slot ("train", "eval", "sample")."""
-    token = st.session_state.get(K_TOKEN)
-    if token is None:
-        token = st.session_state[K_TOKEN] = uuid.uuid4().hex
-    return _session_jobs(token)
+    """This workspace's background jobs by slot ("train", "eval", "sample"): shared by every
+    session of the workspace, kept over reloads, cancelled when the workspace expires."""
+    return workspace().jobs
 
 
 # ----------------------------------------------------------------------------- data
@@ -144,7 +175,8 @@ def require_data() -> ActiveData:
 
 
 def set_data(data: RatingsDataset, label: str, *, is_sample: bool) -> ActiveData:
-    """Make `data` active; models of other datasets stay listed but cannot be used with it."""
+    """Make `data` active; models of other datasets stay listed but cannot be used with it.
+    An upload is saved in the workspace (the one saved before it is dropped)."""
     active = ActiveData(data, label, is_sample)
     st.session_state[K_DATA] = active
     st.session_state.setdefault(K_LABELS, {})[data.fingerprint()] = label
@@ -152,6 +184,10 @@ def set_data(data: RatingsDataset, label: str, *, is_sample: bool) -> ActiveData
     st.session_state.pop(K_EVAL_REPORT, None)
     usable = [n for n, m in models().items() if m.fingerprint == data.fingerprint()]
     st.session_state[K_ACTIVE_MODEL] = usable[-1] if usable else None
+    if not is_sample:
+        _persist(f"the dataset {label}", lambda ws: ws.save_dataset(data))
+    _persist("", lambda ws: ws.keep_datasets(set() if is_sample else {data.fingerprint()}))
+    save_workspace()
     return active
 
 
@@ -199,11 +235,17 @@ def unique_name(base: str) -> str:
     return f"{base} #{k}"
 
 
-def add_model(entry: ModelEntry, *, activate: bool = True) -> ModelEntry:
+def add_model(
+    entry: ModelEntry, *, activate: bool = True, data: RatingsDataset | None = None
+) -> ModelEntry:
+    """Register `entry` and save it in the workspace; `data` is the dataset it was trained on
+    (default: the active one, when it is of that data)."""
     models()[entry.name] = entry
     if activate:
         st.session_state[K_ACTIVE_MODEL] = entry.name
         st.session_state.pop(K_PLAYGROUND, None)
+    _save_model(entry, data)
+    save_workspace()
     return entry
 
 
@@ -211,6 +253,7 @@ def set_active_model(name: str) -> None:
     if st.session_state.get(K_ACTIVE_MODEL) != name:
         st.session_state[K_ACTIVE_MODEL] = name
         st.session_state.pop(K_PLAYGROUND, None)
+        save_workspace()
 
 
 def entry_from_training(job: Any, name: str) -> ModelEntry:
@@ -273,10 +316,15 @@ def _sample_checkpoint(path: str, data: RatingsDataset) -> Any:
 
 
 def ensure_defaults() -> None:
-    """First run of a session: the sample dataset is active, with a model for the playground."""
+    """Every run: this session's workspace (its token in the URL). First run of a session: what
+    the workspace saved is restored; without a saved dataset the sample is active, with a model
+    for the playground."""
+    ws = workspace()
     if st.session_state.get(K_INIT):
+        ws.touch()
         return
     st.session_state[K_INIT] = True
+    restore_workspace(ws)
     if get_data() is None:
         data = sample_dataset()
         set_data(data, "sample data (synthetic)", is_sample=True)
@@ -295,9 +343,11 @@ def load_or_train_sample_model() -> None:
         except Exception as e:  # a stale checkpoint must not break the app: train instead
             st.session_state["mr_sample_model_error"] = str(e)
         else:
-            add_model(
-                entry_from_checkpoint(loaded, active, "sample model", f"pre-trained ({path.name})")
+            entry = entry_from_checkpoint(
+                loaded, active, "sample model", f"pre-trained ({path.name})"
             )
+            entry.extra["shipped"] = True  # the workspace notes it; it reloads from the sample
+            add_model(entry)
             return
     start_sample_training(active)
 
@@ -319,8 +369,11 @@ def start_sample_training(active: ActiveData) -> None:
 
 
 def is_collected(job: Any) -> bool:
-    """Whether a finished training job's model is registered already."""
-    return any(m.extra.get("job") is job for m in models().values())
+    """Whether a finished training job's model is registered already (in this session, or
+    restored from the workspace that saved it)."""
+    return any(
+        m.extra.get("job") is job or m.extra.get("job_id") == job.id for m in models().values()
+    )
 
 
 def collect_finished_jobs() -> list[ModelEntry]:
@@ -349,9 +402,222 @@ def collect_finished_jobs() -> list[ModelEntry]:
             add_model(
                 entry,
                 activate=here and not worse and (slot == "train" or active_model() is None),
+                data=job.data,
             )
         )
+    _save_finished_report()
     return added
+
+
+def _save_finished_report() -> None:
+    """Save a finished evaluation's report in the workspace (once per job), for its dataset."""
+    job = jobs().get("eval")
+    if job is None or job.status != "done" or job.result is None:
+        return
+    ws = workspace()
+    tried = st.session_state.setdefault("mr_reports_tried", set())
+    if job.id in ws.saved_jobs or job.id in tried:
+        return
+    tried.add(job.id)
+    if _persist(
+        f"the evaluation report of {data_label(job.data)}",
+        lambda w: w.save_report(job.data.fingerprint(), job.result),
+    ):
+        ws.saved_jobs.add(job.id)  # from now on its memory may go back (the file stays)
+
+
+# ----------------------------------------------------------------------------- saving, restoring
+
+
+def _persist(what: str, write: Callable[[Workspace], object]) -> bool:
+    """Run `write` on the workspace; when it cannot be saved, say so in the sidebar (the thing
+    stays in this session) instead of failing the page."""
+    try:
+        write(workspace())
+    except (WorkspaceError, OSError, TypeError, ValueError) as e:
+        if what:
+            # a full workspace's message names what was refused; other errors get it here
+            why = str(e) if isinstance(e, WorkspaceFull) else f"{what} ({e})"
+            _note(
+                f"Not saved on the server: {why}. It stays in this tab, but a reload or "
+                "another tab will not have it."
+            )
+        return False
+    return True
+
+
+def _save_model(entry: ModelEntry, data: RatingsDataset | None) -> None:
+    """Write `entry`'s checkpoint and user splits to the workspace (once)."""
+    from metarec_core.checkpoint import to_bytes
+
+    if entry.extra.get("shipped") or "ws_key" in entry.extra:
+        return
+    if data is None:
+        active = get_data()
+        data = active.data if active is not None else None
+    if data is None or data.fingerprint() != entry.fingerprint:
+        return
+    if not hasattr(entry.model, "export_state"):
+        return
+    job = entry.extra.get("job")
+    key = job.id if job is not None else uuid.uuid4().hex
+    arrays = {
+        "train_users": entry.train_users,
+        "val_users": entry.val_users,
+        "heldout_users": entry.heldout_users,
+    }
+    if _persist(
+        f"the model {entry.name}",
+        lambda ws: ws.save_model(key, to_bytes(entry.model, data), arrays),
+    ):
+        entry.extra["ws_key"] = key
+        if job is not None:
+            workspace().saved_jobs.add(job.id)  # from now on its memory may go back
+
+
+def _model_record(entry: ModelEntry) -> dict[str, Any] | None:
+    if not entry.extra.get("shipped") and "ws_key" not in entry.extra:
+        return None  # not saved (over the cap, or not exportable): not listed either
+    job = entry.extra.get("job")
+    return {
+        "key": entry.extra.get("ws_key"),
+        "name": entry.name,
+        "fingerprint": entry.fingerprint,
+        "source": entry.source,
+        "job": job.id if job is not None else entry.extra.get("job_id"),
+        "shipped": bool(entry.extra.get("shipped")),
+    }
+
+
+def _record_id(rec: dict[str, Any]) -> str:
+    return str(rec.get("key") or "shipped:" + str(rec.get("name")))
+
+
+def save_workspace() -> None:
+    """Write this session's index to its workspace: the active dataset, the labels, the saved
+    models and the active model. Models another tab of the workspace saved are kept."""
+    ws = workspace()
+    active = get_data()
+    with ws.lock:
+        mine = [r for r in map(_model_record, models().values()) if r is not None]
+        ids = {_record_id(r) for r in mine}
+        old = ws.read_state().get("models")
+        others = [
+            r
+            for r in (old if isinstance(old, list) else [])
+            if isinstance(r, dict) and _record_id(r) not in ids
+        ]
+        state = {
+            "version": 1,
+            "active": None
+            if active is None
+            else {
+                "sample": active.is_sample,
+                "fingerprint": active.data.fingerprint(),
+                "label": active.label,
+            },
+            "labels": dict(st.session_state.get(K_LABELS, {})),
+            "models": others + mine,
+            "active_model": st.session_state.get(K_ACTIVE_MODEL),
+        }
+        worth = (active is not None and not active.is_sample) or any(
+            not r["shipped"] for r in state["models"]
+        )
+        if worth or ws.folder.exists():  # a visit that only saw the sample leaves no folder
+            _persist("the workspace's index", lambda w: w.write_state(state))
+
+
+def restore_workspace(ws: Workspace) -> None:
+    """Bring back what `ws` saved: the active dataset, the models, the active model and the
+    active dataset's evaluation report. What cannot be restored is said in the sidebar."""
+    state = ws.read_state()
+    if not state:
+        return
+    labels = state.get("labels")
+    if isinstance(labels, dict):
+        st.session_state[K_LABELS] = {str(k): str(v) for k, v in labels.items()}
+    active = state.get("active") if isinstance(state.get("active"), dict) else {}
+    label = str(active.get("label") or "")
+    data: RatingsDataset | None = None
+    if active.get("sample"):
+        data = sample_dataset()
+    elif active.get("fingerprint"):
+        try:
+            data = ws.load_dataset(str(active["fingerprint"]))
+        except WorkspaceError as e:
+            _note(f"The saved dataset {label} could not be restored ({e}); the sample is active.")
+    if data is not None:
+        st.session_state[K_DATA] = ActiveData(
+            data, label or data.source, bool(active.get("sample"))
+        )
+    records = state.get("models")
+    for rec in records if isinstance(records, list) else []:
+        name = str(rec.get("name", "")) if isinstance(rec, dict) else ""
+        try:
+            entry = _restore_model(ws, rec, data)
+        except Exception as e:  # a damaged file must not cost the rest of the workspace
+            _note(f"The saved model {name} could not be restored: {e}")
+            continue
+        if entry is not None:
+            if entry.name in models():
+                entry.name = unique_name(entry.name)
+            models()[entry.name] = entry
+    usable = models_for_active_data()
+    name = state.get("active_model")
+    st.session_state[K_ACTIVE_MODEL] = (
+        name if name in usable else (list(usable)[-1] if usable else None)
+    )
+    eval_job = ws.jobs.get("eval")
+    if data is not None and not (eval_job is not None and eval_job.is_active):
+        report = ws.load_report(data.fingerprint())
+        if report is not None:
+            st.session_state[K_EVAL_REPORT] = report
+
+
+def _restore_model(
+    ws: Workspace, rec: dict[str, Any], data: RatingsDataset | None
+) -> ModelEntry | None:
+    from metarec_core.checkpoint import load_checkpoint
+
+    name, fp, source = str(rec["name"]), str(rec["fingerprint"]), str(rec["source"])
+    if rec.get("shipped"):  # the sample's checkpoint: loaded from the sample folder again
+        sample = sample_dataset()
+        path = sample_dir() / "model.pt"
+        if sample.fingerprint() != fp or not path.exists():
+            return None
+        loaded = _sample_checkpoint(str(path), sample)
+        entry = entry_from_checkpoint(loaded, ActiveData(sample, "", True), name, source)
+        entry.extra["shipped"] = True
+        return entry
+    saved = ws.load_model(str(rec["key"]))
+    same = data if data is not None and data.fingerprint() == fp else None
+    loaded = load_checkpoint(saved.checkpoint, same, name=name)
+    a = saved.arrays
+    return ModelEntry(
+        name=name,
+        model=loaded.learner,
+        fingerprint=fp,
+        train_users=np.asarray(a["train_users"], dtype=np.int64),
+        val_users=np.asarray(a["val_users"], dtype=np.int64),
+        heldout_users=np.asarray(a["heldout_users"], dtype=np.int64),
+        source=source,
+        config=loaded.config,
+        extra={"ws_key": saved.key, "job_id": rec.get("job")},
+    )
+
+
+def show_workspace_info() -> None:
+    """How long the workspace is kept, its disk cap and use, and anything not saved."""
+    ws = workspace()
+    s = ws.settings
+    st.caption(
+        f"Your data, models and reports are kept on this server for {s.ttl_text} after your "
+        f"last visit, up to {megabytes(s.max_bytes)} ({megabytes(ws.usage())} used). This "
+        "page's address brings them back: bookmark it to return, share it only with whom may "
+        "see them."
+    )
+    for note in st.session_state.get(K_WS_NOTES, []):
+        st.warning(plain(note), icon=":material/cloud_off:")
 
 
 # ----------------------------------------------------------------------------- text

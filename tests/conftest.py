@@ -12,6 +12,14 @@ ML100K = SHARED / "ml-100k"
 SAMPLE = ROOT / "sample_data"
 
 
+@pytest.fixture(autouse=True)
+def workspace_dir(tmp_path, monkeypatch) -> Path:
+    """The app's workspaces (metarec_core.workspace) go under the test's own folder."""
+    folder = tmp_path / "workspaces"
+    monkeypatch.setenv("METAREC_WORKSPACE_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture
 def ml100k_dir() -> Path:
     """The real MovieLens-100K folder; tests using it skip when it is absent (license: not in repo)."""

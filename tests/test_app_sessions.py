@@ -1,4 +1,5 @@
-"""AppTest: two browser sessions never see each other's uploads, models or jobs."""
+"""AppTest: two browser sessions (two workspaces) never see each other's uploads, models or jobs;
+a closed session's jobs run on until its workspace expires."""
 
 from __future__ import annotations
 
@@ -65,10 +66,8 @@ def training_threads() -> list:
     return [t for t in threading.enumerate() if t.name.startswith("metarec-training")]
 
 
-def test_ending_a_session_cancels_its_jobs():
-    import streamlit as st
-
-    at = new_app()
+def start_endless_training(at) -> set:
+    """Start a training that runs until cancelled; returns its worker thread(s)."""
     at.switch_page("views/train.py").run()
     for key, value in {"train_factors": 4, "train_embedding": 4, "train_meta_batch": 8}.items():
         at.number_input(key=key).set_value(value)
@@ -79,6 +78,37 @@ def test_ending_a_session_cancels_its_jobs():
     wait_until(at, lambda x: "train_cancel" in [b.key for b in x.button])
     mine = set(training_threads()) - before
     assert len(mine) == 1
-    # what Streamlit does when a session disconnects: release its session-scoped resources
+    return mine
+
+
+def test_a_closed_session_leaves_its_jobs_running_until_the_workspace_expires():
+    import time
+
+    import app_state
+
+    at = new_app()
+    token = at.query_params["ws"]
+    other = new_app()
+    mine = start_endless_training(at)
+    theirs = start_endless_training(other)
+    del at  # the tab is closed (or reloaded): its workspace's training goes on
+    store = app_state.workspace_store()
+    assert all(t.is_alive() for t in mine)
+    # the workspace is idle past its TTL: the sweep cancels its jobs, not the other's
+    store.get(other.query_params["ws"]).touch(time.time() + store.settings.ttl_seconds)
+    assert store.sweep(now=time.time() + store.settings.ttl_seconds + 1, force=True) == 1
+    assert store.get(token) is None
+    wait_until(other, lambda x: not any(t.is_alive() for t in mine), tries=100)
+    assert all(t.is_alive() for t in theirs)
+    other.button(key="train_cancel").click().run()
+    wait_until(other, lambda x: not any(t.is_alive() for t in theirs), tries=100)
+
+
+def test_stopping_the_server_cancels_every_job():
+    import streamlit as st
+
+    at = new_app()
+    mine = start_endless_training(at)
+    # what the server does with its global resources when it stops: release the workspaces
     st.cache_resource.clear()
     wait_until(at, lambda x: not any(t.is_alive() for t in mine), tries=100)

@@ -176,7 +176,12 @@ def _serve(env_extra: dict[str, str]) -> Iterator[tuple[str, object]]:
     _require_chromium()
     if not (ROOT / "app.py").exists():
         pytest.fail(f"{ROOT / 'app.py'} does not exist")
-    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as log:
+    with (
+        tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as log,
+        tempfile.TemporaryDirectory(prefix="metarec-e2e-workspaces-") as workspaces,
+    ):
+        # the app's workspaces live and die with this server
+        env_extra = {"METAREC_WORKSPACE_DIR": workspaces, **env_extra}
         proc = None
         error = ""
         for _ in range(3):  # a port picked as free can be taken before streamlit binds it

@@ -281,3 +281,48 @@ def test_home_demo_plays_five_ratings_by_itself(sample_app) -> None:
     page.wait_for_timeout(2500)  # it stops at five (the persona has no sixth to reveal)
     expect(status).to_have_text(re.compile(r"^5 ratings so far"))
     app.assert_no_exception()
+
+
+def progress_step(page: Page) -> int:
+    """The meta-step the Train page's progress bar shows."""
+    bar = page.get_by_test_id("stMain").get_by_test_id("stProgress")
+    expect(bar).to_contain_text(re.compile(r"step [1-9]\d*/300"), timeout=TRAIN_TIMEOUT)
+    return int(re.search(r"step (\d+)/300", bar.inner_text()).group(1))
+
+
+def test_a_reload_keeps_the_data_and_a_running_training(app) -> None:
+    """A browser reload (same address, a new session) finds the workspace again: the uploaded
+    data, and the training still running, with its progress; it completes there."""
+    page = app.page
+    upload_good_data(app)
+    app.goto("Train")
+    expect(page.get_by_role("heading", name="Train a meta-learner")).to_be_visible()
+    number_input(page, "Training steps (max)", 300)  # long enough to be running at the reload
+    number_input(page, "Users per training step", 8)
+    number_input(page, "Check every (steps)", 300)
+    page.get_by_test_id("stCheckbox").filter(has_text="Warm start: plain training first").click()
+    page.get_by_role("button", name="Start training", exact=True).click()
+    before = progress_step(page)
+    # the workspace's token is in the address (pages switched by the sidebar keep it)
+    expect(page).to_have_url(re.compile(r"/train\?(.*&)?ws=[A-Za-z0-9_-]{43}"))
+    url = page.url
+
+    runs = app.runs_done
+    page.reload()
+    app._wait_for_runs(runs, LOAD_TIMEOUT, "the reload")
+    app.wait()
+    assert page.url == url
+    expect(page.get_by_role("heading", name="Train a meta-learner")).to_be_visible()
+    # the same training (not a new one from step 0), still running, and the data survived
+    assert progress_step(page) >= before
+    expect(page.get_by_role("button", name="Cancel training", exact=True)).to_be_visible()
+    sidebar = page.get_by_test_id("stSidebar")
+    expect(sidebar.get_by_text(re.compile(r"ratings\.csv"))).to_be_visible()
+    expect(sidebar.get_by_text(re.compile(r"kept on this server for 24 hours"))).to_be_visible()
+    done = page.get_by_test_id("stAlert").filter(has_text="Training done in")
+    expect(done).to_be_visible(timeout=4 * TRAIN_TIMEOUT)
+    expect(done).to_contain_text("300 steps")
+    expect(done).to_contain_text("The model is active")
+    app.wait()
+    expect(sidebar.get_by_role("combobox", name="Active model")).to_have_value("metasgd")
+    app.assert_no_exception()
