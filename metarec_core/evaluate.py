@@ -76,9 +76,16 @@ RECALL_K = 10
 NDCG_KS = (3, 5)
 # scores of at most this many (user, item) cells are held at once
 SCORE_CELLS = 4_000_000
-# Rough time of one fit in units of one scoring pass (measured on MovieLens 100K/1M): only
+# Rough time of one fit in units of one scoring pass (on the sample, 1,000 users: mf_foldin's
+# fit, 3 ALS runs, ~15 s against ~0.3 s per scoring pass; a meta-learner's fit minutes): only
 # paces the progress bar and its ETA; fits report their own progress within these units.
-FIT_UNITS = {"mf_foldin": 5.0, "mf_foldin_levels": 5.0, **dict.fromkeys(META_LEARNERS, 40.0)}
+FIT_UNITS = {
+    "user_bias": 3.0,
+    "user_bias_levels": 3.0,
+    "mf_foldin": 30.0,
+    "mf_foldin_levels": 30.0,
+    **dict.fromkeys(META_LEARNERS, 200.0),
+}
 
 Progress = bool | Callable[[float, str], None]
 

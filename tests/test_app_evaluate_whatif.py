@@ -129,9 +129,9 @@ def test_page_and_sidebar_show_the_same_progress_inside_a_fit(monkeypatch):
         assert page, bar
         side = [c.value for c in at.sidebar.caption if c.value.startswith("Evaluation")]
         assert side == [f"Evaluation running in the background: {page.group(1)}%"]
-        # 60% of mf_foldin's fit: 3 of the 20 units (2 folds x (mf_foldin 5 + item_mean 1
+        # 60% of mf_foldin's fit: 18 of the 70 units (2 folds x (mf_foldin 30 + item_mean 1
         # + 2 scorings each)); before any fit ended
-        assert page.group(1) == "15"
+        assert page.group(1) == "26"
         assert "ETA 0 s" not in bar
     finally:
         release.set()

@@ -404,6 +404,8 @@ def progress() -> None:
     if snap.active:
         if snap.eta is None:
             eta = "estimating…"
+        elif snap.eta < 1:  # never "0 s" while the job runs
+            eta = "under 1 s"
         else:
             eta = f"{snap.eta:.0f} s" if snap.eta < 120 else f"{snap.eta / 60:.1f} min"
         # the percentage is the sidebar's figure: both read the job's snapshot

@@ -178,6 +178,8 @@ def _chart(col, x, y, empty: str, *args, key: str, **kw) -> None:
 def _fmt_seconds(s: float | None) -> str:
     if s is None:
         return "estimating…"
+    if s < 1:  # never "0 s" while the job runs
+        return "under 1 s"
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
