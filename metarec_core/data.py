@@ -436,50 +436,68 @@ def _line_breaks(text: str, unicode: bool, label: str, notes: list[str]) -> str:
     return text
 
 
-def _line_ends(data: bytes, label: str) -> np.ndarray:
-    """Offsets of the "\\n" bytes; a DataError when a line is over MAX_LINE_BYTES."""
-    arr = np.frombuffer(data, np.uint8)
-    ends = np.flatnonzero(arr == 10)
-    starts = np.concatenate([[0], ends + 1])
-    lengths = np.concatenate([ends, [len(data)]]) - starts
-    long = np.flatnonzero(lengths > MAX_LINE_BYTES)
-    if len(long):
-        k = int(long[0])
-        more = f" ({len(long):,} lines are)" if len(long) > 1 else ""
-        raise DataError(
-            f"{label}: line {k + 1:,} is {int(lengths[k]):,} bytes long{more}, over the limit "
-            f"of {MAX_LINE_BYTES:,} bytes per line; expected one short row per line (is a line "
-            "break missing, or a field far too long?)"
-        )
-    return ends
+_CHUNK_BYTES = 8 * 1024 * 1024  # bytes scanned at a time: temporaries stay small
+_CHUNK_ROWS = 500_000  # rows parsed at a time
+_INK = np.ones(256, dtype=bool)
+_INK[[9, 10, 32]] = False  # tab, line break, space
+
+
+def _count_lines(data: bytes, label: str) -> int:
+    """The number of lines; a DataError when one is over MAX_LINE_BYTES. Scans in chunks so that
+    a file of 25 million line breaks needs no array of 25 million offsets."""
+    prev, seen = -1, 0  # offset of the last line break, line breaks before the chunk
+    for start in range(0, len(data), _CHUNK_BYTES):
+        chunk = np.frombuffer(data, np.uint8, min(_CHUNK_BYTES, len(data) - start), start)
+        ends = np.flatnonzero(chunk == 10) + start
+        if len(ends):
+            lengths = np.diff(ends, prepend=prev) - 1
+            long = np.flatnonzero(lengths > MAX_LINE_BYTES)
+            if len(long):
+                _too_long(label, seen + int(long[0]), int(lengths[long[0]]))
+            prev, seen = int(ends[-1]), seen + len(ends)
+    last = len(data) - prev - 1  # an unterminated last line
+    if last > MAX_LINE_BYTES:
+        _too_long(label, seen, last)
+    return seen + (last > 0)
+
+
+def _too_long(label: str, k: int, length: int) -> None:
+    raise DataError(
+        f"{label}: line {k + 1:,} is {length:,} bytes long, over the limit of "
+        f"{MAX_LINE_BYTES:,} bytes per line; expected one short row per line (is a line break "
+        "missing, or a field far too long?)"
+    )
 
 
 @dataclass
 class _Text:
-    """A decoded file with "\\n" line breaks: the text, its UTF-8 bytes and their line ends."""
+    """A decoded file with "\\n" line breaks: the text, its UTF-8 bytes and its line count."""
 
     text: str
     data: bytes
-    ends: np.ndarray
-
-    @property
-    def n_lines(self) -> int:
-        return len(self.ends) + (len(self.data) > 0 and not self.data.endswith(b"\n"))
+    n_lines: int
 
     def has_text(self) -> np.ndarray:
         """(n_lines,) bool: whether each line has a byte other than spaces and tabs."""
-        arr = np.frombuffer(self.data, np.uint8)
-        ink = (arr != 32) & (arr != 9) & (arr != 10)
-        starts = np.concatenate([[0], self.ends + 1])[: self.n_lines]
-        # An empty line's slice starts on its own "\n", which is not ink: no special case.
-        return np.logical_or.reduceat(ink, starts) if len(starts) else np.zeros(0, bool)
+        out, start = [], 0
+        while start < len(self.data):
+            # Whole lines per chunk (a line is at most MAX_LINE_BYTES, far below a chunk).
+            end = self.data.rfind(b"\n", start, start + _CHUNK_BYTES) + 1
+            end = len(self.data) if end <= start or start + _CHUNK_BYTES >= len(self.data) else end
+            arr = np.frombuffer(self.data, np.uint8, end - start, start)
+            starts = np.concatenate([[0], np.flatnonzero(arr == 10) + 1])
+            starts = starts[starts < len(arr)]
+            # An empty line's slice starts on its own "\\n", which is not ink: no special case.
+            out.append(np.logical_or.reduceat(_INK[arr], starts))
+            start = end
+        return np.concatenate(out) if out else np.zeros(0, bool)
 
 
 def _read_text(source: Source, label: str, max_bytes: int, notes: list[str]) -> _Text:
     text, unicode = _decode(_read_bytes(source, label, max_bytes), label, notes)
     text = _line_breaks(text, unicode, label, notes)
     data = text.encode("utf-8", "surrogatepass")
-    return _Text(text, data, _line_ends(data, label))
+    return _Text(text, data, _count_lines(data, label))
 
 
 def read_text(source: Source, label: str, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
@@ -565,19 +583,26 @@ class _Table:
     rows: _Rows
 
 
+_INK_CHAR = re.compile(r"\S")
+
+
 def _sample_lines(text: str) -> tuple[list[str], int]:
     """The first non-blank lines (up to _SNIFF_LINES and _SNIFF_CHARS), and the number of blank
-    lines before them."""
+    lines before them. Blank lines are jumped over by a regex search, not looped over."""
     lines: list[str] = []
-    lead = size = 0
-    for ln in _iter_lines(text):
-        if ln.strip():
-            lines.append(ln)
-            size += len(ln)
-            if len(lines) >= _SNIFF_LINES or (size > _SNIFF_CHARS and len(lines) > 1):
-                break
-        elif not lines:
-            lead += 1
+    lead = size = pos = 0
+    while len(lines) < _SNIFF_LINES and (size <= _SNIFF_CHARS or len(lines) < 2):
+        m = _INK_CHAR.search(text, pos)
+        if m is None:
+            break
+        start = text.rfind("\n", 0, m.start()) + 1
+        end = text.find("\n", m.start())
+        end = len(text) if end < 0 else end
+        if not lines:
+            lead = text.count("\n", 0, start)
+        lines.append(text[start:end])
+        size += end - start
+        pos = end + 1
     return lines, lead
 
 
@@ -685,12 +710,16 @@ def _parse_table(
         data, sep = data.replace(b"::", b"\x1f"), "\x1f"
     elif delim == " ":
         sep = r"\s+"
+    columns: list[list[pd.Series]] = [[] for _ in range(expected)]
+    kept: list[np.ndarray] = []  # file line of each non-blank row
+    blank_lines: list[np.ndarray] = []
+    n_rows, short = 0, False
     try:
         with warnings.catch_warnings():
             # A first row with extra fields would be truncated with a warning: the sample check
             # above has refused it already; later ones raise ParserError.
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(
+            with pd.read_csv(
                 io.BytesIO(data),
                 encoding="utf-8",
                 sep=sep,
@@ -704,33 +733,46 @@ def _parse_table(
                 skipinitialspace=delim != " ",
                 quoting=csv.QUOTE_MINIMAL if delim in (",", ";") else csv.QUOTE_NONE,
                 engine="c",
-            )
-    except (pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError):
+                chunksize=_CHUNK_ROWS,  # bounded parser memory on files of millions of rows
+            ) as reader:
+                for chunk in reader:
+                    cols = [chunk[c].str.strip() for c in range(expected)]
+                    filled = np.column_stack([(c != "").to_numpy() for c in cols])
+                    blank = ~filled.any(axis=1)
+                    # A short row is padded with empty fields by the parser: checked below.
+                    short = short or bool((~filled[~blank]).any())
+                    line_of = np.arange(n_rows, n_rows + len(chunk), dtype=np.int64) + skip + 1
+                    n_rows += len(chunk)
+                    keep = np.flatnonzero(~blank)
+                    for j, c in enumerate(cols):
+                        columns[j].append(c.iloc[keep] if blank.any() else c)
+                    kept.append(line_of[keep])
+                    if blank.any():
+                        blank_lines.append(line_of[blank])
+    except (ValueError, pd.errors.ParserWarning):  # ParserError, EmptyDataError, decoding
         raise _structure_error(label, text, delim, expected, skip, what) from None
-    if len(frame) != src.n_lines - skip:
+    if n_rows != src.n_lines - skip:
         # A quoted field that spans lines merged them into one row.
         raise _structure_error(label, text, delim, expected, skip, what)
-    frame = pd.DataFrame({c: frame[c].str.strip() for c in frame.columns})
-    filled = np.column_stack([(frame[c] != "").to_numpy() for c in frame.columns])
-    blank = ~filled.any(axis=1)
-    # A short row is padded with empty fields by the parser: find it by its field count.
-    if (~filled[~blank]).any():
+    if short:
         bad = _bad_field_counts(text, delim, expected, skip)
         if bad:
             raise _malformed(label, bad, expected, delim)
-    line_of = np.arange(len(frame), dtype=np.int64) + skip + 1
-    if blank.any():
+    if blank_lines:
         # Rows like ",,," carry no data but are not blank lines: count them.
-        empty = line_of[blank & src.has_text()[skip : skip + len(frame)]]
+        lines = np.concatenate(blank_lines)
+        empty = lines[src.has_text()[lines - 1]]
         if len(empty):
             notes.append(
                 f"{label}: skipped {_plural(len(empty), 'row')} with only empty fields "
                 f"at {_Rows(empty)(np.arange(len(empty)))}"
             )
-        frame = frame.loc[~blank].reset_index(drop=True)
-        line_of = line_of[~blank]
-    if len(frame) == 0:
+    line_of = np.concatenate(kept) if kept else np.zeros(0, np.int64)
+    if len(line_of) == 0:
         raise DataError(f"{label}: the file has no data rows; expected {what}")
+    frame = pd.DataFrame(
+        {j: pd.concat(parts, ignore_index=True) for j, parts in enumerate(columns)}
+    )
     return _Table(frame, header, delim, _Rows(line_of))
 
 
@@ -1197,8 +1239,8 @@ def attach_items(
     label = _label(items, name, "items")
     notes = list(data.notes)
     table = _read_items(items, label, max_bytes, notes)
-    ids = table.ids.to_numpy(dtype=str)
-    empty = np.flatnonzero(ids == "")
+    ids = table.ids  # kept as pandas strings: a numpy copy of millions of rows is large
+    empty = np.flatnonzero((ids == "").to_numpy(dtype=bool))
     if len(empty):
         raise DataError(
             f"{label}: {_plural(len(empty), 'empty item id')} at {table.rows(empty)}; "
@@ -1210,24 +1252,24 @@ def attach_items(
             f"{label}: {data.n_items:,} rated items x {n_genres:,} genres is over the limit "
             f"of {MAX_GENRE_CELLS:,} genre flags; use fewer genres"
         )
-    dup = pd.Series(ids).duplicated(keep="last").to_numpy()
+    dup = ids.duplicated(keep="last").to_numpy(dtype=bool)
     if dup.any():
         notes.append(
             f"{label}: {_plural(int(dup.sum()), 'duplicate item row')} ignored, keeping the "
             f"last of each (ignored copies at {table.rows(np.flatnonzero(dup))})"
         )
-    keep = ~dup
-    ids = ids[keep]
-    titles = table.titles.to_numpy(dtype=str)[keep]
-    where = pd.Index(ids).get_indexer(data.item_ids)
+    # The kept rows of rated items: only these become numpy strings.
+    rated = np.flatnonzero(~dup & ids.isin(data.item_ids).to_numpy(dtype=bool))
+    where = pd.Index(ids.iloc[rated].to_numpy(dtype=str)).get_indexer(data.item_ids)
     found = where >= 0
+    titles = table.titles.iloc[rated].to_numpy(dtype=str)
     out_titles = np.array(data.item_ids, dtype=object)
     out_titles[found] = titles[where[found]]
     no_title = found & (out_titles == "")
     out_titles[no_title] = np.asarray(data.item_ids, dtype=object)[no_title]
     # Table row -> rated item (-1: a dropped duplicate or an unrated item), then the flags.
-    item_of_row = np.full(len(keep), -1, dtype=np.int64)
-    item_of_row[np.flatnonzero(keep)[where[found]]] = np.flatnonzero(found)
+    item_of_row = np.full(len(ids), -1, dtype=np.int64)
+    item_of_row[rated[where[found]]] = np.flatnonzero(found)
     flag_item = item_of_row[table.flag_rows]
     on = flag_item >= 0
     genres = np.zeros((data.n_items, n_genres), dtype=bool)
@@ -1238,7 +1280,7 @@ def attach_items(
             f"{_plural(missing, 'rated item')} without a row in {label}: "
             f"shown by raw id (e.g. {_examples(data.item_ids[~found])})"
         )
-    unrated = len(ids) - int(found.sum())
+    unrated = int((~dup).sum()) - int(found.sum())
     if unrated:
         notes.append(f"{label}: ignored {_plural(unrated, 'row')} of items nobody rated")
     info = ItemInfo(

@@ -290,6 +290,11 @@ def _named(rng: random.Random) -> list[Case]:
         "csv-year-9999-secs", lambda: b"user,item,rating,timestamp\n1,10,4,253402300800\n2,10,5,0\n"
     )
     add("csv-distinct-ids-20mb", lambda: _distinct_ids(20 * MB))
+    # The most rows (and line breaks) 24 MB can hold: memory per row, not per byte, counts.
+    add("newlines-24mb", lambda: b"\n" * (24 * MB))
+    add("csv-empty-fields-24mb", lambda: b"user,item,rating\n" + b",,\n" * (8 * MB))
+    add("spaces-shortest-rows-24mb", lambda: b"1 2 3\n" * (4 * MB))
+    add("movies-distinct-ids-24mb", lambda: _distinct_items(24 * MB), "items")
     add(
         "movies-1mb-title", lambda: b'movieId,title,genres\n1,"' + b"T" * MB + b'",Drama\n', "items"
     )
@@ -330,6 +335,11 @@ def _distinct_ids(size: int) -> bytes:
         n += len(line)
         i += 1
     return ("user,item,rating\n" + "".join(out)).encode()
+
+
+def _distinct_items(size: int) -> bytes:
+    rows = (f"{1000000 + i},T,G{i % 1000}\n" for i in range(size // 16))
+    return ("movieId,title,genres\n" + "".join(rows)).encode()
 
 
 def _many_genres() -> bytes:

@@ -86,7 +86,10 @@ def test_every_corpus_file_loads_or_is_refused_within_bounds():
 
 
 def test_the_corpus_is_seeded():
-    first = [(c.name, c.make()) for c in loader_corpus.corpus(seed=3, n_random=40)][-40:]
-    again = [(c.name, c.make()) for c in loader_corpus.corpus(seed=3, n_random=40)][-40:]
-    assert first == again
+    def random_part() -> list[tuple[str, bytes]]:
+        cases = loader_corpus.corpus(seed=3, n_random=40)
+        return [(c.name, c.make()) for c in cases if c.name[:3].isdigit()]
+
+    first = random_part()
+    assert first == random_part()
     assert len({name for name, _ in first}) == 40
