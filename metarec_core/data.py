@@ -482,8 +482,9 @@ class _Text:
         out, start = [], 0
         while start < len(self.data):
             # Whole lines per chunk (a line is at most MAX_LINE_BYTES, far below a chunk).
-            end = self.data.rfind(b"\n", start, start + _CHUNK_BYTES) + 1
-            end = len(self.data) if end <= start or start + _CHUNK_BYTES >= len(self.data) else end
+            end = len(self.data)
+            if start + _CHUNK_BYTES < end:
+                end = self.data.rfind(b"\n", start, start + _CHUNK_BYTES) + 1 or end
             arr = np.frombuffer(self.data, np.uint8, end - start, start)
             starts = np.concatenate([[0], np.flatnonzero(arr == 10) + 1])
             starts = starts[starts < len(arr)]
@@ -630,8 +631,8 @@ def _structure_error(
     label: str, text: str, delim: str, expected: int, skip: int, what: str
 ) -> DataError:
     """Why pandas could not split the data lines into `expected` fields each: a quote left open
-    at the end of a line (it would swallow the lines after it), else rows with another field
-    count, else pandas' own words."""
+    at the end of a line (it would swallow the lines after it), else the rows with another
+    field count, else a general message."""
     if delim in (",", ";"):
         open_at = [
             num
