@@ -1013,7 +1013,10 @@ def load_ratings(
     Reads a delimited text file with a header naming the user, item, rating (and optional
     timestamp) columns, or a headerless ``user item rating [timestamp]`` file such as
     MovieLens ``u.data`` (tabs) or ``ratings.dat`` (``::``). Delimiter, header and encoding
-    (UTF-8, UTF-8 with BOM, UTF-16 with BOM, else latin-1) are detected.
+    (UTF-8, UTF-8 with BOM, UTF-16/32 with BOM, else latin-1) are detected; \\r\\n, \\r and the
+    other Unicode line separators are line breaks. Every data line must have one field per
+    header name (or the usual count without a header) and a quoted field must end on its line.
+    Files beyond the caps (MAX_LINE_BYTES, MAX_COLUMNS, MAX_ID_CHARS, MAX_GENRES) are refused.
     `name`/`items_name` label bytes sources in error messages (default: the path's name).
     `scale`, when given, is the declared scale: ratings outside it or off its step are a
     DataError; otherwise low, high and step are detected from the ratings.
