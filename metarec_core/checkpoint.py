@@ -40,6 +40,7 @@ from metarec_core.data import (
     DataError,
     RatingScale,
     RatingsDataset,
+    read_text,
 )
 
 if TYPE_CHECKING:
@@ -1115,12 +1116,8 @@ def read_user_ratings(
         raw = Path(source).read_bytes()
     if len(raw) > max_bytes:
         raise DataError(f"{label}: the file is {len(raw):,} bytes, over {max_bytes:,} bytes")
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    if "\x00" in text:
-        raise DataError(f"{label}: this is a binary file, not a CSV of item,rating rows")
+    # The ratings loader's reader: encodings, all line breaks, binary files, the line cap.
+    text = read_text(raw, label, max_bytes)
     lines = [(n, ln) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
     if not lines:
         raise DataError(f"{label}: the file is empty; expected a CSV with item,rating rows")

@@ -11,8 +11,10 @@ import csv
 import hashlib
 import io
 import math
+import re
+import warnings
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -236,7 +238,19 @@ NO_GENRES = "(no genres listed)"  # MovieLens' marker for an item without genres
 _DELIMITERS = ("::", "\t", ",", ";", "|", " ")
 _DELIM_NAMES = {"::": "'::'", "\t": "tabs", ",": "','", ";": "';'", "|": "'|'", " ": "spaces"}
 _SNIFF_LINES = 500
+_SNIFF_CHARS = 512 * 1024  # the sample also ends here (after 2 lines): wide files sniff fast
 _SHOW = 5  # rows / values quoted in an error message
+_SHOW_CHARS = 40  # a value quoted in an error message is cut after this many characters
+
+# Caps that keep any file to seconds and bounded memory; each refusal names its cap.
+MAX_LINE_BYTES = 65_536  # longest line, in UTF-8 bytes
+MAX_COLUMNS = 1_000  # fields per line
+MAX_ID_CHARS = 64  # a user or item id (ids become fixed-width numpy strings: 4 bytes a char)
+MAX_GENRES = 1_000  # distinct genres in an items file (a dense items x genres matrix)
+MAX_GENRE_CHARS = 100  # one genre name
+MAX_TITLE_CHARS = 300  # longer titles are shortened, with a note
+# Every field fits the csv module's default field limit, so `csv` never raises on its size.
+assert MAX_LINE_BYTES < 131_072
 
 
 def _norm(name: str) -> str:
@@ -266,8 +280,13 @@ class _Rows:
         return head + ", ".join(nums) + more
 
 
+def _cut(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= _SHOW_CHARS else f"{text[:_SHOW_CHARS]}… ({len(text):,} characters)"
+
+
 def _examples(values: object) -> str:
-    return ", ".join(repr(str(v)) for v in list(values)[:_SHOW])  # type: ignore[call-overload]
+    return ", ".join(repr(_cut(v)) for v in list(values)[:_SHOW])  # type: ignore[call-overload]
 
 
 def _label(source: Source, name: str | None, default: str) -> str:
@@ -305,58 +324,246 @@ _MAGIC = {
     b"\x80\x02": "a Python pickle",
     b"\x80\x04": "a Python pickle",
 }
-_CTRL = bytes([*range(1, 9), 11, *range(14, 32), 127])
+# Control bytes that do not occur in text tables: all but tab, LF, CR and the other line
+# separators below (VT, FF, FS, GS, RS).
+_CTRL = bytes([*range(1, 9), *range(14, 28), 31, 127])
+# Byte-order marks, UTF-32 before UTF-16 (the UTF-32-LE mark starts with UTF-16-LE's).
+_BOMS = (
+    (b"\xff\xfe\x00\x00", "utf-32", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "utf-32", "UTF-32"),
+    (b"\xff\xfe", "utf-16", "UTF-16"),
+    (b"\xfe\xff", "utf-16", "UTF-16"),
+)
+# Line separators besides \n, \r\n and \r that str.splitlines() honours: read as line breaks
+# (noted). NEL only in Unicode text: in the latin-1 fallback byte 0x85 is cp1252's "…".
+_OTHER_BREAKS = {
+    "\v": "vertical tab",
+    "\f": "form feed",
+    "\x1c": "file separator (U+001C)",
+    "\x1d": "group separator (U+001D)",
+    "\x1e": "record separator (U+001E)",
+    "\u2028": "line separator (U+2028)",
+    "\u2029": "paragraph separator (U+2029)",
+}
+_NEL = "\x85"
 
 
-def _decode(raw: bytes, label: str, notes: list[str]) -> str:
-    """Bytes to text: UTF-8 (BOM allowed), UTF-16 with a BOM, else latin-1; binary is refused."""
-    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        try:
-            return raw.decode("utf-16")
-        except UnicodeDecodeError:
-            pass
+def _check_binary(data: bytes, label: str) -> None:
+    """Refuse a NUL byte anywhere, or many control bytes in the first 64 KiB."""
+    nul = data.find(b"\x00")  # a memchr scan: cheap on the whole file
+    head = data[:65536]
+    n_ctrl = len(head) - len(head.translate(None, _CTRL))
+    if nul >= 0 or n_ctrl > max(2, len(head) // 200):
+        found = (
+            f"a NUL byte at offset {nul:,}"
+            if nul >= 0
+            else f"{n_ctrl} control bytes in the first 64 KiB"
+        )
+        raise DataError(
+            f"{label}: this is binary data (a binary file), not a text table (found {found}); "
+            "expected CSV/TSV text"
+        )
+
+
+def _wide_text(head: bytes) -> str | None:
+    """'UTF-16 (little-endian)' etc. when NUL bytes fall in the lanes of ASCII text in that
+    encoding (a file saved without a byte-order mark); None otherwise."""
+    n = len(head) // 4 * 4
+    if n < 8:
+        return None
+    lanes = (np.frombuffer(head[:n], np.uint8) == 0).reshape(-1, 4).mean(axis=0)
+    if lanes[1:].min() > 0.9 and lanes[0] < 0.1:
+        return "UTF-32 (little-endian)"
+    if lanes[:3].min() > 0.9 and lanes[3] < 0.1:
+        return "UTF-32 (big-endian)"
+    odd, even = (lanes[1] + lanes[3]) / 2, (lanes[0] + lanes[2]) / 2
+    if odd > 0.9 and even < 0.1:
+        return "UTF-16 (little-endian)"
+    if even > 0.9 and odd < 0.1:
+        return "UTF-16 (big-endian)"
+    return None
+
+
+def _decode(raw: bytes, label: str, notes: list[str]) -> tuple[str, bool]:
+    """Bytes to text: UTF-8 (BOM allowed), UTF-16/32 with a BOM, else latin-1 (noted); binary
+    is refused. Also says whether the text was decoded as Unicode (not the latin-1 fallback)."""
+    for bom, codec, what in _BOMS:
+        if raw.startswith(bom):
+            try:
+                text = raw.decode(codec)
+            except UnicodeDecodeError as e:
+                raise DataError(
+                    f"{label}: the file starts with a {what} byte-order mark but is not valid "
+                    f"{what} (at byte {e.start:,}); expected UTF-8 or {what} text"
+                ) from None
+            _check_binary(text.encode("utf-8", "replace"), label)
+            return text, True
     for magic, what in _MAGIC.items():
         if raw.startswith(magic):
             raise DataError(
                 f"{label}: this looks like {what}, not a text table; expected CSV/TSV text"
             )
     head = raw[:65536]
-    nul = head.find(b"\x00")
-    # Control bytes other than tab, CR, LF and form feed do not occur in text tables.
-    n_ctrl = len(head) - len(head.translate(None, _CTRL))
-    if nul >= 0 or n_ctrl > max(2, len(head) // 200):
-        found = f"a NUL byte at offset {nul}" if nul >= 0 else f"{n_ctrl} control bytes"
+    if b"\x00" in head and (wide := _wide_text(head)):
         raise DataError(
-            f"{label}: this is binary data, not a text table (found {found} in the first "
-            "64 KiB); expected CSV/TSV text"
+            f"{label}: this looks like {wide} text without a byte-order mark; save it as "
+            "UTF-8 (or UTF-16 with a byte-order mark)"
         )
+    _check_binary(raw, label)
     try:
-        return raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig"), True
     except UnicodeDecodeError as e:
         notes.append(f"{label} is not valid UTF-8 (byte {e.start:,}); decoded it as latin-1")
-        return raw.decode("latin-1")
+        return raw.decode("latin-1"), False
+
+
+def _line_breaks(text: str, unicode: bool, label: str, notes: list[str]) -> str:
+    """Every line break as "\\n": \\r\\n and \\r (old Mac files), and the rarer separators."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    seps = {**_OTHER_BREAKS, _NEL: "next line (U+0085)"} if unicode else _OTHER_BREAKS
+    found = []
+    for ch, what in seps.items():
+        # `in` is a memchr scan; count() is several times slower: count only what is there.
+        if (ch > "\x7f" and text.isascii()) or ch not in text:
+            continue
+        n = text.count(ch)
+        if n:
+            text = text.replace(ch, "\n")
+            found.append(f"{n:,} {what}")
+    if found:
+        notes.append(f"{label}: read {', '.join(found)} as line breaks")
+    return text
+
+
+_CHUNK_BYTES = 8 * 1024 * 1024  # bytes scanned at a time: temporaries stay small
+_CHUNK_ROWS = 500_000  # rows parsed at a time
+_INK = np.ones(256, dtype=bool)
+_INK[[9, 10, 32]] = False  # tab, line break, space
+
+
+def _count_lines(data: bytes, label: str) -> int:
+    """The number of lines; a DataError when one is over MAX_LINE_BYTES. Scans in chunks so that
+    a file of 25 million line breaks needs no array of 25 million offsets."""
+    prev, seen = -1, 0  # offset of the last line break, line breaks before the chunk
+    for start in range(0, len(data), _CHUNK_BYTES):
+        chunk = np.frombuffer(data, np.uint8, min(_CHUNK_BYTES, len(data) - start), start)
+        ends = np.flatnonzero(chunk == 10) + start
+        if len(ends):
+            lengths = np.diff(ends, prepend=prev) - 1
+            long = np.flatnonzero(lengths > MAX_LINE_BYTES)
+            if len(long):
+                _too_long(label, seen + int(long[0]), int(lengths[long[0]]))
+            prev, seen = int(ends[-1]), seen + len(ends)
+    last = len(data) - prev - 1  # an unterminated last line
+    if last > MAX_LINE_BYTES:
+        _too_long(label, seen, last)
+    return seen + (last > 0)
+
+
+def _too_long(label: str, k: int, length: int) -> None:
+    raise DataError(
+        f"{label}: line {k + 1:,} is {length:,} bytes long, over the limit of "
+        f"{MAX_LINE_BYTES:,} bytes per line; expected one short row per line (is a line break "
+        "missing, or a field far too long?)"
+    )
+
+
+@dataclass
+class _Text:
+    """A decoded file with "\\n" line breaks: the text, its UTF-8 bytes and its line count."""
+
+    text: str
+    data: bytes
+    n_lines: int
+
+    def has_text(self) -> np.ndarray:
+        """(n_lines,) bool: whether each line has a byte other than spaces and tabs."""
+        out, start = [], 0
+        while start < len(self.data):
+            # Whole lines per chunk (a line is at most MAX_LINE_BYTES, far below a chunk).
+            end = len(self.data)
+            if start + _CHUNK_BYTES < end:
+                end = self.data.rfind(b"\n", start, start + _CHUNK_BYTES) + 1 or end
+            arr = np.frombuffer(self.data, np.uint8, end - start, start)
+            starts = np.concatenate([[0], np.flatnonzero(arr == 10) + 1])
+            starts = starts[starts < len(arr)]
+            # An empty line's slice starts on its own "\\n", which is not ink: no special case.
+            out.append(np.logical_or.reduceat(_INK[arr], starts))
+            start = end
+        return np.concatenate(out) if out else np.zeros(0, bool)
+
+
+def _read_text(source: Source, label: str, max_bytes: int, notes: list[str]) -> _Text:
+    text, unicode = _decode(_read_bytes(source, label, max_bytes), label, notes)
+    text = _line_breaks(text, unicode, label, notes)
+    data = text.encode("utf-8", "surrogatepass")
+    return _Text(text, data, _count_lines(data, label))
+
+
+def read_text(source: Source, label: str, max_bytes: int = DEFAULT_MAX_BYTES) -> str:
+    """A text file (path or bytes) as a str with "\\n" line breaks, refused with a DataError
+    when it is over `max_bytes`, binary, or has a line over MAX_LINE_BYTES.
+
+    Decodes UTF-8 (BOM allowed), UTF-16/32 with a BOM, else latin-1; reads \\r\\n, \\r and the
+    other Unicode line separators as line breaks.
+    """
+    return _read_text(source, label, max_bytes, []).text
+
+
+def _iter_lines(text: str) -> Iterator[str]:
+    """The lines of a "\\n"-separated text, without copying it (io.StringIO would, 4x)."""
+    pos, n = 0, len(text)
+    while pos < n:
+        end = text.find("\n", pos)
+        end = n if end < 0 else end
+        yield text[pos:end]
+        pos = end + 1
 
 
 def _split_line(line: str, delim: str) -> list[str]:
     if delim == " ":
         return line.split()
     if delim in (",", ";"):
-        return next(csv.reader([line], delimiter=delim, skipinitialspace=True), [])
+        try:
+            return next(csv.reader([line], delimiter=delim, skipinitialspace=True), [])
+        except csv.Error:  # only if another module lowered csv's field limit below our cap
+            return line.split(delim)
     return line.split(delim)
 
 
+def _n_fields(line: str, delim: str) -> int:
+    if delim in (",", ";") and '"' in line:
+        return len(_split_line(line, delim))
+    if delim == " ":
+        return len(line.split())
+    return line.count(delim) + 1
+
+
+def _open_quote(line: str, delim: str) -> bool:
+    """Whether a quoted field opened on this line is still open at its end."""
+    if '"' not in line:
+        return False
+    try:
+        return len(list(csv.reader([line, "\x1f"], delimiter=delim, skipinitialspace=True))) < 2
+    except csv.Error:
+        return False
+
+
 def _sniff(lines: list[str], min_fields: int) -> tuple[str, int] | None:
-    """The first delimiter that splits most sample lines into the same number of fields, at
-    least `min_fields`; with that number. None when no candidate does."""
+    """The delimiter that splits the most sample lines into the same number of fields, at
+    least `min_fields` and on at least half the lines, with that number; on a tie the first in
+    _DELIMITERS (a comma, not the space after it). None when no candidate does."""
+    best: tuple[int, str, int] | None = None
     for delim in _DELIMITERS:
         if delim == "::" and not any("::" in ln for ln in lines):
             continue
-        counts = Counter(len(_split_line(ln, delim)) for ln in lines)
+        counts = Counter(_n_fields(ln, delim) for ln in lines)
         n, hits = counts.most_common(1)[0]
         # Half the lines, not all: a few malformed rows are reported later with line numbers.
-        if n >= min_fields and hits >= 0.5 * len(lines):
-            return delim, n
-    return None
+        if n >= min_fields and hits >= 0.5 * len(lines) and (best is None or hits > best[0]):
+            best = (hits, delim, n)
+    return None if best is None else (best[1], best[2])
 
 
 def _is_number(text: str) -> bool:
@@ -377,35 +584,37 @@ class _Table:
     rows: _Rows
 
 
+_INK_CHAR = re.compile(r"\S")
+
+
 def _sample_lines(text: str) -> tuple[list[str], int]:
-    """The first non-blank lines, and the number of blank lines before them."""
+    """The first non-blank lines (up to _SNIFF_LINES and _SNIFF_CHARS), and the number of blank
+    lines before them. Blank lines are jumped over by a regex search, not looped over."""
     lines: list[str] = []
-    lead = 0
-    for ln in io.StringIO(text):
-        if ln.strip():
-            lines.append(ln.rstrip("\r\n"))
-            if len(lines) >= _SNIFF_LINES:
-                break
-        elif not lines:
-            lead += 1
+    lead = size = pos = 0
+    while len(lines) < _SNIFF_LINES and (size <= _SNIFF_CHARS or len(lines) < 2):
+        m = _INK_CHAR.search(text, pos)
+        if m is None:
+            break
+        start = text.rfind("\n", 0, m.start()) + 1
+        end = text.find("\n", m.start())
+        end = len(text) if end < 0 else end
+        if not lines:
+            lead = text.count("\n", 0, start)
+        lines.append(text[start:end])
+        size += end - start
+        pos = end + 1
     return lines, lead
 
 
 def _bad_field_counts(text: str, delim: str, expected: int, skip: int) -> list[tuple[int, int]]:
     """(line number, field count) of the non-blank data lines without `expected` fields."""
     bad = []
-    if delim in (",", ";"):
-        reader = csv.reader(io.StringIO(text), delimiter=delim, skipinitialspace=True)
-        for fields in reader:
-            blank = not any(f.strip() for f in fields)
-            if reader.line_num > skip and not blank and len(fields) != expected:
-                bad.append((reader.line_num, len(fields)))
-    else:
-        for num, ln in enumerate(io.StringIO(text), start=1):
-            if num > skip and ln.strip():
-                n = len(_split_line(ln.rstrip("\r\n"), delim))
-                if n != expected:
-                    bad.append((num, n))
+    for num, ln in enumerate(_iter_lines(text), start=1):
+        if num > skip and ln.strip():
+            n = _n_fields(ln, delim)
+            if n != expected:
+                bad.append((num, n))
     return bad
 
 
@@ -418,70 +627,153 @@ def _malformed(label: str, bad: list[tuple[int, int]], expected: int, delim: str
     )
 
 
-def _parse_table(text: str, label: str, *, min_fields: int, header_fn, what: str) -> _Table:
+def _structure_error(
+    label: str, text: str, delim: str, expected: int, skip: int, what: str
+) -> DataError:
+    """Why pandas could not split the data lines into `expected` fields each: a quote left open
+    at the end of a line (it would swallow the lines after it), else the rows with another
+    field count, else a general message."""
+    if delim in (",", ";"):
+        open_at = [
+            num
+            for num, ln in enumerate(_iter_lines(text), start=1)
+            if num > skip and _open_quote(ln, delim)
+        ]
+        if open_at:
+            shown = ", ".join(map(str, open_at[:_SHOW]))
+            more = f" (and {len(open_at) - _SHOW:,} more)" if len(open_at) > _SHOW else ""
+            return DataError(
+                f'{label}: a quoted field (") is not closed on its line at '
+                f"{'lines' if len(open_at) > 1 else 'line'} {shown}{more}; it would take the "
+                "lines after it into one field. Close or remove the quote (a quoted field "
+                "must end on the line it starts)"
+            )
+    bad = _bad_field_counts(text, delim, expected, skip)
+    if bad:
+        return _malformed(label, bad, expected, delim)
+    return DataError(f"{label}: could not split the lines into fields; expected {what}")
+
+
+def _parse_table(
+    src: _Text, label: str, *, min_fields: int, header_fn, what: str, notes: list[str]
+) -> _Table:
     """Split text into a DataFrame of strings, detecting the delimiter and the header.
 
     `header_fn(first_fields, second_fields) -> bool` decides whether line 1 is a header.
+    Every data line must have the header's number of fields (or, without a header, the
+    sample's usual number): a row is never shifted, padded, truncated or merged.
     """
+    text = src.text
     lines, lead = _sample_lines(text)
     if not lines:
         raise DataError(f"{label}: the file is empty; expected {what}")
     sniffed = _sniff(lines, min_fields)
     if sniffed is None:
         raise DataError(
-            f"{label}: could not split line {lead + 1} ({lines[0][:80]!r}) into at least "
-            f"{min_fields} fields with ',', tabs, ';', '|', '::' or spaces; expected {what}"
+            f"{label}: could not split most lines into at least {min_fields} fields the same "
+            "way with one delimiter (',', tabs, ';', '|', '::' or spaces); line "
+            f"{lead + 1} is {_cut(lines[0])!r}; expected {what}"
         )
     delim, n_fields = sniffed
     first = _split_line(lines[0], delim)
+    for n, where in ((len(first), f"line {lead + 1} has"), (n_fields, "most lines have")):
+        if n > MAX_COLUMNS:
+            raise DataError(
+                f"{label}: {where} {n:,} fields, over the limit of {MAX_COLUMNS:,} columns; "
+                f"expected {what}"
+            )
     second = _split_line(lines[1], delim) if len(lines) > 1 else []
     header = [f.strip().strip("\"'") for f in first] if header_fn(first, second) else None
     if header is not None and len(lines) == 1:
         raise DataError(
-            f"{label}: the file has a header ({', '.join(header)}) but no data rows; "
+            f"{label}: the file has a header ({_examples(header)}) but no data rows; "
             f"expected {what}"
         )
     skip = lead + (header is not None)  # physical lines before data row 0
     expected = len(header) if header is not None else n_fields
-    body, sep = text, delim
+    sample = lines[1:] if header is not None else lines
+    if header is not None and sample:
+        counts = Counter(_n_fields(ln, delim) for ln in sample)
+        usual, hits = counts.most_common(1)[0]
+        if usual != expected and hits >= 0.5 * len(sample):
+            # One count for all rows, another for the header: never load such columns shifted.
+            raise DataError(
+                f"{label}: the header on line {lead + 1} names {_plural(expected, 'column')} "
+                f"({_examples(header)}{', …' if expected > _SHOW else ''}) but the data rows "
+                f"have {usual} fields (separated by {_DELIM_NAMES[delim]}); every row needs "
+                "one field per header name"
+            )
+    if any(_n_fields(ln, delim) != expected for ln in sample):
+        raise _structure_error(label, text, delim, expected, skip, what)
+    data, sep = src.data, delim
     if delim == "::":
         # The fast C parser takes one-character separators; \x1f cannot occur (binary check).
-        body, sep = text.replace("::", "\x1f"), "\x1f"
+        data, sep = data.replace(b"::", b"\x1f"), "\x1f"
     elif delim == " ":
         sep = r"\s+"
+    columns: list[list[pd.Series]] = [[] for _ in range(expected)]
+    kept: list[np.ndarray] = []  # file line of each non-blank row
+    blank_lines: list[np.ndarray] = []
+    n_rows, short = 0, False
     try:
-        frame = pd.read_csv(
-            io.StringIO(body),
-            sep=sep,
-            header=None,
-            names=list(range(expected)),
-            skiprows=skip,
-            dtype=str,
-            na_filter=False,
-            skip_blank_lines=False,  # keeps row i on line skip + 1 + i
-            skipinitialspace=delim != " ",
-            quoting=csv.QUOTE_MINIMAL if delim in (",", ";") else csv.QUOTE_NONE,
-            engine="c",
-        )
-    except pd.errors.ParserError as e:
-        bad = _bad_field_counts(text, delim, expected, skip)
-        if bad:
-            raise _malformed(label, bad, expected, delim) from None
-        raise DataError(f"{label}: could not parse the file ({e}); expected {what}") from None
-    frame = pd.DataFrame({c: frame[c].str.strip() for c in frame.columns})
-    filled = np.column_stack([(frame[c] != "").to_numpy() for c in frame.columns])
-    blank = ~filled.any(axis=1)
-    # A short row is padded with empty fields by the parser: find it by its field count.
-    if (~filled[~blank]).any():
+        with warnings.catch_warnings():
+            # A first row with extra fields would be truncated with a warning: the sample check
+            # above has refused it already; later ones raise ParserError.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            with pd.read_csv(
+                io.BytesIO(data),
+                encoding="utf-8",
+                sep=sep,
+                header=None,
+                names=list(range(expected)),
+                index_col=False,  # never take extra leading fields as an index (a shift)
+                skiprows=skip,
+                dtype=str,
+                na_filter=False,
+                skip_blank_lines=False,  # keeps row i on line skip + 1 + i
+                skipinitialspace=delim != " ",
+                quoting=csv.QUOTE_MINIMAL if delim in (",", ";") else csv.QUOTE_NONE,
+                engine="c",
+                chunksize=_CHUNK_ROWS,  # bounded parser memory on files of millions of rows
+            ) as reader:
+                for chunk in reader:
+                    cols = [chunk[c].str.strip() for c in range(expected)]
+                    filled = np.column_stack([(c != "").to_numpy() for c in cols])
+                    blank = ~filled.any(axis=1)
+                    # A short row is padded with empty fields by the parser: checked below.
+                    short = short or bool((~filled[~blank]).any())
+                    line_of = np.arange(n_rows, n_rows + len(chunk), dtype=np.int64) + skip + 1
+                    n_rows += len(chunk)
+                    keep = np.flatnonzero(~blank)
+                    for j, c in enumerate(cols):
+                        columns[j].append(c.iloc[keep] if blank.any() else c)
+                    kept.append(line_of[keep])
+                    if blank.any():
+                        blank_lines.append(line_of[blank])
+    except (ValueError, pd.errors.ParserWarning):  # ParserError, EmptyDataError, decoding
+        raise _structure_error(label, text, delim, expected, skip, what) from None
+    if n_rows != src.n_lines - skip:
+        # A quoted field that spans lines merged them into one row.
+        raise _structure_error(label, text, delim, expected, skip, what)
+    if short:
         bad = _bad_field_counts(text, delim, expected, skip)
         if bad:
             raise _malformed(label, bad, expected, delim)
-    line_of = np.arange(len(frame), dtype=np.int64) + skip + 1
-    if blank.any():
-        frame = frame.loc[~blank].reset_index(drop=True)
-        line_of = line_of[~blank]
-    if len(frame) == 0:
+    if blank_lines:
+        # Rows like ",,," carry no data but are not blank lines: count them.
+        lines = np.concatenate(blank_lines)
+        empty = lines[src.has_text()[lines - 1]]
+        if len(empty):
+            notes.append(
+                f"{label}: skipped {_plural(len(empty), 'row')} with only empty fields "
+                f"at {_Rows(empty)(np.arange(len(empty)))}"
+            )
+    line_of = np.concatenate(kept) if kept else np.zeros(0, np.int64)
+    if len(line_of) == 0:
         raise DataError(f"{label}: the file has no data rows; expected {what}")
+    frame = pd.DataFrame(
+        {j: pd.concat(parts, ignore_index=True) for j, parts in enumerate(columns)}
+    )
     return _Table(frame, header, delim, _Rows(line_of))
 
 
@@ -520,15 +812,27 @@ def _parse_timestamps(col: pd.Series, name: str, label: str, rows: _Rows) -> np.
     nums = _to_numeric(col)
     ok = np.isfinite(nums)
     if ok.all():
+        big = np.flatnonzero(np.abs(nums) >= 2.0**63)
+        if len(big):  # astype(int64) would wrap them silently
+            raise DataError(
+                f"{label}: column {name}: {_plural(len(big), 'timestamp')} too large at "
+                f"{rows(big)}: found {_examples(col.iloc[big])}; expected Unix seconds "
+                "(at most 9.2e18)"
+            )
         return nums.astype(np.int64)
     if ok.mean() >= 0.5:  # mostly Unix seconds: the rest are the errors
         bad, expected = np.flatnonzero(~ok), "Unix seconds like the other rows"
     else:  # dates ("2020-01-31 12:00") become seconds since 1970
-        when = pd.to_datetime(col, errors="coerce", utc=True, format="mixed")
-        bad, expected = np.flatnonzero(when.isna().to_numpy()), "dates or Unix seconds"
-        if not len(bad):
-            secs = (when - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
-            return secs.to_numpy().astype(np.int64)
+        expected = "dates (years 1 to 9999) or Unix seconds"
+        try:
+            when = pd.to_datetime(col, errors="coerce", utc=True, format="mixed")
+        except (ValueError, OverflowError):  # a date out of the parser's range
+            when = None
+        bad = np.flatnonzero(~ok if when is None else when.isna().to_numpy())
+        if when is not None and not len(bad):
+            # Whole seconds from the parser's own unit: year 9999 would overflow nanoseconds.
+            naive = when.dt.tz_localize(None).to_numpy()
+            return naive.astype("datetime64[s]").astype(np.int64)
     raise DataError(
         f"{label}: column {name}: {_plural(len(bad), 'timestamp')} not understood at "
         f"{rows(bad)}: found {_examples(col.iloc[bad])}; expected {expected}"
@@ -563,18 +867,57 @@ def _check_scale(
         )
 
 
-def _sorted_ids(codes: np.ndarray, uniques: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _sorted_ids(codes: np.ndarray, uniques: pd.Index) -> tuple[np.ndarray, np.ndarray]:
     """Renumber factorized ids so that inner order follows the raw ids: numerically when every
     id is an integer (MovieLens item "2" before "10"), else as strings."""
-    uniques = np.asarray(uniques, dtype=str)
-    digits = np.char.isdigit(np.char.lstrip(uniques, "-")) & (np.char.str_len(uniques) < 18)
-    if len(uniques) and digits.all():
-        order = np.lexsort((uniques, uniques.astype(np.int64)))
+    ids = pd.Series(uniques, dtype=str)
+    # ASCII digits only: "²" and "--3" are not integers for int64 (str.isdigit says "²" is).
+    ints = ids.str.fullmatch(r"-?[0-9]{1,18}").to_numpy(dtype=bool)
+    text = np.asarray(uniques, dtype=str)  # fixed width: ids are at most MAX_ID_CHARS long
+    if len(text) and ints.all():
+        nums = ids.astype(np.int64).to_numpy()
+        order = np.argsort(nums, kind="stable")
+        if (np.diff(nums[order]) == 0).any():  # "7" and "07": the string breaks the tie
+            order = np.lexsort((text, nums))
     else:
-        order = np.argsort(uniques, kind="stable")
+        order = np.argsort(text, kind="stable")
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
-    return rank[codes], uniques[order]
+    return rank[codes], text[order]
+
+
+def _check_ids(
+    uniques: pd.Index,
+    codes: np.ndarray,
+    role: str,
+    name: str,
+    label: str,
+    rows: _Rows,
+    delim: str | None,
+) -> None:
+    """Refuse ids over MAX_ID_CHARS and, in a file, ids holding another delimiter than its own
+    (a line with mixed delimiters would shift its fields: a timestamp read as a rating)."""
+    ids = pd.Series(uniques, dtype=str)
+    long = np.flatnonzero((ids.str.len() > MAX_ID_CHARS).to_numpy())
+    if len(long):
+        raise DataError(
+            f"{label}: column {name}: {_plural(len(long), f'{role} id')} over the limit of "
+            f"{MAX_ID_CHARS} characters at {rows(np.flatnonzero(np.isin(codes, long)))}: "
+            f"found {_examples(ids.iloc[long])}"
+        )
+    if delim is None:
+        return
+    others = [d for d in _DELIMITERS if d not in (delim, " ")]
+    pattern = "|".join(re.escape(d) for d in others)
+    mixed = np.flatnonzero(ids.str.contains(pattern, regex=True).to_numpy(dtype=bool))
+    if len(mixed):
+        raise DataError(
+            f"{label}: column {name}: {_plural(len(mixed), f'{role} id')} holding "
+            f"{' or '.join(_DELIM_NAMES[d] for d in others)} at "
+            f"{rows(np.flatnonzero(np.isin(codes, mixed)))}: found {_examples(ids.iloc[mixed])}; "
+            f"expected fields separated by {_DELIM_NAMES[delim]} only (mixed delimiters in a "
+            "line?)"
+        )
 
 
 def _build(
@@ -588,8 +931,12 @@ def _build(
     names: tuple[str, str, str, str],
     scale: RatingScale | None,
     notes: list[str],
+    delim: str | None = None,
 ) -> RatingsDataset:
-    """Validate aligned raw columns and turn them into a RatingsDataset (no item metadata)."""
+    """Validate aligned raw columns and turn them into a RatingsDataset (no item metadata).
+
+    `delim`: the file's delimiter; an id holding another candidate delimiter is refused.
+    """
     n_user, n_item, n_rating, n_time = names
     users = users.astype(str).str.strip()
     items = items.astype(str).str.strip()
@@ -598,7 +945,7 @@ def _build(
         if len(bad):
             raise DataError(
                 f"{label}: column {name}: {_plural(len(bad), f'empty {role} id')} at "
-                f"{rows(bad)}; every rating needs a {role}"
+                f"{rows(bad)}; every rating needs {'an' if role == 'item' else 'a'} {role}"
             )
     values = _to_numeric(ratings.str.strip() if ratings.dtype != np.float64 else ratings)
     bad = np.flatnonzero(~np.isfinite(values))
@@ -625,6 +972,8 @@ def _build(
     icodes, iuniq = pd.factorize(items)
     ucodes = np.asarray(ucodes, dtype=np.int64)
     icodes = np.asarray(icodes, dtype=np.int64)
+    _check_ids(uuniq, ucodes, "user", n_user, label, rows, delim)
+    _check_ids(iuniq, icodes, "item", n_item, label, rows, delim)
     dup = pd.Series(ucodes * max(1, len(iuniq)) + icodes).duplicated(keep="last").to_numpy()
     if dup.any():
         notes.append(
@@ -635,8 +984,8 @@ def _build(
         keep = ~dup
         ucodes, icodes, values = ucodes[keep], icodes[keep], values[keep]
         ts = None if ts is None else ts[keep]
-    user, user_ids = _sorted_ids(ucodes, np.asarray(uuniq))
-    item, item_ids = _sorted_ids(icodes, np.asarray(iuniq))
+    user, user_ids = _sorted_ids(ucodes, uuniq)
+    item, item_ids = _sorted_ids(icodes, iuniq)
     return RatingsDataset(
         user=user,
         item=item,
@@ -664,7 +1013,10 @@ def load_ratings(
     Reads a delimited text file with a header naming the user, item, rating (and optional
     timestamp) columns, or a headerless ``user item rating [timestamp]`` file such as
     MovieLens ``u.data`` (tabs) or ``ratings.dat`` (``::``). Delimiter, header and encoding
-    (UTF-8, UTF-8 with BOM, UTF-16 with BOM, else latin-1) are detected.
+    (UTF-8, UTF-8 with BOM, UTF-16/32 with BOM, else latin-1) are detected; \\r\\n, \\r and the
+    other Unicode line separators are line breaks. Every data line must have one field per
+    header name (or the usual count without a header) and a quoted field must end on its line.
+    Files beyond the caps (MAX_LINE_BYTES, MAX_COLUMNS, MAX_ID_CHARS, MAX_GENRES) are refused.
     `name`/`items_name` label bytes sources in error messages (default: the path's name).
     `scale`, when given, is the declared scale: ratings outside it or off its step are a
     DataError; otherwise low, high and step are detected from the ratings.
@@ -673,7 +1025,7 @@ def load_ratings(
     """
     label = _label(source, name, "ratings")
     notes: list[str] = []
-    text = _decode(_read_bytes(source, label, max_bytes), label, notes)
+    src = _read_text(source, label, max_bytes, notes)
     what = "columns user, item, rating[, timestamp], with or without a header"
 
     def is_header(first: list[str], second: list[str]) -> bool:
@@ -689,7 +1041,7 @@ def load_ratings(
             )
         return False
 
-    table = _parse_table(text, label, min_fields=3, header_fn=is_header, what=what)
+    table = _parse_table(src, label, min_fields=3, header_fn=is_header, what=what, notes=notes)
     frame = table.frame
     if table.header is not None:
         h = table.header
@@ -719,6 +1071,7 @@ def load_ratings(
         names=names,  # type: ignore[arg-type]
         scale=scale,
         notes=notes,
+        delim=table.delim,
     )
     if items is None:
         return data
@@ -735,21 +1088,49 @@ class _ItemTable:
     ids: pd.Series  # str, stripped
     titles: pd.Series  # str
     genre_names: tuple[str, ...]
-    genres: np.ndarray  # (rows, n_genres) bool
+    # The genre flags, sparse: row `flag_rows[k]` has genre `flag_cols[k]` (a dense rows x
+    # genres matrix of a large file would be huge; only rated items get one).
+    flag_rows: np.ndarray
+    flag_cols: np.ndarray
     rows: _Rows
 
 
-def _genre_lists(col: pd.Series) -> tuple[tuple[str, ...], np.ndarray]:
-    """'|'-separated genre lists to (sorted genre names, bool matrix)."""
-    clean = col.astype(str).str.replace(r"\s*\|\s*", "|", regex=True).str.strip()
-    dummies = clean.str.get_dummies(sep="|")
-    dummies = dummies.drop(columns=[c for c in dummies.columns if c in ("", NO_GENRES)])
-    return tuple(str(c) for c in dummies.columns), dummies.to_numpy(dtype=bool)
+_NO_FLAGS = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+
+def _genre_lists(
+    col: pd.Series, label: str, rows: _Rows
+) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """'|'-separated genre lists to (sorted genre names, row and genre index of each flag)."""
+    parts = col.astype(str).str.split("|").explode().str.strip()
+    parts = parts[(parts != "") & (parts != NO_GENRES)]
+    codes, uniq = pd.factorize(parts)
+    if len(uniq) > MAX_GENRES:
+        raise DataError(
+            f"{label}: {len(uniq):,} distinct genres, over the limit of {MAX_GENRES:,}; "
+            "expected a few genre names per item separated by '|' (e.g. Action|Comedy)"
+        )
+    names = np.asarray(uniq, dtype=object)
+    long = np.flatnonzero(pd.Series(names, dtype=object).str.len().to_numpy() > MAX_GENRE_CHARS)
+    if len(long):
+        at = np.flatnonzero(np.isin(codes, long))
+        raise DataError(
+            f"{label}: {_plural(len(long), 'genre name')} over the limit of "
+            f"{MAX_GENRE_CHARS} characters at {rows(np.unique(parts.index.to_numpy()[at]))}: "
+            f"found {_examples(names[long])}"
+        )
+    order = np.argsort(names.astype(str), kind="stable")
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    flag_rows = parts.index.to_numpy(dtype=np.int64)
+    return tuple(str(g) for g in names[order]), flag_rows, rank[codes]
 
 
 def _genre_file(path: Path) -> list[str] | None:
     """Genre names from MovieLens' u.genre (``name|index`` lines), or None if unusable."""
     try:
+        if path.stat().st_size > 1024 * 1024:  # a real u.genre is 200 bytes
+            return None
         text = path.read_text(encoding="latin-1")
     except OSError:
         return None
@@ -757,20 +1138,49 @@ def _genre_file(path: Path) -> list[str] | None:
     for ln in text.splitlines():
         if "|" in ln:
             g, _, idx = ln.rpartition("|")
-            if idx.strip().isdigit():
-                pairs.append((int(idx), g.strip()))
+            if idx.strip().isdigit() and len(idx.strip()) < 6:
+                pairs.append((int(idx), g.strip()[:MAX_GENRE_CHARS]))
     return [g for _, g in sorted(pairs)] or None
 
 
+def _item_table(
+    ids: pd.Series,
+    titles: pd.Series,
+    names: tuple[str, ...],
+    flags: tuple[np.ndarray, np.ndarray],
+    rows: _Rows,
+    label: str,
+    notes: list[str],
+) -> _ItemTable:
+    """Strip ids and titles, refuse ids over MAX_ID_CHARS, shorten titles over MAX_TITLE_CHARS."""
+    ids, titles = ids.str.strip(), titles.str.strip()
+    long = np.flatnonzero((ids.str.len() > MAX_ID_CHARS).to_numpy())
+    if len(long):
+        raise DataError(
+            f"{label}: {_plural(len(long), 'item id')} over the limit of {MAX_ID_CHARS} "
+            f"characters at {rows(long)}: found {_examples(ids.iloc[long])}"
+        )
+    long = np.flatnonzero((titles.str.len() > MAX_TITLE_CHARS).to_numpy())
+    if len(long):
+        cut = titles.iloc[long].str.slice(0, MAX_TITLE_CHARS - 1) + "…"
+        titles = titles.copy()
+        titles.iloc[long] = cut
+        notes.append(
+            f"{label}: shortened {_plural(len(long), 'title')} longer than "
+            f"{MAX_TITLE_CHARS} characters at {rows(long)}"
+        )
+    return _ItemTable(ids, titles, names, flags[0], flags[1], rows)
+
+
 def _read_items(source: Source, label: str, max_bytes: int, notes: list[str]) -> _ItemTable:
-    text = _decode(_read_bytes(source, label, max_bytes), label, notes)
+    src = _read_text(source, label, max_bytes, notes)
     what = "item metadata: u.item, movies.csv, movies.dat or item,title[,genres]"
     known = {*ITEM_COLUMNS, "id", *TITLE_COLUMNS, *GENRE_COLUMNS}
 
     def is_header(first: list[str], second: list[str]) -> bool:
         return any(_norm(f) in known for f in first)
 
-    table = _parse_table(text, label, min_fields=2, header_fn=is_header, what=what)
+    table = _parse_table(src, label, min_fields=2, header_fn=is_header, what=what, notes=notes)
     frame, rows = table.frame, table.rows
     n = frame.shape[1]
     if table.header is not None:
@@ -778,11 +1188,10 @@ def _read_items(source: Source, label: str, max_bytes: int, notes: list[str]) ->
         c_id = _find_column(h, (*ITEM_COLUMNS, "id"), "item", label, True)
         c_title = _find_column(h, TITLE_COLUMNS, "title", label, True)
         c_genre = _find_column(h, GENRE_COLUMNS, "genres", label, False)
-        ids, titles = frame[c_id], frame[c_title]
-        names, genres = ((), np.zeros((len(frame), 0), bool))
+        names, *flags = ((), *_NO_FLAGS)
         if c_genre is not None:
-            names, genres = _genre_lists(frame[c_genre])
-        return _ItemTable(ids.str.strip(), titles.str.strip(), names, genres, rows)
+            names, *flags = _genre_lists(frame[c_genre], label, rows)
+        return _item_table(frame[c_id], frame[c_title], names, flags, rows, label, notes)
     flags = frame.iloc[:, 5:] if table.delim == "|" and n >= 6 else None
     if flags is not None and flags.iloc[0].str.strip().isin(["0", "1"]).all():
         # MovieLens u.item: id|title|release|video release|IMDb url|genre flags...
@@ -801,16 +1210,22 @@ def _read_items(source: Source, label: str, max_bytes: int, notes: list[str]) ->
                 names_list = None
         if names_list is None:
             names_list = list(ML100K_GENRES) if k == 19 else [f"genre {j + 1}" for j in range(k)]
-        genres = np.column_stack([(flags[c].str.strip() == "1").to_numpy() for c in flags])
-        return _ItemTable(
-            frame[0].str.strip(), frame[1].str.strip(), tuple(names_list), genres, rows
-        )
+        dense = np.column_stack([(flags[c].str.strip() == "1").to_numpy() for c in flags])
+        fr, fc = np.nonzero(dense)
+        return _item_table(
+            frame[0], frame[1], tuple(names_list), (fr.astype(np.int64), fc.astype(np.int64)),
+            rows, label, notes,
+        )  # fmt: skip
     if n > 3:
         notes.append(f"{label}: ignored {n - 3} columns after item, title, genres (no header)")
-    names, genres = ((), np.zeros((len(frame), 0), bool))
+    names, *flags = ((), *_NO_FLAGS)
     if n >= 3:
-        names, genres = _genre_lists(frame[2])
-    return _ItemTable(frame[0].str.strip(), frame[1].str.strip(), names, genres, rows)
+        names, *flags = _genre_lists(frame[2], label, rows)
+    return _item_table(frame[0], frame[1], names, flags, rows, label, notes)
+
+
+# The dense (rated items x genres) flag matrix of ItemInfo is refused above this many cells.
+MAX_GENRE_CELLS = 100_000_000
 
 
 def attach_items(
@@ -828,38 +1243,48 @@ def attach_items(
     label = _label(items, name, "items")
     notes = list(data.notes)
     table = _read_items(items, label, max_bytes, notes)
-    ids = table.ids.to_numpy(dtype=str)
-    empty = np.flatnonzero(ids == "")
+    ids = table.ids  # kept as pandas strings: a numpy copy of millions of rows is large
+    empty = np.flatnonzero((ids == "").to_numpy(dtype=bool))
     if len(empty):
         raise DataError(
             f"{label}: {_plural(len(empty), 'empty item id')} at {table.rows(empty)}; "
             "every metadata row needs an item id"
         )
-    dup = pd.Series(ids).duplicated(keep="last").to_numpy()
+    n_genres = len(table.genre_names)
+    if data.n_items * n_genres > MAX_GENRE_CELLS:
+        raise DataError(
+            f"{label}: {data.n_items:,} rated items x {n_genres:,} genres is over the limit "
+            f"of {MAX_GENRE_CELLS:,} genre flags; use fewer genres"
+        )
+    dup = ids.duplicated(keep="last").to_numpy(dtype=bool)
     if dup.any():
         notes.append(
             f"{label}: {_plural(int(dup.sum()), 'duplicate item row')} ignored, keeping the "
             f"last of each (ignored copies at {table.rows(np.flatnonzero(dup))})"
         )
-    keep = ~dup
-    ids = ids[keep]
-    titles = table.titles.to_numpy(dtype=str)[keep]
-    flags = table.genres[keep]
-    where = pd.Index(ids).get_indexer(data.item_ids)
+    # The kept rows of rated items: only these become numpy strings.
+    rated = np.flatnonzero(~dup & ids.isin(data.item_ids).to_numpy(dtype=bool))
+    where = pd.Index(ids.iloc[rated].to_numpy(dtype=str)).get_indexer(data.item_ids)
     found = where >= 0
+    titles = table.titles.iloc[rated].to_numpy(dtype=str)
     out_titles = np.array(data.item_ids, dtype=object)
     out_titles[found] = titles[where[found]]
     no_title = found & (out_titles == "")
     out_titles[no_title] = np.asarray(data.item_ids, dtype=object)[no_title]
-    genres = np.zeros((data.n_items, flags.shape[1]), dtype=bool)
-    genres[found] = flags[where[found]]
+    # Table row -> rated item (-1: a dropped duplicate or an unrated item), then the flags.
+    item_of_row = np.full(len(ids), -1, dtype=np.int64)
+    item_of_row[rated[where[found]]] = np.flatnonzero(found)
+    flag_item = item_of_row[table.flag_rows]
+    on = flag_item >= 0
+    genres = np.zeros((data.n_items, n_genres), dtype=bool)
+    genres[flag_item[on], table.flag_cols[on]] = True
     missing = int((~found).sum())
     if missing:
         notes.append(
             f"{_plural(missing, 'rated item')} without a row in {label}: "
             f"shown by raw id (e.g. {_examples(data.item_ids[~found])})"
         )
-    unrated = len(ids) - int(found.sum())
+    unrated = int((~dup).sum()) - int(found.sum())
     if unrated:
         notes.append(f"{label}: ignored {_plural(unrated, 'row')} of items nobody rated")
     info = ItemInfo(

@@ -12,12 +12,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from metarec_core.data import (
+    MAX_COLUMNS,
+    MAX_GENRES,
+    MAX_LINE_BYTES,
+    MAX_TITLE_CHARS,
     ML100K_GENRES,
     DataError,
     RatingScale,
     RatingsDataset,
+    attach_items,
     from_arrays,
     load_ratings,
+    read_text,
     summarize,
 )
 
@@ -622,6 +628,251 @@ def test_roundtrip_csv(rows, sep, header, crlf):
     assert any(f"dropped {n_dup:,} duplicate" in n for n in d.notes) == (n_dup > 0)
 
 
+# --------------------------------------------------------------------------- hostile and odd files
+# (issue 12 item 8: each loads where valid or is refused with a DataError naming file, line and
+# cap; the seeded corpus in test_loader_fuzz.py keeps this true for random mutations)
+
+CSV_ROWS = "user,item,rating\n1,10,4\n2,10,5\n1,11,3\n"
+CSV_TRIPLES = {("1", "10"): 4.0, ("2", "10"): 5.0, ("1", "11"): 3.0}
+
+
+@pytest.mark.parametrize(
+    ("brk", "noted"),
+    [
+        ("\r", None),  # old Mac
+        ("\r\n", None),
+        ("\f", "form feed"),
+        ("\v", "vertical tab"),
+        ("\x85", "next line"),
+        ("\u2028", "line separator"),
+        ("\u2029", "paragraph separator"),
+        ("\x1e", "record separator"),
+    ],
+)
+def test_every_kind_of_line_break_loads(brk, noted):
+    d = load_ratings(CSV_ROWS.replace("\n", brk).encode(), name="r.csv")
+    assert triples(d) == CSV_TRIPLES
+    assert any(noted in n and "as line breaks" in n for n in d.notes) == (noted is not None)
+
+
+def test_mixed_cr_and_lf_and_cr_only_u_data():
+    d = load_ratings(b"user,item,rating\r\n1,10,4\r2,10,5\n1,11,3\r", name="r.csv")
+    assert triples(d) == CSV_TRIPLES
+    u_data = "".join(
+        f"{u}\t{i}\t{1 + (u * i) % 5}\t88125{u}{i}\r" for u in range(1, 30) for i in (1, 2)
+    )
+    d = load_ratings(u_data.encode(), name="u.data")
+    assert d.n_ratings == 58 and d.timestamp is not None
+
+
+def test_byte_0x85_of_a_latin1_file_stays_in_its_title():
+    # Not valid UTF-8, so latin-1: 0x85 is Windows-1252's ellipsis there, not a line break.
+    items = b"1|Wait\x85 What (1990)|d||u|0|1\n2|B (1991)|d||u|1|0\n"
+    d = load_ratings(b"1\t1\t5\n1\t2\t3\n", name="u.data", items=items, items_name="u.item")
+    assert d.items.titles.tolist() == ["Wait\x85 What (1990)", "B (1991)"]
+
+
+@pytest.mark.parametrize("codec", ["utf-32", "utf-32-be", "utf-16", "utf-16-be"])
+def test_utf16_and_utf32_with_a_byte_order_mark_load(codec):
+    raw = CSV_ROWS.encode(codec)
+    if codec.endswith("-be"):
+        raw = "\ufeff".encode(codec) + raw
+    assert triples(load_ratings(raw, name="r.csv")) == CSV_TRIPLES
+
+
+@pytest.mark.parametrize(
+    ("codec", "what"),
+    [
+        ("utf-16-le", "UTF-16 \\(little-endian\\)"),
+        ("utf-16-be", "UTF-16 \\(big-endian\\)"),
+        ("utf-32-le", "UTF-32 \\(little-endian\\)"),
+    ],
+)
+def test_utf16_and_utf32_without_a_byte_order_mark_are_named(codec, what):
+    with pytest.raises(DataError, match=f"^r.csv: this looks like {what} text without a byte"):
+        load_ratings(CSV_ROWS.encode(codec), name="r.csv")
+
+
+def test_a_nul_byte_far_into_the_file_is_binary():
+    rows = "".join(f"{u},1,3\n" for u in range(20_000)) + "7,\x00,2\n"
+    with pytest.raises(DataError, match=r"binary data .*a NUL byte at offset 1\d\d,\d\d\d"):
+        load_ratings(("user,item,rating\n" + rows).encode(), name="r.csv")
+
+
+def test_a_header_with_fewer_names_than_fields_is_refused_not_shifted():
+    # On main this loaded with user = item and rating = timestamp.
+    text = b"user,item,rating\n1,10,4,100\n2,10,5,101\n3,11,2,102\n"
+    with pytest.raises(DataError) as e:
+        load_ratings(text, name="short-header.csv")
+    msg = str(e.value)
+    assert msg.startswith("short-header.csv: the header on line 1 names 3 columns")
+    assert "'user', 'item', 'rating'" in msg and "the data rows have 4 fields" in msg
+
+
+def test_a_header_with_more_names_than_fields_is_refused():
+    text = b"user,item,rating,timestamp,extra\n1,10,4,100\n2,10,5,101\n"
+    with pytest.raises(DataError, match=r"names 5 columns .* data rows have 4 fields"):
+        load_ratings(text, name="r.csv")
+
+
+def test_a_first_row_with_an_extra_field_is_not_taken_as_an_index():
+    with pytest.raises(DataError, match=r"line 2 has 4 fields; expected 3"):
+        load_ratings(b"user,item,rating\n1,10,4,9\n2,10,5\n3,11,2\n3,12,2\n", name="r.csv")
+
+
+def test_an_unbalanced_quote_is_refused_with_its_lines():
+    # On main the quotes swallowed rows: 7 rows gave 3 ratings, with no note.
+    text = b'user,item,rating\n1,10,4\n2,"10,5\n3,10,5\n4,10,5\n5,10,1\n6,"11,2\n7,12,3\n'
+    with pytest.raises(DataError) as e:
+        load_ratings(text, name="q.csv")
+    assert str(e.value).startswith('q.csv: a quoted field (") is not closed on its line')
+    assert "at lines 3, 7" in str(e.value)
+
+
+def test_a_quote_left_open_in_a_large_file_swallows_nothing():
+    rows = [f"{u},{u % 7},{1 + u % 5}\n" for u in range(3000)]
+    rows[1500] = '1500,"3,4\n'
+    with pytest.raises(DataError, match=r"not closed on its line at line 1502\b"):
+        load_ratings(("user,item,rating\n" + "".join(rows)).encode(), name="q.csv")
+
+
+def test_quoted_fields_that_close_on_their_line_still_load():
+    text = b'user,item,rating\n"1","a,b",4\n"2", "c",5\n'
+    d = load_ratings(text, name="q.csv")
+    assert triples(d) == {("1", "a,b"): 4.0, ("2", "c"): 5.0}
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        # 4 fields each, but line 3's item holds a tab: its timestamp would be read as a rating
+        (
+            b"1,10,4,100\n2,10,5,101\n3,10\t2,102,7\n",
+            r"column 2 \(item\): 1 item id holding .*tabs",
+        ),
+        (b"1\t10\t4\t100\n2\t10,5\t101\t9\n3\t10\t2\t102\n", r"1 item id holding .*','.* line 2"),
+        (b"1,10,4,100\n2,10,5,101\n3,10\t2\t102\n", r"line 3 has 2 fields; expected 4"),
+    ],
+)
+def test_mixed_delimiters_in_a_line_are_refused(text, pattern):
+    with pytest.raises(DataError, match=pattern):
+        load_ratings(text, name="mixed.csv")
+
+
+@pytest.mark.parametrize(
+    ("raw", "pattern"),
+    [
+        (b"," * (20 * 2**20), r"line 1 is 20,971,520 bytes long, .*limit of 65,536 bytes per line"),
+        (b"\t" * (20 * 2**20), r"line 1 is 20,971,520 bytes long"),
+        (b"user,item,rating\n1,2,3\n" + b"9" * 100_000 + b",1,1\n", r"line 3 is 100,004 bytes"),
+    ],
+)
+def test_overlong_lines_are_refused_by_the_line_cap(raw, pattern):
+    with pytest.raises(DataError, match=pattern):
+        load_ratings(raw, name="long.csv")
+
+
+def test_a_1_mb_title_is_refused_and_a_long_one_shortened():
+    data = load_ratings(b"1,1,4\n1,2,3\n", name="r.csv")
+    big = b'movieId,title,genres\n1,"' + b"T" * 2**20 + b'",Drama\n'
+    with pytest.raises(DataError, match=r"^m\.csv: line 2 is 1,048,5\d\d bytes long"):
+        attach_items(data, big, name="m.csv")
+    long = b"movieId,title,genres\n1," + b"T" * 5000 + b",Drama\n2,Short,Drama\n"
+    d = attach_items(data, long, name="m.csv")
+    assert d.items.titles[0] == "T" * (MAX_TITLE_CHARS - 1) + "…"
+    assert d.items.titles[1] == "Short"
+    assert any("shortened 1 title longer than 300 characters at line 2" in n for n in d.notes)
+
+
+@pytest.mark.parametrize("cols", [1_001, 10_000, 100_000])
+def test_too_many_columns_are_refused(cols):
+    head = ",".join(["user", "item", "rating"] + [f"c{j}" for j in range(cols - 3)])
+    row = ",".join(["1", "2", "3"] + ["0"] * (cols - 3))
+    raw = (head + "\n" + row + "\n").encode()
+    pattern = "limit of 1,000 columns" if len(head) < MAX_LINE_BYTES else "bytes per line"
+    with pytest.raises(DataError, match=pattern):
+        load_ratings(raw, name="wide.csv")
+
+
+def test_many_columns_up_to_the_cap_load():
+    head = ",".join(["user", "item", "rating"] + [f"c{j}" for j in range(MAX_COLUMNS - 3)])
+    row = ",".join(["1", "2", "3"] + ["0"] * (MAX_COLUMNS - 3))
+    assert load_ratings(f"{head}\n{row}\n".encode(), name="wide.csv").n_ratings == 1
+
+
+def test_genres_are_capped_before_any_dense_matrix():
+    data = load_ratings(b"1,1,4\n1,2,3\n", name="r.csv")
+    rows = "".join(f"{i},Film {i},G{i}|G{(i * 7) % 20000}\n" for i in range(1, 20_001))
+    with pytest.raises(DataError, match=r"20,001 distinct genres, over the limit of 1,000"):
+        attach_items(data, ("movieId,title,genres\n" + rows).encode(), name="m.csv")
+    rows = "".join(f"{i},Film {i},G{i % MAX_GENRES}\n" for i in range(1, 3000))
+    d = attach_items(data, ("movieId,title,genres\n" + rows).encode(), name="m.csv")
+    assert len(d.items.genre_names) == MAX_GENRES
+    assert d.items.genre_list(0) == ["G1"] and d.items.genre_list(1) == ["G2"]
+    with pytest.raises(DataError, match=r"genre name over the limit of 100 characters at line 3"):
+        attach_items(data, b"id,title,genres\n1,A,Drama\n2,B," + b"G" * 500 + b"\n", name="m")
+
+
+def test_a_10_kb_id_among_many_users_is_refused_cheaply():
+    rows = [f"{u},{u % 500},{1 + u % 5}\n" for u in range(100_000)]
+    rows[50_000] = "u" * 10_000 + ",7,4\n"
+    with pytest.raises(DataError) as e:
+        load_ratings(("user,item,rating\n" + "".join(rows)).encode(), name="ids.csv")
+    msg = str(e.value)
+    assert msg.startswith("ids.csv: column 'user': 1 user id over the limit of 64 characters")
+    assert "at line 50002" in msg and "(10,000 characters)" in msg and len(msg) < 300
+    with pytest.raises(DataError, match=r"1 item id over the limit of 64 characters at line 2"):
+        attach_items(load_ratings(b"1,1,4\n", name="r"), b"1,A\n" + b"9" * 99 + b",B\n", name="i")
+
+
+def test_odd_ids_among_numeric_ids_load_as_strings():
+    # On main: "invalid literal for int()" (str.isdigit() is True for "²").
+    for odd in ("--3", "²", "٣", "+7", "1e5"):
+        text = f"user,item,rating\n1,10,4\n{odd},10,5\n2,11,3\n".encode()
+        d = load_ratings(text, name="r.csv")
+        assert triples(d) == {("1", "10"): 4.0, (odd, "10"): 5.0, ("2", "11"): 3.0}
+        assert list(d.user_ids) == sorted(["1", "2", odd])  # as strings
+
+
+def test_integer_ids_that_tie_as_numbers_keep_both():
+    d = load_ratings(b"user,item,rating\n7,1,4\n07,1,5\n-0,1,3\n0,1,2\n", name="r.csv")
+    assert list(d.user_ids) == ["-0", "0", "07", "7"]
+    assert d.n_users == 4
+
+
+def test_year_9999_dates_load_and_huge_unix_seconds_are_refused():
+    d = load_ratings(
+        b"user,item,rating,timestamp\n1,10,4,9999-12-31\n2,10,5,1970-01-02\n", name="t.csv"
+    )
+    assert d.timestamp.tolist() == [253402214400, 86400]
+    with pytest.raises(DataError, match=r"column 'timestamp': 1 timestamp too large at line 3"):
+        load_ratings(b"user,item,rating,timestamp\n1,1,4,5\n1,2,4,1e30\n", name="t.csv")
+
+
+def test_rows_of_only_empty_fields_are_counted():
+    d = load_ratings(b"user,item,rating\n1,10,4\n,,\n\n2,10,5\n , ,\n", name="r.csv")
+    assert d.n_ratings == 2
+    assert any("skipped 2 rows with only empty fields at lines 3, 6" in n for n in d.notes)
+
+
+def test_a_short_items_file_with_commas_in_titles_is_split_on_bars():
+    items = (
+        b"1|Lost, The (1990)|d||u|0|1\n2|City, The (1991)|d||u|1|0\n"
+        b"3|Blue (1992)|d||u|1|1\n4|King (1993)|d||u|0|0\n"
+    )
+    d = load_ratings(b"1\t1\t5\n1\t4\t3\n", name="u.data", items=items, items_name="u.item")
+    assert d.items.titles.tolist() == ["Lost, The (1990)", "King (1993)"]
+
+
+def test_read_text_normalises_breaks_and_applies_the_caps():
+    assert read_text(b"a,b\r\nc,d\re,f\x0bg", "x.csv") == "a,b\nc,d\ne,f\ng"
+    assert read_text("a\u2028b".encode("utf-16"), "x.csv") == "a\nb"
+    with pytest.raises(DataError, match=r"x\.csv: line 2 is 70,000 bytes long"):
+        read_text(b"a\n" + b"b" * 70_000, "x.csv")
+    with pytest.raises(DataError, match=r"over the size limit of 10 bytes"):
+        read_text(b"a" * 11, "x.csv", max_bytes=10)
+
+
 # --------------------------------------------------------------------------- real MovieLens
 
 
@@ -638,3 +889,17 @@ def test_ml100k_u_data_and_u_item(ml100k_dir):
     s = summarize(d)
     assert s.rating_counts == {"1": 6110, "2": 11370, "3": 27145, "4": 34174, "5": 21201}
     assert s.mean_rating == pytest.approx(3.52986)
+
+
+def test_new_user_ratings_use_the_same_reader():
+    # checkpoint.read_user_ratings reads through read_text: on main a 200 KB field raised
+    # _csv.Error ("field larger than field limit") and UTF-32 was "a binary file".
+    from metarec_core.checkpoint import read_user_ratings
+
+    ids, scale = np.array(["m1", "m2"]), RatingScale(1, 5, 1)
+    with pytest.raises(DataError, match=r"^me\.csv: line 3 is 200,002 bytes long"):
+        read_user_ratings(
+            b"item,rating\nm1,4\n" + b"x" * 200_000 + b",3\n", ids, scale, name="me.csv"
+        )
+    r = read_user_ratings("item,rating\rm1,4\rm2,5\r".encode("utf-32"), ids, scale, name="me.csv")
+    assert r.items.tolist() == [0, 1] and r.ratings.tolist() == [4.0, 5.0]
