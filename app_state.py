@@ -182,8 +182,7 @@ def set_data(data: RatingsDataset, label: str, *, is_sample: bool) -> ActiveData
     st.session_state.setdefault(K_LABELS, {})[data.fingerprint()] = label
     st.session_state.pop(K_PLAYGROUND, None)
     st.session_state.pop(K_EVAL_REPORT, None)
-    usable = [n for n, m in models().items() if m.fingerprint == data.fingerprint()]
-    st.session_state[K_ACTIVE_MODEL] = usable[-1] if usable else None
+    st.session_state[K_ACTIVE_MODEL] = default_model_name(data.fingerprint())
     if not is_sample:
         _persist(f"the dataset {label}", lambda ws: ws.save_dataset(data))
     _persist("", lambda ws: ws.keep_datasets(set() if is_sample else {data.fingerprint()}))
@@ -207,6 +206,18 @@ def data_label(data: RatingsDataset) -> str:
 
 def models() -> dict[str, ModelEntry]:
     return st.session_state.setdefault(K_MODELS, {})
+
+
+def is_worse(entry: ModelEntry) -> bool:
+    """Whether `entry` was found worse than the plain baselines on its validation users."""
+    return bool(entry.extra.get("worse"))
+
+
+def default_model_name(fingerprint: str) -> str | None:
+    """The model made active with a dataset: the latest of its models that is not worse than
+    the plain baselines (a worse one only ever becomes active by the person's choice)."""
+    usable = [n for n, m in models().items() if m.fingerprint == fingerprint and not is_worse(m)]
+    return usable[-1] if usable else None
 
 
 def models_for_active_data() -> dict[str, ModelEntry]:
@@ -398,6 +409,8 @@ def collect_finished_jobs() -> list[ModelEntry]:
         here = is_active_data(job.data)
         check = getattr(job, "baseline_check", None)
         worse = check is not None and check.worse  # never adopted without the person's choice
+        if worse:
+            entry.extra["worse"] = True
         added.append(
             add_model(
                 entry,
@@ -486,6 +499,7 @@ def _model_record(entry: ModelEntry) -> dict[str, Any] | None:
         "source": entry.source,
         "job": job.id if job is not None else entry.extra.get("job_id"),
         "shipped": bool(entry.extra.get("shipped")),
+        "worse": is_worse(entry),
     }
 
 
@@ -565,7 +579,7 @@ def restore_workspace(ws: Workspace) -> None:
     usable = models_for_active_data()
     name = state.get("active_model")
     st.session_state[K_ACTIVE_MODEL] = (
-        name if name in usable else (list(usable)[-1] if usable else None)
+        name if name in usable else (None if data is None else default_model_name(data.fingerprint()))
     )
     eval_job = ws.jobs.get("eval")
     if data is not None and not (eval_job is not None and eval_job.is_active):
@@ -602,7 +616,7 @@ def _restore_model(
         heldout_users=np.asarray(a["heldout_users"], dtype=np.int64),
         source=source,
         config=loaded.config,
-        extra={"ws_key": saved.key, "job_id": rec.get("job")},
+        extra={"ws_key": saved.key, "job_id": rec.get("job"), "worse": bool(rec.get("worse"))},
     )
 
 

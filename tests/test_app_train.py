@@ -115,6 +115,9 @@ def progress_texts(at) -> list[str]:
     return [el.proto.text for el in at.get("progress")]
 
 
+OTHER = "".join(f"u{u},i{i},{1 + (u * 7 + i) % 5}\n" for u in range(12) for i in range(9)).encode()
+
+
 def test_pretraining_shows_its_phase_without_empty_charts_and_cancel_is_acknowledged(held):
     training = held(hold_at=("pretrain", 2))  # held after the second pre-training step
     at = train_page()
@@ -155,6 +158,14 @@ def test_a_model_worse_than_the_baselines_is_not_made_active_without_a_choice(he
     assert "worse than user_bias_levels on the 8 validation users" in warning
     assert "it was not made active" in warning
     assert at.sidebar.selectbox(key="sidebar_model").value == before
+    # switching to other data and back makes the dataset's latest good model active, not it
+    at.switch_page("views/data.py").run()
+    at.radio(key="data_source").set_value("Upload a file").run()
+    at.file_uploader(key="upload_ratings").set_value(("o.csv", OTHER, "text/csv")).run()
+    at.radio(key="data_source").set_value("Sample data").run()
+    assert not at.exception and at.session_state["mr_data"].is_sample
+    assert at.session_state["mr_active_model"] == before
+    at.switch_page("views/train.py").run()
     at.button(key="train_use_anyway").click().run()
     assert not at.exception
     assert at.session_state["mr_active_model"] == "metasgd"

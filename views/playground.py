@@ -237,7 +237,14 @@ if entry is None:
     else:
         if job is not None and job.status == "failed":
             st.error(state.plain(f"The quick model for the sample failed: {job.snapshot().error}"))
-        st.info("No model for this dataset yet: train one first.")
+        if state.models_for_active_data():
+            st.info(
+                "No model is active: the ones trained on this dataset did worse than the plain "
+                "baselines on their validation users. Choose one in the sidebar to use it "
+                "anyway, or train again."
+            )
+        else:
+            st.info("No model for this dataset yet: train one first.")
         st.page_link(
             "views/train.py", label="Go to the Train page", icon=":material/model_training:"
         )
