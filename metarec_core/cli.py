@@ -163,7 +163,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from metarec_core.checkpoint import save_checkpoint
-    from metarec_core.jobs import PRETRAIN_MESSAGE, TrainingJob
+    from metarec_core.jobs import TrainingJob
     from metarec_core.learners import make_learner
 
     if args.steps is not None and args.steps < 1:
@@ -187,8 +187,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
             snap = job.wait(0.2)
             bar.total = snap.total or bar.total
             bar.update(snap.step - bar.n)
-            pre = snap.step == 0 and snap.message.startswith(PRETRAIN_MESSAGE)
-            bar.set_description_str("pre-training" if pre else "training", refresh=False)
+            ph = snap.phase
+            if ph is not None and ph.name != "meta":  # warm start, pre-training, check
+                bar.set_description_str(ph.describe(), refresh=False)
+            else:
+                bar.set_description_str("training", refresh=False)
             post = {}
             if snap.train_loss:
                 post["loss"] = f"{snap.train_loss[-1]:.4f}"
