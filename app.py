@@ -69,14 +69,15 @@ def _sidebar() -> None:
         job = state.jobs().get("sample")
         if not usable and active.is_sample and job is not None and job.is_active:
             snap = job.snapshot()
-            st.progress(snap.fraction, text="Training a quick model for the sample…")
+            line = f"Training a quick model for the sample · {snap.status_line}"
+            st.progress(snap.fraction, text=line)
         elif not usable:
             st.text("none yet: train one on the Train page")
         for slot, what in (("train", "Training"), ("eval", "Evaluation")):
             running = state.jobs().get(slot)
             if running is not None and running.is_active:
                 snap = running.snapshot()
-                st.caption(f"{what} running in the background: {100 * snap.fraction:.0f}%")
+                st.caption(f"{what} in the background: {snap.status_line}")
         err = st.session_state.get("mr_sample_model_error")
         if err and not usable:
             st.warning(f"The shipped sample model could not be loaded: {err}")

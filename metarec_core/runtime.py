@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 
 THREADS_ENV = "METAREC_TORCH_THREADS"
+JOB_NICE_ENV = "METAREC_JOB_NICE"
+DEFAULT_JOB_NICE = 10
 
 
 def limit_torch_threads() -> int:
@@ -22,3 +26,35 @@ def limit_torch_threads() -> int:
     if n > 0 and torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
+
+
+def job_nice() -> int:
+    """How much lower than the process a job's thread runs (``METAREC_JOB_NICE``, default 10;
+    0 = same priority)."""
+    raw = os.environ.get(JOB_NICE_ENV, "").strip()
+    try:
+        return max(0, min(19, int(raw))) if raw else DEFAULT_JOB_NICE
+    except ValueError:
+        return DEFAULT_JOB_NICE
+
+
+def prepare_job_thread() -> None:
+    """Set up the calling thread to run a background job (first thing in every job's thread).
+
+    The torch thread limit applies (`limit_torch_threads`), and on Linux the thread's nice
+    value is raised by `job_nice()` above the process's own, so that on a busy machine the
+    scheduler prefers the server's page scripts (uploads, ratings, page loads) to training;
+    alone on the machine the job still gets a whole core. Linux sets a nice value per thread;
+    elsewhere (or where it is refused) the thread keeps the process's priority.
+    """
+    limit_torch_threads()
+    step = job_nice()
+    if step == 0 or not hasattr(os, "setpriority"):
+        return
+    with contextlib.suppress(OSError, AttributeError):  # only a preference; never fail a job
+        tid = threading.get_native_id()
+        # The process's own value (its main thread's), not the creating thread's: a job's
+        # thread can be started from another job's thread, which is already lowered.
+        target = min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + step)
+        if os.getpriority(os.PRIO_PROCESS, tid) < target:
+            os.setpriority(os.PRIO_PROCESS, tid, target)

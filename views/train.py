@@ -232,6 +232,8 @@ with right:
                     "dataset; its model is listed when that dataset is active again."
                 )
             )
+        if snap.queue_position is not None:  # waiting for the server's job pool
+            st.info(snap.status_line, icon=":material/hourglass_top:")
         if snap.active:
             eta = _fmt_seconds(snap.eta)
             st.progress(
