@@ -8,7 +8,10 @@ import threading
 
 THREADS_ENV = "METAREC_TORCH_THREADS"
 JOB_NICE_ENV = "METAREC_JOB_NICE"
-DEFAULT_JOB_NICE = 10
+# Off by default: measured on the shared 2-core machine (load average 13, other processes at nice
+# 0), a job thread at nice +10 got so little CPU that a 5-step training had not finished after
+# 850 s while every other session waited behind it in the pool (bench/load.py, docs/load.md).
+DEFAULT_JOB_NICE = 0
 
 
 def limit_torch_threads() -> int:
@@ -29,8 +32,8 @@ def limit_torch_threads() -> int:
 
 
 def job_nice() -> int:
-    """How much lower than the process a job's thread runs (``METAREC_JOB_NICE``, default 10;
-    0 = same priority)."""
+    """How much lower than the process a job's thread runs (``METAREC_JOB_NICE``, 0 to 19;
+    default 0: the same priority)."""
     raw = os.environ.get(JOB_NICE_ENV, "").strip()
     try:
         return max(0, min(19, int(raw))) if raw else DEFAULT_JOB_NICE
@@ -41,11 +44,11 @@ def job_nice() -> int:
 def prepare_job_thread() -> None:
     """Set up the calling thread to run a background job (first thing in every job's thread).
 
-    The torch thread limit applies (`limit_torch_threads`), and on Linux the thread's nice
-    value is raised by `job_nice()` above the process's own, so that on a busy machine the
-    scheduler prefers the server's page scripts (uploads, ratings, page loads) to training;
-    alone on the machine the job still gets a whole core. Linux sets a nice value per thread;
-    elsewhere (or where it is refused) the thread keeps the process's priority.
+    The torch thread limit applies (`limit_torch_threads`), so one job uses at most one core.
+    With ``METAREC_JOB_NICE=N`` the thread's nice value is raised N above the process's own
+    (Linux sets it per thread; elsewhere, or where it is refused, nothing changes), so that the
+    scheduler prefers the server's page scripts to training; useful on a server of its own,
+    harmful where other processes keep the cores busy (the job starves: see DEFAULT_JOB_NICE).
     """
     limit_torch_threads()
     step = job_nice()

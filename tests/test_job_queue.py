@@ -212,10 +212,14 @@ def test_ordinals():
     assert {n: ordinal(n) for n in cases} == cases
 
 
-def test_a_job_thread_runs_with_one_torch_thread_and_a_lower_priority(monkeypatch):
+@pytest.mark.parametrize("asked", [None, "5"])
+def test_a_job_thread_runs_with_one_torch_thread_and_the_priority_asked(monkeypatch, asked):
     torch = pytest.importorskip("torch")
     monkeypatch.delenv("METAREC_TORCH_THREADS", raising=False)
-    monkeypatch.delenv("METAREC_JOB_NICE", raising=False)
+    if asked is None:
+        monkeypatch.delenv("METAREC_JOB_NICE", raising=False)
+    else:
+        monkeypatch.setenv("METAREC_JOB_NICE", asked)
 
     def work(ctx: JobContext) -> tuple[int, int | None]:
         nice = None
@@ -229,7 +233,7 @@ def test_a_job_thread_runs_with_one_torch_thread_and_a_lower_priority(monkeypatc
     assert threads == 1
     if nice is not None and os.uname().sysname == "Linux":  # per-thread nice values: Linux
         base = os.getpriority(os.PRIO_PROCESS, os.getpid())
-        assert nice == min(19, base + 10)
+        assert nice == min(19, base + (0 if asked is None else 5))
         # the test's own thread is untouched
         assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base
 
