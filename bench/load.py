@@ -195,6 +195,7 @@ class SessionResult:
     train_seconds: float | None = None  # start click -> "Training done"
     ratings_ok: int = 0
     left_job: bool = False  # a long training was running or waiting when the tab closed
+    last_seen: str = ""  # the end of the Train page's text when it was last looked at
     error: str = ""
 
 
@@ -341,6 +342,7 @@ class Session:
             for place in map(int, PLACE_RE.findall(shown)):
                 if not res.places_seen or res.places_seen[-1] != place:
                     res.places_seen.append(place)  # each change of place, in order
+            res.last_seen = " ".join(shown.split())[-400:]
             if "Training done in" in shown:
                 res.training, res.train_seconds = "done", time.monotonic() - start
                 return
@@ -572,6 +574,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     files = make_files(max(args.sessions), args.out / "data")
     runs = []
+    command = "python bench/load.py " + " ".join(sys.argv[1:] if argv is None else argv)
     for n in args.sessions:
         print(f"N = {n} …", file=sys.stderr, flush=True)
         run = asyncio.run(run_n(n, args, files))
@@ -583,10 +586,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
             flush=True,
         )
-    command = "python bench/load.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    table = markdown(runs, command.strip(), machine_line())
-    (args.out / "load.json").write_text(json.dumps(runs, indent=1))
-    (args.out / "load.md").write_text(table)
+        # written after every N, so that an interrupted run keeps what it measured
+        table = markdown(runs, command.strip(), machine_line())
+        (args.out / "load.json").write_text(json.dumps(runs, indent=1))
+        (args.out / "load.md").write_text(table)
     print(table)
     return 0
 
