@@ -76,7 +76,8 @@ def _sidebar() -> None:
         job = state.jobs().get("sample")
         if not usable and active.is_sample and job is not None and job.is_active:
             snap = job.snapshot()
-            st.progress(snap.fraction, text="Training a quick model for the sample…")
+            line = f"Training a quick model for the sample · {snap.status_line}"
+            st.progress(snap.fraction, text=line)
         elif not usable:
             st.text("none yet: train one on the Train page")
         _sidebar_jobs()
@@ -90,6 +91,8 @@ def _job_line(what: str, job) -> str:
     snap = job.snapshot()
     if snap.cancelling:
         return f"{what}: cancelling…"
+    if snap.queue_position is not None:
+        return f"{what}: {snap.status_line}"
     where = ""
     if snap.phase is not None and snap.phase.count > 1:
         where = f" ({snap.phase.label.lower()}, phase {snap.phase.index} of {snap.phase.count})"

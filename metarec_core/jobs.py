@@ -5,8 +5,15 @@ worker reports progress through a `JobContext`; readers call `snapshot()`, which
 state under the lock into a frozen `JobSnapshot`. No streamlit here: pages poll `snapshot()`
 from a fragment, the CLI polls it for its progress bar.
 
-Life cycle: ``queued`` (created, or started but not yet running) -> ``running`` -> one of
-``done``, ``cancelled``, ``failed``. An exception in the worker (a NaN loss included) ends the
+`start()` hands the job to a `JobPool`, by default the process-wide one (`default_pool()`): at
+most `max_running` jobs run at once (``METAREC_MAX_JOBS``, default half the usable cores, at
+least 1), the others wait in first-in-first-out order and their snapshots say their place in
+line. Each job still gets its own (daemon) thread, started when the pool admits it; the thread
+runs with one torch thread and a lower CPU priority (`runtime.prepare_job_thread`) so that the
+server's page scripts stay responsive while jobs work.
+
+Life cycle: ``queued`` (created, or started and waiting for a free place in the pool) ->
+``running`` -> one of ``done``, ``cancelled``, ``failed``. An exception in the worker (a NaN loss included) ends the
 job as ``failed`` with a one-line message for people and the traceback in ``details``; it never
 propagates out of the thread.
 """
@@ -15,10 +22,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 import traceback
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from metarec_core.data import RatingsDataset
+from metarec_core.runtime import prepare_job_thread
 
 if TYPE_CHECKING:
     from metarec_core.evaluate import EvalConfig
@@ -100,6 +110,10 @@ class JobSnapshot:
     phase: PhaseProgress | None = None
     cancelling: bool = False
     check: Any = None
+    # Place in the pool's waiting line (1 = next to run) while the job waits; None otherwise.
+    queue_position: int | None = None
+    # How many jobs the job's pool runs at once (0 before the job is started).
+    pool_size: int = 0
 
     @property
     def finished(self) -> bool:
@@ -108,6 +122,26 @@ class JobSnapshot:
     @property
     def active(self) -> bool:
         return self.status in (QUEUED, RUNNING)
+
+    @property
+    def status_line(self) -> str:
+        """One short line for people: the place in line while waiting ("waiting: 2nd in line,
+        …"), else the status with the percentage done."""
+        if self.status == QUEUED and self.queue_position is not None:
+            n = self.pool_size
+            return (
+                f"waiting: {ordinal(self.queue_position)} in line "
+                f"(this server runs {n} job{'s' if n != 1 else ''} at a time)"
+            )
+        if self.status == RUNNING:
+            return f"running: {100 * self.fraction:.0f}%"
+        return self.status
+
+
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, …, 11th, 12th, 13th, …, 21st, 22nd."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def describe_error(exc: BaseException) -> str:
@@ -181,6 +215,8 @@ class BackgroundJob:
         self._thread: threading.Thread | None = None
         self._ctx = JobContext(self)
         # Everything below is guarded by _lock.
+        self._pool: JobPool | None = None  # set by start()
+        self._launched = False  # True once the pool has started the thread
         self._status = QUEUED
         self._step = 0
         self._total = 0
@@ -206,8 +242,11 @@ class BackgroundJob:
         self._check: Any = None
 
     # ----------------------------------------------------------------- control (any thread)
-    def start(self) -> BackgroundJob:
-        """Start the worker thread (once); a job cancelled before it started stays cancelled."""
+    def start(self, pool: JobPool | None = None) -> BackgroundJob:
+        """Hand the job (once) to `pool` (default: the process-wide `default_pool()`), which
+        starts its worker thread now or, when all its places are taken, once it is the job's
+        turn. A job cancelled before it started stays cancelled."""
+        pool = default_pool() if pool is None else pool
         with self._lock:
             if self._thread is not None:
                 raise RuntimeError(f"{self.kind} job {self.id[:8]} was already started")
@@ -216,14 +255,20 @@ class BackgroundJob:
             )
             if self._status == CANCELLED:
                 return self
-            self._thread.start()
+            self._pool = pool
+        pool.submit(self)
         return self
 
     def cancel(self) -> None:
-        """Ask the worker to stop; it stops at its next check (within one meta-step)."""
+        """Ask the worker to stop; it stops at its next check (within one meta-step). A job
+        still waiting in its pool's line leaves the line and ends ``cancelled`` at once."""
         self._cancel.set()
         with self._lock:
-            if self._thread is None and self._status == QUEUED:
+            pool = self._pool
+        if pool is not None:
+            pool.discard(self)  # drops the pool's reference: its memory can be returned
+        with self._lock:
+            if not self._launched and self._status == QUEUED:
                 self._status = CANCELLED
                 self._message = "cancelled before it started"
                 self._finished.set()
@@ -262,6 +307,11 @@ class BackgroundJob:
 
     def snapshot(self) -> JobSnapshot:
         """A consistent copy of the state (safe to call from any thread at any time)."""
+        with self._lock:
+            pool = self._pool
+        # Asked before taking the job's lock (the pool takes a job's lock under its own, never
+        # the other way round); a job admitted in between is no longer QUEUED and gets None.
+        position = None if pool is None else pool.position(self)
         now = time.monotonic()
         with self._lock:
             if self._t_start is None:
@@ -288,6 +338,8 @@ class BackgroundJob:
                 phase=self._phase,
                 cancelling=self._cancel.is_set() and self._status not in FINAL_STATUSES,
                 check=self._check,
+                queue_position=position if self._status == QUEUED else None,
+                pool_size=0 if pool is None else pool.max_running,
             )
 
     # ------------------------------------------------------------------- worker side
@@ -296,12 +348,29 @@ class BackgroundJob:
             raise NotImplementedError("pass a work function or override _work")
         return self._fn(ctx)
 
+    def _launch(self) -> bool:
+        """Start the worker thread (called by the pool, once); False if it was cancelled."""
+        with self._lock:
+            if self._launched or self._status != QUEUED or self._thread is None:
+                return False
+            self._launched = True
+        try:
+            self._thread.start()
+        except RuntimeError as exc:  # "can't start new thread": the job fails, the pool goes on
+            with self._lock:
+                self._status, self._error = FAILED, describe_error(exc)
+                self._message = f"failed: {self._error}"
+            self._finished.set()
+            return False
+        return True
+
     def _main(self) -> None:
         with self._lock:
             self._status = RUNNING
             self._t_start = time.monotonic()
         outcome, result, error, details, exception = FAILED, None, None, None, None
         try:
+            prepare_job_thread()
             if self._cancel.is_set():
                 raise JobCancelled
             result = self._work(self._ctx)
@@ -329,6 +398,10 @@ class BackgroundJob:
                     self._message = "cancelled"
                 else:
                     self._message = f"failed: {error}"
+                pool = self._pool
+            # The place is freed (and the next job started) before waiters wake up.
+            if pool is not None:
+                pool.release(self)
             self._finished.set()
 
     def _update(
@@ -385,6 +458,128 @@ class BackgroundJob:
         if done <= 0 or self._t_last <= self._t_first:
             return None
         return (1.0 - self._fraction) * (now - self._t_first) / done
+
+
+# -------------------------------------------------------------------------------- the pool
+MAX_JOBS_ENV = "METAREC_MAX_JOBS"
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def default_max_jobs() -> int:
+    """``METAREC_MAX_JOBS`` if set, else half the usable cores, at least 1.
+
+    Why half: each job uses one torch thread and, between ops, the interpreter lock that the
+    server's page scripts need too. On a 2-core server one job at a time leaves a core for
+    uploads, ratings and page loads; a second concurrent job would halve both jobs' speed
+    (no gain in throughput) and take that core away.
+    """
+    raw = os.environ.get(MAX_JOBS_ENV, "").strip()
+    if not raw:
+        return max(1, usable_cores() // 2)
+    try:
+        n = int(raw)
+    except ValueError:
+        raise ValueError(
+            f"{MAX_JOBS_ENV} must be a whole number of at least 1, got {raw!r}"
+        ) from None
+    if n < 1:
+        raise ValueError(f"{MAX_JOBS_ENV} must be at least 1, got {n}")
+    return n
+
+
+class JobPool:
+    """Runs at most `max_running` jobs at once; the others wait in first-in-first-out order.
+
+    A job is admitted (its thread started) when it is submitted and a place is free, or when a
+    running job ends and it is first in line. Cancelling a waiting job removes it from the line
+    at once. The pool keeps no reference to a job once it has ended or left the line.
+    """
+
+    def __init__(self, max_running: int) -> None:
+        if int(max_running) < 1:
+            raise ValueError(f"a job pool needs at least one place, got {max_running}")
+        self._lock = threading.Lock()
+        self._max = int(max_running)
+        self._running: set[BackgroundJob] = set()
+        self._waiting: deque[BackgroundJob] = deque()
+
+    @property
+    def max_running(self) -> int:
+        with self._lock:
+            return self._max
+
+    @max_running.setter
+    def max_running(self, n: int) -> None:
+        """Change the number of places; a larger one admits waiting jobs at once (a smaller one
+        lets the running jobs finish)."""
+        if int(n) < 1:
+            raise ValueError(f"a job pool needs at least one place, got {n}")
+        with self._lock:
+            self._max = int(n)
+            self._admit()
+
+    def counts(self) -> tuple[int, int]:
+        """(running, waiting) at this moment."""
+        with self._lock:
+            return len(self._running), len(self._waiting)
+
+    def submit(self, job: BackgroundJob) -> None:
+        """Put `job` at the end of the line and start it if a place is free."""
+        with self._lock:
+            self._waiting.append(job)
+            self._admit()
+
+    def position(self, job: BackgroundJob) -> int | None:
+        """`job`'s place in line (1 = next to start), or None if it is not waiting."""
+        with self._lock:
+            for i, waiting in enumerate(self._waiting, start=1):
+                if waiting is job:
+                    return i
+        return None
+
+    def discard(self, job: BackgroundJob) -> bool:
+        """Remove `job` from the line (True if it was waiting)."""
+        with self._lock:
+            try:
+                self._waiting.remove(job)
+            except ValueError:
+                return False
+            return True
+
+    def release(self, job: BackgroundJob) -> None:
+        """Called by a job's thread as it ends: free its place and start the next job."""
+        with self._lock:
+            self._running.discard(job)
+            self._admit()
+
+    def _admit(self) -> None:
+        # Under self._lock. Lock order: the pool's lock, then a job's (never the reverse).
+        while self._waiting and len(self._running) < self._max:
+            job = self._waiting.popleft()
+            self._running.add(job)
+            if not job._launch():  # cancelled meanwhile: its place goes to the next
+                self._running.discard(job)
+
+
+_default_pool: JobPool | None = None
+_default_pool_lock = threading.Lock()
+
+
+def default_pool() -> JobPool:
+    """The process-wide pool every job started without a pool goes to (made on first use with
+    `default_max_jobs()` places; tests may change its `max_running`)."""
+    global _default_pool
+    with _default_pool_lock:
+        if _default_pool is None:
+            _default_pool = JobPool(default_max_jobs())
+        return _default_pool
 
 
 # ------------------------------------------------------------------------------ training

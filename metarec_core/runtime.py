@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 
 THREADS_ENV = "METAREC_TORCH_THREADS"
+JOB_NICE_ENV = "METAREC_JOB_NICE"
+# Off by default: measured on the shared 2-core machine (load average 13, other processes at nice
+# 0), a job thread at nice +10 got so little CPU that a 5-step training had not finished after
+# 850 s while every other session waited behind it in the pool (bench/load.py, docs/load.md).
+DEFAULT_JOB_NICE = 0
 
 
 def limit_torch_threads() -> int:
@@ -37,3 +44,35 @@ def _limit_blas_threads(n: int) -> None:
     except ImportError:  # ships with scikit-learn; without it BLAS keeps its default
         return
     threadpool_limits(limits=n, user_api="blas")
+
+
+def job_nice() -> int:
+    """How much lower than the process a job's thread runs (``METAREC_JOB_NICE``, 0 to 19;
+    default 0: the same priority)."""
+    raw = os.environ.get(JOB_NICE_ENV, "").strip()
+    try:
+        return max(0, min(19, int(raw))) if raw else DEFAULT_JOB_NICE
+    except ValueError:
+        return DEFAULT_JOB_NICE
+
+
+def prepare_job_thread() -> None:
+    """Set up the calling thread to run a background job (first thing in every job's thread).
+
+    The torch thread limit applies (`limit_torch_threads`), so one job uses at most one core.
+    With ``METAREC_JOB_NICE=N`` the thread's nice value is raised N above the process's own
+    (Linux sets it per thread; elsewhere, or where it is refused, nothing changes), so that the
+    scheduler prefers the server's page scripts to training; useful on a server of its own,
+    harmful where other processes keep the cores busy (the job starves: see DEFAULT_JOB_NICE).
+    """
+    limit_torch_threads()
+    step = job_nice()
+    if step == 0 or not hasattr(os, "setpriority"):
+        return
+    with contextlib.suppress(OSError, AttributeError):  # only a preference; never fail a job
+        tid = threading.get_native_id()
+        # The process's own value (its main thread's), not the creating thread's: a job's
+        # thread can be started from another job's thread, which is already lowered.
+        target = min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + step)
+        if os.getpriority(os.PRIO_PROCESS, tid) < target:
+            os.setpriority(os.PRIO_PROCESS, tid, target)

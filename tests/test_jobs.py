@@ -19,6 +19,7 @@ from metarec_core.jobs import (
     EvaluationJob,
     JobCancelled,
     JobContext,
+    JobPool,
     JobSnapshot,
     TrainingJob,
     describe_error,
@@ -396,8 +397,9 @@ def test_two_jobs_run_at_once_independently(no_thread_crash):
     gate_a, gate_b = threading.Semaphore(0), threading.Semaphore(0)
     a, _ = fake_job(FakeConfig(steps=50, eval_every=5), gate=gate_a)
     b, _ = fake_job(FakeConfig(steps=8, eval_every=4), gate=gate_b)
-    a.start()
-    b.start()
+    pool = JobPool(2)  # two places: both run at once (the default pool may have one)
+    a.start(pool)
+    b.start(pool)
     gate_a.release(2)
     gate_b.release(3)
     wait_for_step(a, 2)

@@ -401,6 +401,8 @@ def progress() -> None:
                 "dataset; its report is shown when that dataset is active again."
             )
         )
+    if snap.queue_position is not None:  # waiting for the server's job pool
+        st.info(snap.status_line, icon=":material/hourglass_top:")
     if snap.active:
         if snap.eta is None:
             eta = "estimating…"

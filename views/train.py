@@ -291,6 +291,8 @@ with right:
                     "dataset; its model is listed when that dataset is active again."
                 )
             )
+        if snap.queue_position is not None:  # waiting for the server's job pool
+            st.info(snap.status_line, icon=":material/hourglass_top:")
         if snap.active and snap.cancelling:
             # acknowledged at once; the worker stops at its next check (within a second or two)
             st.progress(snap.fraction, text=f"Cancelling… ({_progress_text(snap)})")
