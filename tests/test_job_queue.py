@@ -82,7 +82,8 @@ def test_the_cap_is_never_exceeded_and_jobs_start_in_order():
         if i + 2 < len(names):
             gated.wait_entered(names[i + 2])
             assert pool.counts()[0] == 2
-    assert gated.started == names  # first in, first started
+    # first in, first started (j0 and j1 start together: their threads may enter in either order)
+    assert set(gated.started[:2]) == {"j0", "j1"} and gated.started[2:] == names[2:]
     assert gated.peak == 2  # never more than the pool's places at once
     assert pool.counts() == (0, 0)
 
@@ -271,7 +272,7 @@ def test_a_second_sessions_training_shows_its_place_in_line(one_place):
     assert not second.exception
     line = "waiting: 1st in line (this server runs 1 job at a time)"
     assert line in [i.value for i in second.info]
-    assert f"Training in the background: {line}" in [c.value for c in second.sidebar.caption]
+    assert f"Training: {line}" in [c.value for c in second.sidebar.caption]
     assert "train_cancel" in [b.key for b in second.button]  # a waiting job can be cancelled
     # The first session is not told about the second one's wait.
     first.run()
