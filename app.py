@@ -10,6 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 import app_state as state
+from metarec_core.jobs import SIDEBAR_POLL_S
 
 st.set_page_config(page_title="MetaRec Studio", page_icon=":material/movie:", layout="wide")
 
@@ -107,7 +108,7 @@ def _sidebar_jobs() -> None:
         if (j := state.jobs().get(s)) is not None and j.is_active
     ]
 
-    @st.fragment(run_every=1.0 if active else None)
+    @st.fragment(run_every=SIDEBAR_POLL_S if active else None)
     def lines() -> None:
         still = False
         for what, job in active:

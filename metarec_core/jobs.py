@@ -138,6 +138,21 @@ class JobSnapshot:
         return self.status
 
 
+# How often a page polls a job. Each poll is a script run holding the interpreter lock that the
+# job's thread needs between its torch ops, so with many sessions the polls themselves slow the
+# running job (bench/load.py): a waiting job has nothing new to show but its place in line.
+RUNNING_POLL_S = 1.0
+WAITING_POLL_S = 3.0
+SIDEBAR_POLL_S = 2.0
+
+
+def poll_seconds(snap: JobSnapshot | None) -> float | None:
+    """How often a page should refresh `snap`'s job: None once it ended (no polling)."""
+    if snap is None or snap.finished:
+        return None
+    return WAITING_POLL_S if snap.status == QUEUED else RUNNING_POLL_S
+
+
 def ordinal(n: int) -> str:
     """1st, 2nd, 3rd, 4th, …, 11th, 12th, 13th, …, 21st, 22nd."""
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")

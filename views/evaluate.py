@@ -11,7 +11,7 @@ import streamlit as st
 import app_state as state
 from metarec_core import glossary
 from metarec_core.evaluate import ROW_COLUMNS, EvalConfig, report_rows_csv
-from metarec_core.jobs import EvaluationJob
+from metarec_core.jobs import EvaluationJob, poll_seconds
 from metarec_core.methods import BASELINES, META_LEARNERS, available_methods, display_name
 
 PALETTE = [
@@ -385,14 +385,17 @@ if submitted and not running:
 
 job = state.jobs().get("eval")
 running = job is not None and job.is_active
+every = poll_seconds(job.snapshot()) if running else None
 
 
-@st.fragment(run_every=1.0 if running else None)
+@st.fragment(run_every=every)
 def progress() -> None:
     job = state.jobs().get("eval")
     if job is None:
         return
     snap = job.snapshot()
+    if running and not snap.finished and poll_seconds(snap) != every:
+        st.rerun()  # it left the line: poll at the new pace
     if not state.is_active_data(job.data):
         what = "runs" if snap.active else "ran"
         st.info(

@@ -10,7 +10,7 @@ import streamlit as st
 import app_state as state
 from charts import min_span_range
 from metarec_core import checkpoint, glossary
-from metarec_core.jobs import TrainingJob
+from metarec_core.jobs import TrainingJob, poll_seconds
 from metarec_core.learners import ADAPT_GROUPS, PRESETS, LearnerConfig, preset, resolve_device
 from metarec_core.methods import describe, display_name
 
@@ -275,14 +275,17 @@ if submitted and not running:
 with right:
     job = state.jobs().get("train")
     running = job is not None and job.is_active
+    every = poll_seconds(job.snapshot()) if running else None
 
-    @st.fragment(run_every=1.0 if running else None)
+    @st.fragment(run_every=every)
     def live() -> None:
         job = state.jobs().get("train")
         if job is None:
             st.info("Configure the learner and press **Start training**.")
             return
         snap = job.snapshot()
+        if running and poll_seconds(snap) != every:
+            st.rerun()  # it left the line (or ended): poll at the new pace
         elsewhere = not state.is_active_data(job.data)
         if elsewhere:
             st.info(
@@ -293,6 +296,9 @@ with right:
             )
         if snap.queue_position is not None:  # waiting for the server's job pool
             st.info(snap.status_line, icon=":material/hourglass_top:")
+            if not snap.cancelling:
+                st.button("Cancel training", key="train_cancel", on_click=job.cancel)
+                return  # nothing else to draw until it starts
         if snap.active and snap.cancelling:
             # acknowledged at once; the worker stops at its next check (within a second or two)
             st.progress(snap.fraction, text=f"Cancelling… ({_progress_text(snap)})")
