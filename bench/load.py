@@ -346,8 +346,8 @@ class Session:
         await field.press("Tab")  # inside the form: no script run
 
     async def start_training(self, steps: int) -> bool:
-        await self.fill("Meta-steps (max)", steps)
-        await self.fill("Validate every (steps)", min(steps, 10_000))
+        await self.fill("Training steps (max)", steps)
+        await self.fill("Check every (steps)", min(steps, 10_000))
         button = self.page.get_by_role("button", name="Start training", exact=True)
         return await self.act("start training", button.click)
 
@@ -388,6 +388,7 @@ class Session:
     async def flow(self, data: Path, steps: int, ratings: int, deadline: float) -> None:
         if not await self.open():
             raise RuntimeError("the first page load did not finish")
+        await self.goto("Data")  # the app opens on Home
         await self.upload(data)
         await self.goto("Train")
         if not await self.start_training(steps):

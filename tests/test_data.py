@@ -903,3 +903,20 @@ def test_new_user_ratings_use_the_same_reader():
         )
     r = read_user_ratings("item,rating\rm1,4\rm2,5\r".encode("utf-32"), ids, scale, name="me.csv")
     assert r.items.tolist() == [0, 1] and r.ratings.tolist() == [4.0, 5.0]
+
+
+def test_fingerprint_is_hashed_once_per_dataset_object(tmp_path, monkeypatch):
+    """The app's pages ask for the active data's fingerprint on every poll of a job."""
+    import dataclasses
+    import hashlib
+
+    from metarec_core import data as data_module
+
+    ds = load_ratings(write(tmp_path, "r.csv", "user,item,rating\na,x,1\nb,y,5\n"))
+    calls = []
+    real = hashlib.sha256
+    monkeypatch.setattr(data_module.hashlib, "sha256", lambda *a: calls.append(1) or real(*a))
+    first = ds.fingerprint()
+    assert ds.fingerprint() == first and len(calls) == 1
+    changed = dataclasses.replace(ds, rating=ds.rating[::-1].copy())
+    assert changed.fingerprint() != first and len(calls) == 2
