@@ -23,8 +23,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, is_dataclass
@@ -42,6 +40,7 @@ from metarec_core.data import (
     RatingsDataset,
     read_text,
 )
+from metarec_core.files import atomic_write
 
 if TYPE_CHECKING:
     from metarec_core.learners import MetaLearner
@@ -270,14 +269,7 @@ def save_checkpoint(learner: Any, data: RatingsDataset, path: str | Path) -> Pat
     path = Path(path)
     raw = to_bytes(learner, data)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, raw)
     return path
 
 

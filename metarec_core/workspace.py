@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from metarec_core.data import ItemInfo, RatingScale, RatingsDataset
+from metarec_core.files import atomic_write
 
 TOKEN_BYTES = 32
 TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{43}")  # token_urlsafe(32): 43 characters, no padding
@@ -218,14 +219,7 @@ class Workspace:
             self.settings.root.mkdir(parents=True, exist_ok=True, mode=0o700)
             for d in (self.folder, path.parent):
                 d.mkdir(exist_ok=True, mode=0o700)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(raw)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write(path, raw)
             if not (self.folder / LAST_USED).exists():
                 (self.folder / LAST_USED).touch()
 

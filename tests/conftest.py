@@ -42,3 +42,19 @@ def small_sample(tmp_path, monkeypatch):
     clear_streamlit_caches()
     yield
     clear_streamlit_caches()
+
+
+@pytest.fixture
+def held(monkeypatch):
+    """Trainings the app starts wait until the test releases them (released at the end)."""
+    from app_support import HeldTrainings
+
+    made: list[HeldTrainings] = []
+
+    def make(**kw) -> HeldTrainings:
+        made.append(HeldTrainings(monkeypatch, **kw))
+        return made[-1]
+
+    yield make
+    for h in made:
+        h.release()

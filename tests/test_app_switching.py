@@ -7,7 +7,6 @@ import time
 
 import pytest
 from app_support import (
-    HeldTrainings,
     clear_streamlit_caches,
     new_app,
     ratings_csv,
@@ -45,20 +44,6 @@ def wait_for_threads(prefix: str, timeout: float = 120.0) -> None:
             return
         time.sleep(0.1)  # polling a background thread, not synchronisation by sleep
     raise AssertionError(f"{prefix} threads still running after {timeout} s")
-
-
-@pytest.fixture
-def held(monkeypatch):
-    """Trainings the app starts wait until the test releases them (released at the end)."""
-    made: list[HeldTrainings] = []
-
-    def make(**kw) -> HeldTrainings:
-        made.append(HeldTrainings(monkeypatch, **kw))
-        return made[-1]
-
-    yield make
-    for h in made:
-        h.release()
 
 
 @pytest.mark.usefixtures("small_sample")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from app_support import (
-    HeldTrainings,
     items_csv,
     new_app,
     ratings_csv,
@@ -95,20 +94,6 @@ def test_checkpoint_upload_good_mismatched_and_corrupt():
     ).run()
     assert not at.exception
     assert len(at.error) == 1 and "junk.pt" in at.error[0].value.replace("\\", "")
-
-
-@pytest.fixture
-def held(monkeypatch):
-    """Trainings the app starts wait until the test releases them (released at the end)."""
-    made: list[HeldTrainings] = []
-
-    def make(**kw) -> HeldTrainings:
-        made.append(HeldTrainings(monkeypatch, **kw))
-        return made[-1]
-
-    yield make
-    for h in made:
-        h.release()
 
 
 def progress_texts(at) -> list[str]:
