@@ -8,13 +8,18 @@ the catalogue. Meta-weights never change in `adapt`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
 from metarec_core.data import RatingsDataset
+
+# The fit hooks every method takes: long fits poll `should_stop()` and report
+# `progress(fraction, message)`; quick ones may ignore both.
+StopFlag = Callable[[], bool]
+FitProgress = Callable[[float, str], None]
 
 
 def top_items(scores: np.ndarray, exclude: np.ndarray, n: int) -> np.ndarray:
@@ -90,8 +95,12 @@ class Recommender(ABC):
         data: RatingsDataset,
         train_users: np.ndarray,
         val_users: np.ndarray | None = None,
+        *,
+        should_stop: StopFlag | None = None,
+        progress: FitProgress | None = None,
     ) -> Recommender:
-        """Learn from all ratings of `train_users`; tune on `val_users` (never test users)."""
+        """Learn from all ratings of `train_users`; tune on `val_users` (never test users).
+        `should_stop` and `progress` are the hooks above (a quick fit may ignore them)."""
 
     @abstractmethod
     def adapt(

@@ -26,13 +26,19 @@ Models (mu = global mean of the training ratings):
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import numpy as np
 
-from metarec_core.base import AdaptationTrace, AdaptedUser, NotFittedError, Recommender
+from metarec_core.base import (
+    AdaptationTrace,
+    AdaptedUser,
+    FitProgress,
+    NotFittedError,
+    Recommender,
+    StopFlag,
+)
 from metarec_core.data import RatingScale, RatingsDataset
 from metarec_core.tasks import make_tasks
 
@@ -59,8 +65,6 @@ TUNE_QUERY = 10
 Support = tuple[np.ndarray, np.ndarray]
 # fit hooks of the slow (ALS) baselines: a stop flag, polled between blocks of work, and the
 # fraction of the fit done with a short message
-StopFlag = Callable[[], bool]
-FitProgress = Callable[[float, str], None]
 
 
 class _FitStopped(Exception):
@@ -285,7 +289,13 @@ class GlobalMean(_Baseline):
     name: ClassVar[str] = "global_mean"
 
     def fit(
-        self, data: RatingsDataset, train_users: np.ndarray, val_users: np.ndarray | None = None
+        self,
+        data: RatingsDataset,
+        train_users: np.ndarray,
+        val_users: np.ndarray | None = None,
+        *,
+        should_stop: StopFlag | None = None,  # a fit of a few passes: no hooks needed
+        progress: FitProgress | None = None,
     ) -> GlobalMean:
         self._start_fit(data)
         _, _, r = _train_ratings(data, train_users)
@@ -308,7 +318,13 @@ class ItemMean(_Baseline):
         self.damping = damping  # None: tune on validation users
 
     def fit(
-        self, data: RatingsDataset, train_users: np.ndarray, val_users: np.ndarray | None = None
+        self,
+        data: RatingsDataset,
+        train_users: np.ndarray,
+        val_users: np.ndarray | None = None,
+        *,
+        should_stop: StopFlag | None = None,  # a fit of a few passes: no hooks needed
+        progress: FitProgress | None = None,
     ) -> ItemMean:
         self._start_fit(data)
         _, i, r = _train_ratings(data, train_users)
@@ -363,7 +379,13 @@ class UserBias(_Baseline):
         self.iters = iters
 
     def fit(
-        self, data: RatingsDataset, train_users: np.ndarray, val_users: np.ndarray | None = None
+        self,
+        data: RatingsDataset,
+        train_users: np.ndarray,
+        val_users: np.ndarray | None = None,
+        *,
+        should_stop: StopFlag | None = None,  # a fit of a few passes: no hooks needed
+        progress: FitProgress | None = None,
     ) -> UserBias:
         self._start_fit(data)
         u, i, r = _train_ratings(data, train_users)
@@ -567,7 +589,13 @@ class Popularity(_Baseline):
     predicts_ratings: ClassVar[bool] = False
 
     def fit(
-        self, data: RatingsDataset, train_users: np.ndarray, val_users: np.ndarray | None = None
+        self,
+        data: RatingsDataset,
+        train_users: np.ndarray,
+        val_users: np.ndarray | None = None,
+        *,
+        should_stop: StopFlag | None = None,  # a fit of a few passes: no hooks needed
+        progress: FitProgress | None = None,
     ) -> Popularity:
         self._start_fit(data)
         _, i, _ = _train_ratings(data, train_users)
@@ -642,15 +670,7 @@ class _LevelDecision:
         progress: FitProgress | None = None,
     ):
         self.thresholds_ = None  # the base fit tunes its own grid on plain predictions
-        # the hooks go to a base fit that takes them (the ALS of mf_foldin), not to the others
-        hooks = {"should_stop": should_stop, "progress": progress}
-        takes = inspect.signature(super().fit).parameters
-        super().fit(
-            data,
-            train_users,
-            val_users,
-            **{k: v for k, v in hooks.items() if v is not None and k in takes},
-        )
+        super().fit(data, train_users, val_users, should_stop=should_stop, progress=progress)
         if not self.fitted_:  # stopped
             return self
         grid = level_grid(data.scale)

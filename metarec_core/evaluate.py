@@ -27,7 +27,6 @@ intervals resample users; they do not cover the training randomness that is left
 from __future__ import annotations
 
 import csv
-import inspect
 import io
 import math
 import sys
@@ -236,15 +235,9 @@ def _fit(
     should_stop: Callable[[], bool] | None,
     progress: Callable[[float, str], None] | None = None,
 ) -> None:
-    """Fit `method` on the fold, passing the hooks its fit takes: long fits (meta-learners, ALS)
-    stop early on `should_stop()` and report their own `progress(fraction, message)`."""
-    takes = inspect.signature(method.fit).parameters
-    kwargs = {}
-    if should_stop is not None and "should_stop" in takes:
-        kwargs["should_stop"] = should_stop
-    if progress is not None and "progress" in takes:
-        kwargs["progress"] = progress
-    method.fit(data, fold.train_users, fold.val_users, **kwargs)
+    """Fit `method` on the fold with the interface's hooks: long fits (meta-learners, ALS) stop
+    early on `should_stop()` and report their own `progress(fraction, message)`."""
+    method.fit(data, fold.train_users, fold.val_users, should_stop=should_stop, progress=progress)
 
 
 def _score(

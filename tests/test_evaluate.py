@@ -200,9 +200,9 @@ class Spy(GlobalMean):
 
     log: list = []
 
-    def fit(self, data, train_users, val_users=None):
+    def fit(self, data, train_users, val_users=None, **hooks):
         Spy.log.append(("fit", np.asarray(train_users), np.asarray(val_users)))
-        return super().fit(data, train_users, val_users)
+        return super().fit(data, train_users, val_users, **hooks)
 
     def score_many(self, supports):
         Spy.log.append(("score", [(i.copy(), r.copy()) for i, r in supports]))
