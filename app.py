@@ -1,7 +1,7 @@
 """MetaRec Studio: the Streamlit entry point (router and frame).
 
-Run with ``streamlit run app.py`` (or ``make run``). Pages live in ``views/`` (not ``pages/``,
-which Streamlit would treat as its legacy multipage folder); per-session state in
+Run with ``streamlit run app.py`` (or ``make run``). Pages live in ``pages/``, routed by
+``st.navigation`` (which makes Streamlit ignore its legacy scan of that folder); per-session state in
 ``app_state.py``; every number the pages show is computed by ``metarec_core``.
 """
 
@@ -15,23 +15,23 @@ from metarec_core.jobs import SIDEBAR_POLL_S
 st.set_page_config(page_title="MetaRec Studio", page_icon=":material/movie:", layout="wide")
 
 PAGES = [
-    st.Page("views/home.py", title="Home", icon=":material/home:", url_path="home", default=True),
-    st.Page("views/data.py", title="Data", icon=":material/database:", url_path="data"),
-    st.Page("views/train.py", title="Train", icon=":material/model_training:", url_path="train"),
+    st.Page("pages/home.py", title="Home", icon=":material/home:", url_path="home", default=True),
+    st.Page("pages/data.py", title="Data", icon=":material/database:", url_path="data"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
     st.Page(
-        "views/playground.py",
+        "pages/playground.py",
         title="Cold-start playground",
         icon=":material/sports_esports:",
         url_path="playground",
     ),
     st.Page(
-        "views/evaluate.py", title="Evaluate", icon=":material/analytics:", url_path="evaluate"
+        "pages/evaluate.py", title="Evaluate", icon=":material/analytics:", url_path="evaluate"
     ),
     st.Page(
-        "views/whatif.py", title="What-if", icon=":material/compare_arrows:", url_path="whatif"
+        "pages/whatif.py", title="What-if", icon=":material/compare_arrows:", url_path="whatif"
     ),
     st.Page(
-        "views/glossary.py", title="Glossary", icon=":material/menu_book:", url_path="glossary"
+        "pages/glossary.py", title="Glossary", icon=":material/menu_book:", url_path="glossary"
     ),
 ]
 page = st.navigation(PAGES)
@@ -124,4 +124,5 @@ def _sidebar_jobs() -> None:
 _sidebar()
 with st.sidebar:
     state.show_workspace_info()
+state.mark_routed()
 page.run()

@@ -8,7 +8,7 @@ registry keyed by the token, so a reload, or the same link in a new tab, finds a
 running trainings included. A workspace expires after an idle time (its jobs are cancelled then)
 and has a disk cap. Nothing one workspace holds is visible in another. Only read-only derived
 objects are shared: the shipped sample dataset, and the playground's fitted baselines (cached in
-`metarec_core.playground` by dataset fingerprint, so a session only gets those of data it
+`metarec_core.interactive.session` by dataset fingerprint, so a session only gets those of data it
 holds); each session loads its own copy of the sample checkpoint.
 """
 
@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from metarec_core.base import Recommender
-from metarec_core.data import RatingsDataset
-from metarec_core.methods import BASELINES
-from metarec_core.playground import PLAYGROUND_BASELINES, Projection, fit_projection
+from metarec_core.data.dataset import RatingsDataset
+from metarec_core.interactive.session import PLAYGROUND_BASELINES, Projection, fit_projection
+from metarec_core.methods.base import Recommender
+from metarec_core.methods.registry import BASELINES
 from metarec_core.runtime import limit_torch_threads
 from metarec_core.workspace import (
     Workspace,
@@ -44,6 +44,31 @@ ROOT = Path(__file__).resolve().parent
 
 
 limit_torch_threads()
+
+
+K_ROUTED = "mr_routed"
+
+
+def mark_routed() -> None:
+    """app.py calls this just before it runs the selected page."""
+    st.session_state[K_ROUTED] = True
+
+
+def require_router() -> None:
+    """First line of every page: run pages only through app.py's `st.navigation` router.
+
+    Streamlit treats a `pages/` folder next to the entry script as its legacy multipage app
+    until some session calls `st.navigation`: the first visitor of a fresh server who lands on
+    e.g. ``/data`` (and every AppTest run) gets ``pages/data.py`` run on its own, without the
+    frame. Such a run switches the legacy mode off for the process and reruns, and the rerun
+    goes through app.py to the same page (both modes hash a page by its name).
+    """
+    if st.session_state.pop(K_ROUTED, False):
+        return
+    from streamlit.runtime.pages_manager import PagesManager
+
+    PagesManager.uses_pages_directory = False
+    st.rerun()
 
 
 def sample_dir() -> Path:
@@ -67,7 +92,7 @@ K_TOKEN = "mr_workspace_token"
 K_WS_NOTES = "mr_workspace_notes"  # what could not be saved or restored, for the sidebar
 QUERY_KEY = "ws"  # the workspace token's name in the URL
 K_LABELS = "mr_data_labels"  # dataset fingerprint -> the label it was made active with
-# Set by the home page's demo button to a number n: the playground (views/playground.py) pops it,
+# Set by the home page's demo button to a number n: the playground (pages/playground.py) pops it,
 # makes the most active held-out user its persona with only their first n ratings
 # (`metarec_core.demo.demo_persona`) and plays them by itself.
 K_DEMO = "mr_demo"
@@ -95,7 +120,7 @@ class ModelEntry:
     source: str  # how it got here, for the sidebar
     config: Any = None
     checkpoint: bytes | None = None  # for download
-    # computed on first use in the playground (the baselines: metarec_core.playground's cache)
+    # computed on first use in the playground (the baselines: metarec_core.interactive.session's cache)
     projection: Projection | None = None
     projection_done: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
@@ -150,7 +175,7 @@ def jobs() -> dict[str, Any]:
 
 @st.cache_resource(show_spinner="Loading the sample data…")
 def _sample_dataset(folder: str) -> RatingsDataset:
-    from metarec_core.data import load_ratings
+    from metarec_core.data.dataset import load_ratings
 
     items = Path(folder) / "items.csv"
     return load_ratings(Path(folder) / "ratings.csv", items=items if items.exists() else None)
@@ -369,7 +394,7 @@ def start_sample_training(active: ActiveData) -> None:
     from metarec_core.jobs import TrainingJob
 
     try:
-        from metarec_core.learners import preset
+        from metarec_core.methods.meta.learners import preset
     except ImportError:  # the meta-learners are not installed: the Train page says so
         return
     j = jobs()
@@ -579,7 +604,9 @@ def restore_workspace(ws: Workspace) -> None:
     usable = models_for_active_data()
     name = state.get("active_model")
     st.session_state[K_ACTIVE_MODEL] = (
-        name if name in usable else (None if data is None else default_model_name(data.fingerprint()))
+        name
+        if name in usable
+        else (None if data is None else default_model_name(data.fingerprint()))
     )
     eval_job = ws.jobs.get("eval")
     if data is not None and not (eval_job is not None and eval_job.is_active):
@@ -658,7 +685,7 @@ def chart_text(text: object) -> str:
 
 def heldout_user_picker(data: RatingsDataset, heldout_users: np.ndarray, *, label: str, key: str):
     """A select box of held-out users (never trained on) with enough ratings; None if there are none."""
-    from metarec_core.playground import heldout_candidates
+    from metarec_core.interactive.session import heldout_candidates
 
     cands = heldout_candidates(data, heldout_users)[:60]
     if len(cands) == 0:

@@ -7,7 +7,7 @@
 Each configuration writes ``OUT/NAME.json`` (the `evaluate` report, plus a ``bench`` block with
 the wall time, the equivalent CLI command and the machine), ``OUT/NAME.csv`` and ``OUT/NAME.md``;
 ``OUT/accuracy.md`` collects the markdown of every configuration found in OUT. Add meta-learners by
-adding configurations to CONFIGS (method names as in `metarec_core.methods`).
+adding configurations to CONFIGS (method names as in `metarec_core.methods.registry`).
 
 Timing note: the machine may be shared; the wall time is what this run took, not a benchmark of
 the CPU. The acceptance target (all baselines, 5 folds, ML-100K) is < 3 minutes on 2 cores.
@@ -29,14 +29,14 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from metarec_core.data import load_ratings  # noqa: E402
-from metarec_core.evaluate import (  # noqa: E402
+from metarec_core.data.dataset import load_ratings  # noqa: E402
+from metarec_core.evaluation.runner import (  # noqa: E402
     EvalConfig,
     format_table,
     report_rows_csv,
     run_evaluation,
 )
-from metarec_core.methods import BASELINES  # noqa: E402
+from metarec_core.methods.registry import BASELINES  # noqa: E402
 from metarec_core.runtime import limit_torch_threads  # noqa: E402
 
 ML100K = ROOT.parent / "shared" / "datasets" / "ml-100k" / "u.data"

@@ -25,9 +25,9 @@ from probe_setup import ROOT, FoldFit, K, fitted_folds, load, parse, write_json
 
 sys.path.insert(0, str(ROOT))
 
-from metarec_core.baselines import MFFoldIn  # noqa: E402
-from metarec_core.metrics import paired_bootstrap_ci  # noqa: E402
-from metarec_core.tasks import make_tasks  # noqa: E402
+from metarec_core.evaluation.metrics import paired_bootstrap_ci  # noqa: E402
+from metarec_core.methods.baselines import MFFoldIn  # noqa: E402
+from metarec_core.protocol.tasks import make_tasks  # noqa: E402
 
 ALPHAS = (0.25, 0.5, 1.0)
 CS = (0.5, 2.0, 5.0)

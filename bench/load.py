@@ -8,7 +8,7 @@ each do what a visitor would:
 
 1. open the app (page load),
 2. upload its own ratings file (300 users x 200 items, 9,000 ratings, from
-   `metarec_core.synthetic`, one seed per session) and wait for "Loaded …",
+   `metarec_core.data.synthetic`, one seed per session) and wait for "Loaded …",
 3. start a training on it (the metasgd preset with `--steps` meta-steps) and watch the Train
    page until it is done, noting the place in line it showed while it waited,
 4. rate `--ratings` items in the cold-start playground with the trained model,
@@ -55,7 +55,7 @@ from google.protobuf.message import DecodeError  # noqa: E402
 from playwright.async_api import Page, async_playwright, expect  # noqa: E402
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg  # noqa: E402
 
-from metarec_core.synthetic import _csv_bytes, generate  # noqa: E402
+from metarec_core.data.synthetic import _csv_bytes, generate  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -21,8 +21,8 @@ from probe_setup import ROOT, K, fitted_folds, load, parse, write_json
 
 sys.path.insert(0, str(ROOT))
 
-from metarec_core.metrics import paired_bootstrap_ci  # noqa: E402
-from metarec_core.tasks import make_tasks  # noqa: E402
+from metarec_core.evaluation.metrics import paired_bootstrap_ci  # noqa: E402
+from metarec_core.protocol.tasks import make_tasks  # noqa: E402
 
 PSEUDO_COUNTS = (0, 5, 20, 80)
 

@@ -6,7 +6,7 @@
 
 Loads a dataset (the sample by default; `--shape ml-latest-small` generates a synthetic one of
 MovieLens-latest-small's shape, 610 users x 9,724 items x 100,836 ratings, with
-`metarec_core.synthetic`) and its checkpoint, or trains a quick model (`--quick-steps` meta-steps
+`metarec_core.data.synthetic`) and its checkpoint, or trains a quick model (`--quick-steps` meta-steps
 without warm start or pretraining: the model's cost per adaptation is that of a full one).
 
 Then times what the page does, stage by stage:
@@ -34,8 +34,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from metarec_core import playground as pg  # noqa: E402
-from metarec_core.data import RatingsDataset, from_arrays, load_ratings  # noqa: E402
+from metarec_core.data.dataset import RatingsDataset, from_arrays, load_ratings  # noqa: E402
+from metarec_core.interactive import session as pg  # noqa: E402
 from metarec_core.jobs import split_users  # noqa: E402
 
 SHAPES = {"ml-latest-small": (610, 9724, 100_836)}
@@ -43,7 +43,7 @@ SHAPES = {"ml-latest-small": (610, 9724, 100_836)}
 
 def synthetic_dataset(shape: str, seed: int = 0) -> RatingsDataset:
     """A synthetic dataset of a known public dataset's size (`SHAPES`)."""
-    from metarec_core.synthetic import generate
+    from metarec_core.data.synthetic import generate
 
     n_users, n_items, n_ratings = SHAPES[shape]
     ratings, items = generate(n_users, n_items, n_ratings, seed=seed)
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         loaded = load_checkpoint(model_path, data)
         model, seed, source = loaded.learner, int(loaded.config.get("seed", 0)), str(model_path)
     else:
-        from metarec_core.learners import make_learner
+        from metarec_core.methods.meta.learners import make_learner
 
         seed = 0
         train, val = split_users(data, seed)

@@ -15,9 +15,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from metarec_core.baselines import MFFoldIn  # noqa: E402
-from metarec_core.data import RatingsDataset, load_ratings  # noqa: E402
-from metarec_core.tasks import Fold, user_folds  # noqa: E402
+from metarec_core.data.dataset import RatingsDataset, load_ratings  # noqa: E402
+from metarec_core.methods.baselines import MFFoldIn  # noqa: E402
+from metarec_core.protocol.tasks import Fold, user_folds  # noqa: E402
 
 ML = ROOT.parent / "shared" / "datasets" / "ml-100k"
 K = (1, 3, 5, 10, 20)

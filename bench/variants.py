@@ -40,9 +40,9 @@ def run_fold(fold_index: int, overrides: dict, both: bool, seeds: list[int]) -> 
     """Per-user query MAE, (seeds, users) per learner and k, on one fold's test users."""
     import torch
 
-    from metarec_core.data import load_ratings
-    from metarec_core.learners import make_learner
-    from metarec_core.tasks import make_tasks, user_folds
+    from metarec_core.data.dataset import load_ratings
+    from metarec_core.methods.meta.learners import make_learner
+    from metarec_core.protocol.tasks import make_tasks, user_folds
 
     torch.set_num_threads(1)
     data = load_ratings(ML / "u.data", items=ML / "u.item")

@@ -32,7 +32,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from metarec_core.data import (
+from metarec_core.data.dataset import (
     ITEM_COLUMNS,
     RATING_COLUMNS,
     DataError,
@@ -43,7 +43,7 @@ from metarec_core.data import (
 from metarec_core.files import atomic_write
 
 if TYPE_CHECKING:
-    from metarec_core.learners import MetaLearner
+    from metarec_core.methods.meta.learners import MetaLearner
 
 FORMAT_NAME = "metarec-checkpoint"
 FORMAT_VERSION = 1
@@ -483,7 +483,7 @@ def _is_tensor(v: Any) -> bool:
 
 
 def _learner_from_state(state: dict[str, Any], device: str = "cpu") -> Any:
-    from metarec_core.learners import MetaLearner
+    from metarec_core.methods.meta.learners import MetaLearner
 
     return MetaLearner.from_state(state, device=device)
 
@@ -808,7 +808,7 @@ def _check_learner_state(
     """Bound a MetaLearner state's declared sizes by the limits and by what the file stores."""
     import torch
 
-    from metarec_core.baselines import level_grid
+    from metarec_core.methods.baselines import level_grid
 
     where = "learner."
     cfg = _require(state, "config", dict, label, where)
@@ -931,7 +931,7 @@ def load_checkpoint(
     `limits` (default: `CheckpointLimits.for_dataset(data, max_bytes)`) before it is unpacked,
     expanded or built. Raises `CheckpointError`.
     """
-    from metarec_core.learners import STATE_FORMAT
+    from metarec_core.methods.meta.learners import STATE_FORMAT
 
     if name:
         label = name

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from metarec_core.checkpoint import CheckpointError
-from metarec_core.data import DEFAULT_MAX_BYTES, DataError
+from metarec_core.data.dataset import DEFAULT_MAX_BYTES, DataError
 
 
 def _csv_ints(text: str) -> list[int]:
@@ -111,13 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace):
-    from metarec_core.data import load_ratings
+    from metarec_core.data.dataset import load_ratings
 
     return load_ratings(args.data, items=args.items, max_bytes=int(args.max_mb * 2**20))
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from metarec_core.data import summarize
+    from metarec_core.data.dataset import summarize
 
     summary = summarize(_load(args))
     if args.json:
@@ -128,7 +128,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from metarec_core.evaluate import EvalConfig, format_table, run_evaluation
+    from metarec_core.evaluation.runner import EvalConfig, format_table, run_evaluation
 
     data = _load(args)
     cfg = EvalConfig(
@@ -151,7 +151,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_make_sample(args: argparse.Namespace) -> int:
-    from metarec_core.synthetic import write_sample
+    from metarec_core.data.synthetic import write_sample
 
     paths = write_sample(Path(args.out), seed=args.seed)
     for p in paths:
@@ -164,7 +164,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from metarec_core.checkpoint import save_checkpoint
     from metarec_core.jobs import TrainingJob
-    from metarec_core.learners import make_learner
+    from metarec_core.methods.meta.learners import make_learner
 
     if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps must be at least 1, got {args.steps}")

@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from metarec_core.data import RatingsDataset
+from metarec_core.data.dataset import RatingsDataset
 from metarec_core.runtime import prepare_job_thread
 
 if TYPE_CHECKING:
-    from metarec_core.evaluate import EvalConfig
-    from metarec_core.learners import LearnerConfig, MetaLearner, TrainProgress
+    from metarec_core.evaluation.runner import EvalConfig
+    from metarec_core.methods.meta.learners import LearnerConfig, MetaLearner, TrainProgress
 
 log = logging.getLogger(__name__)
 
@@ -613,7 +613,7 @@ def split_users(
 
 
 def _default_learner_factory(config: LearnerConfig) -> MetaLearner:
-    from metarec_core import learners
+    from metarec_core.methods.meta import learners
 
     return learners.MetaLearner(config)
 
@@ -758,7 +758,7 @@ CHECK_MESSAGE = "comparing with the plain baselines on the validation users"
 def _phase_labels() -> dict[str, str]:
     """`learners.PHASE_LABELS` (empty without the learners module: names are shown)."""
     try:
-        from metarec_core.learners import PHASE_LABELS
+        from metarec_core.methods.meta.learners import PHASE_LABELS
     except ImportError:
         return {}
     return PHASE_LABELS
@@ -778,7 +778,7 @@ def _device_name(device: Any) -> str | None:
     if device is None:
         return None
     try:
-        from metarec_core.learners import resolve_device
+        from metarec_core.methods.meta.learners import resolve_device
 
         return str(resolve_device(str(device)))
     except Exception:  # only a label; the worker reports the real device
@@ -813,11 +813,11 @@ class EvaluationJob(BackgroundJob):
     def _work(self, ctx: JobContext) -> dict:
         runner = self._runner
         if runner is None:
-            from metarec_core.evaluate import run_evaluation
+            from metarec_core.evaluation.runner import run_evaluation
 
             runner = run_evaluation
         try:
-            from metarec_core.evaluate import EvaluationCancelled as cancelled
+            from metarec_core.evaluation.runner import EvaluationCancelled as cancelled
         except ImportError:  # a custom runner without the evaluate module: it raises JobCancelled
             cancelled = JobCancelled
 

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from metarec_core.data import ItemInfo, RatingScale, RatingsDataset
+from metarec_core.data.dataset import ItemInfo, RatingScale, RatingsDataset
 from metarec_core.files import atomic_write
 
 TOKEN_BYTES = 32

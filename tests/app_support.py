@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from metarec_core.data import RatingsDataset, from_arrays
+from metarec_core.data.dataset import RatingsDataset, from_arrays
 from metarec_core.jobs import split_users
 
 GENRES = ("Sci-Fi", "Romance", "Comedy", "Drama")
@@ -134,7 +134,7 @@ def tiny_model_bytes(name: str = "metasgd") -> bytes:
     if name not in _MODEL_BYTES:
         from metarec_core.checkpoint import to_bytes
         from metarec_core.jobs import split_users
-        from metarec_core.learners import make_learner
+        from metarec_core.methods.meta.learners import make_learner
 
         data = tiny_dataset()
         train, val = split_users(data, 0)
@@ -163,7 +163,7 @@ TINY_FORM = {
 def train_page(**form):
     """A fresh app on the Train page with the tiny form settings (overridden by `form`)."""
     at = new_app()
-    at.switch_page("views/train.py").run()
+    at.switch_page("pages/train.py").run()
     assert not at.exception
     for key, value in {**TINY_FORM, **form}.items():
         widget = at.text_input(key=key) if key == "train_hidden" else at.number_input(key=key)
@@ -198,7 +198,7 @@ class HeldTrainings:
         import threading
 
         from metarec_core import jobs
-        from metarec_core.learners import MetaLearner
+        from metarec_core.methods.meta.learners import MetaLearner
 
         self._release, self._reached = threading.Event(), threading.Event()
         self.jobs: list = []

@@ -20,6 +20,27 @@ def workspace_dir(tmp_path, monkeypatch) -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True)
+def routed_pages(request, monkeypatch) -> None:
+    """AppTest runs as a warm server does: app.py's `st.navigation` routes every page.
+
+    AppTest forgets before every run that `st.navigation` switched off Streamlit's legacy
+    `pages/` folder mode; a server forgets only when it starts, and `app_state.require_router`
+    covers that first run (tests/test_app_home.py tests it with `legacy_first_run`).
+    """
+    if "legacy_first_run" in request.keywords:
+        return
+    from streamlit.runtime.pages_manager import PagesManager
+
+    init = PagesManager.__init__
+
+    def routed_init(self, *args, **kwargs) -> None:
+        init(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", routed_init)
+
+
 @pytest.fixture
 def ml100k_dir() -> Path:
     """The real MovieLens-100K folder; tests using it skip when it is absent (license: not in repo)."""

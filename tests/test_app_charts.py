@@ -8,9 +8,9 @@ from dataclasses import fields
 import pytest
 from app_support import new_app, texts, tiny_dataset
 
-from metarec_core.evaluate import EvalConfig, run_evaluation
+from metarec_core.evaluation.runner import EvalConfig, run_evaluation
 from metarec_core.jobs import JobSnapshot
-from metarec_core.methods import display_name
+from metarec_core.methods.registry import display_name
 
 pytestmark = pytest.mark.usefixtures("small_sample")
 
@@ -75,7 +75,7 @@ def fake_jobs(monkeypatch):
 def train_page_with(jobs: dict, **snap):
     at = new_app()
     jobs["train"] = StubTraining(at.session_state["mr_data"].data, **snap)
-    at.switch_page("views/train.py").run()
+    at.switch_page("pages/train.py").run()
     assert not at.exception
     return at
 
@@ -114,7 +114,7 @@ def test_train_curves_keep_their_titles_clear_and_a_sensible_span(fake_jobs):
 
 def test_train_form_speaks_plainly_with_the_term_in_the_help():
     at = new_app()
-    at.switch_page("views/train.py").run()
+    at.switch_page("pages/train.py").run()
     steps = at.number_input(key="train_inner_steps")
     assert steps.label == "Adaptation steps" and "inner step" in steps.help
     assert at.selectbox(key="train_preset").format_func("metasgd") == display_name("metasgd")
@@ -136,7 +136,7 @@ def report() -> dict:
 def evaluate_page(report: dict):
     at = new_app()
     at.session_state["mr_eval_report"] = report
-    at.switch_page("views/evaluate.py").run()
+    at.switch_page("pages/evaluate.py").run()
     assert not at.exception
     return at
 

@@ -26,7 +26,7 @@ def plotly_layouts(at) -> list[dict]:
 def data_page():
     """A fresh app (a new session) on the Data page."""
     at = new_app()
-    at.switch_page("views/data.py").run()
+    at.switch_page("pages/data.py").run()
     return at
 
 
@@ -90,7 +90,7 @@ OTHER = dict(n_users=30, n_items=40, per_user=15, seed=1)  # not the sample's co
 
 
 def upload_mode(at):
-    at.switch_page("views/data.py").run()
+    at.switch_page("pages/data.py").run()
     at.radio(key="data_source").set_value("Upload a file").run()
     return at
 
@@ -149,8 +149,8 @@ def test_the_active_upload_is_shown_after_leaving_the_page_with_a_replace_button
     at.file_uploader(key="upload_items").set_value(
         ("films.csv", items_csv(**OTHER), "text/csv")
     ).run()
-    at.switch_page("views/train.py").run()
-    at.switch_page("views/data.py").run()
+    at.switch_page("pages/train.py").run()
+    at.switch_page("pages/data.py").run()
     assert not at.exception
     shown = texts(at).replace("\\", "")
     assert "Upload a ratings file" not in shown
@@ -175,7 +175,7 @@ def test_the_active_upload_is_shown_after_leaving_the_page_with_a_replace_button
 
 def test_metric_values_fit_and_log_axes_have_explicit_ticks():
     at = new_app()
-    at.switch_page("views/data.py").run()
+    at.switch_page("pages/data.py").run()
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Rating scale"] == "1–5"  # no "(step 1)" to be cut off
     assert all(len(v) <= 8 for v in metrics.values()), metrics
@@ -197,12 +197,12 @@ def test_log_ticks_are_labelled_in_full():
 def test_an_upload_made_active_elsewhere_is_shown_and_takes_an_items_file():
     """E.g. a dataset restored by the app rather than uploaded on this page in this run."""
     import app_state
-    from metarec_core.data import load_ratings
+    from metarec_core.data.dataset import load_ratings
 
     at = new_app()
     data = load_ratings(ratings_csv(**OTHER), name="restored.csv")
     at.session_state["mr_data"] = app_state.ActiveData(data, "restored.csv", is_sample=False)
-    at.switch_page("views/data.py").run()
+    at.switch_page("pages/data.py").run()
     assert not at.exception
     assert "Loaded restored.csv: 450 ratings of 30 users" in texts(at).replace("\\", "")
     at.button(key="data_replace").click().run()

@@ -9,7 +9,7 @@ import threading
 import pytest
 from app_support import new_app, wait_until
 
-from metarec_core.methods import display_name
+from metarec_core.methods.registry import display_name
 
 # the app on a tiny sample folder, Streamlit caches cleared around each test (tests/conftest.py)
 pytestmark = pytest.mark.usefixtures("small_sample")
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("small_sample")
 
 def evaluate_page(methods=("item_mean", "user_bias", "popularity"), support="1,3", folds=2):
     at = new_app()
-    at.switch_page("views/evaluate.py").run()
+    at.switch_page("pages/evaluate.py").run()
     assert not at.exception
     at.multiselect(key="eval_methods").set_value(list(methods))
     at.text_input(key="eval_support").set_value(support)
@@ -102,7 +102,7 @@ def test_evaluation_can_be_cancelled():
 
 
 def test_page_and_sidebar_show_the_same_progress_inside_a_fit(monkeypatch):
-    from metarec_core import evaluate
+    from metarec_core.evaluation import runner as evaluate
 
     inside, release = threading.Event(), threading.Event()
     real_fit = evaluate._fit
@@ -140,12 +140,12 @@ def test_page_and_sidebar_show_the_same_progress_inside_a_fit(monkeypatch):
 
 def test_whatif_compares_two_models_on_the_playground_user():
     at = new_app()
-    at.switch_page("views/playground.py").run()
+    at.switch_page("pages/playground.py").run()
     at.radio(key="pg_mode").set_value("A held-out real user").run()
     at.button(key="pg_use_heldout").click().run()
     for _ in range(6):
         at.button(key="pg_next").click().run()
-    at.switch_page("views/whatif.py").run()
+    at.switch_page("pages/whatif.py").run()
     assert not at.exception
     assert at.radio(key="wi_source").value == "The playground's ratings"
     assert at.multiselect(key="wi_models").value == [
@@ -172,7 +172,7 @@ def test_whatif_compares_two_models_on_the_playground_user():
 
 def test_whatif_on_a_heldout_user():
     at = new_app()
-    at.switch_page("views/whatif.py").run()
+    at.switch_page("pages/whatif.py").run()
     at.radio(key="wi_source").set_value("A held-out real user").run()
     assert not at.exception
     user = at.selectbox(key="wi_user").value
@@ -187,7 +187,7 @@ def test_whatif_on_a_heldout_user():
 
 def test_whatif_needs_two_models():
     at = new_app()
-    at.switch_page("views/whatif.py").run()
+    at.switch_page("pages/whatif.py").run()
     at.multiselect(key="wi_models").set_value(["mf_foldin_levels"])
     at.run()
     assert at.button(key="wi_compare").disabled
@@ -195,7 +195,7 @@ def test_whatif_needs_two_models():
 
 @pytest.fixture
 def no_fitted_baselines():
-    from metarec_core import playground as pg
+    from metarec_core.interactive import session as pg
 
     pg.clear_baseline_cache()
     yield pg
@@ -204,7 +204,7 @@ def no_fitted_baselines():
 
 def compare_on_a_heldout_user(models):
     at = new_app()
-    at.switch_page("views/whatif.py").run()
+    at.switch_page("pages/whatif.py").run()
     assert not at.exception
     at.radio(key="wi_source").set_value("A held-out real user").run()
     at.multiselect(key="wi_models").set_value(models)

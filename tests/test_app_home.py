@@ -32,7 +32,7 @@ def test_the_first_screen_says_what_the_app_is_for():
 
 
 def upload(at, name: str = "mine.csv") -> None:
-    at.switch_page("views/data.py").run()
+    at.switch_page("pages/data.py").run()
     at.radio(key="data_source").set_value("Upload a file").run()
     at.file_uploader(key="upload_ratings").set_value(
         (name, ratings_csv(n_users=30, n_items=40, per_user=15, seed=1), "text/csv")
@@ -43,7 +43,7 @@ def upload(at, name: str = "mine.csv") -> None:
 def test_try_the_playground_opens_it_on_the_sample():
     at = new_app()
     upload(at)
-    at.switch_page("views/home.py").run()
+    at.switch_page("pages/home.py").run()
     at.button(key="home_playground").click().run()
     assert not at.exception
     assert title(at) == "Cold-start playground"
@@ -71,7 +71,7 @@ def test_see_the_evaluation_opens_it():
 def test_the_demo_plays_five_ratings_of_a_held_out_user_by_itself():
     at = new_app()
     upload(at)  # no model for the upload: the demo runs on the sample and its model
-    at.switch_page("views/home.py").run()
+    at.switch_page("pages/home.py").run()
     at.button(key="home_demo").click().run()
     assert not at.exception
     assert title(at) == "Cold-start playground"
@@ -82,7 +82,7 @@ def test_the_demo_plays_five_ratings_of_a_held_out_user_by_itself():
     assert session.persona is not None and session.persona.user in set(entry.heldout_users)
     assert at.session_state["mr_pg_playing"]
     # the browser stays on the page it was switched to; AppTest reruns the page it was last given
-    at.switch_page("views/playground.py")
+    at.switch_page("pages/playground.py")
     # each run of the polling fragment adds the next rating (AppTest has no timer: run by hand)
     for _ in range(12):
         if not at.session_state["mr_pg_playing"]:
@@ -104,12 +104,25 @@ def test_the_demo_plays_five_ratings_of_a_held_out_user_by_itself():
 
 def test_the_glossary_page_lists_plain_words_terms_and_methods():
     from metarec_core.glossary import GLOSSARY
-    from metarec_core.methods import available_methods, display_name
+    from metarec_core.methods.registry import available_methods, display_name
 
     at = new_app()
-    at.switch_page("views/glossary.py").run()
+    at.switch_page("pages/glossary.py").run()
     assert not at.exception
     terms, methods = (df.value for df in at.dataframe)
     assert list(terms["term"]) == [e.term for e in GLOSSARY]
     assert set(methods["name"]) == {display_name(m) for m in available_methods()}
     assert "MF fold-in, rounded to stars" in set(methods["name"])
+
+
+@pytest.mark.legacy_first_run
+def test_a_first_visit_straight_to_a_page_is_routed_through_the_frame():
+    # Until a session calls st.navigation, Streamlit runs a `pages/` file on its own (its legacy
+    # multipage mode): a fresh server's first visitor of /data, and every AppTest run here.
+    at = new_app()
+    assert title(at) == "MetaRec Studio"
+    at.switch_page("pages/data.py").run()
+    assert not at.exception
+    assert at.title[0].value == "Data"
+    sidebar = "\n".join(t.value for t in at.sidebar.text)
+    assert "users" in sidebar  # app.py's frame ran around the page

@@ -14,8 +14,8 @@ from app_support import (
     write_sample_dir_with_model,
 )
 
-from metarec_core import playground as pg
-from metarec_core.methods import display_name
+from metarec_core.interactive import session as pg
+from metarec_core.methods.registry import display_name
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +34,7 @@ def with_model(tmp_path, monkeypatch):
 
 def playground():
     at = new_app()
-    at.switch_page("views/playground.py").run()
+    at.switch_page("pages/playground.py").run()
     assert not at.exception
     return at
 
@@ -139,7 +139,7 @@ def test_without_a_shipped_model_one_is_trained_in_the_background(tmp_path, monk
     monkeypatch.setenv("METAREC_SAMPLE_DIR", str(write_sample_dir(tmp_path / "bare")))
     monkeypatch.setenv("METAREC_QUICK_STEPS", "2")
     at = new_app()
-    at.switch_page("views/playground.py").run()
+    at.switch_page("pages/playground.py").run()
     assert at.session_state["mr_active_model"] is None
     assert len(at.get("progress")) == 2  # in the sidebar and on the page, while it trains
     wait_until(at, lambda a: a.session_state["mr_active_model"] is not None, tries=300)
@@ -186,8 +186,8 @@ def test_reset_after_the_persona_ran_out_enables_next_and_play_at_once(with_mode
 def test_who_is_rating_survives_a_visit_to_another_page(with_model):
     at, s = heldout_persona_page()
     at.button(key="pg_next").click().run()
-    at.switch_page("views/whatif.py").run()
-    at.switch_page("views/playground.py").run()
+    at.switch_page("pages/whatif.py").run()
+    at.switch_page("pages/playground.py").run()
     assert not at.exception
     assert at.session_state["mr_playground"].persona is not None
     assert at.radio(key="pg_mode").value == "A held-out real user"  # was "Me"
@@ -226,7 +226,7 @@ def test_first_open_shows_its_stages_and_fits_baselines_only_for_a_persona(with_
     assert tuple(at.session_state["mr_playground"].baselines) == pg.PLAYGROUND_BASELINES
     # another session on the same data and split finds them fitted: no stage to show
     other = new_app()
-    other.switch_page("views/playground.py").run()
+    other.switch_page("pages/playground.py").run()
     other.radio(key="pg_mode").set_value("A held-out real user").run()
     other.button(key="pg_use_heldout").click().run()
     assert not other.exception and not other.status

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("small_sample")
 def test_uploads_models_and_jobs_stay_in_their_session():
     a, b = new_app(), new_app()
     # A uploads its own data
-    a.switch_page("views/data.py").run()
+    a.switch_page("pages/data.py").run()
     a.radio(key="data_source").set_value("Upload a file").run()
     a.file_uploader(key="upload_ratings").set_value(
         ("private.csv", ratings_csv(n_users=30, n_items=40, per_user=15, seed=5), "text/csv")
@@ -28,7 +28,7 @@ def test_uploads_models_and_jobs_stay_in_their_session():
     assert b.session_state["mr_data"].is_sample
     assert "private" not in "\n".join(t.value for t in b.sidebar.text)
     # A trains a model on it and uploads a checkpoint; B sees neither
-    a.switch_page("views/train.py").run()
+    a.switch_page("pages/train.py").run()
     for key, value in {
         "train_factors": 4,
         "train_embedding": 4,
@@ -39,7 +39,7 @@ def test_uploads_models_and_jobs_stay_in_their_session():
     a.text_input(key="train_hidden").set_value("8")
     a.button(key="train_start").click().run()
     wait_until(a, lambda x: any("Training done" in s.value for s in x.success))
-    b.switch_page("views/train.py").run()
+    b.switch_page("pages/train.py").run()
     assert "metasgd" in a.session_state["mr_models"]
     assert set(b.session_state["mr_models"]) == {"sample model"}
     assert not any("Training" in s.value for s in b.success)
@@ -50,10 +50,10 @@ def test_uploads_models_and_jobs_stay_in_their_session():
     a.run()
     assert "b.pt" in b.session_state["mr_models"] and "b.pt" not in a.session_state["mr_models"]
     # each session's playground is its own
-    a.switch_page("views/data.py").run()
+    a.switch_page("pages/data.py").run()
     a.radio(key="data_source").set_value("Sample data").run()
-    a.switch_page("views/playground.py").run()
-    b.switch_page("views/playground.py").run()
+    a.switch_page("pages/playground.py").run()
+    b.switch_page("pages/playground.py").run()
     a.button(key="pg_rate").click().run()
     b.run()
     assert len(a.session_state["mr_playground"].items) == 1
@@ -68,7 +68,7 @@ def training_threads() -> list:
 
 def start_endless_training(at) -> set:
     """Start a training that runs until cancelled; returns its worker thread(s)."""
-    at.switch_page("views/train.py").run()
+    at.switch_page("pages/train.py").run()
     for key, value in {"train_factors": 4, "train_embedding": 4, "train_meta_batch": 8}.items():
         at.number_input(key=key).set_value(value)
     at.number_input(key="train_steps").set_value(100_000)

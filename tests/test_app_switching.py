@@ -29,7 +29,7 @@ def clean_caches():
 
 
 def upload_other(at, name: str = "other.csv") -> None:
-    at.switch_page("views/data.py").run()
+    at.switch_page("pages/data.py").run()
     at.radio(key="data_source").set_value("Upload a file").run()
     at.file_uploader(key="upload_ratings").set_value((name, OTHER, "text/csv")).run()
     assert not at.exception
@@ -53,7 +53,7 @@ def test_training_is_kept_for_its_data_when_another_is_made_active(held):
     at.checkbox(key="train_pretrain").uncheck()
     at.button(key="train_start").click().run()
     upload_other(at)
-    at.switch_page("views/train.py").run()
+    at.switch_page("pages/train.py").run()
     assert not at.exception
     assert "not on the active dataset" in texts(at).replace("\\", "")
     trainings.wait_finished()
@@ -64,7 +64,7 @@ def test_training_is_kept_for_its_data_when_another_is_made_active(held):
     assert "metasgd" in models and at.session_state["mr_active_model"] != "metasgd"
     assert "metasgd" not in app_state_models_for(at, "other.csv")
     # back on the sample, the model trained on it is there
-    at.switch_page("views/data.py").run()
+    at.switch_page("pages/data.py").run()
     at.radio(key="data_source").set_value("Sample data").run()
     assert "metasgd" in at.sidebar.selectbox(key="sidebar_model").options
 
@@ -82,7 +82,7 @@ def test_the_sample_background_model_does_not_concern_an_upload(tmp_path, monkey
     trainings = held()  # the sample's quick model is still training during the upload
     at = new_app()  # the sample has no model.pt: a quick one trains in the background
     upload_other(at)
-    at.switch_page("views/playground.py").run()
+    at.switch_page("pages/playground.py").run()
     assert not at.exception
     shown = texts(at)
     assert "No model for this dataset yet" in shown and "quick model" not in shown
@@ -90,7 +90,7 @@ def test_the_sample_background_model_does_not_concern_an_upload(tmp_path, monkey
     trainings.wait_finished()
     at.run()  # before the fix: reran itself without end once the sample model was done
     assert not at.exception and "No model for this dataset yet" in texts(at)
-    at.switch_page("views/data.py").run()
+    at.switch_page("pages/data.py").run()
     at.radio(key="data_source").set_value("Sample data").run()
     assert at.session_state["mr_active_model"] == "sample model (quick)"
 
@@ -99,15 +99,15 @@ def test_the_sample_background_model_does_not_concern_an_upload(tmp_path, monkey
 @pytest.mark.parametrize("name", ["popularity", "mf_foldin_levels", "user_bias"])
 def test_a_checkpoint_named_like_a_baseline_gets_its_own_name(name):
     at = new_app()
-    at.switch_page("views/train.py").run()
+    at.switch_page("pages/train.py").run()
     at.file_uploader(key="upload_checkpoint").set_value(
         (name, tiny_model_bytes(), "application/octet-stream")
     ).run()
     assert not at.exception
     assert at.session_state["mr_active_model"] == f"{name} #2"
-    at.switch_page("views/playground.py").run()
+    at.switch_page("pages/playground.py").run()
     assert not at.exception
-    at.switch_page("views/whatif.py").run()
+    at.switch_page("pages/whatif.py").run()
     assert not at.exception
     options = at.multiselect(key="wi_models").options
     assert f"{name} #2" in options and len(options) == len(set(options))
@@ -116,20 +116,20 @@ def test_a_checkpoint_named_like_a_baseline_gets_its_own_name(name):
 @pytest.mark.usefixtures("small_sample")
 def test_an_evaluation_of_other_data_says_so():
     at = new_app()
-    at.switch_page("views/evaluate.py").run()
+    at.switch_page("pages/evaluate.py").run()
     at.multiselect(key="eval_methods").set_value(["item_mean", "user_bias"])
     at.text_input(key="eval_support").set_value("1,3")
     at.number_input(key="eval_query").set_value(5)
     at.button(key="eval_start").click().run()
     upload_other(at)
     wait_for_threads("metarec-")
-    at.switch_page("views/evaluate.py").run()
+    at.switch_page("pages/evaluate.py").run()
     assert not at.exception
     assert "This evaluation ran on sample" in texts(at).replace("\\", "")
     assert not at.success  # the sample's report is not shown for the upload
-    at.switch_page("views/data.py").run()
+    at.switch_page("pages/data.py").run()
     at.radio(key="data_source").set_value("Sample data").run()
-    at.switch_page("views/evaluate.py").run()
+    at.switch_page("pages/evaluate.py").run()
     assert not at.exception
     assert any("Evaluation done" in s.value for s in at.success)
 
@@ -164,7 +164,7 @@ def test_chart_text_escapes_html_for_plotly():
 @pytest.mark.usefixtures("small_sample")
 def test_sidebar_shows_a_checkpoint_name_literally():
     at = new_app()
-    at.switch_page("views/train.py").run()
+    at.switch_page("pages/train.py").run()
     name = "[CLICKME](https://evil.example) **BIG**.pt"
     at.file_uploader(key="upload_checkpoint").set_value(
         (name, tiny_model_bytes(), "application/octet-stream")

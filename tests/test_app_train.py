@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("small_sample")
 
 def test_train_page_shows_device_and_preset_defaults():
     at = new_app()
-    at.switch_page("views/train.py").run()
+    at.switch_page("pages/train.py").run()
     assert any("Training will run on: cpu" in c.value for c in at.caption)
     assert at.checkbox(key="train_pretrain").value is True  # metasgd starts from finetune
     at.selectbox(key="train_preset").set_value("melu").run()
@@ -67,14 +67,14 @@ def test_bad_configuration_is_a_clear_error():
 
 def test_checkpoint_upload_good_mismatched_and_corrupt():
     at = new_app()
-    at.switch_page("views/train.py").run()
+    at.switch_page("pages/train.py").run()
     up = at.file_uploader(key="upload_checkpoint")
     up.set_value(("mine.pt", tiny_model_bytes(), "application/octet-stream")).run()
     assert not at.exception and not at.error
     assert "mine.pt" in at.session_state["mr_models"]
     assert at.session_state["mr_active_model"] == "mine.pt"
     # a checkpoint of a different catalogue (the Data page's upload is another dataset)
-    at.switch_page("views/data.py").run()
+    at.switch_page("pages/data.py").run()
     at.radio(key="data_source").set_value("Upload a file").run()
     at.file_uploader(key="upload_ratings").set_value(
         ("other.csv", ratings_csv(n_users=30, n_items=40, per_user=15, seed=2), "text/csv")
@@ -83,7 +83,7 @@ def test_checkpoint_upload_good_mismatched_and_corrupt():
         ("other_items.csv", items_csv(n_items=40), "text/csv")
     ).run()
     assert at.session_state["mr_data"].label == "other.csv"
-    at.switch_page("views/train.py").run()
+    at.switch_page("pages/train.py").run()
     at.file_uploader(key="upload_checkpoint").set_value(
         ("mine.pt", tiny_model_bytes(), "application/octet-stream")
     ).run()
@@ -144,13 +144,13 @@ def test_a_model_worse_than_the_baselines_is_not_made_active_without_a_choice(he
     assert "it was not made active" in warning
     assert at.sidebar.selectbox(key="sidebar_model").value == before
     # switching to other data and back makes the dataset's latest good model active, not it
-    at.switch_page("views/data.py").run()
+    at.switch_page("pages/data.py").run()
     at.radio(key="data_source").set_value("Upload a file").run()
     at.file_uploader(key="upload_ratings").set_value(("o.csv", OTHER, "text/csv")).run()
     at.radio(key="data_source").set_value("Sample data").run()
     assert not at.exception and at.session_state["mr_data"].is_sample
     assert at.session_state["mr_active_model"] == before
-    at.switch_page("views/train.py").run()
+    at.switch_page("pages/train.py").run()
     at.button(key="train_use_anyway").click().run()
     assert not at.exception
     assert at.session_state["mr_active_model"] == "metasgd"

@@ -40,14 +40,14 @@ def open_app(token: object = None, timeout: float = 30):
 
 
 def upload_mine(at) -> None:
-    at.switch_page("views/data.py").run()
+    at.switch_page("pages/data.py").run()
     at.radio(key="data_source").set_value("Upload a file").run()
     at.file_uploader(key="upload_ratings").set_value(("mine.csv", MINE, "text/csv")).run()
     assert not at.exception and at.session_state["mr_data"].label == "mine.csv"
 
 
 def fill_train_form(at, **form) -> None:
-    at.switch_page("views/train.py").run()
+    at.switch_page("pages/train.py").run()
     for key, value in {**TINY_FORM, **form}.items():
         widget = at.text_input(key=key) if key == "train_hidden" else at.number_input(key=key)
         widget.set_value(value)
@@ -55,7 +55,7 @@ def fill_train_form(at, **form) -> None:
 
 
 def evaluate(at) -> dict:
-    at.switch_page("views/evaluate.py").run()
+    at.switch_page("pages/evaluate.py").run()
     at.multiselect(key="eval_methods").set_value(["item_mean", "user_bias"])
     at.text_input(key="eval_support").set_value("1,3")
     at.number_input(key="eval_folds").set_value(2)
@@ -69,9 +69,9 @@ def shows_nothing_of(at, token: str) -> None:
     assert at.session_state["mr_data"].is_sample
     assert set(at.session_state["mr_models"]) == {"sample model"}
     assert "mine.csv" not in texts(at)
-    at.switch_page("views/evaluate.py").run()
+    at.switch_page("pages/evaluate.py").run()
     assert "mr_eval_report" not in at.session_state and not at.success
-    at.switch_page("views/train.py").run()
+    at.switch_page("pages/train.py").run()
     assert not at.success and "train_cancel" not in [b.key for b in at.button]
 
 
@@ -109,7 +109,7 @@ def test_a_reload_brings_back_the_dataset_the_model_and_the_report():
         np.testing.assert_array_equal(back.heldout_users, model.heldout_users)
         np.testing.assert_allclose(predictions(back), predictions(model), rtol=1e-5)
         assert back.source == model.source
-        b.switch_page("views/evaluate.py").run()
+        b.switch_page("pages/evaluate.py").run()
         assert not b.exception
         assert b.session_state["mr_eval_report"] == report
         assert any("Evaluation done: 4 rows" in s.value for s in b.success)
@@ -161,7 +161,7 @@ def test_a_running_training_is_found_again_after_a_reload_and_its_model_arrives(
     del a  # the tab is closed
 
     b = open_app(token)
-    b.switch_page("views/train.py").run()
+    b.switch_page("pages/train.py").run()
     assert not b.exception
     assert "train_cancel" in [x.key for x in b.button]  # the same training, still running
     assert app_state.workspace_store().get(token).jobs["train"] is job and job.is_active

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from metarec_core import baselines
-from metarec_core.base import NotFittedError
-from metarec_core.baselines import (
+from metarec_core.data.dataset import RatingScale, RatingsDataset
+from metarec_core.methods import baselines
+from metarec_core.methods.base import NotFittedError
+from metarec_core.methods.baselines import (
     BASELINE_CLASSES,
     GlobalMean,
     ItemMean,
@@ -15,9 +16,8 @@ from metarec_core.baselines import (
     Popularity,
     UserBias,
 )
-from metarec_core.data import RatingScale, RatingsDataset
-from metarec_core.methods import BASELINES, make_method
-from metarec_core.tasks import make_tasks, user_folds
+from metarec_core.methods.registry import BASELINES, make_method
+from metarec_core.protocol.tasks import make_tasks, user_folds
 
 CONT = RatingScale(1.0, 5.0, 0.01)
 

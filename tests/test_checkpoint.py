@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import torch
 
-from metarec_core.base import AdaptedUser
 from metarec_core.checkpoint import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -26,7 +25,8 @@ from metarec_core.checkpoint import (
     save_checkpoint,
     to_bytes,
 )
-from metarec_core.data import DataError, ItemInfo, RatingScale, RatingsDataset
+from metarec_core.data.dataset import DataError, ItemInfo, RatingScale, RatingsDataset
+from metarec_core.methods.base import AdaptedUser
 
 
 def make_data(
@@ -423,7 +423,7 @@ def test_new_user_file_size_limit(tmp_path):
 
 # ------------------------------------------------------------------------- real learner
 def test_real_learner_round_trip(tmp_path):
-    learners = pytest.importorskip("metarec_core.learners")
+    learners = pytest.importorskip("metarec_core.methods.meta.learners")
     data = make_data(n_users=40, n_items=30, per_user=16)
     learner = learners.make_learner("fomaml", seed=0, device="cpu", steps=3, eval_every=1)
     learner.fit(data, np.arange(32), np.arange(32, 40))

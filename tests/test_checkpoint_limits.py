@@ -29,8 +29,8 @@ from metarec_core.checkpoint import (
     load_checkpoint,
     to_bytes,
 )
-from metarec_core.data import ItemInfo, RatingScale, RatingsDataset
-from metarec_core.learners import MetaLearner, preset
+from metarec_core.data.dataset import ItemInfo, RatingScale, RatingsDataset
+from metarec_core.methods.meta.learners import MetaLearner, preset
 
 N_ITEMS = 20
 
@@ -432,7 +432,7 @@ def test_the_train_page_refuses_crafted_uploads_with_a_message():
         good, lambda o: o["items"].update(titles=[_laughs(18)] * len(o["items"]["ids"]))
     )
     at = new_app()
-    at.switch_page("views/train.py").run()
+    at.switch_page("pages/train.py").run()
     for name, raw, message in (
         ("bomb.pt", bomb, "would unpack to"),
         ("laughs.pt", laughs, "its lists share and repeat parts"),

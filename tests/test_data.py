@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from metarec_core.data import (
+from metarec_core.data.dataset import (
     MAX_COLUMNS,
     MAX_GENRES,
     MAX_LINE_BYTES,
@@ -910,7 +910,7 @@ def test_fingerprint_is_hashed_once_per_dataset_object(tmp_path, monkeypatch):
     import dataclasses
     import hashlib
 
-    from metarec_core import data as data_module
+    from metarec_core.data import dataset as data_module
 
     ds = load_ratings(write(tmp_path, "r.csv", "user,item,rating\na,x,1\nb,y,5\n"))
     calls = []

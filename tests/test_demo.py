@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from app_support import tiny_dataset, tiny_split
 
-from metarec_core.demo import demo_persona
-from metarec_core.playground import PERSONA_HIDDEN
+from metarec_core.interactive.demo import demo_persona
+from metarec_core.interactive.session import PERSONA_HIDDEN
 
 
 def test_demo_persona_replays_five_ratings_of_a_user_never_trained_on():

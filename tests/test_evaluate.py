@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from metarec_core import evaluate, metrics
-from metarec_core.baselines import GlobalMean, UserBias
-from metarec_core.data import RatingScale, RatingsDataset
-from metarec_core.evaluate import (
+from metarec_core.data.dataset import RatingScale, RatingsDataset
+from metarec_core.evaluation import metrics
+from metarec_core.evaluation import runner as evaluate
+from metarec_core.evaluation.runner import (
     ROW_COLUMNS,
     EvalConfig,
     EvaluationCancelled,
@@ -23,8 +23,9 @@ from metarec_core.evaluate import (
     report_rows_csv,
     run_evaluation,
 )
-from metarec_core.methods import BASELINES, make_method
-from metarec_core.tasks import MELU_QUERY, make_tasks, user_folds
+from metarec_core.methods.baselines import GlobalMean, UserBias
+from metarec_core.methods.registry import BASELINES, make_method
+from metarec_core.protocol.tasks import MELU_QUERY, make_tasks, user_folds
 
 ROOT = Path(__file__).resolve().parents[1]
 RATERS = tuple(m for m in BASELINES if m != "popularity")
@@ -285,7 +286,7 @@ def test_progress_callback_and_cancel(small):
 
 
 def test_progress_moves_inside_every_fit(small, monkeypatch):
-    learners = pytest.importorskip("metarec_core.learners")
+    learners = pytest.importorskip("metarec_core.methods.meta.learners")
     real = evaluate._instantiate
 
     def tiny(name, cfg, seed):  # the presets train thousands of meta-steps: a tiny fomaml
@@ -428,7 +429,7 @@ def test_cli_unknown_method_exits_2(tiny_csv):
 
 
 def test_ml100k_reduced_evaluation(ml100k_dir):
-    from metarec_core.data import load_ratings
+    from metarec_core.data.dataset import load_ratings
 
     data = load_ratings(ml100k_dir / "u.data")
     cfg = EvalConfig(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from metarec_core import glossary
-from metarec_core.methods import available_methods, describe, display_name
+from metarec_core.methods.registry import available_methods, describe, display_name
 
 
 def test_every_registered_method_has_a_plain_name_and_description():

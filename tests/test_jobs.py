@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from metarec_core.data import RatingScale, RatingsDataset
+from metarec_core.data.dataset import RatingScale, RatingsDataset
 from metarec_core.jobs import (
     BackgroundJob,
     EvaluationJob,
@@ -472,7 +472,7 @@ def test_evaluation_job_cancel_and_failure(no_thread_crash):
 
 
 def test_evaluation_cancelled_exception_maps_to_cancelled(no_thread_crash):
-    evaluate = pytest.importorskip("metarec_core.evaluate")
+    evaluate = pytest.importorskip("metarec_core.evaluation.runner")
 
     def runner(data, cfg, *, progress, should_stop):
         raise evaluate.EvaluationCancelled("stopped")
@@ -483,7 +483,7 @@ def test_evaluation_cancelled_exception_maps_to_cancelled(no_thread_crash):
 
 # ---------------------------------------------------------------- real learner / evaluation
 def real_config(**overrides):
-    learners = pytest.importorskip("metarec_core.learners")
+    learners = pytest.importorskip("metarec_core.methods.meta.learners")
     base = {"steps": 4, "eval_every": 2, "meta_batch": 8, "device": "cpu", "warm_start": False}
     return learners.make_learner("fomaml", seed=0, **{**base, **overrides}).config
 
@@ -504,7 +504,7 @@ def test_real_training_job_runs_to_done(no_thread_crash):
 
 @pytest.mark.parametrize("phase", ["meta", "pretrain"])
 def test_real_training_job_cancel(no_thread_crash, phase):
-    learners = pytest.importorskip("metarec_core.learners")
+    learners = pytest.importorskip("metarec_core.methods.meta.learners")
     data = tiny_data(n_users=40, n_items=25, per_user=16)
     steps_seen: list[tuple[str, int]] = []
 
@@ -542,7 +542,7 @@ def test_real_training_divergence_fails_readably(no_thread_crash):
 
 
 def test_real_evaluation_job(no_thread_crash):
-    evaluate = pytest.importorskip("metarec_core.evaluate")
+    evaluate = pytest.importorskip("metarec_core.evaluation.runner")
     data = tiny_data(n_users=40, n_items=25, per_user=16)
     cfg = evaluate.EvalConfig(methods=("global_mean", "item_mean"), support=(1, 3), folds=2)
     job = EvaluationJob(data, cfg).start()
@@ -560,7 +560,7 @@ def test_real_evaluation_job(no_thread_crash):
 
 
 def test_real_evaluation_job_cancel(no_thread_crash):
-    evaluate = pytest.importorskip("metarec_core.evaluate")
+    evaluate = pytest.importorskip("metarec_core.evaluation.runner")
     data = tiny_data(n_users=40, n_items=25, per_user=16)
     cfg = evaluate.EvalConfig(methods=("global_mean", "item_mean"), support=(1, 3), folds=2)
     job = EvaluationJob(data, cfg)
@@ -650,7 +650,7 @@ def test_cancel_is_acknowledged_in_the_snapshot_at_once(no_thread_crash):
 
 
 def test_training_job_reports_each_phase_with_its_own_progress(no_thread_crash):
-    learners = pytest.importorskip("metarec_core.learners")
+    learners = pytest.importorskip("metarec_core.methods.meta.learners")
     data = tiny_data(n_users=40, n_items=25, per_user=16)
     seen: list[tuple[str, JobSnapshot]] = []
 
@@ -692,7 +692,7 @@ def test_training_job_reports_each_phase_with_its_own_progress(no_thread_crash):
 
 
 def test_a_diverged_training_is_done_but_flagged_worse_than_the_baselines(no_thread_crash):
-    pytest.importorskip("metarec_core.learners")
+    pytest.importorskip("metarec_core.methods.meta.learners")
     from app_support import TINY_LEARNER, tiny_dataset
 
     data = tiny_dataset()
@@ -780,7 +780,7 @@ def spy(monkeypatch, owner, name: str, calls: int = 1) -> threading.Event:
 def test_cancel_takes_effect_at_once_during_the_als_warm_start(
     no_thread_crash, monkeypatch, big_data
 ):
-    baselines = pytest.importorskip("metarec_core.baselines")
+    baselines = pytest.importorskip("metarec_core.methods.baselines")
     reached = spy(monkeypatch, baselines._GroupRidge, "solve")  # inside the ALS
     cfg = real_config(steps=300, warm_start=True, pretrain=True, factors=20)
     job = TrainingJob(big_data, cfg).start()
@@ -790,7 +790,7 @@ def test_cancel_takes_effect_at_once_during_the_als_warm_start(
 def test_cancel_takes_effect_at_once_while_pretraining_validates(
     no_thread_crash, monkeypatch, big_data
 ):
-    learners = pytest.importorskip("metarec_core.learners")
+    learners = pytest.importorskip("metarec_core.methods.meta.learners")
     # inside the first validation of the pre-training phase, over many validation episodes
     # (its third batch: the first one also pays torch's one-off warm-up)
     reached = spy(monkeypatch, learners.MetaLearner, "_query_z", calls=3)
@@ -802,8 +802,8 @@ def test_cancel_takes_effect_at_once_while_pretraining_validates(
 def test_cancel_takes_effect_at_once_inside_an_evaluation_fit(
     no_thread_crash, monkeypatch, big_data
 ):
-    evaluate = pytest.importorskip("metarec_core.evaluate")
-    baselines = pytest.importorskip("metarec_core.baselines")
+    evaluate = pytest.importorskip("metarec_core.evaluation.runner")
+    baselines = pytest.importorskip("metarec_core.methods.baselines")
     reached = spy(monkeypatch, baselines._GroupRidge, "solve")  # mf_foldin's ALS, fold 1
     cfg = evaluate.EvalConfig(methods=("mf_foldin",), support=(1, 3), folds=2)
     job = EvaluationJob(big_data, cfg).start()

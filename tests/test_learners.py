@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from metarec_core import methods
-from metarec_core.base import AdaptedUser, NotFittedError
-from metarec_core.data import ItemInfo, RatingScale, RatingsDataset
-from metarec_core.learners import (
+from metarec_core.data.dataset import ItemInfo, RatingScale, RatingsDataset
+from metarec_core.methods import registry as methods
+from metarec_core.methods.base import AdaptedUser, NotFittedError
+from metarec_core.methods.meta.learners import (
     LearnerConfig,
     MetaLearner,
     TrainProgress,
@@ -21,7 +21,7 @@ from metarec_core.learners import (
     preset,
     resolve_device,
 )
-from metarec_core.reference import reference_meta_gradients
+from metarec_core.methods.meta.reference import reference_meta_gradients
 
 N_USERS, N_ITEMS = 60, 40
 
@@ -534,7 +534,7 @@ def test_resolve_device():
 
 
 def test_baseline_check_counts_only_differences_beyond_the_noise():
-    from metarec_core.learners import BaselineCheck
+    from metarec_core.methods.meta.learners import BaselineCheck
 
     rows = (("item_mean", 0.9), ("user_bias_levels", 0.8))
     bad = BaselineCheck(1.51, rows, 8, margin=0.05)

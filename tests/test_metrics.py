@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from metarec_core.metrics import (
+from metarec_core.evaluation.metrics import (
     bootstrap_ci,
     mae,
     ndcg_at_k,

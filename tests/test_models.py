@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from metarec_core.models import DecisionHead, InnerOptimizer, ItemEncoder, RatingModel
+from metarec_core.methods.meta.model import DecisionHead, InnerOptimizer, ItemEncoder, RatingModel
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -149,7 +149,7 @@ def test_feature_dim_matches_forward(hidden):
 
 
 def test_ordinal_output_is_a_distribution_whose_median_is_the_prediction():
-    from metarec_core.models import OrdinalOutput
+    from metarec_core.methods.meta.model import OrdinalOutput
 
     out = OrdinalOutput(1.0, 1.0, 5).double().requires_grad_(False)
     z = torch.linspace(0.0, 6.0, 61, dtype=torch.float64)

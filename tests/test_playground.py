@@ -1,4 +1,4 @@
-"""The playground's computations (metarec_core.playground), on a tiny genre-driven dataset."""
+"""The playground's computations (metarec_core.interactive.session), on a tiny genre-driven dataset."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from app_support import tiny_dataset, tiny_split
 
-from metarec_core import playground as pg
-from metarec_core.baselines import MFFoldIn, Popularity, UserBias
+from metarec_core.interactive import session as pg
+from metarec_core.methods.baselines import MFFoldIn, Popularity, UserBias
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from metarec_core.checkpoint import load_checkpoint
+from metarec_core.data.synthetic import SAMPLE_DIR, load_sample
 from metarec_core.jobs import split_users
-from metarec_core.synthetic import SAMPLE_DIR, load_sample
 
 
 @pytest.fixture(scope="module")

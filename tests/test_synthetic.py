@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from metarec_core.data import RatingScale, summarize
-from metarec_core.synthetic import (
+from metarec_core.data.dataset import RatingScale, summarize
+from metarec_core.data.synthetic import (
     GENRES,
     SAMPLE_DIR,
     SAMPLE_ITEMS,
@@ -18,7 +18,7 @@ from metarec_core.synthetic import (
     load_sample,
     write_sample,
 )
-from metarec_core.tasks import make_tasks, user_folds
+from metarec_core.protocol.tasks import make_tasks, user_folds
 
 SMALL = {"n_users": 120, "n_items": 200, "n_ratings": 6000}
 

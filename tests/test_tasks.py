@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from metarec_core.data import from_arrays
-from metarec_core.tasks import (
+from metarec_core.data.dataset import from_arrays
+from metarec_core.protocol.tasks import (
     MELU_MAX_RATINGS,
     MELU_MIN_RATINGS,
     MELU_QUERY,

@@ -1,4 +1,4 @@
-"""Side-by-side model comparison (metarec_core.whatif)."""
+"""Side-by-side model comparison (metarec_core.interactive.whatif)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from app_support import tiny_dataset, tiny_split
 
-from metarec_core import whatif
-from metarec_core.baselines import ItemMean, MFFoldIn, Popularity, UserBias
-from metarec_core.playground import heldout_candidates, heldout_persona
+from metarec_core.interactive import whatif
+from metarec_core.interactive.session import heldout_candidates, heldout_persona
+from metarec_core.methods.baselines import ItemMean, MFFoldIn, Popularity, UserBias
 
 
 @pytest.fixture(scope="module")

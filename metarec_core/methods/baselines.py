@@ -31,7 +31,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from metarec_core.base import (
+from metarec_core.data.dataset import RatingScale, RatingsDataset
+from metarec_core.methods.base import (
     AdaptationTrace,
     AdaptedUser,
     FitProgress,
@@ -39,8 +40,7 @@ from metarec_core.base import (
     Recommender,
     StopFlag,
 )
-from metarec_core.data import RatingScale, RatingsDataset
-from metarec_core.tasks import make_tasks
+from metarec_core.protocol.tasks import make_tasks
 
 __all__ = [
     "BASELINE_CLASSES",

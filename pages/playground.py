@@ -8,10 +8,12 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import app_state as state
-from metarec_core import playground as pg
-from metarec_core.demo import demo_persona
-from metarec_core.methods import display_name
+from metarec_core.interactive import session as pg
+from metarec_core.interactive.demo import demo_persona
+from metarec_core.methods.registry import display_name
 from ui_progress import run_stages
+
+state.require_router()
 
 PLAY_INTERVAL_S = 1.0
 K_PLAYING = "mr_pg_playing"
@@ -246,7 +248,7 @@ if entry is None:
         else:
             st.info("No model for this dataset yet: train one first.")
         st.page_link(
-            "views/train.py", label="Go to the Train page", icon=":material/model_training:"
+            "pages/train.py", label="Go to the Train page", icon=":material/model_training:"
         )
     st.stop()
 

@@ -10,8 +10,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from metarec_core.data import RatingsDataset
-from metarec_core.playground import Persona, heldout_candidates, heldout_persona
+from metarec_core.data.dataset import RatingsDataset
+from metarec_core.interactive.session import Persona, heldout_candidates, heldout_persona
 
 DEMO_RATINGS = 5
 

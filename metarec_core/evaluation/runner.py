@@ -1,6 +1,6 @@
 """Cold-start evaluation of several methods on the same users and the same queries.
 
-Protocols (see `metarec_core.tasks`):
+Protocols (see `metarec_core.protocol.tasks`):
 - ``kshot``: K folds over users. In each fold every method is fitted on the fold's training users
   (its validation users for tuning/early stopping; test users are never seen), then each test
   user with at least max(k) + query ratings is evaluated at every support size k: support = the
@@ -9,7 +9,7 @@ Protocols (see `metarec_core.tasks`):
 - ``melu``: the MeLU split (users with 13-100 ratings, 20% new users), query = 10 random ratings,
   support = all the rest (``"support": "all"``).
 
-Rows average per-user metrics (see `metarec_core.metrics`) over the test users of all folds.
+Rows average per-user metrics (see `metarec_core.evaluation.metrics`) over the test users of all folds.
 ``mae_ci95`` is a seeded bootstrap 95% interval of the row's mean MAE. ``paired`` compares, at each
 support size, every rating predictor with the best *other* rating predictor (lowest mean MAE at
 that k): mae_diff = mean over users of MAE(method) − MAE(vs), with a seeded paired bootstrap 95%
@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from metarec_core import metrics
-from metarec_core.data import RatingScale, RatingsDataset, summarize
-from metarec_core.methods import META_LEARNERS, available_methods, make_method
-from metarec_core.tasks import (
+from metarec_core.data.dataset import RatingScale, RatingsDataset, summarize
+from metarec_core.evaluation import metrics
+from metarec_core.methods.registry import META_LEARNERS, available_methods, make_method
+from metarec_core.protocol.tasks import (
     MELU_MAX_RATINGS,
     MELU_MIN_RATINGS,
     MELU_QUERY,

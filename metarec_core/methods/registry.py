@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from metarec_core.base import Recommender
+from metarec_core.methods.base import Recommender
 
 BASELINES = (
     "global_mean",
@@ -82,11 +82,11 @@ _NAMES: dict[str, tuple[str, str]] = {
 
 def _factory(name: str) -> Callable[..., Recommender]:
     if name in BASELINES:
-        from metarec_core import baselines
+        from metarec_core.methods import baselines
 
         return baselines.BASELINE_CLASSES[name]
     if name in META_LEARNERS:
-        from metarec_core import learners
+        from metarec_core.methods.meta import learners
 
         return lambda **kw: learners.make_learner(name, **kw)
     raise ValueError(f"unknown method {name!r}; expected one of {', '.join(available_methods())}")

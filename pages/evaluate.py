@@ -10,9 +10,11 @@ import streamlit as st
 
 import app_state as state
 from metarec_core import glossary
-from metarec_core.evaluate import ROW_COLUMNS, EvalConfig, report_rows_csv
+from metarec_core.evaluation.runner import ROW_COLUMNS, EvalConfig, report_rows_csv
 from metarec_core.jobs import EvaluationJob, poll_seconds
-from metarec_core.methods import BASELINES, META_LEARNERS, available_methods, display_name
+from metarec_core.methods.registry import BASELINES, META_LEARNERS, available_methods, display_name
+
+state.require_router()
 
 PALETTE = [
     "#4c6ef5",

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from metarec_core.baselines import LEVEL_TIE_BREAK
+from metarec_core.methods.baselines import LEVEL_TIE_BREAK
 
 __all__ = [
     "DecisionHead",

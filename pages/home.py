@@ -8,7 +8,9 @@ import streamlit as st
 
 import app_state as state
 from metarec_core import glossary
-from metarec_core.demo import DEMO_RATINGS
+from metarec_core.interactive.demo import DEMO_RATINGS
+
+state.require_router()
 
 GREY, BLUE, RED = "#868e96", "#4c6ef5", "#e03131"
 
@@ -134,7 +136,7 @@ if st.button(
     if state.active_model() is None:  # the demo needs a trained model: the sample ships one
         use_sample()
     st.session_state[state.K_DEMO] = DEMO_RATINGS
-    st.switch_page("views/playground.py")
+    st.switch_page("pages/playground.py")
 
 st.subheader("Or explore", anchor=False)
 c1, c2, c3 = st.columns(3)
@@ -144,18 +146,18 @@ with c1:
         "Try the playground on the sample", key="home_playground", icon=":material/sports_esports:"
     ):
         use_sample()
-        st.switch_page("views/playground.py")
+        st.switch_page("pages/playground.py")
 with c2:
     st.markdown("**Your own ratings.** Upload a ratings file (and titles) and train a model.")
     if st.button("Upload your data", key="home_upload", icon=":material/upload_file:"):
         active = state.get_data()
         if active is None or active.is_sample:
             st.session_state["data_source"] = "Upload a file"  # the Data page's source radio
-        st.switch_page("views/data.py")
+        st.switch_page("pages/data.py")
 with c3:
     st.markdown("**How much better is it?** Compare methods on users never trained on.")
     if st.button("See the evaluation", key="home_evaluate", icon=":material/analytics:"):
-        st.switch_page("views/evaluate.py")
+        st.switch_page("pages/evaluate.py")
 
 st.caption(
     "New words? The Glossary page explains support and query ratings, adaptation steps, "

@@ -48,11 +48,11 @@ import numpy as np
 import torch
 from torch.func import functional_call, grad, vmap
 
-from metarec_core.base import AdaptationTrace, AdaptedUser, Recommender
-from metarec_core.baselines import MFFoldIn, level_grid
-from metarec_core.data import RatingScale, RatingsDataset
-from metarec_core.models import InnerOptimizer, RatingModel, param_key
-from metarec_core.tasks import TaskBatch, make_tasks, pad_tasks, user_ratings
+from metarec_core.data.dataset import RatingScale, RatingsDataset
+from metarec_core.methods.base import AdaptationTrace, AdaptedUser, Recommender
+from metarec_core.methods.baselines import MFFoldIn, level_grid
+from metarec_core.methods.meta.model import InnerOptimizer, RatingModel, param_key
+from metarec_core.protocol.tasks import TaskBatch, make_tasks, pad_tasks, user_ratings
 
 __all__ = [
     "ALGORITHMS",
@@ -405,7 +405,7 @@ class MetaLearner(Recommender):
     (`InnerOptimizer`), ``history_`` (list of `TrainProgress`), ``device_``, ``n_items_``,
     ``scale_``, ``best_step_``, ``best_val_mae_``, ``fitted_``.
 
-    >>> from metarec_core.learners import make_learner
+    >>> from metarec_core.methods.meta.learners import make_learner
     >>> learner = make_learner("metasgd", seed=0, device="cpu", steps=10)
     >>> learner.config.algorithm
     'metasgd'
@@ -1023,7 +1023,7 @@ class MetaLearner(Recommender):
         validation episodes, or once `should_stop()` says so. `progress(fraction, message)`
         is told after each method.
         """
-        from metarec_core.methods import make_method
+        from metarec_core.methods.registry import make_method
 
         self._check_fitted()
         try:

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from metarec_core.data import RatingsDataset
+from metarec_core.data.dataset import RatingsDataset
 
 # The fit hooks every method takes: long fits poll `should_stop()` and report
 # `progress(fraction, message)`; quick ones may ignore both.

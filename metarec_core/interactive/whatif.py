@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from metarec_core.base import Recommender, top_items
+from metarec_core.methods.base import Recommender, top_items
 
 
 def top_n(scores: np.ndarray, exclude: np.ndarray, n: int) -> np.ndarray:

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from metarec_core.data import ML100K_GENRES, RatingsDataset, load_ratings, summarize
+from metarec_core.data.dataset import ML100K_GENRES, RatingsDataset, load_ratings, summarize
 
-SAMPLE_DIR = Path(__file__).resolve().parents[1] / "sample_data"
+SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_data"
 SAMPLE_RATINGS = SAMPLE_DIR / "ratings.csv"
 SAMPLE_ITEMS = SAMPLE_DIR / "items.csv"
 SAMPLE_README = SAMPLE_DIR / "README.md"
@@ -196,7 +196,7 @@ def _csv_bytes(frame: pd.DataFrame) -> bytes:
 _README = """# Sample data (synthetic)
 
 MovieLens may not be redistributed, so the default dataset of MetaRec Studio is synthetic:
-made by `metarec_core/synthetic.py` with seed {seed}. Its titles are made up, too (see "Why not real
+made by `metarec_core/data/synthetic.py` with seed {seed}. Its titles are made up, too (see "Why not real
 film titles?" below). Regenerate it byte for byte with
 
     python -m metarec_core make-sample --out sample_data --seed {seed}
@@ -211,7 +211,7 @@ dislikes), latent factors and a long-tailed number of ratings (at least 20). Use
 items they are drawn to (popularity x affinity), and the latent score (user bias + item
 quality + genre taste + factors + noise) is cut into stars with MovieLens-100K's rating
 distribution. Knowing a user's first ratings therefore helps predict the rest, as on
-MovieLens. Details in the module docstring of `metarec_core/synthetic.py`.
+MovieLens. Details in the module docstring of `metarec_core/data/synthetic.py`.
 
 Summary (`python -m metarec_core validate sample_data/ratings.csv --items sample_data/items.csv`):
 

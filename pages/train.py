@@ -11,8 +11,16 @@ import app_state as state
 from charts import min_span_range
 from metarec_core import checkpoint, glossary
 from metarec_core.jobs import TrainingJob, poll_seconds
-from metarec_core.learners import ADAPT_GROUPS, PRESETS, LearnerConfig, preset, resolve_device
-from metarec_core.methods import describe, display_name
+from metarec_core.methods.meta.learners import (
+    ADAPT_GROUPS,
+    PRESETS,
+    LearnerConfig,
+    preset,
+    resolve_device,
+)
+from metarec_core.methods.registry import describe, display_name
+
+state.require_router()
 
 
 def _tip(plain: str, term: str) -> str:

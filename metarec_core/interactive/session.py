@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from metarec_core.base import AdaptationTrace, AdaptedUser, Recommender
-from metarec_core.baselines import BASELINE_CLASSES
-from metarec_core.data import RatingsDataset
-from metarec_core.tasks import make_tasks
+from metarec_core.data.dataset import RatingsDataset
+from metarec_core.methods.base import AdaptationTrace, AdaptedUser, Recommender
+from metarec_core.methods.baselines import BASELINE_CLASSES
+from metarec_core.protocol.tasks import make_tasks
 
 PERSONA_HIDDEN = 10  # hidden ratings of a held-out user (as the query set of the protocol)
 CURVE_NDCG_K = 5
@@ -443,14 +443,14 @@ def fit_projection(
 
 
 def _mae(pred: np.ndarray, true: np.ndarray) -> float:
-    from metarec_core import metrics
+    from metarec_core.evaluation import metrics
 
     return float(metrics.mae(np.asarray(pred, np.float64), np.asarray(true, np.float64)))
 
 
 def _ndcg(scores: np.ndarray, true: np.ndarray, k: int, low: float) -> float:
     """nDCG@k of the hidden items ranked by `scores` (see `metrics.ndcg_at_k`)."""
-    from metarec_core import metrics
+    from metarec_core.evaluation import metrics
 
     s, t = np.asarray(scores, np.float64), np.asarray(true, np.float64)
     return float(metrics.ndcg_at_k(s, t, k, low=low))

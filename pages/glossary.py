@@ -5,8 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+import app_state as state
 from metarec_core.glossary import GLOSSARY
-from metarec_core.methods import BASELINES, META_LEARNERS, describe, display_name
+from metarec_core.methods.registry import BASELINES, META_LEARNERS, describe, display_name
+
+state.require_router()
 
 st.title("Glossary")
 st.caption(

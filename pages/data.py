@@ -9,13 +9,15 @@ import streamlit as st
 import app_state as state
 from charts import set_log_axis
 from metarec_core import glossary
-from metarec_core.data import (
+from metarec_core.data.dataset import (
     DataError,
     RatingsDataset,
     attach_items,
     load_ratings,
     summarize,
 )
+
+state.require_router()
 
 # What the active upload was made from, so the page can show it after the upload boxes have
 # emptied (Streamlit clears a widget's files when its page is left).
@@ -283,7 +285,7 @@ if active is not None:
     st.subheader("Active dataset: " + state.plain(active.label), anchor=False)
     show_summary(active.data)
     st.page_link(
-        "views/playground.py",
+        "pages/playground.py",
         label="Try the cold-start playground →",
         icon=":material/sports_esports:",
     )

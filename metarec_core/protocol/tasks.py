@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from metarec_core.data import RatingsDataset
+from metarec_core.data.dataset import RatingsDataset
 
 MELU_MIN_RATINGS = 13
 MELU_MAX_RATINGS = 100

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
-from metarec_core.learners import MetaLearner
-from metarec_core.models import param_key
+from metarec_core.methods.meta.learners import MetaLearner
+from metarec_core.methods.meta.model import param_key
 
 Pair = tuple[np.ndarray, np.ndarray]
 

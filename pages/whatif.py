@@ -8,10 +8,12 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import app_state as state
-from metarec_core import playground as pg
-from metarec_core.methods import display_name
-from metarec_core.whatif import Stability, compare_models
+from metarec_core.interactive import session as pg
+from metarec_core.interactive.whatif import Stability, compare_models
+from metarec_core.methods.registry import display_name
 from ui_progress import run_stages
+
+state.require_router()
 
 K_RESULT = "mr_whatif"
 
@@ -21,7 +23,7 @@ data = active.data
 entry = state.active_model()
 if entry is None:
     st.info("No model for this dataset yet: train one on the Train page.")
-    st.page_link("views/train.py", label="Go to the Train page", icon=":material/model_training:")
+    st.page_link("pages/train.py", label="Go to the Train page", icon=":material/model_training:")
     st.stop()
 st.caption(
     "Feed the same ratings to several models and see where their top-10 lists differ, and how "

@@ -1,0 +1,1 @@
+"""Ratings data: the dataset, its reader and the synthetic generator."""

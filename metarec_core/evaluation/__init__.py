@@ -1,0 +1,1 @@
+"""Offline evaluation: metrics and the k-shot / MeLU runner."""

@@ -1,0 +1,1 @@
+"""What the playground and what-if pages compute: sessions, personas, what-if curves."""

@@ -1,0 +1,1 @@
+"""Every recommender behind one interface (base.py), listed once (registry.py)."""

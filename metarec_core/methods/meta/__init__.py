@@ -1,0 +1,1 @@
+"""The meta-learners: the network, the learners and a plain reference loop."""

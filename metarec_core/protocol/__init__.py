@@ -1,0 +1,1 @@
+"""The evaluation protocol: user folds and k-shot tasks."""
