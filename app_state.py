@@ -315,7 +315,7 @@ def entry_from_checkpoint(loaded: Any, active: ActiveData, name: str, source: st
     alike): seeded by the learner's seed, 90% train, 10% validation, so the validation users
     are the ones it never trained on.
     """
-    from metarec_core.jobs import split_users
+    from metarec_core.protocol.splits import split_users
 
     seed = int((loaded.config or {}).get("seed", 0))
     train, val = split_users(active.data, seed)

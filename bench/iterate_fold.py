@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from metarec_core.data.dataset import load_ratings  # noqa: E402
 from metarec_core.methods import baselines  # noqa: E402
 from metarec_core.methods.meta.learners import make_learner  # noqa: E402
-from metarec_core.protocol.tasks import make_tasks, user_folds  # noqa: E402
+from metarec_core.protocol.splits import user_folds  # noqa: E402
+from metarec_core.protocol.tasks import make_tasks  # noqa: E402
 
 ML = os.environ.get("ML100K", "/work/shared/datasets/ml-100k")
 K = (1, 3, 5, 10, 20)

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from metarec_core.data.dataset import RatingsDataset, from_arrays, load_ratings  # noqa: E402
 from metarec_core.interactive import session as pg  # noqa: E402
-from metarec_core.jobs import split_users  # noqa: E402
+from metarec_core.protocol.splits import split_users  # noqa: E402
 
 SHAPES = {"ml-latest-small": (610, 9724, 100_836)}
 

@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT))
 
 from metarec_core.data.dataset import RatingsDataset, load_ratings  # noqa: E402
 from metarec_core.methods.baselines import MFFoldIn  # noqa: E402
-from metarec_core.protocol.tasks import Fold, user_folds  # noqa: E402
+from metarec_core.protocol.splits import Fold, user_folds  # noqa: E402
 
 ML = ROOT.parent / "shared" / "datasets" / "ml-100k"
 K = (1, 3, 5, 10, 20)

@@ -42,7 +42,8 @@ def run_fold(fold_index: int, overrides: dict, both: bool, seeds: list[int]) -> 
 
     from metarec_core.data.dataset import load_ratings
     from metarec_core.methods.meta.learners import make_learner
-    from metarec_core.protocol.tasks import make_tasks, user_folds
+    from metarec_core.protocol.splits import user_folds
+    from metarec_core.protocol.tasks import make_tasks
 
     torch.set_num_threads(1)
     data = load_ratings(ML / "u.data", items=ML / "u.item")

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from metarec_core.data.dataset import RatingsDataset
+from metarec_core.protocol.splits import split_users
 from metarec_core.runtime import prepare_job_thread
 
 if TYPE_CHECKING:
@@ -45,8 +46,6 @@ log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, DONE, CANCELLED, FAILED = "queued", "running", "done", "cancelled", "failed"
 FINAL_STATUSES = frozenset({DONE, CANCELLED, FAILED})
-
-DEFAULT_VAL_FRACTION = 0.1
 
 
 class JobCancelled(Exception):
@@ -598,20 +597,6 @@ def default_pool() -> JobPool:
 
 
 # ------------------------------------------------------------------------------ training
-def split_users(
-    data: RatingsDataset, seed: int = 0, val_fraction: float = DEFAULT_VAL_FRACTION
-) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded (train, validation) split of all users; validation gets at least one user."""
-    if data.n_users < 2:
-        raise ValueError(
-            f"training needs at least 2 users (one to train on, one to validate); "
-            f"the dataset has {data.n_users}"
-        )
-    perm = np.random.default_rng([seed, 17]).permutation(data.n_users)
-    n_val = min(data.n_users - 1, max(1, int(round(val_fraction * data.n_users))))
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
-
-
 def _default_learner_factory(config: LearnerConfig) -> MetaLearner:
     from metarec_core.methods.meta import learners
 

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import numpy as np
 
 from metarec_core.data.dataset import RatingsDataset, from_arrays
-from metarec_core.jobs import split_users
+from metarec_core.protocol.splits import split_users
 
 GENRES = ("Sci-Fi", "Romance", "Comedy", "Drama")
 
@@ -133,8 +133,8 @@ def tiny_model_bytes(name: str = "metasgd") -> bytes:
     default seeded 90/10 user split); trained once per test process."""
     if name not in _MODEL_BYTES:
         from metarec_core.checkpoint import to_bytes
-        from metarec_core.jobs import split_users
         from metarec_core.methods.meta.learners import make_learner
+        from metarec_core.protocol.splits import split_users
 
         data = tiny_dataset()
         train, val = split_users(data, 0)

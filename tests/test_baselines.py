@@ -17,7 +17,8 @@ from metarec_core.methods.baselines import (
     UserBias,
 )
 from metarec_core.methods.registry import BASELINES, make_method
-from metarec_core.protocol.tasks import make_tasks, user_folds
+from metarec_core.protocol.splits import user_folds
+from metarec_core.protocol.tasks import make_tasks
 
 CONT = RatingScale(1.0, 5.0, 0.01)
 

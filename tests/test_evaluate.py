@@ -25,7 +25,8 @@ from metarec_core.evaluation.runner import (
 )
 from metarec_core.methods.baselines import GlobalMean, UserBias
 from metarec_core.methods.registry import BASELINES, make_method
-from metarec_core.protocol.tasks import MELU_QUERY, make_tasks, user_folds
+from metarec_core.protocol.splits import user_folds
+from metarec_core.protocol.tasks import MELU_QUERY, make_tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 RATERS = tuple(m for m in BASELINES if m != "popularity")

@@ -23,8 +23,8 @@ from metarec_core.jobs import (
     JobSnapshot,
     TrainingJob,
     describe_error,
-    split_users,
 )
+from metarec_core.protocol.splits import split_users
 
 WAIT = 300.0  # generous bound for a job to end (on a loaded machine); never a speed assertion
 

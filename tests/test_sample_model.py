@@ -12,7 +12,7 @@ import pytest
 
 from metarec_core.checkpoint import load_checkpoint
 from metarec_core.data.synthetic import SAMPLE_DIR, load_sample
-from metarec_core.jobs import split_users
+from metarec_core.protocol.splits import split_users
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ from metarec_core.data.synthetic import (
     load_sample,
     write_sample,
 )
-from metarec_core.protocol.tasks import make_tasks, user_folds
+from metarec_core.protocol.splits import user_folds
+from metarec_core.protocol.tasks import make_tasks
 
 SMALL = {"n_users": 120, "n_items": 200, "n_ratings": 6000}
 

@@ -7,16 +7,8 @@ import pytest
 import torch
 
 from metarec_core.data.dataset import from_arrays
-from metarec_core.protocol.tasks import (
-    MELU_MAX_RATINGS,
-    MELU_MIN_RATINGS,
-    MELU_QUERY,
-    make_tasks,
-    melu_split,
-    pad_tasks,
-    user_folds,
-    user_ratings,
-)
+from metarec_core.protocol.splits import MELU_MAX_RATINGS, MELU_MIN_RATINGS, melu_split, user_folds
+from metarec_core.protocol.tasks import MELU_QUERY, make_tasks, pad_tasks, user_ratings
 
 
 def make_data(counts, seed=0, n_items=200):
@@ -207,3 +199,19 @@ def test_pad_tasks_fixed_length_dtype_and_errors():
         pad_tasks(pairs, length=1)
     empty = pad_tasks([])
     assert empty.items.shape == (0, 1)
+
+
+def test_the_one_split_draws_what_each_inline_split_drew_before():
+    # protocol/splits.py replaced four hand-written splits; the same seeds must give the same users
+    from metarec_core.protocol.splits import fit_validation_split, holdout, seeded_rng
+
+    users = np.arange(3, 250, 2)
+    perm = np.random.default_rng([5, 7]).permutation(users)
+    n_val = max(1, int(round(0.1 * len(perm))))
+    train, val = fit_validation_split(users, 5, 0.1)
+    assert np.array_equal(val, np.sort(perm[:n_val]))
+    assert np.array_equal(train, np.sort(perm[n_val:]))
+    # the minimums: at least one held, at least `min_kept` kept
+    assert [len(p) for p in holdout(np.arange(3), 0.01, seeded_rng(0, 1))] == [2, 1]
+    assert [len(p) for p in holdout(np.arange(2), 0.9, None, min_kept=1)] == [1, 1]
+    assert [len(p) for p in holdout(np.arange(2), 0.1, None, min_held=0)] == [2, 0]

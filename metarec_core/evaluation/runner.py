@@ -39,16 +39,14 @@ import numpy as np
 from metarec_core.data.dataset import RatingScale, RatingsDataset, summarize
 from metarec_core.evaluation import metrics
 from metarec_core.methods.registry import META_LEARNERS, available_methods, make_method
-from metarec_core.protocol.tasks import (
+from metarec_core.protocol.splits import (
     MELU_MAX_RATINGS,
     MELU_MIN_RATINGS,
-    MELU_QUERY,
     MELU_TEST_FRACTION,
-    UserTask,
-    make_tasks,
     melu_split,
     user_folds,
 )
+from metarec_core.protocol.tasks import MELU_QUERY, UserTask, make_tasks
 
 __all__ = [
     "EvalConfig",

@@ -1,4 +1,4 @@
-"""Cold-start task construction: user folds, per-user support/query tasks, padded batches.
+"""Cold-start task construction: per-user support/query tasks, padded batches (splits.py: folds).
 
 Protocols
 - ``kshot``: users are split into K folds (seeded); test users are never seen in training.
@@ -18,11 +18,10 @@ import numpy as np
 import torch
 
 from metarec_core.data.dataset import RatingsDataset
+from metarec_core.protocol.splits import seeded_rng
 
-MELU_MIN_RATINGS = 13
-MELU_MAX_RATINGS = 100
 MELU_QUERY = 10
-MELU_TEST_FRACTION = 0.2
+SALT_TASK_ORDER = 4  # a user's rating order (protocol/splits.py has the other salts)
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,53 +50,6 @@ class UserTask:
         return self.items[self.n_available :], self.ratings[self.n_available :]
 
 
-@dataclass(frozen=True, eq=False)
-class Fold:
-    """A user split: test users are unseen; validation users are carved from training users."""
-
-    index: int
-    train_users: np.ndarray
-    val_users: np.ndarray
-    test_users: np.ndarray
-
-
-def _rng(seed: int, *salt: int) -> np.random.Generator:
-    return np.random.default_rng([seed, *salt])
-
-
-def user_folds(
-    data: RatingsDataset, n_folds: int = 5, seed: int = 0, val_fraction: float = 0.1
-) -> list[Fold]:
-    """K folds over users; each fold's validation users come from its training users."""
-    if n_folds < 2:
-        raise ValueError("n_folds must be at least 2")
-    perm = _rng(seed, 1).permutation(data.n_users)
-    parts = np.array_split(perm, n_folds)
-    folds = []
-    for f in range(n_folds):
-        test = np.sort(parts[f])
-        rest = np.concatenate([parts[j] for j in range(n_folds) if j != f])
-        rest = _rng(seed, 2, f).permutation(rest)
-        n_val = max(1, int(round(val_fraction * len(rest))))
-        folds.append(Fold(f, np.sort(rest[n_val:]), np.sort(rest[:n_val]), test))
-    return folds
-
-
-def melu_split(data: RatingsDataset, seed: int = 0, val_fraction: float = 0.1) -> tuple[Fold, int]:
-    """The MeLU user split: users with 13-100 ratings, 80% existing / 20% new.
-
-    Returns the fold and the number of users left out for having too few or too many ratings.
-    """
-    counts = data.counts_per_user()
-    ok = np.flatnonzero((counts >= MELU_MIN_RATINGS) & (counts <= MELU_MAX_RATINGS))
-    perm = _rng(seed, 3).permutation(ok)
-    n_test = int(round(MELU_TEST_FRACTION * len(perm)))
-    test, rest = perm[:n_test], perm[n_test:]
-    n_val = max(1, int(round(val_fraction * len(rest))))
-    fold = Fold(0, np.sort(rest[n_val:]), np.sort(rest[:n_val]), np.sort(test))
-    return fold, int(data.n_users - len(ok))
-
-
 def make_tasks(
     data: RatingsDataset,
     users: np.ndarray,
@@ -118,7 +70,7 @@ def make_tasks(
         if len(idx) < min_support + query:
             left_out += 1
             continue
-        idx = idx[_rng(seed, 4, int(u)).permutation(len(idx))]
+        idx = idx[seeded_rng(seed, SALT_TASK_ORDER, int(u)).permutation(len(idx))]
         tasks.append(UserTask(int(u), data.item[idx], data.rating[idx], query))
     return tasks, left_out
 

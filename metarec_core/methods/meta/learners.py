@@ -52,6 +52,7 @@ from metarec_core.data.dataset import RatingScale, RatingsDataset
 from metarec_core.methods.base import AdaptationTrace, AdaptedUser, Recommender
 from metarec_core.methods.baselines import MFFoldIn, level_grid
 from metarec_core.methods.meta.model import InnerOptimizer, RatingModel, param_key
+from metarec_core.protocol.splits import fit_validation_split
 from metarec_core.protocol.tasks import TaskBatch, make_tasks, pad_tasks, user_ratings
 
 __all__ = [
@@ -1139,9 +1140,7 @@ class MetaLearner(Recommender):
         t0 = time.perf_counter()
         train_users = np.unique(np.asarray(train_users, dtype=np.int64))
         if val_users is None and len(train_users) >= 20:
-            perm = np.random.default_rng([cfg.seed, 7]).permutation(train_users)
-            n_val = max(1, int(round(cfg.val_fraction * len(perm))))
-            val_users, train_users = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+            train_users, val_users = fit_validation_split(train_users, cfg.seed, cfg.val_fraction)
         self.fitted_ = False
         report = _FitReporter(cfg.phases, callback, progress)
         self.setup(data, train_users, val_users, callback=report, should_stop=should_stop)
