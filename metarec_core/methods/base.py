@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -32,6 +32,22 @@ def top_items(scores: np.ndarray, exclude: np.ndarray, n: int) -> np.ndarray:
 
 class NotFittedError(RuntimeError):
     """A method was used before `fit`."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a method declares it can do; the CLI, the pages and evaluate read this, never probe.
+
+    - ``predicts_ratings``: scores are ratings on the data's scale (False: a ranking only).
+    - ``user_state``: `user_states()` gives a vector per user (the playground's taste map).
+    - ``device``: fit and adapt run on a torch device (`make_method` passes ``device``).
+    - ``meta_learned``: one of the MAML family (trained on the Train page, adapts by inner steps).
+    """
+
+    predicts_ratings: bool = True
+    user_state: bool = False
+    device: bool = False
+    meta_learned: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,7 +103,8 @@ class Recommender(ABC):
     """
 
     name: ClassVar[str]
-    predicts_ratings: ClassVar[bool] = True
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    predicts_ratings: ClassVar[bool] = True  # to go: read capabilities.predicts_ratings
 
     @abstractmethod
     def fit(
@@ -123,3 +140,26 @@ class Recommender(ABC):
     def _check_fitted(self) -> None:
         if not getattr(self, "fitted_", False):
             raise NotFittedError(f"{type(self).__name__} is not fitted; call fit() first")
+
+    @property
+    def n_items(self) -> int:
+        """Catalogue size the method was fitted on."""
+        self._check_fitted()
+        return int(self.n_items_)  # every fit sets n_items_
+
+    def user_states(self, data: RatingsDataset, users: np.ndarray, k: int = 10) -> np.ndarray:
+        """Each user's adapted state from k of their ratings: (len(users), dim).
+
+        Only for methods that declare ``capabilities.user_state``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no user state")
+
+    def to_state(self) -> dict[str, Any]:
+        """The fitted method as tensors, arrays and plain values (`torch.load(weights_only=True)`
+        can read it back); `from_state` rebuilds it."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be saved yet")
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], device: str = "cpu") -> Recommender:
+        """Rebuild a fitted method from `to_state()`."""
+        raise NotImplementedError(f"{cls.__name__} cannot be loaded yet")
