@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_learners import SMALL, SUPPORT, TRAIN, VAL, data  # noqa: F401  (fixture)
+from test_learners import SMALL, SUPPORT, TRAIN, VAL, _one_thread, data  # noqa: F401  (fixtures)
 
 from metarec_core.methods import registry
 from metarec_core.methods.base import Capabilities
@@ -39,14 +39,6 @@ CLASSES = {
     "finetune": Finetune,
     "melu": MeLU,
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_every_algorithm_and_preset_has_its_own_class():
