@@ -215,7 +215,7 @@ def _payload(learner: Any, data: RatingsDataset) -> dict[str, Any]:
         "version": FORMAT_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "library_version": __version__,
-        "learner": learner.export_state(),
+        "learner": learner.to_state(),
         "algorithm": None if config is None else getattr(config, "algorithm", None),
         "method": None if config is None else getattr(config, "name", None),
         "config": {} if config is None else _plain(config, "config"),

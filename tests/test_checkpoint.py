@@ -1,7 +1,7 @@
 """Checkpoints: round trip, weights-only loading, and every way a file can be wrong.
 
 The format tests use a small fake learner that follows the MetaLearner contract
-(export_state / from_state / adapt); the real learner's round trip is at the end, skipped
+(to_state / from_state / adapt); the real learner's round trip is at the end, skipped
 until learners.py exists.
 """
 
@@ -85,7 +85,7 @@ class TinyLearner:
         self.n_items_ = n_items
         self.fitted_ = True
 
-    def export_state(self) -> dict:
+    def to_state(self) -> dict:
         return {
             "config": asdict(self.config),
             "weights": self.weights.clone(),
@@ -210,8 +210,8 @@ def test_pickled_code_is_refused_and_never_run(tmp_path):
 
 def test_save_is_atomic_and_rejects_unsafe_state(tmp_path, learner, data):
     class BadState(TinyLearner):
-        def export_state(self):
-            return {**super().export_state(), "extra": np.zeros(3)}
+        def to_state(self):
+            return {**super().to_state(), "extra": np.zeros(3)}
 
     bad = BadState(TinyConfig(), data.n_items)
     with pytest.raises(TypeError, match="could not be loaded safely"):
