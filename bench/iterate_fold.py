@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from metarec_core.data.dataset import load_ratings  # noqa: E402
+from metarec_core.data.io import load_ratings  # noqa: E402
 from metarec_core.methods import baselines  # noqa: E402
 from metarec_core.methods.meta.learners import make_learner  # noqa: E402
 from metarec_core.protocol.splits import user_folds  # noqa: E402

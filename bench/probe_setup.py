@@ -15,7 +15,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from metarec_core.data.dataset import RatingsDataset, load_ratings  # noqa: E402
+from metarec_core.data.dataset import RatingsDataset  # noqa: E402
+from metarec_core.data.io import load_ratings  # noqa: E402
 from metarec_core.methods.baselines import MFFoldIn  # noqa: E402
 from metarec_core.protocol.splits import Fold, user_folds  # noqa: E402
 

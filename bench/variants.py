@@ -40,7 +40,7 @@ def run_fold(fold_index: int, overrides: dict, both: bool, seeds: list[int]) -> 
     """Per-user query MAE, (seeds, users) per learner and k, on one fold's test users."""
     import torch
 
-    from metarec_core.data.dataset import load_ratings
+    from metarec_core.data.io import load_ratings
     from metarec_core.methods.meta.learners import make_learner
     from metarec_core.protocol.splits import user_folds
     from metarec_core.protocol.tasks import make_tasks

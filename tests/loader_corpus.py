@@ -393,7 +393,8 @@ def data_lines(raw: bytes) -> int | None:
 
 
 def run_one(case: Case, raw: bytes) -> dict:
-    from metarec_core.data.dataset import DataError, attach_items, load_ratings
+    from metarec_core.data.dataset import DataError
+    from metarec_core.data.io import attach_items, load_ratings
 
     row: dict = {"name": case.name, "kind": case.kind, "bytes": len(raw)}
     t0, c0 = time.perf_counter(), time.process_time()

@@ -11,21 +11,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from metarec_core.data.dataset import (
+from metarec_core.data.dataset import DataError, RatingScale, RatingsDataset
+from metarec_core.data.io import (
     MAX_COLUMNS,
     MAX_GENRES,
     MAX_LINE_BYTES,
     MAX_TITLE_CHARS,
     ML100K_GENRES,
-    DataError,
-    RatingScale,
-    RatingsDataset,
     attach_items,
     from_arrays,
     load_ratings,
     read_text,
-    summarize,
 )
+from metarec_core.data.summary import summarize
 
 
 def write(tmp_path: Path, name: str, content: str | bytes, encoding: str = "utf-8") -> Path:
@@ -892,9 +890,9 @@ def test_ml100k_u_data_and_u_item(ml100k_dir):
 
 
 def test_new_user_ratings_use_the_same_reader():
-    # checkpoint.read_user_ratings reads through read_text: on main a 200 KB field raised
+    # read_user_ratings reads like load_ratings: on main a 200 KB field raised
     # _csv.Error ("field larger than field limit") and UTF-32 was "a binary file".
-    from metarec_core.checkpoint import read_user_ratings
+    from metarec_core.data.io import read_user_ratings
 
     ids, scale = np.array(["m1", "m2"]), RatingScale(1, 5, 1)
     with pytest.raises(DataError, match=r"^me\.csv: line 3 is 200,002 bytes long"):
