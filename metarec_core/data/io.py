@@ -854,6 +854,15 @@ def _build(
     )
 
 
+def _check_headerless(label: str, n: int, most: int, columns: str) -> None:
+    """Refuse a headerless table of more than `most` fields: its columns would be guessed."""
+    if n > most:
+        raise DataError(
+            f"{label}: {n} fields per line and no header; without a header the columns "
+            f"must be {columns}; add a header line naming them"
+        )
+
+
 _RATING_HEADER_NAMES = frozenset(
     (*USER_COLUMNS, *ITEM_COLUMNS, *RATING_COLUMNS, *TIMESTAMP_COLUMNS)
 )
@@ -881,15 +890,6 @@ def _header_test(label: str, *, rating_at: int, expected: str):
         return False
 
     return is_header
-
-
-def _check_headerless(label: str, n: int, most: int, columns: str) -> None:
-    """Refuse a headerless table of more than `most` fields: its columns would be guessed."""
-    if n > most:
-        raise DataError(
-            f"{label}: {n} fields per line and no header; without a header the columns "
-            f"must be {columns}; add a header line naming them"
-        )
 
 
 def load_ratings(
