@@ -12,7 +12,7 @@ import io
 import re
 import warnings
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -868,10 +868,12 @@ _RATING_HEADER_NAMES = frozenset(
 )
 
 
-def _header_test(label: str, *, rating_at: int, expected: str):
+def _header_test(
+    label: str, *, rating_at: int, expected: str
+) -> Callable[[list[str], list[str]], bool]:
     """`header_fn` for _parse_table on a ratings table whose headerless rating is field
-    `rating_at`: line 1 is a header when it names a known column. `expected` starts the list
-    of names the message suggests (before item and rating)."""
+    `rating_at`: line 1 is a header when it names a known column; `expected` lists the column
+    names the message suggests for an unknown header."""
 
     def is_header(first: list[str], second: list[str]) -> bool:
         if any(_norm(f) in _RATING_HEADER_NAMES for f in first):
@@ -885,7 +887,6 @@ def _header_test(label: str, *, rating_at: int, expected: str):
             raise DataError(
                 f"{label}: line 1 looks like a header ({', '.join(first)}) but none of its "
                 f"columns is recognised; expected names like {expected}"
-                "item/item_id/movieId and rating/score"
             )
         return False
 
@@ -920,7 +921,11 @@ def load_ratings(
     notes: list[str] = []
     src = _read_text(source, label, max_bytes, notes)
     what = "columns user, item, rating[, timestamp], with or without a header"
-    is_header = _header_test(label, rating_at=2, expected="user/user_id/userId, ")
+    is_header = _header_test(
+        label,
+        rating_at=2,
+        expected="user/user_id/userId, item/item_id/movieId and rating/score",
+    )
     table = _parse_table(src, label, min_fields=3, header_fn=is_header, what=what, notes=notes)
     frame = table.frame
     if table.header is not None:
@@ -1291,7 +1296,7 @@ def read_user_ratings(
     label = _label(source, name, "new user ratings")
     src = _read_text(source, label, max_bytes, [])
     what = "columns item, rating, with or without a header"
-    is_header = _header_test(label, rating_at=1, expected="")
+    is_header = _header_test(label, rating_at=1, expected="item/item_id/movieId and rating/score")
     table = _parse_table(src, label, min_fields=2, header_fn=is_header, what=what, notes=[])
     frame, rows = table.frame, table.rows
     if table.header is not None:
