@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metarec_core.data.dataset import load_ratings
+from metarec_core.data.io import load_ratings
 from metarec_core.methods import baselines
 from metarec_core.methods.meta.learners import make_learner
 from metarec_core.protocol.splits import user_folds

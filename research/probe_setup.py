@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from metarec_core.data.dataset import RatingsDataset, load_ratings
+from metarec_core.data.dataset import RatingsDataset
+from metarec_core.data.io import load_ratings
 from metarec_core.methods.baselines import MFFoldIn
 from metarec_core.protocol.splits import Fold, user_folds
 

@@ -7,7 +7,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from metarec_core.data.dataset import RatingsDataset, from_arrays
+from metarec_core.data.dataset import RatingsDataset
+from metarec_core.data.io import from_arrays
 from metarec_core.protocol.splits import split_users
 
 GENRES = ("Sci-Fi", "Romance", "Comedy", "Drama")
