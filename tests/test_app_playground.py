@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from app_support import (
+from helpers import (
     clear_streamlit_caches,
     new_app,
     wait_until,

@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 import pytest
-from app_support import (
+from helpers import (
     APP,
     TINY_FORM,
     clear_streamlit_caches,

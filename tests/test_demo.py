@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from app_support import tiny_dataset, tiny_split
+from helpers import tiny_dataset, tiny_split
 
 from metarec_core.interactive.demo import demo_persona
-from metarec_core.interactive.session import PERSONA_HIDDEN
+from metarec_core.interactive.personas import PERSONA_HIDDEN
 
 
 def test_demo_persona_replays_five_ratings_of_a_user_never_trained_on():

@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 
 from metarec_core.data.dataset import RatingsDataset
-from metarec_core.interactive.session import Persona, heldout_candidates, heldout_persona
+from metarec_core.interactive.personas import Persona, heldout_candidates, heldout_persona
 
 DEMO_RATINGS = 5
 
