@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from metarec_core.data.dataset import RatingsDataset
+from metarec_core.interactive.personas import Persona
 from metarec_core.interactive.session import Recommendation
 from metarec_core.interactive.whatif import Stability
 
@@ -51,6 +52,28 @@ def recommendation_rows(recs: Sequence[Recommendation]) -> list[dict[str, object
         }
         for r in recs
     ]
+
+
+def persona_name(p: Persona) -> str:
+    """A persona's short name: "Held-out user 42" or "Loves Sci-Fi, dislikes Romance"."""
+    if p.kind == "heldout":
+        return f"Held-out user {p.user_id}"
+    name = "Loves " + (", ".join(p.likes) if p.likes else "nothing in particular")
+    return name + (", dislikes " + ", ".join(p.dislikes) if p.dislikes else "")
+
+
+def persona_description(p: Persona) -> str:
+    """A sentence on who the persona is and where its ratings come from."""
+    if p.kind == "heldout":
+        text = f"Real user {p.user_id} (not trained on): {p.n_ratings} ratings"
+        text += f"; likes {', '.join(p.favourites)}" if p.favourites else ""
+        if p.replays is not None:
+            text += f". The demo replays their first {p.replays}."
+        return text
+    return (
+        f"{persona_name(p)}: generated ratings ({len(p.reveal_items)} to reveal, "
+        f"{len(p.hidden_items)} hidden)"
+    )
 
 
 def stability_text(s: Stability) -> str:

@@ -316,7 +316,7 @@ with left:
                     )
                 )
     if session.persona is not None:
-        st.info(state.plain(session.persona.description))
+        st.info(state.plain(fmt.persona_description(session.persona)))
 
     st.subheader("Rate an item", anchor=False)
     query = st.text_input(
@@ -464,10 +464,14 @@ with right:
                 st.subheader("Your ratings", anchor=False)
             elif all(session.from_persona):
                 st.subheader("The persona's ratings", anchor=False)
-                st.caption(state.plain(session.persona.name))
+                st.caption(state.plain(fmt.persona_name(session.persona)))
             else:
                 st.subheader("Ratings so far", anchor=False)
-                st.caption(state.plain(f"From the persona ({session.persona.name}) and from you."))
+                st.caption(
+                    state.plain(
+                        f"From the persona ({fmt.persona_name(session.persona)}) and from you."
+                    )
+                )
                 table["by"] = ["persona" if p else "you" for p in session.from_persona]
                 config["by"] = st.column_config.TextColumn("Rated by", width="small")
             st.dataframe(

@@ -61,7 +61,7 @@ if source == "The playground's ratings":
     label = (
         f"your {len(items)} playground ratings"
         if session.persona is None
-        else f"the playground's {len(items)} ratings ({session.persona.name})"
+        else f"the playground's {len(items)} ratings ({fmt.persona_name(session.persona)})"
     )
 elif source == "A held-out real user":
     user = state.heldout_user_picker(
@@ -70,7 +70,7 @@ elif source == "A held-out real user":
     if user is not None:
         p = personas.heldout_persona(data, user, seed=0)
         items, ratings = p.reveal_items, p.reveal_ratings
-        label = p.name
+        label = fmt.persona_name(p)
 else:
     sugg = personas.suggest_tastes(data, 1)
     if not sugg:
@@ -85,7 +85,7 @@ else:
             st.warning(state.plain(str(e)))
         else:
             items, ratings = p.reveal_items, p.reveal_ratings
-            label = p.name
+            label = fmt.persona_name(p)
 
 if items is not None and len(items):
     n_max = len(items)

@@ -8,6 +8,7 @@ from helpers import tiny_dataset
 
 from app_support import format as fmt
 from metarec_core.data.dataset import from_arrays
+from metarec_core.interactive.personas import Persona, heldout_persona, taste_persona
 from metarec_core.interactive.session import Recommendation, rank_movement
 from metarec_core.interactive.whatif import Stability
 
@@ -67,3 +68,26 @@ def test_stability_text(stability, text):
 
 def test_support_label():
     assert [fmt.support_label(k) for k in (0, 10, None)] == ["0", "10", "all"]
+
+
+def test_persona_names_and_descriptions():
+    data = tiny_dataset()
+    taste = taste_persona(data, ["Sci-Fi"], ["Romance", "Drama"], n_reveal=5, n_hidden=3)
+    assert fmt.persona_name(taste) == "Loves Sci-Fi, dislikes Romance, Drama"
+    assert fmt.persona_description(taste) == (
+        "Loves Sci-Fi, dislikes Romance, Drama: generated ratings (5 to reveal, 3 hidden)"
+    )
+    assert fmt.persona_name(taste_persona(data, [], ["Drama"])) == (
+        "Loves nothing in particular, dislikes Drama"
+    )
+    real = heldout_persona(data, 3)
+    assert fmt.persona_name(real) == f"Held-out user {data.user_ids[3]}"
+    assert real.favourites  # tiny users love one genre
+    assert fmt.persona_description(real) == (
+        f"Real user {data.user_ids[3]} (not trained on): 25 ratings; likes "
+        + ", ".join(real.favourites)
+    )
+    plain = Persona("heldout", *[np.zeros(0)] * 4, user=0, user_id="u9", n_ratings=12, replays=4)
+    assert fmt.persona_description(plain) == (
+        "Real user u9 (not trained on): 12 ratings. The demo replays their first 4."
+    )

@@ -35,5 +35,5 @@ def demo_persona(
         p,
         reveal_items=p.reveal_items[:n_ratings],
         reveal_ratings=p.reveal_ratings[:n_ratings],
-        description=f"{p.description}. The demo replays their first {n_ratings}.",
+        replays=n_ratings,
     )

@@ -20,16 +20,26 @@ PERSONA_HIDDEN = 10  # hidden ratings of a held-out user (as the query set of th
 
 @dataclass(frozen=True, eq=False)
 class Persona:
-    """A simulated new user: ratings revealed one at a time, and hidden ratings as ground truth."""
+    """A simulated new user: ratings revealed one at a time, and hidden ratings as ground truth.
 
-    name: str
+    A record, not text: the app names and describes it (`app_support.format.persona_name`).
+    """
+
     kind: str  # "heldout" (a real user not trained on) or "taste" (generated from genres)
-    description: str
     reveal_items: np.ndarray  # (n,) int64, in the order "Add next rating" reveals them
     reveal_ratings: np.ndarray  # (n,) float
     hidden_items: np.ndarray  # (m,) int64, never revealed
     hidden_ratings: np.ndarray  # (m,) float
-    user: int | None = None  # inner user index of a held-out real user
+    # a held-out real user: inner index, raw id, ratings in the data, favourite genres
+    user: int | None = None
+    user_id: str | None = None
+    n_ratings: int = 0
+    favourites: tuple[str, ...] = ()
+    # a taste persona: the genres it loves and dislikes
+    likes: tuple[str, ...] = ()
+    dislikes: tuple[str, ...] = ()
+    # the home page's demo: only the user's first `replays` ratings are revealed
+    replays: int | None = None
 
 
 def heldout_candidates(
@@ -79,18 +89,16 @@ def heldout_persona(
     t = tasks[0]
     items, ratings = t.support()
     q_items, q_ratings = t.query
-    fav = favourite_genres(data, t.items, t.ratings)
-    desc = f"Real user {data.user_ids[user]} (not trained on): {len(t.items)} ratings"
-    desc += f"; likes {', '.join(fav)}" if fav else ""
     return Persona(
-        name=f"Held-out user {data.user_ids[user]}",
         kind="heldout",
-        description=desc,
         reveal_items=items.astype(np.int64),
         reveal_ratings=ratings.astype(np.float64),
         hidden_items=q_items.astype(np.int64),
         hidden_ratings=q_ratings.astype(np.float64),
         user=int(user),
+        user_id=str(data.user_ids[user]),
+        n_ratings=len(t.items),
+        favourites=tuple(favourite_genres(data, t.items, t.ratings)),
     )
 
 
@@ -169,17 +177,14 @@ def taste_persona(
     raw = means[chosen] + strength * (liked[chosen].astype(float) - disliked[chosen].astype(float))
     raw = raw + rng.normal(0.0, noise * span / 4, len(chosen))
     ratings = snap_to_scale(data, raw)
-    name = "Loves " + (", ".join(likes) if likes else "nothing in particular")
-    if dislikes:
-        name += ", dislikes " + ", ".join(dislikes)
     return Persona(
-        name=name,
         kind="taste",
-        description=f"{name}: generated ratings ({n_reveal} to reveal, {n_hidden} hidden)",
         reveal_items=chosen[:n_reveal].astype(np.int64),
         reveal_ratings=ratings[:n_reveal],
         hidden_items=chosen[n_reveal:].astype(np.int64),
         hidden_ratings=ratings[n_reveal:],
+        likes=tuple(likes),
+        dislikes=tuple(dislikes),
     )
 
 

@@ -384,7 +384,7 @@ class PlaygroundSession:
         if self.persona is None:
             raise ValueError("pick a persona first: only a persona has a next rating")
         if not self.has_next():
-            raise ValueError(f"{self.persona.name} has no more ratings to reveal")
+            raise ValueError("the persona has no more ratings to reveal")
         p = self.persona
         # skip items the person already rated by hand
         while (
@@ -392,7 +392,7 @@ class PlaygroundSession:
         ):
             self.revealed += 1
         if self.revealed >= len(p.reveal_items):
-            raise ValueError(f"{p.name} has no more ratings to reveal")
+            raise ValueError("the persona has no more ratings to reveal")
         i, r = int(p.reveal_items[self.revealed]), float(p.reveal_ratings[self.revealed])
         self.revealed += 1
         return self.add_rating(i, r, by_persona=True)
