@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from metarec_core.data.dataset import load_ratings  # noqa: E402
+from metarec_core.data.io import load_ratings  # noqa: E402
 from metarec_core.evaluation.runner import EvalConfig, run_evaluation  # noqa: E402
 from metarec_core.methods.registry import BASELINES  # noqa: E402
 from metarec_core.runtime import limit_torch_threads  # noqa: E402

@@ -7,7 +7,7 @@ import pytest
 from helpers import tiny_dataset
 
 from app_support import format as fmt
-from metarec_core.data.dataset import from_arrays
+from metarec_core.data.io import from_arrays
 from metarec_core.interactive.personas import Persona, heldout_persona, taste_persona
 from metarec_core.interactive.session import Recommendation, rank_movement
 from metarec_core.interactive.whatif import Stability

@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from metarec_core.data.dataset import DatasetSummary, RatingScale
+from metarec_core.data.dataset import RatingScale
+from metarec_core.data.summary import DatasetSummary
 
 __all__ = [
     "CSV_COLUMNS",
