@@ -14,7 +14,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from metarec_core.data.dataset import RatingScale
 from metarec_core.data.summary import DatasetSummary
@@ -333,8 +333,7 @@ class KShotProtocol(_Protocol):
         return cls(**cls._common(r), folds=r.integer("folds"), support=tuple(support))
 
 
-@dataclass(frozen=True)
-class SupportSizes:
+class SupportSizes(NamedTuple):
     """Ratings seen per test user under the melu protocol (all but the hidden ones)."""
 
     min: int
