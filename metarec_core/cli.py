@@ -234,7 +234,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     ck = load_checkpoint(args.model)
     user = read_user_ratings(args.ratings, ck.item_ids, ck.scale)
     for warning in user.warnings():
-        print(f"warning: {args.ratings}: {warning}", file=sys.stderr)
+        print(f"warning: {warning}", file=sys.stderr)
     adapted = ck.learner.adapt(user.items, user.ratings)
     items, scores = adapted.recommend(args.top)
     predicted = (

@@ -393,6 +393,12 @@ def test_new_user_unknown_and_duplicate_items_are_counted():
     assert "1 item(s) were rated more than once" in w[1]
 
 
+def test_new_user_rows_the_reader_skips_are_said():
+    r = read("item,rating\nm3,5\n,\nm1,2\n")
+    assert list(r.items) == [3, 1]
+    assert any("skipped 1 row with only empty fields at line 3" in w for w in r.warnings())
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
