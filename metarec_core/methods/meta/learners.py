@@ -49,7 +49,7 @@ import torch
 from torch.func import functional_call, grad, vmap
 
 from metarec_core.data.dataset import RatingScale, RatingsDataset
-from metarec_core.methods.base import AdaptationTrace, AdaptedUser, Recommender
+from metarec_core.methods.base import AdaptationTrace, AdaptedUser, Capabilities, Recommender
 from metarec_core.methods.baselines import MFFoldIn, level_grid
 from metarec_core.methods.meta.model import InnerOptimizer, RatingModel, param_key
 from metarec_core.protocol.splits import fit_validation_split
@@ -413,6 +413,9 @@ class MetaLearner(Recommender):
     """
 
     name: ClassVar[str] = "meta"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        user_state=True, device=True, meta_learned=True
+    )
 
     def __init__(self, config: LearnerConfig | None = None) -> None:
         self.config = config if config is not None else preset(DEFAULT_METHOD)
@@ -1297,6 +1300,9 @@ class MetaLearner(Recommender):
             "best_step": int(getattr(self, "best_step_", 0)),
             "best_val_mae": getattr(self, "best_val_mae_", None),
         }
+
+    def to_state(self) -> dict[str, Any]:  # the meta helper renames export_state to this
+        return self.export_state()
 
     @classmethod
     def from_state(cls, state: dict[str, Any], device: str = "cpu") -> MetaLearner:
