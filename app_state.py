@@ -175,7 +175,7 @@ def jobs() -> dict[str, Any]:
 
 @st.cache_resource(show_spinner="Loading the sample data…")
 def _sample_dataset(folder: str) -> RatingsDataset:
-    from metarec_core.data.dataset import load_ratings
+    from metarec_core.data.io import load_ratings
 
     items = Path(folder) / "items.csv"
     return load_ratings(Path(folder) / "ratings.csv", items=items if items.exists() else None)

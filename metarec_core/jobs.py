@@ -600,7 +600,7 @@ def default_pool() -> JobPool:
 def _default_learner_factory(config: LearnerConfig) -> MetaLearner:
     from metarec_core.methods.meta import learners
 
-    return learners.MetaLearner(config)
+    return learners.learner_class(config)(config)
 
 
 class TrainingJob(BackgroundJob):

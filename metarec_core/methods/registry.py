@@ -68,10 +68,13 @@ def _baseline(attr: str) -> Callable[[], type[Recommender]]:
     return load
 
 
-def _meta_learner_class() -> type[Recommender]:
-    from metarec_core.methods.meta.learners import MetaLearner
+def _meta_class(attr: str) -> Callable[[], type[Recommender]]:
+    def load() -> type[Recommender]:
+        from metarec_core.methods.meta import algorithms
 
-    return MetaLearner
+        return getattr(algorithms, attr)
+
+    return load
 
 
 def _make_learner(name: str, **kw: Any) -> Recommender:
@@ -80,11 +83,11 @@ def _make_learner(name: str, **kw: Any) -> Recommender:
     return make_learner(name, **kw)
 
 
-def _meta(name: str, display: str, description: str) -> MethodSpec:
-    """A meta-learner entry: a preset of `make_learner`. Once methods/meta has one class per
-    algorithm, point `load` (and `factory`) at that class here: nothing else changes."""
+def _meta(name: str, attr: str, display: str, description: str) -> MethodSpec:
+    """A meta-learner entry: its algorithm's class (methods/meta/algorithms.py), built from the
+    preset of the same name by `make_learner`."""
     return MethodSpec(
-        name, display, description, META_LEARNER, _meta_learner_class, partial(_make_learner, name)
+        name, display, description, META_LEARNER, _meta_class(attr), partial(_make_learner, name)
     )
 
 
@@ -150,29 +153,37 @@ _BUILTIN = (
     _meta(
         "maml",
         "MAML",
+        "MAML",
         "Meta-learns a starting point from which a few gradient steps on a new user's ratings "
         "fit them (second-order MAML).",
     ),
     _meta(
         "fomaml",
+        "FOMAML",
         "First-order MAML",
         "MAML without the second-order terms: faster to train, usually about as good.",
     ),
     _meta(
         "reptile",
         "Reptile",
+        "Reptile",
         "Meta-learns a starting point by moving it towards each training user's adapted model.",
     ),
     _meta(
-        "metasgd", "Meta-SGD", "MAML that also learns how big a step to take for each parameter."
+        "metasgd",
+        "MetaSGD",
+        "Meta-SGD",
+        "MAML that also learns how big a step to take for each parameter.",
     ),
     _meta(
         "melu",
+        "MeLU",
         "MeLU",
         "MeLU's set-up (Lee et al., 2019): only the decision layers adapt, with tiny steps.",
     ),
     _meta(
         "finetune",
+        "Finetune",
         "Fine-tuned network (no meta-learning)",
         "The same network trained by plain regression, then adapted to a new user: shows what "
         "meta-learning adds.",

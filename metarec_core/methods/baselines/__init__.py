@@ -26,11 +26,10 @@ Models (mu = global mean of the training ratings):
 
 from __future__ import annotations
 
-from metarec_core.methods.base import NotFittedError, Recommender
+from metarec_core.methods.base import LEVEL_TIE_BREAK, NotFittedError, Recommender
 from metarec_core.methods.baselines.bias import UserBias
 from metarec_core.methods.baselines.common import TUNE_QUERY, TUNE_SUPPORT
 from metarec_core.methods.baselines.levels import (
-    LEVEL_TIE_BREAK,
     MAX_LEVELS,
     MFFoldInLevels,
     UserBiasLevels,

@@ -7,12 +7,11 @@ from typing import ClassVar
 import numpy as np
 
 from metarec_core.data.dataset import RatingScale, RatingsDataset
-from metarec_core.methods.base import FitProgress, StopFlag
+from metarec_core.methods.base import LEVEL_TIE_BREAK, FitProgress, StopFlag
 from metarec_core.methods.baselines.bias import UserBias
 from metarec_core.methods.baselines.mf import MFFoldIn
 
 MAX_LEVELS = 21
-LEVEL_TIE_BREAK = 1e-3  # also models.OrdinalOutput's: rankings keep the model's order
 
 
 def level_grid(scale: RatingScale) -> tuple[float, float, int] | None:
