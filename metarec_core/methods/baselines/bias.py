@@ -6,9 +6,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from metarec_core.data.dataset import RatingsDataset
-from metarec_core.methods.base import FitProgress, StopFlag
-from metarec_core.methods.baselines.common import _Baseline, _train_ratings
+from metarec_core.methods.baselines.common import _Baseline
 
 
 class UserBias(_Baseline):
@@ -45,18 +43,8 @@ class UserBias(_Baseline):
         self.fold_damping = fold_damping
         self.iters = iters
 
-    def fit(
-        self,
-        data: RatingsDataset,
-        train_users: np.ndarray,
-        val_users: np.ndarray | None = None,
-        *,
-        should_stop: StopFlag | None = None,  # a fit of a few passes: no hooks needed
-        progress: FitProgress | None = None,
-    ) -> UserBias:
-        self._start_fit(data)
-        u, i, r = _train_ratings(data, train_users)
-        self.global_mean_ = float(r.mean())
+    def _fit(self, data, ratings, val_users, should_stop, progress) -> bool:
+        u, i, r = ratings
         n_u = np.bincount(u).astype(np.float64)
         n_i = np.bincount(i, minlength=data.n_items).astype(np.float64)
         val = self._val_tasks(data, val_users)
@@ -82,8 +70,7 @@ class UserBias(_Baseline):
                         best, best_bias = (score, li, lu, g), b_i
         _, self.item_reg_, self.user_reg_, self.fold_damping_ = (float(x) for x in best)
         self.item_bias_ = best_bias
-        self.fitted_ = True
-        return self
+        return True
 
     def _train(self, u, i, r, n_u, n_i, li: float, lu: float) -> np.ndarray:
         mu = self.global_mean_

@@ -13,7 +13,9 @@ from metarec_core.methods.base import (
     AdaptationTrace,
     AdaptedUser,
     Capabilities,
+    FitProgress,
     Recommender,
+    StopFlag,
 )
 from metarec_core.protocol.tasks import make_tasks
 
@@ -107,10 +109,39 @@ class _Baseline(Recommender):
         raise NotImplementedError
 
     # -- shared ------------------------------------------------------------------------------
-    def _start_fit(self, data: RatingsDataset) -> None:
+    def fit(
+        self,
+        data: RatingsDataset,
+        train_users: np.ndarray,
+        val_users: np.ndarray | None = None,
+        *,
+        should_stop: StopFlag | None = None,
+        progress: FitProgress | None = None,
+    ) -> _Baseline:
+        """Fit on the ratings of `train_users`, tuning on `val_users` (the package doc says how).
+
+        Slow fits poll `should_stop()` and report `progress(fraction, message)`; a fit stopped
+        so returns unfitted. Quick ones ignore both.
+        """
         self.fitted_ = False
         self.n_items_ = data.n_items
         self.scale_: RatingScale = data.scale
+        u, i, r = _train_ratings(data, train_users)
+        self.global_mean_ = float(r.mean())
+        self.fitted_ = self._fit(data, (u, i, r), val_users, should_stop, progress)
+        return self
+
+    def _fit(
+        self,
+        data: RatingsDataset,
+        ratings: tuple[np.ndarray, np.ndarray, np.ndarray],
+        val_users: np.ndarray | None,
+        should_stop: StopFlag | None,
+        progress: FitProgress | None,
+    ) -> bool:
+        """The family's own fit from the training (user, item, rating) triples (users numbered
+        0..n_train-1), `global_mean_` set; False: stopped. Default: nothing more to fit."""
+        return True
 
     def _finish(self, raw: np.ndarray) -> np.ndarray:
         if not self.capabilities.predicts_ratings:

@@ -6,9 +6,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from metarec_core.data.dataset import RatingsDataset
-from metarec_core.methods.base import FitProgress, StopFlag
-from metarec_core.methods.baselines.common import _Baseline, _train_ratings
+from metarec_core.methods.baselines.common import _Baseline
 
 
 class GlobalMean(_Baseline):
@@ -16,21 +14,6 @@ class GlobalMean(_Baseline):
 
     name: ClassVar[str] = "global_mean"
     STATE_VALUES: ClassVar[tuple[str, ...]] = ("global_mean_",)
-
-    def fit(
-        self,
-        data: RatingsDataset,
-        train_users: np.ndarray,
-        val_users: np.ndarray | None = None,
-        *,
-        should_stop: StopFlag | None = None,  # a fit of a few passes: no hooks needed
-        progress: FitProgress | None = None,
-    ) -> GlobalMean:
-        self._start_fit(data)
-        _, _, r = _train_ratings(data, train_users)
-        self.global_mean_ = float(r.mean())
-        self.fitted_ = True
-        return self
 
     def _predict(self, state: np.ndarray, items: np.ndarray) -> np.ndarray:
         return np.full(items.shape, self.global_mean_)
@@ -49,18 +32,8 @@ class ItemMean(_Baseline):
         super().__init__(seed)
         self.damping = damping  # None: tune on validation users
 
-    def fit(
-        self,
-        data: RatingsDataset,
-        train_users: np.ndarray,
-        val_users: np.ndarray | None = None,
-        *,
-        should_stop: StopFlag | None = None,  # a fit of a few passes: no hooks needed
-        progress: FitProgress | None = None,
-    ) -> ItemMean:
-        self._start_fit(data)
-        _, i, r = _train_ratings(data, train_users)
-        self.global_mean_ = float(r.mean())
+    def _fit(self, data, ratings, val_users, should_stop, progress) -> bool:
+        _, i, r = ratings
         sums = np.bincount(i, weights=r, minlength=data.n_items)
         counts = np.bincount(i, minlength=data.n_items).astype(np.float64)
         val = self._val_tasks(data, val_users) if self.damping is None else None
@@ -72,8 +45,7 @@ class ItemMean(_Baseline):
                 best = min(best, (self._val_mae(val), beta))
         self.damping_ = float(best[1])
         self._set(sums, counts, self.damping_)
-        self.fitted_ = True
-        return self
+        return True
 
     def _set(self, sums: np.ndarray, counts: np.ndarray, beta: float) -> None:
         mu = self.global_mean_

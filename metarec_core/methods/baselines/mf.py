@@ -7,9 +7,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from metarec_core.data.dataset import RatingsDataset
-from metarec_core.methods.base import FitProgress, StopFlag
-from metarec_core.methods.baselines.common import _Baseline, _FitStopped, _train_ratings
+from metarec_core.methods.base import StopFlag
+from metarec_core.methods.baselines.common import _Baseline, _FitStopped
 
 
 class _GroupRidge:
@@ -102,24 +101,14 @@ class MFFoldIn(_Baseline):
         self.fold_reg = fold_reg
         self.iters = iters
 
-    def fit(
-        self,
-        data: RatingsDataset,
-        train_users: np.ndarray,
-        val_users: np.ndarray | None = None,
-        *,
-        should_stop: StopFlag | None = None,
-        progress: FitProgress | None = None,
-    ) -> MFFoldIn:
+    def _fit(self, data, ratings, val_users, should_stop, progress) -> bool:
         """ALS for each λ candidate, then the fold-in penalties tuned on `val_users`.
 
         `should_stop()` is polled between the blocks of every ALS solve and between tuning
         candidates: once it says so the fit returns at once, unfitted. `progress(fraction,
         message)` is told after every half-round of ALS and every λ's tuning.
         """
-        self._start_fit(data)
-        u, i, r = _train_ratings(data, train_users)
-        self.global_mean_ = float(r.mean())
+        u, i, r = ratings
         val = self._val_tasks(data, val_users)
         reg_grid = (self.reg,) if self.reg is not None else self.REG_GRID if val else (8.0,)
         if self.fold_reg is not None:
@@ -152,13 +141,12 @@ class MFFoldIn(_Baseline):
                         best = (score, lam, fr, P, bu, Q, bi)
                 tick(f"{where}fold-in penalties tuned")
         except _FitStopped:
-            return self  # unfitted: fitted_ stays False
+            return False  # unfitted
         _, self.reg_, self.fold_reg_, P, bu, Q, bi = best
         self.reg_ = float(self.reg_)
         self.user_factors_, self.user_bias_ = P, bu
         self.item_factors_, self.item_bias_ = Q, bi
-        self.fitted_ = True
-        return self
+        return True
 
     def _als(
         self,

@@ -6,9 +6,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from metarec_core.data.dataset import RatingsDataset
-from metarec_core.methods.base import Capabilities, FitProgress, StopFlag
-from metarec_core.methods.baselines.common import _Baseline, _train_ratings
+from metarec_core.methods.base import Capabilities
+from metarec_core.methods.baselines.common import _Baseline
 
 
 class Popularity(_Baseline):
@@ -18,20 +17,9 @@ class Popularity(_Baseline):
     capabilities: ClassVar[Capabilities] = Capabilities(predicts_ratings=False)
     STATE_ARRAYS: ClassVar[dict[str, tuple[str, ...]]] = {"counts_": ("items",)}
 
-    def fit(
-        self,
-        data: RatingsDataset,
-        train_users: np.ndarray,
-        val_users: np.ndarray | None = None,
-        *,
-        should_stop: StopFlag | None = None,  # a fit of a few passes: no hooks needed
-        progress: FitProgress | None = None,
-    ) -> Popularity:
-        self._start_fit(data)
-        _, i, _ = _train_ratings(data, train_users)
-        self.counts_ = np.bincount(i, minlength=data.n_items).astype(np.float64)
-        self.fitted_ = True
-        return self
+    def _fit(self, data, ratings, val_users, should_stop, progress) -> bool:
+        self.counts_ = np.bincount(ratings[1], minlength=data.n_items).astype(np.float64)
+        return True
 
     def _predict(self, state: np.ndarray, items: np.ndarray) -> np.ndarray:
         return self.counts_[items]
