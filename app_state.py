@@ -14,6 +14,7 @@ holds); each session loads its own copy of the sample checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import re
@@ -27,7 +28,9 @@ import numpy as np
 import streamlit as st
 
 from metarec_core.data.dataset import RatingsDataset
-from metarec_core.interactive.session import PLAYGROUND_BASELINES, Projection, fit_projection
+from metarec_core.evaluation.report import EvaluationReport
+from metarec_core.interactive.projection import Projection, fit_projection
+from metarec_core.interactive.session import PLAYGROUND_BASELINES
 from metarec_core.methods.base import Recommender
 from metarec_core.methods.registry import BASELINE, available_methods
 from metarec_core.runtime import limit_torch_threads
@@ -474,7 +477,7 @@ def _save_finished_report() -> None:
     tried.add(job.id)
     if _persist(
         f"the evaluation report of {data_label(job.data)}",
-        lambda w: w.save_report(job.data.fingerprint(), job.result),
+        lambda w: w.save_report(job.data.fingerprint(), job.result.to_dict()),
     ):
         ws.saved_jobs.add(job.id)  # from now on its memory may go back (the file stays)
 
@@ -622,8 +625,10 @@ def restore_workspace(ws: Workspace) -> None:
     eval_job = ws.jobs.get("eval")
     if data is not None and not (eval_job is not None and eval_job.is_active):
         report = ws.load_report(data.fingerprint())
-        if report is not None:
-            st.session_state[K_EVAL_REPORT] = report
+        # one this version cannot read (e.g. damaged) is not restored, as a missing one
+        with contextlib.suppress(ValueError):
+            if report is not None:
+                st.session_state[K_EVAL_REPORT] = EvaluationReport.from_dict(report)
 
 
 def _restore_model(
@@ -696,7 +701,7 @@ def chart_text(text: object) -> str:
 
 def heldout_user_picker(data: RatingsDataset, heldout_users: np.ndarray, *, label: str, key: str):
     """A select box of held-out users (never trained on) with enough ratings; None if there are none."""
-    from metarec_core.interactive.session import heldout_candidates
+    from metarec_core.interactive.personas import heldout_candidates
 
     cands = heldout_candidates(data, heldout_users)[:60]
     if len(cands) == 0:

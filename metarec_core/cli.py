@@ -139,7 +139,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from metarec_core.evaluation.runner import EvalConfig, format_table, run_evaluation
+    from metarec_core.evaluation.runner import EvalConfig, run_evaluation
 
     data = _load(args)
     cfg = EvalConfig(
@@ -153,10 +153,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         train_seeds=args.train_seeds,
     )
     report = run_evaluation(data, cfg, progress=True)
-    print(format_table(report))
+    print(report.to_text())
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=2))
+        Path(args.out).write_text(report.to_json())
         print(f"report written to {args.out}", file=sys.stderr)
     return 0
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from app_support import new_app, ratings_csv, tiny_dataset, tiny_split, wait_until
+from helpers import new_app, ratings_csv, tiny_dataset, tiny_split, wait_until
 
 from metarec_core import cli
 from metarec_core.checkpoint import load_checkpoint, to_bytes
@@ -132,7 +132,7 @@ def test_the_pages_offer_it(toy):
     at.number_input(key="eval_folds").set_value(2)
     at.button(key="eval_start").click().run()
     wait_until(at, lambda a: any("Evaluation done" in s.value for s in a.success))
-    assert {r["method"] for r in at.session_state["mr_eval_report"]["rows"]} == {"toy", "item_mean"}
+    assert {r.method for r in at.session_state["mr_eval_report"].rows} == {"toy", "item_mean"}
 
     at.switch_page("pages/whatif.py").run()
     assert not at.exception
@@ -178,11 +178,6 @@ def test_cli_recommend_takes_any_saved_method(name, toy, tmp_path, capsys):
 
 
 @pytest.mark.usefixtures("small_sample")
-@pytest.mark.xfail(
-    strict=True,
-    reason="the playground's projection probes hasattr(model, 'user_states') "
-    "(interactive/session.fit_projection); passes once it reads capabilities.user_state",
-)
 def test_a_saved_baseline_serves_every_page():
     data = tiny_dataset()
     split = tiny_split(data)
