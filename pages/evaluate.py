@@ -21,7 +21,13 @@ from metarec_core.evaluation.report import (
 )
 from metarec_core.evaluation.runner import EvalConfig
 from metarec_core.jobs import EvaluationJob, poll_seconds
-from metarec_core.methods.registry import BASELINES, META_LEARNERS, available_methods, display_name
+from metarec_core.methods.registry import (
+    BASELINE,
+    META_LEARNER,
+    available_methods,
+    default_methods,
+    display_name,
+)
 
 state.require_router()
 
@@ -331,10 +337,11 @@ with st.form("eval_form"):
     methods = st.multiselect(
         "Methods",
         available_methods(),
-        default=["item_mean", "user_bias", "mf_foldin", "user_bias_levels", "popularity"],
+        default=list(default_methods()),
         key="eval_methods",
         format_func=display_name,
-        help=f"Baselines: {', '.join(BASELINES)}. Meta-learners: {', '.join(META_LEARNERS)}. "
+        help=f"Baselines: {', '.join(available_methods(BASELINE))}. Meta-learners: "
+        f"{', '.join(available_methods(META_LEARNER))}. "
         "The Glossary page says what each does.",
     )
     c = st.columns(6)

@@ -413,7 +413,7 @@ with right:
                 "title": st.column_config.TextColumn("Title"),
                 "genres": st.column_config.TextColumn("Genres"),
                 "predicted": st.column_config.NumberColumn(
-                    "Predicted" if session.model.predicts_ratings else "Score",
+                    "Predicted" if session.model.capabilities.predicts_ratings else "Score",
                     format="%.2f",
                     help="Expected rating on the dataset's scale (the model's mean prediction)",
                 ),

@@ -12,7 +12,7 @@ from app_support import format as fmt
 from metarec_core.interactive import personas
 from metarec_core.interactive import session as pg
 from metarec_core.interactive.whatif import compare_models
-from metarec_core.methods.registry import display_name
+from metarec_core.methods.registry import BASELINE, available_methods, display_name
 from ui_progress import run_stages
 
 state.require_router()
@@ -36,7 +36,7 @@ st.caption(
 
 # Baselines are listed by name and fitted only when a comparison uses them.
 candidates: dict[str, object] = {n: m.model for n, m in state.models_for_active_data().items()}
-candidates.update(dict.fromkeys(pg.PLAYGROUND_BASELINES))
+candidates.update(dict.fromkeys(available_methods(BASELINE)))
 default = [entry.name, "mf_foldin_levels", "user_bias_levels"]
 chosen = st.multiselect(
     "Models to compare",
@@ -103,7 +103,7 @@ if items is not None and len(items):
     )
     if st.button("Compare", key="wi_compare", type="primary", disabled=len(chosen) < 2):
         split = (data, entry.train_users, entry.val_users)
-        wanted = [c for c in chosen if c in pg.PLAYGROUND_BASELINES]
+        wanted = [c for c in chosen if candidates[c] is None]
         stages: list = [
             (f"Fitting the baseline {b}", lambda b=b: pg.cached_baselines(*split, [b]))
             for b in pg.missing_baselines(*split, wanted)

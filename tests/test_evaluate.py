@@ -454,7 +454,7 @@ def test_ml100k_reduced_evaluation(ml100k_dir):
     assert 0.79 < mae[("item_mean", 1)] < 0.87
     assert mae[("user_bias", 10)] < mae[("user_bias", 1)] < mae[("item_mean", 1)]
     assert 0.74 < mae[("mf_foldin", 10)] < 0.81
-    assert make_method("mf_foldin").predicts_ratings
+    assert make_method("mf_foldin").capabilities.predicts_ratings
 
 
 def test_zero_shot_support(small):

@@ -45,7 +45,12 @@ from metarec_core.evaluation.report import (
     PairedDifference,
     SupportSizes,
 )
-from metarec_core.methods.registry import META_LEARNERS, available_methods, make_method
+from metarec_core.methods.registry import (
+    META_LEARNERS,
+    available_methods,
+    default_methods,
+    make_method,
+)
 from metarec_core.protocol.splits import (
     MELU_MAX_RATINGS,
     MELU_MIN_RATINGS,
@@ -88,7 +93,7 @@ class EvalConfig:
     `query` must be 10, as in the MeLU paper.
     """
 
-    methods: tuple[str, ...] = ("global_mean", "item_mean", "user_bias", "mf_foldin", "popularity")
+    methods: tuple[str, ...] = field(default_factory=default_methods)
     support: tuple[int, ...] = (1, 3, 5, 10, 20)
     query: int = 10
     folds: int = 5
@@ -256,7 +261,7 @@ def _score(
             )
         qi, qr = q_items[s:e], q_ratings[s:e]
         pred = np.take_along_axis(scores, qi, axis=1)
-        if method.predicts_ratings:
+        if method.capabilities.predicts_ratings:
             acc.mae.append(metrics.mae(pred, qr))
             acc.rmse.append(metrics.rmse(pred, qr))
         for k in NDCG_KS:
@@ -393,7 +398,7 @@ def run_evaluation(
                     t0 = time.perf_counter()
                     _fit(method, data, fold, should_stop, inside)
                     fit_seconds[name] += time.perf_counter() - t0
-                    predicts[name] = bool(method.predicts_ratings)
+                    predicts[name] = bool(method.capabilities.predicts_ratings)
                     prog.step(f"{where}: fitted {run}", fit_units[name])
                     for k in ks:
                         check_stop()

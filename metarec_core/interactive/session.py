@@ -26,7 +26,7 @@ from metarec_core.data.dataset import RatingsDataset
 from metarec_core.interactive.personas import Persona
 from metarec_core.interactive.projection import Projection
 from metarec_core.methods.base import AdaptationTrace, AdaptedUser, Recommender
-from metarec_core.methods.baselines import BASELINE_CLASSES
+from metarec_core.methods.registry import make_method
 
 CURVE_NDCG_K = 5
 # Shown beside the model. The rating predictors use the level decision (see `baselines`): the
@@ -44,7 +44,7 @@ def fit_baselines(
     """The baselines `names` (default `PLAYGROUND_BASELINES`) fitted on the model's training
     users, `val_users` tuning their settings."""
     val = val_users if len(val_users) else None
-    return {name: BASELINE_CLASSES[name](seed=0).fit(data, train_users, val) for name in names}
+    return {name: make_method(name, seed=0).fit(data, train_users, val) for name in names}
 
 
 # Fitted baselines are read-only and derived from one dataset's content and user split, so one
@@ -233,7 +233,7 @@ def learning_curve(
     out = []
     for n in range(len(items) + 1):
         adapted = {name: m.adapt(items[:n], ratings[:n]) for name, m in methods.items()}
-        flags = {name: m.predicts_ratings for name, m in methods.items()}
+        flags = {name: m.capabilities.predicts_ratings for name, m in methods.items()}
         out.append(curve_point(n, adapted, flags, hidden_items, hidden_ratings, k, low))
     return out
 
@@ -440,7 +440,7 @@ class PlaygroundSession:
         p = self.persona
         assert p is not None
         items, ratings = self.support()
-        flags = {name: m.predicts_ratings for name, m in self.methods().items()}
+        flags = {name: m.capabilities.predicts_ratings for name, m in self.methods().items()}
         for n in range(len(self.curve), len(items) + 1):
             adapted = {
                 name: (
