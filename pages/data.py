@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import app_state as state
-from charts import set_log_axis
+from app_support.charts import set_log_axis
 from metarec_core import glossary
 from metarec_core.data.dataset import DataError, RatingsDataset
 from metarec_core.data.io import attach_items, load_ratings

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import app_state as state
-from charts import min_span_range
+from app_support.charts import min_span_range
 from metarec_core import checkpoint, glossary
 from metarec_core.jobs import TrainingJob, poll_seconds
 from metarec_core.methods import registry

@@ -9,11 +9,11 @@ import streamlit as st
 
 import app_state as state
 from app_support import format as fmt
+from app_support.progress import run_stages
 from metarec_core.interactive import personas
 from metarec_core.interactive import session as pg
 from metarec_core.interactive.whatif import compare_models
 from metarec_core.methods.registry import BASELINE, available_methods, display_name
-from ui_progress import run_stages
 
 state.require_router()
 

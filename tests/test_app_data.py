@@ -13,7 +13,7 @@ from helpers import (
     texts,
 )
 
-from charts import log_ticks
+from app_support.charts import log_ticks
 
 # the app on a tiny sample folder, Streamlit caches cleared around each test (tests/conftest.py)
 pytestmark = pytest.mark.usefixtures("small_sample")
