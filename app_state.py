@@ -175,7 +175,7 @@ def jobs() -> dict[str, Any]:
 
 @st.cache_resource(show_spinner="Loading the sample data…")
 def _sample_dataset(folder: str) -> RatingsDataset:
-    from metarec_core.data.dataset import load_ratings
+    from metarec_core.data.io import load_ratings
 
     items = Path(folder) / "items.csv"
     return load_ratings(Path(folder) / "ratings.csv", items=items if items.exists() else None)
@@ -495,7 +495,7 @@ def _save_model(entry: ModelEntry, data: RatingsDataset | None) -> None:
         data = active.data if active is not None else None
     if data is None or data.fingerprint() != entry.fingerprint:
         return
-    if not hasattr(entry.model, "export_state"):
+    if not entry.model.capabilities.meta_learned:  # only they are saved, for now
         return
     job = entry.extra.get("job")
     key = job.id if job is not None else uuid.uuid4().hex

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from metarec_core.data.dataset import load_ratings  # noqa: E402
+from metarec_core.data.io import load_ratings  # noqa: E402
 from metarec_core.evaluation.runner import (  # noqa: E402
     EvalConfig,
     format_table,

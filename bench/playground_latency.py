@@ -34,7 +34,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from metarec_core.data.dataset import RatingsDataset, from_arrays, load_ratings  # noqa: E402
+from metarec_core.data.dataset import RatingsDataset  # noqa: E402
+from metarec_core.data.io import from_arrays, load_ratings  # noqa: E402
 from metarec_core.interactive import session as pg  # noqa: E402
 from metarec_core.protocol.splits import split_users  # noqa: E402
 

@@ -20,7 +20,6 @@ finiteness. A file that declares something huge is refused in well under a secon
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 import zipfile
@@ -32,14 +31,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from metarec_core.data.dataset import (
-    ITEM_COLUMNS,
-    RATING_COLUMNS,
-    DataError,
-    RatingScale,
-    RatingsDataset,
-    read_text,
-)
+from metarec_core.data.dataset import RatingScale, RatingsDataset
 from metarec_core.files import atomic_write
 
 if TYPE_CHECKING:
@@ -48,7 +40,6 @@ if TYPE_CHECKING:
 FORMAT_NAME = "metarec-checkpoint"
 FORMAT_VERSION = 1
 DEFAULT_MAX_BYTES = 1024 * 1024 * 1024
-NEW_USER_MAX_BYTES = 10 * 1024 * 1024
 _SHOW = 5  # ids / rows quoted in a message
 
 CheckpointSource = str | Path | bytes | bytearray | IO[bytes]
@@ -215,7 +206,7 @@ def _payload(learner: Any, data: RatingsDataset) -> dict[str, Any]:
         "version": FORMAT_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "library_version": __version__,
-        "learner": learner.export_state(),
+        "learner": learner.to_state(),
         "algorithm": None if config is None else getattr(config, "algorithm", None),
         "method": None if config is None else getattr(config, "name", None),
         "config": {} if config is None else _plain(config, "config"),
@@ -1038,156 +1029,3 @@ def load_checkpoint(
         best_val_mae=float(best) if _is_real(best) and math.isfinite(best) else None,
         notes=tuple(notes),
     )
-
-
-# ------------------------------------------------------------------- a new user's ratings
-@dataclass(frozen=True, eq=False)
-class NewUserRatings:
-    """A new user's ratings mapped onto a model's catalogue."""
-
-    items: np.ndarray  # (n,) int64 inner item indices, in file order (duplicates removed)
-    ratings: np.ndarray  # (n,) float32
-    unknown_ids: tuple[str, ...]  # raw ids the model does not know (dropped)
-    duplicates: int  # repeated items dropped (the last rating of an item is kept)
-    rows: int  # data rows read
-
-    def warnings(self) -> list[str]:
-        out = []
-        if self.unknown_ids:
-            shown = ", ".join(repr(x) for x in self.unknown_ids[:_SHOW])
-            more = (
-                ""
-                if len(self.unknown_ids) <= _SHOW
-                else f" and {len(self.unknown_ids) - _SHOW} more"
-            )
-            out.append(
-                f"ignored {len(self.unknown_ids):,} rating(s) of items the model does not know: "
-                f"{shown}{more}"
-            )
-        if self.duplicates:
-            out.append(
-                f"{self.duplicates:,} item(s) were rated more than once; kept the last rating"
-            )
-        return out
-
-
-def _norm(name: str) -> str:
-    return "".join(ch for ch in name.strip().strip("\"'").lower() if ch not in "_- .")
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def read_user_ratings(
-    source: str | Path | bytes,
-    item_ids: np.ndarray,
-    scale: RatingScale,
-    *,
-    name: str | None = None,
-    max_bytes: int = NEW_USER_MAX_BYTES,
-) -> NewUserRatings:
-    """Read a new user's `item,rating` CSV and map raw item ids onto `item_ids`.
-
-    Columns are found by header name (item/item_id/movieId..., rating/score...); a file without
-    a header must have exactly two columns, item then rating. Unknown item ids are dropped and
-    counted; every other problem (no ratings, non-numeric or off-scale ratings, no known item at
-    all) is a `DataError` naming the file and rows.
-    """
-    label = name or (Path(source).name if isinstance(source, str | Path) else "new user ratings")
-    if isinstance(source, bytes | bytearray):
-        raw = bytes(source)
-    else:
-        size = Path(source).stat().st_size
-        if size > max_bytes:
-            raise DataError(f"{label}: the file is {size:,} bytes, over {max_bytes:,} bytes")
-        raw = Path(source).read_bytes()
-    if len(raw) > max_bytes:
-        raise DataError(f"{label}: the file is {len(raw):,} bytes, over {max_bytes:,} bytes")
-    # The ratings loader's reader: encodings, all line breaks, binary files, the line cap.
-    text = read_text(raw, label, max_bytes)
-    lines = [(n, ln) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
-    if not lines:
-        raise DataError(f"{label}: the file is empty; expected a CSV with item,rating rows")
-    try:
-        dialect = csv.Sniffer().sniff(lines[0][1], delimiters=",;\t|")
-        delim = dialect.delimiter
-    except csv.Error:
-        delim = ","
-    rows = [(n, [c.strip() for c in next(csv.reader([ln], delimiter=delim))]) for n, ln in lines]
-    header = [_norm(c) for c in rows[0][1]]
-    item_col = next((header.index(c) for c in ITEM_COLUMNS if c in header), None)
-    rating_col = next((header.index(c) for c in RATING_COLUMNS if c in header), None)
-    if item_col is not None and rating_col is not None:
-        body = rows[1:]
-    elif len(rows[0][1]) == 2 and _is_float(rows[0][1][1]):
-        item_col, rating_col, body = 0, 1, rows  # no header: item,rating
-    else:
-        raise DataError(
-            f"{label}: line {rows[0][0]}: could not find the item and rating columns in "
-            f"{', '.join(repr(c) for c in rows[0][1][:8])}; expected a header with an item "
-            "column (item, item_id, movieId) and a rating column (rating, score)"
-        )
-    if not body:
-        raise DataError(f"{label}: the file has a header but no ratings")
-    width = max(item_col, rating_col) + 1
-    short = [n for n, r in body if len(r) < width]
-    if short:
-        raise DataError(
-            f"{label}: {_lines(short)} have fewer than {width} columns (expected item,rating)"
-        )
-    raw_items = [r[item_col].strip("\"'") for _, r in body]
-    values, bad = [], []
-    for n, r in body:
-        try:
-            v = float(r[rating_col])
-        except ValueError:
-            v = math.nan
-        if not math.isfinite(v):
-            bad.append(n)
-        values.append(v)
-    if bad:
-        raise DataError(f"{label}: {_lines(bad)}: the rating is not a number")
-    off = [n for (n, _), v in zip(body, values, strict=True) if v < scale.low or v > scale.high]
-    if off:
-        raise DataError(
-            f"{label}: {_lines(off)}: rating outside the model's scale {scale.low:g} to "
-            f"{scale.high:g}"
-        )
-    index = {str(raw): i for i, raw in enumerate(item_ids)}
-    last: dict[int, float] = {}
-    unknown: list[str] = []
-    duplicates = 0
-    for raw_id, v in zip(raw_items, values, strict=True):
-        inner = index.get(raw_id)
-        if inner is None:
-            unknown.append(raw_id)
-            continue
-        if inner in last:
-            duplicates += 1
-            del last[inner]  # re-insert so the order is that of the last rating
-        last[inner] = v
-    if not last:
-        shown = ", ".join(repr(x) for x in unknown[:_SHOW])
-        raise DataError(
-            f"{label}: none of the {len(unknown):,} rated items is in the model's catalogue "
-            f"(for example {shown}); use the raw item ids of the dataset the model was "
-            "trained on"
-        )
-    return NewUserRatings(
-        items=np.fromiter(last.keys(), dtype=np.int64, count=len(last)),
-        ratings=np.fromiter(last.values(), dtype=np.float32, count=len(last)),
-        unknown_ids=tuple(unknown),
-        duplicates=duplicates,
-        rows=len(body),
-    )
-
-
-def _lines(numbers: list[int]) -> str:
-    shown = ", ".join(str(n) for n in numbers[:_SHOW])
-    more = f" (and {len(numbers) - _SHOW:,} more)" if len(numbers) > _SHOW else ""
-    return ("line " if len(numbers) == 1 else "lines ") + shown + more

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from metarec_core.checkpoint import CheckpointError
-from metarec_core.data.dataset import DEFAULT_MAX_BYTES, DataError
+from metarec_core.data.dataset import DataError
+from metarec_core.data.io import DEFAULT_MAX_BYTES
 
 
 def _csv_ints(text: str) -> list[int]:
@@ -111,13 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace):
-    from metarec_core.data.dataset import load_ratings
+    from metarec_core.data.io import load_ratings
 
     return load_ratings(args.data, items=args.items, max_bytes=int(args.max_mb * 2**20))
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from metarec_core.data.dataset import summarize
+    from metarec_core.data.summary import summarize
 
     summary = summarize(_load(args))
     if args.json:
@@ -225,7 +226,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
-    from metarec_core.checkpoint import load_checkpoint, read_user_ratings
+    from metarec_core.checkpoint import load_checkpoint
+    from metarec_core.data.io import read_user_ratings
 
     if args.top < 1:
         raise ValueError(f"--top must be at least 1, got {args.top}")

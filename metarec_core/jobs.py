@@ -702,7 +702,7 @@ def default_pool() -> JobPool:
 def _default_learner_factory(config: LearnerConfig) -> MetaLearner:
     from metarec_core.methods.meta import learners
 
-    return learners.MetaLearner(config)
+    return learners.learner_class(config)(config)
 
 
 # The factory a worker process uses. Tests replace `_default_learner_factory` (tests/app_support

@@ -9,13 +9,9 @@ import streamlit as st
 import app_state as state
 from charts import set_log_axis
 from metarec_core import glossary
-from metarec_core.data.dataset import (
-    DataError,
-    RatingsDataset,
-    attach_items,
-    load_ratings,
-    summarize,
-)
+from metarec_core.data.dataset import DataError, RatingsDataset
+from metarec_core.data.io import attach_items, load_ratings
+from metarec_core.data.summary import summarize
 
 state.require_router()
 

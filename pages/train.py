@@ -392,7 +392,7 @@ st.subheader("Checkpoints", anchor=False)
 usable = state.models_for_active_data()
 dl, ul = st.columns(2)
 with dl:
-    metas = [n for n, m in usable.items() if hasattr(m.model, "export_state")]
+    metas = [n for n, m in usable.items() if m.model.capabilities.meta_learned]
     if metas:
         current = state.active_model()
         name = st.selectbox(

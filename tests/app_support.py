@@ -7,7 +7,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from metarec_core.data.dataset import RatingsDataset, from_arrays
+from metarec_core.data.dataset import RatingsDataset
+from metarec_core.data.io import from_arrays
 from metarec_core.protocol.splits import split_users
 
 GENRES = ("Sci-Fi", "Romance", "Comedy", "Drama")
@@ -198,23 +199,28 @@ class HeldTrainings:
         import threading
 
         from metarec_core import jobs
-        from metarec_core.methods.meta.learners import MetaLearner
+        from metarec_core.methods.meta.learners import learner_class
 
         self._release, self._reached = threading.Event(), threading.Event()
         self.jobs: list = []
         held = self
 
-        class Held(MetaLearner):
-            def fit(self, *a, callback=None, **k):
-                def cb(p):
-                    if callback is not None:
-                        callback(p)
-                    if hold_at is not None and (p.phase, p.step) == hold_at:
-                        held._hold()
+        def held_learner(config):
+            """The config's real learner, holding as described above."""
 
-                if hold_at is None:
-                    held._hold()
-                return super().fit(*a, callback=cb, **k)
+            class Held(learner_class(config)):
+                def fit(self, *a, callback=None, **k):
+                    def cb(p):
+                        if callback is not None:
+                            callback(p)
+                        if hold_at is not None and (p.phase, p.step) == hold_at:
+                            held._hold()
+
+                    if hold_at is None:
+                        held._hold()
+                    return super().fit(*a, callback=cb, **k)
+
+            return Held(config)
 
         start = jobs.TrainingJob.start
 
@@ -222,7 +228,7 @@ class HeldTrainings:
             self.jobs.append(job)
             return start(job)
 
-        monkeypatch.setattr(jobs, "_default_learner_factory", Held)
+        monkeypatch.setattr(jobs, "_default_learner_factory", held_learner)
         monkeypatch.setattr(jobs.TrainingJob, "start", recording_start)
 
     def _hold(self) -> None:

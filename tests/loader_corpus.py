@@ -1,10 +1,11 @@
-"""A seeded corpus of bad, odd and valid ratings/items files for the loader's fuzz test.
+"""A seeded corpus of bad, odd and valid ratings/items/new-user files for the loader's fuzz test.
 
 `corpus(seed)` yields `Case`s one at a time (a 20 MB file is built only when its turn comes):
 the kinds of issue 12 item 8 (line endings, encodings, header/field count mismatches,
 unbalanced quotes, mixed delimiters, huge lines/fields/ids, many columns/genres, odd ids and
 timestamps) and random mutations (truncation, bit flips, byte insertions, delimiter swaps,
-huge fields, line-ending swaps, quote insertions) of valid MovieLens-style files.
+huge fields, line-ending swaps, quote insertions) of valid MovieLens-style files; then a new
+user's ratings files (`read_user_ratings`): a few named kinds and random mutations of valid ones.
 
 Run as a script (`python tests/loader_corpus.py SEED`), it loads every case in this process and
 prints one JSON line per file: kind, size, outcome ("ok", "refused" or "crash" with the
@@ -23,13 +24,15 @@ import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
+
 MB = 1024 * 1024
 
 
 @dataclass
 class Case:
     name: str
-    kind: str  # "ratings" or "items"
+    kind: str  # "ratings", "items" or "user" (a new user's ratings)
     make: Callable[[], bytes]
 
 
@@ -102,6 +105,34 @@ BASES: dict[str, tuple[str, Callable[[random.Random], str]]] = {
 
 # The ratings every items file is attached to: users 1-3 rated items 1-60.
 ITEMS_RATINGS = "".join(f"{u}\t{i}\t{1 + (u + i) % 5}\n" for u in (1, 2, 3) for i in range(1, 61))
+
+
+# A new user's ratings are read against this catalogue (items 1-60) and scale.
+USER_ITEMS = tuple(str(i) for i in range(1, 61))
+USER_SCALE = (0.5, 5.0, 0.5)
+
+
+def _user_csv(rng: random.Random, n: int = 30) -> str:
+    """item,rating with a header; some ids outside the catalogue, some items rated twice."""
+    rows = "".join(f"{rng.randint(1, 70)},{rng.randint(1, 10) / 2:g}\n" for _ in range(n))
+    return rng.choice(("item,rating\n", "movieId,rating\n", "item_id,score\n")) + rows
+
+
+def _user_tsv(rng: random.Random, n: int = 30) -> str:
+    """item<TAB>rating without a header."""
+    return "".join(f"{rng.randint(1, 70)}\t{rng.randint(1, 5)}\n" for _ in range(n))
+
+
+def _user_ml(rng: random.Random, n: int = 30) -> str:
+    """A MovieLens ratings.csv excerpt: the item and rating columns are found by name."""
+    return _ratings_csv(rng, n)
+
+
+USER_BASES: dict[str, Callable[[random.Random], str]] = {
+    "me.csv": _user_csv,
+    "me.tsv": _user_tsv,
+    "me-ml.csv": _user_ml,
+}
 
 
 # ------------------------------------------------------------------------------ mutations
@@ -352,23 +383,60 @@ def _many_genres() -> bytes:
 # ------------------------------------------------------------------------------ the corpus
 
 
-def corpus(seed: int = 12, n_random: int = 300) -> Iterator[Case]:
-    """The named kinds, then `n_random` random mutations (1-3 each) of the valid bases."""
+def _mutate(rng: random.Random, text: str) -> tuple[str, bytes]:
+    """1-3 random mutations of a valid file: their names joined by '+', and the bytes."""
+    muts = rng.sample(list(MUTATIONS), rng.choice((1, 1, 2, 3)))
+    data = text.encode("utf-8")
+    for m in muts:
+        try:
+            data = MUTATIONS[m](rng, data)
+        except UnicodeDecodeError:  # a text-level mutation after a byte-level one
+            data = MUTATIONS["bitflip"](rng, data)
+    return "+".join(muts), data
+
+
+def _named_user(rng: random.Random) -> list[Case]:
+    """A new user's ratings: the kinds that differ from a ratings file (two columns), and the
+    large ones (the reader's own 10 MB size limit)."""
+    out = {
+        "user-no-header-3-fields": b"1,4,x\n2,3,y\n",
+        "user-header-only": b"item,rating\n",
+        "user-one-column": b"1\n2\n3\n",
+        "user-unknown-header": b"film,grade\nA,4\nB,5\n",
+        "user-all-unknown-items": b"item,rating\n999,4\n998,5\n",
+        "user-off-scale": b"item,rating\n1,4\n2,9\n",
+        "user-two-rating-columns": b"item,rating,score\n1,4,3\n",
+        "user-empty-item": b"item,rating\n,4\n2,3\n",
+        "user-utf16": "item,rating\n1,4\n2,5\n".encode("utf-16"),
+        "user-cr-only": b"item\trating\r1\t4\r2\t5\r",
+        "user-quoted-ids": b'item,rating\n"1",4\n"2, 3",5\n',
+        "user-long-id": b"item,rating\n1,4\n" + b"7" * 100 + b",3\n",
+    }
+    cases = [Case(n, "user", lambda b=b: b) for n, b in out.items()]
+    cases.append(Case("user-9mb", "user", lambda: b"item,rating\n" + b"17,4\n" * (9 * MB // 5)))
+    cases.append(Case("user-11mb-over-limit", "user", lambda: b"1,4\n" * (11 * MB // 4)))
+    cases.append(Case("user-20mb-one-line", "user", lambda: b"1,4," * (20 * MB // 4)))
+    return cases
+
+
+def corpus(seed: int = 12, n_random: int = 300, n_user: int = 40) -> Iterator[Case]:
+    """The named kinds, then `n_random` random mutations (1-3 each) of the valid bases, then a
+    new user's ratings: the named kinds and `n_user` random mutations of valid ones."""
     rng = random.Random(seed)
     yield from _named(rng)
     base_names = list(BASES)
     for j in range(n_random):
         base = base_names[j % len(base_names)]
         kind, build = BASES[base]
-        text = build(rng)
-        muts = rng.sample(list(MUTATIONS), rng.choice((1, 1, 2, 3)))
-        data = text.encode("utf-8")
-        for m in muts:
-            try:
-                data = MUTATIONS[m](rng, data)
-            except UnicodeDecodeError:  # a text-level mutation after a byte-level one
-                data = MUTATIONS["bitflip"](rng, data)
-        yield Case(f"{j:03d}-{base}-{'+'.join(muts)}", kind, lambda d=data: d)
+        muts, data = _mutate(rng, build(rng))
+        yield Case(f"{j:03d}-{base}-{muts}", kind, lambda d=data: d)
+    # After the ratings and items files, so that adding these left those byte for byte the same.
+    yield from _named_user(rng)
+    user_names = list(USER_BASES)
+    for j in range(n_user):
+        base = user_names[j % len(user_names)]
+        muts, data = _mutate(rng, USER_BASES[base](rng))
+        yield Case(f"user-{j:03d}-{base}-{muts}", "user", lambda d=data: d)
 
 
 # ------------------------------------------------------------------------------ the runner
@@ -393,7 +461,8 @@ def data_lines(raw: bytes) -> int | None:
 
 
 def run_one(case: Case, raw: bytes) -> dict:
-    from metarec_core.data.dataset import DataError, attach_items, load_ratings
+    from metarec_core.data.dataset import DataError, RatingScale
+    from metarec_core.data.io import attach_items, load_ratings, read_user_ratings
 
     row: dict = {"name": case.name, "kind": case.kind, "bytes": len(raw)}
     t0, c0 = time.perf_counter(), time.process_time()
@@ -405,6 +474,13 @@ def run_one(case: Case, raw: bytes) -> dict:
             dups = sum(int(x.group(1).replace(",", "")) for x in m if x)
             row["rows"] = d.n_ratings + dups
             row["lines"] = lines
+        elif case.kind == "user":
+            ids = np.asarray(USER_ITEMS)
+            u = read_user_ratings(raw, ids, RatingScale(*USER_SCALE), name=case.name)
+            # Every data row is mapped, dropped as unknown or counted as a repeat.
+            assert len(u.items) + len(u.unknown_ids) + u.duplicates == u.rows, "rows lost"
+            row["rows"] = u.rows
+            row["lines"] = data_lines(raw)
         else:
             base = load_ratings(ITEMS_RATINGS.encode(), name="r.tsv")
             d = attach_items(base, raw, name=case.name)

@@ -197,7 +197,7 @@ def test_log_ticks_are_labelled_in_full():
 def test_an_upload_made_active_elsewhere_is_shown_and_takes_an_items_file():
     """E.g. a dataset restored by the app rather than uploaded on this page in this run."""
     import app_state
-    from metarec_core.data.dataset import load_ratings
+    from metarec_core.data.io import load_ratings
 
     at = new_app()
     data = load_ratings(ratings_csv(**OTHER), name="restored.csv")

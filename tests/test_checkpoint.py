@@ -1,7 +1,7 @@
 """Checkpoints: round trip, weights-only loading, and every way a file can be wrong.
 
 The format tests use a small fake learner that follows the MetaLearner contract
-(export_state / from_state / adapt); the real learner's round trip is at the end, skipped
+(to_state / from_state / adapt); the real learner's round trip is at the end, skipped
 until learners.py exists.
 """
 
@@ -21,11 +21,11 @@ from metarec_core.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
     load_checkpoint,
-    read_user_ratings,
     save_checkpoint,
     to_bytes,
 )
 from metarec_core.data.dataset import DataError, ItemInfo, RatingScale, RatingsDataset
+from metarec_core.data.io import read_user_ratings
 from metarec_core.methods.base import AdaptedUser
 
 
@@ -85,7 +85,7 @@ class TinyLearner:
         self.n_items_ = n_items
         self.fitted_ = True
 
-    def export_state(self) -> dict:
+    def to_state(self) -> dict:
         return {
             "config": asdict(self.config),
             "weights": self.weights.clone(),
@@ -210,8 +210,8 @@ def test_pickled_code_is_refused_and_never_run(tmp_path):
 
 def test_save_is_atomic_and_rejects_unsafe_state(tmp_path, learner, data):
     class BadState(TinyLearner):
-        def export_state(self):
-            return {**super().export_state(), "extra": np.zeros(3)}
+        def to_state(self):
+            return {**super().to_state(), "extra": np.zeros(3)}
 
     bad = BadState(TinyConfig(), data.n_items)
     with pytest.raises(TypeError, match="could not be loaded safely"):
@@ -398,12 +398,25 @@ def test_new_user_unknown_and_duplicate_items_are_counted():
     [
         ("", "the file is empty"),
         ("\n \n", "the file is empty"),
-        ("item,rating\n", "a header but no ratings"),
+        ("item,rating\n", r"a header \('item', 'rating'\) but no data rows"),
         ("item,rating\nzz,4\nyy,5\n", "none of the 2 rated items is in the model's catalogue"),
-        ("item,rating\nm1,4\nm2,7\nm3,0\n", r"lines 3, 4: rating outside the model's scale 1 to 5"),
-        ("item,rating\nm1,good\nm2,nan\n", r"lines 2, 3: the rating is not a number"),
-        ("title,year\nX,1999\n", "could not find the item and rating columns in 'title', 'year'"),
-        ("item,rating\nm1\n", "line 2 have fewer than 2 columns"),
+        (
+            "item,rating\nm1,4\nm2,7\nm3,0\n",
+            "column 'rating': 2 ratings outside the model's scale 1 to 5 at lines 3, 4: "
+            "found '7', '0'",
+        ),
+        (
+            "item,rating\nm1,good\nm2,nan\n",
+            "column 'rating': 2 ratings are not a finite number at lines 2, 3: found 'good', 'nan'",
+        ),
+        (
+            "title,year\nX,1999\n",
+            r"line 1 looks like a header \(title, year\) but none of its columns is recognised",
+        ),
+        ("item,rating\nm1\nm2,4\nm3,5\n", "line 2 has 1 field; expected 2 fields separated by ','"),
+        ("movie,stars\nm1,4\n", "no item column: found columns 'movie', 'stars'"),
+        ("m1,4,3\nm2,3,3\n", "3 fields per line and no header; .* must be item, rating"),
+        ("item,rating\n,4\n", "column 'item': 1 empty item id at line 2"),
         (b"\x00\x01\x02binary", "binary file"),
     ],
 )
@@ -416,7 +429,9 @@ def test_new_user_bad_files(text, message):
 def test_new_user_file_size_limit(tmp_path):
     p = tmp_path / "big.csv"
     p.write_text("item,rating\n" + "m1,4\n" * 100)
-    with pytest.raises(DataError, match="big.csv: the file is .* bytes, over 50 bytes"):
+    with pytest.raises(
+        DataError, match="big.csv: the file is .* bytes, over the size limit of 50 bytes"
+    ):
         read_user_ratings(p, IDS, SCALE, max_bytes=50)
     assert len(read_user_ratings(p, IDS, SCALE).items) == 1
 

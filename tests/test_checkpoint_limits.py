@@ -30,7 +30,7 @@ from metarec_core.checkpoint import (
     to_bytes,
 )
 from metarec_core.data.dataset import ItemInfo, RatingScale, RatingsDataset
-from metarec_core.methods.meta.learners import MetaLearner, preset
+from metarec_core.methods.meta.learners import MetaLearner, learner_class, preset
 
 N_ITEMS = 20
 
@@ -63,7 +63,7 @@ def built_learner(data: RatingsDataset, **overrides) -> MetaLearner:
     """A real MetaLearner, built with its initial weights (training is not the point here)."""
     small = {"device": "cpu", "factors": 4, "embedding_dim": 4, "hidden": (8,), "inner_steps": 2}
     cfg = dataclasses.replace(preset("metasgd"), **{**small, **overrides})
-    learner = MetaLearner(cfg)
+    learner = learner_class(cfg)(cfg)
     genres = torch.as_tensor(data.items.genres).float() if data.items is not None else None
     learner._build(data.n_items, genres, data.scale, torch.device("cpu"))
     learner.fitted_ = True

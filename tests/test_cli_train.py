@@ -115,11 +115,17 @@ def test_unknown_items_warn_with_a_count(model, tmp_path, capsys):
     ("text", "message"),
     [
         ("item,rating\nnope,5\nzip,3\n", "none of the 2 rated items is in the model's catalogue"),
-        ("item,rating\n244,6\n1,4\n", "line 2: rating outside the model's scale 1 to 5"),
-        ("item,rating\n244,great\n", "line 2: the rating is not a number"),
-        ("item,rating\n", "a header but no ratings"),
+        (
+            "item,rating\n244,6\n1,4\n",
+            "column 'rating': 1 rating outside the model's scale 1 to 5 at line 2: found '6'",
+        ),
+        (
+            "item,rating\n244,great\n",
+            "column 'rating': 1 rating is not a finite number at line 2: found 'great'",
+        ),
+        ("item,rating\n", "the file has a header ('item', 'rating') but no data rows"),
         ("", "the file is empty"),
-        ("title,year\nX,1999\n", "could not find the item and rating columns"),
+        ("title,year\nX,1999\n", "line 1 looks like a header (title, year) but none of its"),
     ],
 )
 def test_bad_new_user_files_exit_2(model, tmp_path, capsys, text, message):
@@ -236,4 +242,7 @@ def test_module_entry_point(model, tmp_path):
         [*cmd, "--ratings", str(bad)], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
     assert rec.returncode == 2 and "Traceback" not in rec.stderr
-    assert rec.stderr.strip() == "error: bad.csv: line 2: rating outside the model's scale 1 to 5"
+    assert rec.stderr.strip() == (
+        "error: bad.csv: column 'rating': 1 rating outside the model's scale 1 to 5 at line 2: "
+        "found '9'"
+    )

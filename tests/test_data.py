@@ -11,21 +11,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from metarec_core.data.dataset import (
+from metarec_core.data.dataset import DataError, RatingScale, RatingsDataset
+from metarec_core.data.io import (
     MAX_COLUMNS,
     MAX_GENRES,
     MAX_LINE_BYTES,
     MAX_TITLE_CHARS,
     ML100K_GENRES,
-    DataError,
-    RatingScale,
-    RatingsDataset,
     attach_items,
     from_arrays,
     load_ratings,
     read_text,
-    summarize,
 )
+from metarec_core.data.summary import summarize
 
 
 def write(tmp_path: Path, name: str, content: str | bytes, encoding: str = "utf-8") -> Path:
@@ -892,9 +890,9 @@ def test_ml100k_u_data_and_u_item(ml100k_dir):
 
 
 def test_new_user_ratings_use_the_same_reader():
-    # checkpoint.read_user_ratings reads through read_text: on main a 200 KB field raised
+    # read_user_ratings reads like load_ratings: on main a 200 KB field raised
     # _csv.Error ("field larger than field limit") and UTF-32 was "a binary file".
-    from metarec_core.checkpoint import read_user_ratings
+    from metarec_core.data.io import read_user_ratings
 
     ids, scale = np.array(["m1", "m2"]), RatingScale(1, 5, 1)
     with pytest.raises(DataError, match=r"^me\.csv: line 3 is 200,002 bytes long"):
@@ -903,6 +901,31 @@ def test_new_user_ratings_use_the_same_reader():
         )
     r = read_user_ratings("item,rating\rm1,4\rm2,5\r".encode("utf-32"), ids, scale, name="me.csv")
     assert r.items.tolist() == [0, 1] and r.ratings.tolist() == [4.0, 5.0]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # The caps of the ratings reader (on main: an unknown id, or a 1,000-column row read).
+        ("item,rating\nm1,4\n" + "m" * 65 + ",3\n", "1 item id over the limit of 64 characters"),
+        (
+            "item,rating," + ",".join(f"c{j}" for j in range(1_000)) + "\n",
+            "over the limit of 1,000",
+        ),
+        # A row is never shifted or cut: on main the extra field was dropped silently.
+        ("item,rating\nm1,4\nm2,5,9\n", "line 3 has 3 fields; expected 2 fields separated by ','"),
+        ("item,rating\nm1,4\nm2;x,5\n", "1 item id holding '::' or tabs or ';' or '|' at line 3"),
+        ('item,rating\nm1,4\n"m2,5\nm3,4\n', r"a quoted field \(\"\) is not closed on its line"),
+        ("m1 4\nm2 5\nm3 1 7\n", "line 3 has 3 fields; expected 2 fields separated by spaces"),
+    ],
+)
+def test_new_user_ratings_get_the_ratings_readers_checks(text, message):
+    from metarec_core.data.io import read_user_ratings
+
+    ids, scale = np.array(["m1", "m2", "m3"]), RatingScale(1, 5, 1)
+    with pytest.raises(DataError, match=message) as e:
+        read_user_ratings(text.encode(), ids, scale, name="me.csv")
+    assert str(e.value).startswith("me.csv: ")
 
 
 def test_fingerprint_is_hashed_once_per_dataset_object(tmp_path, monkeypatch):

@@ -430,7 +430,7 @@ def test_cli_unknown_method_exits_2(tiny_csv):
 
 
 def test_ml100k_reduced_evaluation(ml100k_dir):
-    from metarec_core.data.dataset import load_ratings
+    from metarec_core.data.io import load_ratings
 
     data = load_ratings(ml100k_dir / "u.data")
     cfg = EvalConfig(

@@ -507,8 +507,9 @@ def test_real_training_job_cancel(no_thread_crash, phase):
     learners = pytest.importorskip("metarec_core.methods.meta.learners")
     data = tiny_data(n_users=40, n_items=25, per_user=16)
     steps_seen: list[tuple[str, int]] = []
+    cfg = real_config(steps=10_000, eval_every=1000, pretrain=phase == "pretrain")
 
-    class CancelAtStep3(learners.MetaLearner):
+    class CancelAtStep3(learners.learner_class(cfg)):
         """The real learner; its progress callback cancels the job at step 3 of `phase`."""
 
         def fit(self, *a, callback, **k):
@@ -520,7 +521,6 @@ def test_real_training_job_cancel(no_thread_crash, phase):
 
             return super().fit(*a, callback=cb, **k)
 
-    cfg = real_config(steps=10_000, eval_every=1000, pretrain=phase == "pretrain")
     job = TrainingJob(data, cfg, learner_factory=CancelAtStep3)
     snap = job.start().wait(WAIT)
     assert snap.status == "cancelled" and job.result is None
@@ -653,8 +653,9 @@ def test_training_job_reports_each_phase_with_its_own_progress(no_thread_crash):
     learners = pytest.importorskip("metarec_core.methods.meta.learners")
     data = tiny_data(n_users=40, n_items=25, per_user=16)
     seen: list[tuple[str, JobSnapshot]] = []
+    cfg = real_config(steps=6, eval_every=3, warm_start=True, pretrain=True)
 
-    class Watched(learners.MetaLearner):
+    class Watched(learners.learner_class(cfg)):
         """The real learner; the job's snapshot is taken after every report."""
 
         def fit(self, *a, callback, **k):
@@ -664,7 +665,6 @@ def test_training_job_reports_each_phase_with_its_own_progress(no_thread_crash):
 
             return super().fit(*a, callback=cb, **k)
 
-    cfg = real_config(steps=6, eval_every=3, warm_start=True, pretrain=True)
     assert cfg.phases == ("warm_start", "pretrain", "meta")
     job = TrainingJob(data, cfg, learner_factory=Watched)
     end = job.start().wait(WAIT)

@@ -394,9 +394,9 @@ def test_should_stop_ends_training_and_keeps_progress(data):
         never.adapt(np.array([1]), np.array([3.0]))
 
 
-def test_export_state_round_trips_through_weights_only_load(fitted):
+def test_to_state_round_trips_through_weights_only_load(fitted):
     buf = io.BytesIO()
-    torch.save(fitted.export_state(), buf)
+    torch.save(fitted.to_state(), buf)
     buf.seek(0)
     state = torch.load(buf, weights_only=True)
     again = MetaLearner.from_state(state)
@@ -412,7 +412,7 @@ def test_export_state_round_trips_through_weights_only_load(fitted):
 def test_from_state_rejects_foreign_dicts(fitted):
     with pytest.raises(ValueError, match="format"):
         MetaLearner.from_state({"model": {}})
-    state = {**fitted.export_state(), "version": 99}
+    state = {**fitted.to_state(), "version": 99}
     with pytest.raises(ValueError, match="version"):
         MetaLearner.from_state(state)
 
@@ -507,7 +507,7 @@ def test_bad_support_is_a_clear_error(fitted):
 def test_presets_registry_and_config_validation():
     assert preset("melu").adapt == "head" and preset("melu").inner_lr == 5e-6
     assert preset("melu").outer_lr == 5e-5 and preset("melu").meta_batch == 32
-    assert preset("fomaml").is_first_order and not preset("maml").is_first_order
+    assert make_learner("fomaml").first_order and not make_learner("maml").first_order
     learner = methods.make_method("metasgd", seed=2, device="cpu")
     assert isinstance(learner, MetaLearner) and learner.config.seed == 2
     assert make_learner("maml", device="cpu", inner_steps=2).config.inner_steps == 2

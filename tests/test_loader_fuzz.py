@@ -1,4 +1,5 @@
-"""The loader against a seeded corpus of >= 300 bad, odd and valid files (tests/loader_corpus.py).
+"""The loader against a seeded corpus of >= 300 bad, odd and valid files (tests/loader_corpus.py),
+and the new user's ratings reader against >= 50 more.
 
 Every file must give a dataset or the loader's own DataError: no other exception, no file over
 10 s of CPU, peak RSS under 1 GiB (files up to 20 MB), and a loaded ratings file accounts for
@@ -57,7 +58,7 @@ def run_corpus(seed: int) -> list[dict]:
 def test_every_corpus_file_loads_or_is_refused_within_bounds():
     rows = run_corpus(seed=12)
     assert len(rows) >= 300
-    named = [r for r in rows if not r["name"][:3].isdigit()]
+    named = [r for r in rows if not r["name"][:3].isdigit() and r["kind"] != "user"]
     assert len(named) >= 30  # the kinds of issue 12 item 8, each once
     assert sum(r["bytes"] >= 20 * 2**20 for r in rows) >= 4  # the 20 MB files were made
 
@@ -83,6 +84,14 @@ def test_every_corpus_file_loads_or_is_refused_within_bounds():
     assert {r["outcome"] for r in rows} == {"ok", "refused"}
     for part in (*loader_corpus.BASES, *loader_corpus.MUTATIONS):
         assert any(part in r["name"] for r in rows if r["name"][:3].isdigit()), part
+
+    # A new user's ratings files (read_user_ratings): the named kinds and 40 mutated ones.
+    user = [r for r in rows if r["kind"] == "user"]
+    assert len(user) >= 50 and sum(r["name"].startswith("user-0") for r in user) == 40
+    assert {r["outcome"] for r in user} == {"ok", "refused"}
+    assert any(r["name"] == "user-9mb" and r["outcome"] == "ok" for r in user)
+    for part in (*loader_corpus.USER_BASES, *loader_corpus.MUTATIONS):
+        assert any(part in r["name"] for r in user if r["name"].startswith("user-0")), part
 
 
 def test_the_corpus_is_seeded():

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from metarec_core.data.dataset import RatingScale, summarize
+from metarec_core.data.dataset import RatingScale
+from metarec_core.data.summary import summarize
 from metarec_core.data.synthetic import (
     GENRES,
     SAMPLE_DIR,

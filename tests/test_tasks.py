@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from metarec_core.data.dataset import from_arrays
+from metarec_core.data.io import from_arrays
 from metarec_core.protocol.splits import MELU_MAX_RATINGS, MELU_MIN_RATINGS, melu_split, user_folds
 from metarec_core.protocol.tasks import MELU_QUERY, make_tasks, pad_tasks, user_ratings
 

@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from metarec_core.data.dataset import ML100K_GENRES, RatingsDataset, load_ratings, summarize
+from metarec_core.data.dataset import RatingsDataset
+from metarec_core.data.io import ML100K_GENRES, load_ratings
+from metarec_core.data.summary import summarize
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_data"
 SAMPLE_RATINGS = SAMPLE_DIR / "ratings.csv"

@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from metarec_core.data.dataset import RatingScale, RatingsDataset, summarize
+from metarec_core.data.dataset import RatingScale, RatingsDataset
+from metarec_core.data.summary import summarize
 from metarec_core.evaluation import metrics
 from metarec_core.methods.registry import META_LEARNERS, available_methods, make_method
 from metarec_core.protocol.splits import (

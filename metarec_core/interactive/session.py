@@ -427,7 +427,7 @@ def fit_projection(
 ) -> Projection | None:
     """Project the adapted states of (at most `max_users`, seeded) training users; None when the
     model has no user states (baselines)."""
-    if not hasattr(model, "user_states"):
+    if not model.capabilities.user_state:
         return None
     users = np.asarray(users, dtype=np.int64)
     if len(users) > max_users:

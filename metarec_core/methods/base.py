@@ -20,6 +20,9 @@ from metarec_core.data.dataset import RatingsDataset
 # `progress(fraction, message)`; quick ones may ignore both.
 StopFlag = Callable[[], bool]
 FitProgress = Callable[[float, str], None]
+# Predictions snapped to a rating level add this times (prediction - level), which only breaks
+# ties so that rankings keep their order (the level baselines, the learners' ordinal output).
+LEVEL_TIE_BREAK = 1e-3
 
 
 def top_items(scores: np.ndarray, exclude: np.ndarray, n: int) -> np.ndarray:

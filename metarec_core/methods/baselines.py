@@ -33,6 +33,7 @@ import numpy as np
 
 from metarec_core.data.dataset import RatingScale, RatingsDataset
 from metarec_core.methods.base import (
+    LEVEL_TIE_BREAK,
     AdaptationTrace,
     AdaptedUser,
     FitProgress,
@@ -611,7 +612,6 @@ class Popularity(_Baseline):
 # level decision (a median-like point prediction on a discrete scale)
 
 MAX_LEVELS = 21
-LEVEL_TIE_BREAK = 1e-3  # also models.OrdinalOutput's: rankings keep the model's order
 
 
 def level_grid(scale: RatingScale) -> tuple[float, float, int] | None:

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from metarec_core.methods.baselines import LEVEL_TIE_BREAK
+from metarec_core.methods.base import LEVEL_TIE_BREAK
 
 __all__ = [
     "DecisionHead",
@@ -173,7 +173,7 @@ class OrdinalOutput(nn.Module):
     (mean - median), which only breaks ties so that rankings stay informative.
     """
 
-    TIE_BREAK = LEVEL_TIE_BREAK  # the baselines' level decision breaks ties the same way
+    TIE_BREAK = LEVEL_TIE_BREAK  # the level baselines break ties the same way
 
     def __init__(self, low: float, step: float, levels: int) -> None:
         super().__init__()

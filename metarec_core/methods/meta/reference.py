@@ -3,7 +3,7 @@
 For every task of the meta-batch, in a Python loop: copy the meta-weights into fast weights,
 take the inner steps with `torch.autograd.grad` (``create_graph`` for second order), evaluate
 the query loss, and average. It is written independently of the vectorised path in
-`learners.py` (no `vmap`, no `torch.func.grad`, the model's own `forward`), so that the test
+`trainer.py` and `algorithms.py` (no `vmap`, no `torch.func.grad`, the model's own `forward`), so that the test
 "both give the same meta-gradient" checks the vectorisation, not a shared helper.
 """
 
@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
-from metarec_core.methods.meta.learners import MetaLearner
+from metarec_core.methods.meta.algorithms import Finetune, Reptile
 from metarec_core.methods.meta.model import param_key
+from metarec_core.methods.meta.trainer import MetaLearner
 
 Pair = tuple[np.ndarray, np.ndarray]
 
@@ -93,12 +94,33 @@ def _adapt(
     return fast
 
 
+# One task's query loss per rule; Reptile also adds its θ0 - θ' to `direction`.
+def _maml_task(learner, params, si, sr, qi, qr, direction) -> torch.Tensor:
+    fast = _adapt(learner, si, sr, learner.first_order)
+    return _query_loss(learner, _forward(learner, fast, qi), qr)
+
+
+def _finetune_task(learner, params, si, sr, qi, qr, direction) -> torch.Tensor:
+    return _query_loss(learner, _forward(learner, {"user_init": params["user_init"]}, qi), qr)
+
+
+def _reptile_task(learner, params, si, sr, qi, qr, direction) -> torch.Tensor:
+    items, ratings = torch.cat([si, qi]), torch.cat([sr, qr])
+    fast = {k: v.detach() for k, v in _adapt(learner, items, ratings, True).items()}
+    for k, v in fast.items():
+        d = params[k].detach() - v
+        direction[k] = direction[k] + d if k in direction else d
+    return _query_loss(learner, _forward(learner, fast, items), ratings)
+
+
+_RULES = {Finetune: _finetune_task, Reptile: _reptile_task}
+
+
 def reference_meta_gradients(
     learner: MetaLearner, support: Sequence[Pair], query: Sequence[Pair]
 ) -> tuple[float, dict[str, torch.Tensor]]:
     """(loss, meta-gradient per learnable name), one task at a time; same contract as
     `MetaLearner.meta_gradients`."""
-    cfg = learner.config
     dev, dt = learner.device_, learner._dtype
     learn = learner._learnable()
     names, leaves = list(learn), list(learn.values())
@@ -113,23 +135,10 @@ def reference_meta_gradients(
     total = torch.zeros((), dtype=dt, device=dev)
     direction: dict[str, torch.Tensor] = {}
     params = dict(learner.model_.named_parameters())
+    # the rule of the learner's algorithm, written here again (the MAML family by default)
+    rule = next((_RULES[c] for c in type(learner).__mro__ if c in _RULES), _maml_task)
     for s_pair, q_pair in zip(support, query, strict=True):
-        si, sr = tensors(s_pair)
-        qi, qr = tensors(q_pair)
-        if cfg.algorithm == "finetune":
-            total = total + _query_loss(
-                learner, _forward(learner, {"user_init": params["user_init"]}, qi), qr
-            )
-        elif cfg.algorithm == "reptile":
-            items, ratings = torch.cat([si, qi]), torch.cat([sr, qr])
-            fast = {k: v.detach() for k, v in _adapt(learner, items, ratings, True).items()}
-            total = total + _query_loss(learner, _forward(learner, fast, items), ratings)
-            for k, v in fast.items():
-                d = params[k].detach() - v
-                direction[k] = direction[k] + d if k in direction else d
-        else:
-            fast = _adapt(learner, si, sr, cfg.is_first_order)
-            total = total + _query_loss(learner, _forward(learner, fast, qi), qr)
+        total = total + rule(learner, params, *tensors(s_pair), *tensors(q_pair), direction)
     loss = total / len(query)
     grads = torch.autograd.grad(loss, leaves, allow_unused=True)
     out = {

@@ -1,23 +1,23 @@
-"""What the ML-100K probes (`knn_probe.py`, `prior_probe.py`) share: their arguments, the data,
-each fold with the MF fold-in fitted on its training users, and the JSON output."""
+"""What the ML-100K probes (`knn_probe`, `prior_probe`, `demographics_probe`, `noise_probe`)
+share: their arguments, the data, each fold with the MF fold-in fitted on its training users,
+and the JSON output."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from metarec_core.data.dataset import RatingsDataset
+from metarec_core.data.io import load_ratings
+from metarec_core.methods.baselines import MFFoldIn
+from metarec_core.protocol.splits import Fold, user_folds
 
-from metarec_core.data.dataset import RatingsDataset, load_ratings  # noqa: E402
-from metarec_core.methods.baselines import MFFoldIn  # noqa: E402
-from metarec_core.protocol.splits import Fold, user_folds  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 ML = ROOT.parent / "shared" / "datasets" / "ml-100k"
 K = (1, 3, 5, 10, 20)

@@ -9,7 +9,7 @@ its marginal likelihood of the support ratings; noise variance = training residu
 M = 1 is the single Gaussian with the users' full covariance; test MAE of M = 2, 4, 8 is
 compared with it, pooled over folds, with a paired bootstrap 95% CI::
 
-    python bench/prior_probe.py [--folds 0,1,2,3,4] [--json bench/out/prior_probe.json]
+    python -m research.prior_probe [--folds 0,1,2,3,4] [--json research/out/prior_probe.json]
 """
 
 from __future__ import annotations
@@ -17,13 +17,11 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from probe_setup import ROOT, K, fitted_folds, load, parse, write_json
 
-sys.path.insert(0, str(ROOT))
-
-from metarec_core.evaluation.metrics import paired_bootstrap_ci  # noqa: E402
-from metarec_core.methods.baselines import MFFoldIn  # noqa: E402
-from metarec_core.protocol.tasks import make_tasks  # noqa: E402
+from metarec_core.evaluation.metrics import paired_bootstrap_ci
+from metarec_core.methods.baselines import MFFoldIn
+from metarec_core.protocol.tasks import make_tasks
+from research.probe_setup import K, fitted_folds, load, parse, write_json
 
 COMPONENTS = (1, 2, 4, 8)
 

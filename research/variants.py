@@ -3,18 +3,20 @@
 One training run moves a fold's MAE by about as much as the differences being looked for, so this
 trains every learner with several seeds on a few ML-100K folds (one process per fold), averages
 each test user's error over the seeds, and pools the folds. Not an official benchmark (that is
-``bench/accuracy.py --only seeds_ml100k``); a quick way to see whether an idea moves the gap::
+``python bench/accuracy.py --only seeds_ml100k``); a quick way to see whether an idea moves the
+gap::
 
-    python bench/variants.py default '{}'                       # the reference run, cached
-    python bench/variants.py items '{"item_lr": 0.001}'          # metasgd variant vs finetune
-    python bench/variants.py f40 '{"factors": 40}' --both        # architecture: both learners
+    python -m research.variants default '{}'                  # the reference run, cached
+    python -m research.variants items '{"item_lr": 0.001}'     # metasgd variant vs finetune
+    python -m research.variants f40 '{"factors": 40}' --both   # architecture: both learners
 
 Prints, per support size k, the seed-averaged MAE of the variant and of finetune, their paired
 difference (bootstrap 95% CI over users), how much of that difference's spread over users is
 training noise (with several seeds), and the difference from the cached ``default`` run (or
 ``--ref NAME``).
-Per-user errors are saved in bench/out/variants/NAME_f{FOLD}.npz; ``--saved`` pools saved runs
-without training (e.g. folds 0,1 and 2,3,4 run separately: ``--folds 0,1,2,3,4 --saved``).
+Per-user errors are saved in research/out/variants/NAME_f{FOLD}.npz (gitignored); ``--saved``
+pools saved runs without training (e.g. folds 0,1 and 2,3,4 run separately:
+``--folds 0,1,2,3,4 --saved``). Run from the repository root.
 """
 
 from __future__ import annotations
@@ -24,27 +26,22 @@ import json
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import numpy as np
+import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from metarec_core.data.io import load_ratings
+from metarec_core.methods.meta.learners import make_learner
+from metarec_core.protocol.splits import user_folds
+from metarec_core.protocol.tasks import make_tasks
+from research.probe_setup import ML, ROOT
 
-ML = ROOT.parent / "shared" / "datasets" / "ml-100k"
-OUT = ROOT / "bench" / "out" / "variants"
+OUT = ROOT / "research" / "out" / "variants"
 K = (0, 1, 3, 5, 10, 20)
 
 
 def run_fold(fold_index: int, overrides: dict, both: bool, seeds: list[int]) -> dict:
     """Per-user query MAE, (seeds, users) per learner and k, on one fold's test users."""
-    import torch
-
-    from metarec_core.data.dataset import load_ratings
-    from metarec_core.methods.meta.learners import make_learner
-    from metarec_core.protocol.splits import user_folds
-    from metarec_core.protocol.tasks import make_tasks
-
     torch.set_num_threads(1)
     data = load_ratings(ML / "u.data", items=ML / "u.item")
     fold = user_folds(data, 5, 0)[fold_index]
@@ -94,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     overrides = json.loads(args.overrides)
     folds = [int(f) for f in args.folds.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
+    if not args.saved and not (ML / "u.data").exists():
+        print(f"needs MovieLens-100K at {ML} (see ../shared/datasets/PROVENANCE.md)")
+        return 2
     if args.saved:
         missing = [f for f in folds if not (OUT / f"{args.name}_f{f}.npz").exists()]
         if missing:

@@ -6,10 +6,10 @@ more than a noisy one. Before building it, this measures what it could buy on th
 each item's noise variance is its mean squared residual on the training ratings, shrunk
 towards the global one with a pseudo-count a (a = 0: no shrinking), and the fold-in weights
 each support rating by 1 / variance (exact Bayesian fold-in under heteroscedastic noise,
-single Gaussian prior as in `prior_probe.py`), against one noise variance for all items.
+single Gaussian prior as in `research.prior_probe`), against one noise variance for all items.
 Pooled over folds, paired bootstrap 95% CI::
 
-    python bench/noise_probe.py [--folds 0,1,2,3,4] [--json bench/out/noise_probe.json]
+    python -m research.noise_probe [--folds 0,1,2,3,4] [--json research/out/noise_probe.json]
 """
 
 from __future__ import annotations
@@ -17,12 +17,10 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from probe_setup import ROOT, K, fitted_folds, load, parse, write_json
 
-sys.path.insert(0, str(ROOT))
-
-from metarec_core.evaluation.metrics import paired_bootstrap_ci  # noqa: E402
-from metarec_core.protocol.tasks import make_tasks  # noqa: E402
+from metarec_core.evaluation.metrics import paired_bootstrap_ci
+from metarec_core.protocol.tasks import make_tasks
+from research.probe_setup import K, fitted_folds, load, parse, write_json
 
 PSEUDO_COUNTS = (0, 5, 20, 80)
 

@@ -12,7 +12,7 @@ training users' baseline residuals r − mu − b_i − b_u (shrinkage n_co / (n
 c are tuned per k on each fold's validation users; the test users' MAE is compared with the
 plain fold-in, pooled over folds, with a paired bootstrap 95% CI::
 
-    python bench/knn_probe.py [--folds 0,1,2,3,4] [--json bench/out/knn_probe.json]
+    python -m research.knn_probe [--folds 0,1,2,3,4] [--json research/out/knn_probe.json]
 """
 
 from __future__ import annotations
@@ -21,13 +21,11 @@ import itertools
 import sys
 
 import numpy as np
-from probe_setup import ROOT, FoldFit, K, fitted_folds, load, parse, write_json
 
-sys.path.insert(0, str(ROOT))
-
-from metarec_core.evaluation.metrics import paired_bootstrap_ci  # noqa: E402
-from metarec_core.methods.baselines import MFFoldIn  # noqa: E402
-from metarec_core.protocol.tasks import make_tasks  # noqa: E402
+from metarec_core.evaluation.metrics import paired_bootstrap_ci
+from metarec_core.methods.baselines import MFFoldIn
+from metarec_core.protocol.tasks import make_tasks
+from research.probe_setup import FoldFit, K, fitted_folds, load, parse, write_json
 
 ALPHAS = (0.25, 0.5, 1.0)
 CS = (0.5, 2.0, 5.0)

@@ -5,10 +5,10 @@ user's start depends on who they are. Before building that in, this measures wha
 each k on the MF fold-in's user states: the prior mean of (p_u, b_u) is a ridge regression of
 the training users' ALS states on ML-100K's `u.user` features (gender, 7 age bands, gender x
 age band, 21 occupations), with the residual covariance as the prior covariance, against the
-single Gaussian prior of `prior_probe.py` (M = 1). Exact Bayesian fold-in under each prior,
+single Gaussian prior of `research.prior_probe` (M = 1). Exact Bayesian fold-in under each prior,
 k = 0 (the prior alone) to 20, pooled over folds, paired bootstrap 95% CI::
 
-    python bench/demographics_probe.py [--folds 0,1,2,3,4] [--json bench/out/demographics_probe.json]
+    python -m research.demographics_probe [--folds 0,1,2,3,4] [--json research/out/demographics_probe.json]
 """
 
 from __future__ import annotations
@@ -16,13 +16,11 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from prior_probe import fold_in
-from probe_setup import ML, ROOT, K, fitted_folds, load, parse, write_json
 
-sys.path.insert(0, str(ROOT))
-
-from metarec_core.evaluation.metrics import paired_bootstrap_ci  # noqa: E402
-from metarec_core.protocol.tasks import make_tasks  # noqa: E402
+from metarec_core.evaluation.metrics import paired_bootstrap_ci
+from metarec_core.protocol.tasks import make_tasks
+from research.prior_probe import fold_in
+from research.probe_setup import ML, K, fitted_folds, load, parse, write_json
 
 AGE_BANDS = (18, 25, 35, 45, 50, 56)  # MovieLens-1M's bands: <18, 18-24, ..., 56+
 RIDGE = 5.0

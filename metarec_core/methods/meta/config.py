@@ -1,0 +1,215 @@
+"""What defines a meta-learner: `LearnerConfig`, the named presets and the device choice.
+
+``LearnerConfig.algorithm`` names the learner's class (`algorithms.learner_class`); every other
+field is shared by all of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+__all__ = [
+    "ADAPT_GROUPS",
+    "ALGORITHMS",
+    "DEFAULT_METHOD",
+    "OUTER_LOSSES",
+    "PRESETS",
+    "LearnerConfig",
+    "preset",
+    "resolve_device",
+]
+
+# the names of the algorithm classes (`algorithms.ALGORITHM_CLASSES` has one per name)
+ALGORITHMS = ("maml", "fomaml", "reptile", "metasgd", "finetune", "melu")
+ADAPT_GROUPS = ("user", "head", "all")
+OUTER_LOSSES = ("ordinal", "mse", "mae", "huber")
+DEFAULT_METHOD = "metasgd"
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    """Everything that defines a meta-learner; change it with `dataclasses.replace`."""
+
+    name: str = DEFAULT_METHOD  # method name in reports (a preset name)
+    # the learner's class (`algorithms.learner_class`): one of ALGORITHMS
+    algorithm: str = "metasgd"
+    # --- model
+    factors: int = 20  # size of p_u and q_i; the user state is (p_u, b_u): factors + 1
+    embedding_dim: int = 32  # item and genre embeddings fed to the decision layers
+    hidden: tuple[int, ...] = (64, 64)  # decision layers; () = pure biased MF
+    dropout: float = 0.0  # on the decision layers, outer (query) forward only
+    use_genres: bool = True  # genre embedding when the dataset has item metadata
+    implicit: bool = False  # start state shifted by learned embeddings of the rated items
+    warm_start: bool = True  # start mu, b_i, q_i (and the prior) from ALS MF on training users
+    # start meta-training from the finetune solution (plain regression of the same network,
+    # early-stopped on the same validation users; reported to fit's callback as phase
+    # "pretrain", not kept in history_). Ignored by learners without a pretrainer (finetune).
+    pretrain: bool = True
+    # what the outer loop learns: all (network, start state and inner-loop quantities) | inner
+    # (the start state and inner-loop quantities only; the network keeps its warm-started or,
+    # with pretrain, its finetune weights); measured in bench/variants.py, not the default
+    meta_params: str = "all"
+    mf_reg: float = 8.0  # ALS ridge penalty of the warm start
+    # --- inner loop (adaptation to one user)
+    adapt: str = "user"  # parameters adapted per user: user | head | all
+    inner_objective: str = "posterior"  # posterior | mean
+    inner_steps: int = 5
+    inner_lr: float = 0.5  # posterior: fraction of a diagonal Newton step; mean: plain lr
+    head_inner_lr: float = 1e-2  # posterior objective: initial lr of adapted network weights
+    per_step_lr: bool = True  # metasgd: a learned rate per inner step
+    first_order: bool = False  # metasgd/maml: drop second-order terms (fomaml always does)
+    # --- outer loop
+    # query loss: ordinal (NLL of an ordered logit; predictions are its median, see
+    # models.OrdinalOutput; falls back to mae on scales without a few discrete levels) | mse |
+    # mae (the evaluation metric) | huber
+    outer_loss: str = "ordinal"
+    outer_lr: float = 2e-3  # Adam
+    item_lr: float | None = 1e-4  # Adam lr of the item tables (b_i, q_i, e_i); None: outer_lr
+    weight_decay: float = 0.0
+    grad_clip: float = 10.0  # max global norm of the meta-gradient; 0 disables
+    meta_batch: int = 64  # users per meta-step
+    steps: int = 4000  # maximum meta-steps (early stopping usually ends sooner)
+    max_support: int = 40  # training episodes: support size log-uniform in min..max_support
+    # 0: some episodes have no support, so the prior itself (the k=0 prediction) is trained
+    min_support: int = 1
+    query: int = 10  # training episodes: query ratings per user (at most, see min_query)
+    # fewest query ratings a training episode keeps (None: exactly `query`). Below `query`,
+    # users with fewer than query + 1 ratings still train and the others give longer queries.
+    min_query: int | None = None
+    # --- validation / early stopping
+    eval_every: int = 100  # meta-steps between validation runs
+    patience: int = 6  # validation runs without improvement before stopping
+    val_support: tuple[int, ...] = (1, 3, 5, 10, 20)  # val MAE is averaged over these k
+    val_repeats: int = 3  # seeded support/query draws per validation user
+    val_fraction: float = 0.1  # carved from train users when fit() gets no val_users
+    # early-stopping criterion: mae, or nll (the query log-loss of the ordinal output: smooth,
+    # where the MAE of a median moves in steps and is noisy on a few validation users; the MAE
+    # is still what is reported). nll falls back to mae without an ordinal output.
+    val_metric: str = "nll"
+    # --- runtime
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | mps
+    dtype: str = "float32"  # float32 | float64 (tests)
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {self.algorithm!r}; expected one of {ALGORITHMS}")
+        if self.adapt not in ADAPT_GROUPS:
+            raise ValueError(f"adapt must be one of {ADAPT_GROUPS}, got {self.adapt!r}")
+        if self.inner_objective not in ("posterior", "mean"):
+            raise ValueError(
+                f"inner_objective must be posterior|mean, got {self.inner_objective!r}"
+            )
+        if self.outer_loss not in OUTER_LOSSES:
+            raise ValueError(
+                f"outer_loss must be one of {'|'.join(OUTER_LOSSES)}, got {self.outer_loss!r}"
+            )
+        if self.meta_params not in ("all", "inner"):
+            raise ValueError(f"meta_params must be all|inner, got {self.meta_params!r}")
+        if self.val_metric not in ("mae", "nll"):
+            raise ValueError(f"val_metric must be mae|nll, got {self.val_metric!r}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be float32|float64, got {self.dtype!r}")
+        for f in ("factors", "embedding_dim", "meta_batch", "eval_every", "query"):
+            if getattr(self, f) < 1:
+                raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
+        for f in ("inner_steps", "steps", "patience"):
+            if getattr(self, f) < 0:
+                raise ValueError(f"{f} must be >= 0, got {getattr(self, f)}")
+        if not 0 <= self.min_support <= self.max_support or self.max_support < 1:
+            raise ValueError(
+                f"need 0 <= min_support <= max_support and max_support >= 1, got "
+                f"{self.min_support}..{self.max_support}"
+            )
+        if self.min_query is not None and not 1 <= self.min_query <= self.query:
+            raise ValueError(
+                f"need 1 <= min_query <= query, got min_query {self.min_query}, query {self.query}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "val_support", tuple(int(k) for k in self.val_support))
+
+    @property
+    def query_floor(self) -> int:
+        """The fewest query ratings of a training episode."""
+        return self.query if self.min_query is None else self.min_query
+
+    @property
+    def phases(self) -> tuple[str, ...]:
+        """The phases `MetaLearner.fit` runs, in order: warm_start, pretrain (if any), meta."""
+        from metarec_core.methods.meta.algorithms import learner_class  # it imports this
+
+        out = ("warm_start",) if self.warm_start else ()
+        if self.pretrain and learner_class(self).pretrainer is not None:
+            out += ("pretrain",)
+        return (*out, "meta")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain Python values only (safe for `torch.load(weights_only=True)` and JSON)."""
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, LearnerConfig] = {
+    "metasgd": LearnerConfig(name="metasgd", algorithm="metasgd"),
+    "maml": LearnerConfig(name="maml", algorithm="maml"),
+    "fomaml": LearnerConfig(name="fomaml", algorithm="fomaml"),
+    "reptile": LearnerConfig(name="reptile", algorithm="reptile", outer_lr=1e-3),
+    "finetune": LearnerConfig(name="finetune", algorithm="finetune", meta_batch=1024),
+    # MeLU (Lee et al., KDD 2019) on our model: embedding 32, decision layers 64-64, only the
+    # decision layers adapt, local lr 5e-6 on the mean squared error, global lr 5e-5 (Adam),
+    # 1 local step (the paper also reports 5), 32 users per meta-batch. The paper regresses with
+    # MSE; here it keeps our network's ordinal output and loss, like every other learner, so the
+    # comparison is about the set-up, not the output layer.
+    "melu": LearnerConfig(
+        name="melu",
+        algorithm="melu",
+        embedding_dim=32,
+        hidden=(64, 64),
+        adapt="head",
+        inner_objective="mean",
+        inner_steps=1,
+        inner_lr=5e-6,
+        per_step_lr=False,
+        outer_lr=5e-5,
+        item_lr=None,
+        meta_batch=32,
+        pretrain=False,  # MeLU meta-trains from scratch
+    ),
+}
+
+
+def preset(name: str) -> LearnerConfig:
+    """The named configuration (a method name of the registry)."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown learner {name!r}; expected one of {', '.join(PRESETS)}"
+        ) from None
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto``: CUDA, else Apple MPS, else CPU. An explicit device must be available."""
+    name = str(device).lower()
+    mps = getattr(torch.backends, "mps", None)
+    mps_ok = bool(mps is not None and mps.is_available())
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if mps_ok else torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; expected auto, cpu, cuda or mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} was asked for but CUDA is not available here")
+    if dev.type == "mps" and not mps_ok:
+        raise ValueError(f"device {name!r} was asked for but Apple MPS is not available here")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {name!r}; expected auto, cpu, cuda or mps")
+    return dev
