@@ -710,18 +710,6 @@ def _default_learner_factory(config: LearnerConfig) -> MetaLearner:
 _WORKER_FACTORY = _default_learner_factory
 
 
-def model_state(model: Any) -> dict[str, Any]:
-    """A fitted model's `to_state()` (Recommender's declared way to save one).
-
-    Adapter for the rename in progress (issue 13): MetaLearner still calls it `export_state`.
-    Once every method implements `to_state`, this is `model.to_state()`."""
-    from metarec_core.methods.base import Recommender
-
-    if type(model).to_state is Recommender.to_state:  # not implemented under the new name yet
-        return model.export_state()
-    return model.to_state()
-
-
 class TrainingJob(BackgroundJob):
     """Meta-train a learner in the background.
 
@@ -858,13 +846,14 @@ class TrainingJob(BackgroundJob):
         }
 
     def _pack_result(self, result: Any) -> tuple[type, bytes]:
-        """The fitted learner as its class and its saved state (`torch.save` bytes)."""
+        """The fitted learner as its class and its `to_state()` (`torch.save` bytes): what a
+        checkpoint holds, rebuilt by the class's `from_state`."""
         import io
 
         import torch
 
         buf = io.BytesIO()
-        torch.save(model_state(result), buf)
+        torch.save(result.to_state(), buf)
         return type(result), buf.getvalue()
 
     def _unpack_result(self, packed: tuple[type, bytes]) -> Any:

@@ -191,7 +191,7 @@ def test_jobs_with_their_own_functions_stay_in_their_threads():
     assert job.start(p).wait(WAIT).status == "done" and job.result == 7
     learners = pytest.importorskip("metarec_core.methods.meta.learners")
     data = tiny_data(n_users=40, n_items=25, per_user=16)
-    own = TrainingJob(data, real_config(), learner_factory=learners.MetaLearner)
+    own = TrainingJob(data, real_config(), learner_factory=lambda c: learners.learner_class(c)(c))
     assert own.start(p).wait(WAIT).status == "done"
     assert ran_in[0].startswith("metarec-job-") and p.worker_pids() == []  # no worker started
 
