@@ -14,6 +14,7 @@ holds); each session loads its own copy of the sample checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import re
@@ -27,9 +28,11 @@ import numpy as np
 import streamlit as st
 
 from metarec_core.data.dataset import RatingsDataset
-from metarec_core.interactive.session import PLAYGROUND_BASELINES, Projection, fit_projection
+from metarec_core.evaluation.report import EvaluationReport
+from metarec_core.interactive.projection import Projection, fit_projection
+from metarec_core.interactive.session import PLAYGROUND_BASELINES
 from metarec_core.methods.base import Recommender
-from metarec_core.methods.registry import BASELINES
+from metarec_core.methods.registry import BASELINE, available_methods
 from metarec_core.runtime import limit_torch_threads
 from metarec_core.workspace import (
     Workspace,
@@ -262,7 +265,7 @@ def active_model() -> ModelEntry | None:
 def unique_name(base: str) -> str:
     """`base`, or `base #k`, unused by this session's models and by the baselines the
     playground and what-if pages put beside them."""
-    names = {*models(), *BASELINES, *PLAYGROUND_BASELINES}
+    names = {*models(), *available_methods(BASELINE), *PLAYGROUND_BASELINES}
     if base not in names:
         return base
     k = 2
@@ -308,24 +311,39 @@ def entry_from_training(job: Any, name: str) -> ModelEntry:
     )
 
 
-def entry_from_checkpoint(loaded: Any, active: ActiveData, name: str, source: str) -> ModelEntry:
-    """A model entry for a loaded checkpoint.
+def checkpoint_bytes(entry: ModelEntry, data: RatingsDataset) -> bytes:
+    """`entry`'s checkpoint file, with the users it was trained and validated on."""
+    from metarec_core.checkpoint import to_bytes
 
-    Checkpoints are trained by `TrainingJob`'s default split (CLI `train` and the Train page
-    alike): seeded by the learner's seed, 90% train, 10% validation, so the validation users
-    are the ones it never trained on.
+    return to_bytes(entry.model, data, train_users=entry.train_users, val_users=entry.val_users)
+
+
+def entry_from_checkpoint(loaded: Any, active: ActiveData, name: str, source: str) -> ModelEntry:
+    """A model entry for a loaded checkpoint, with the users it was trained on.
+
+    A checkpoint stores its training and validation users (format 2 on); they are used when
+    it is loaded with the very ratings it was trained on. Otherwise (format 1, or the same
+    catalogue with other ratings) the split is `TrainingJob`'s default one (CLI `train` and the
+    Train page alike): seeded by the learner's seed, 90% train, 10% validation.
     """
     from metarec_core.protocol.splits import split_users
 
-    seed = int((loaded.config or {}).get("seed", 0))
-    train, val = split_users(active.data, seed)
+    same_data = loaded.fingerprint == active.data.fingerprint()
+    if same_data and loaded.train_users is not None:
+        train = loaded.train_users
+        val = np.zeros(0, np.int64) if loaded.val_users is None else loaded.val_users
+        # validation users only steered early stopping: they were never trained on
+        heldout = np.setdiff1d(np.arange(active.data.n_users), train)
+    else:
+        train, val = split_users(active.data, int((loaded.config or {}).get("seed", 0)))
+        heldout = val
     return ModelEntry(
         name=name,
         model=loaded.learner,
         fingerprint=active.data.fingerprint(),
         train_users=train,
         val_users=val,
-        heldout_users=val,
+        heldout_users=heldout,
         source=source,
         config=loaded.config,
     )
@@ -459,7 +477,7 @@ def _save_finished_report() -> None:
     tried.add(job.id)
     if _persist(
         f"the evaluation report of {data_label(job.data)}",
-        lambda w: w.save_report(job.data.fingerprint(), job.result),
+        lambda w: w.save_report(job.data.fingerprint(), job.result.to_dict()),
     ):
         ws.saved_jobs.add(job.id)  # from now on its memory may go back (the file stays)
 
@@ -486,16 +504,12 @@ def _persist(what: str, write: Callable[[Workspace], object]) -> bool:
 
 def _save_model(entry: ModelEntry, data: RatingsDataset | None) -> None:
     """Write `entry`'s checkpoint and user splits to the workspace (once)."""
-    from metarec_core.checkpoint import to_bytes
-
     if entry.extra.get("shipped") or "ws_key" in entry.extra:
         return
     if data is None:
         active = get_data()
         data = active.data if active is not None else None
     if data is None or data.fingerprint() != entry.fingerprint:
-        return
-    if not entry.model.capabilities.meta_learned:  # only they are saved, for now
         return
     job = entry.extra.get("job")
     key = job.id if job is not None else uuid.uuid4().hex
@@ -506,7 +520,7 @@ def _save_model(entry: ModelEntry, data: RatingsDataset | None) -> None:
     }
     if _persist(
         f"the model {entry.name}",
-        lambda ws: ws.save_model(key, to_bytes(entry.model, data), arrays),
+        lambda ws: ws.save_model(key, checkpoint_bytes(entry, data), arrays),
     ):
         entry.extra["ws_key"] = key
         if job is not None:
@@ -611,8 +625,10 @@ def restore_workspace(ws: Workspace) -> None:
     eval_job = ws.jobs.get("eval")
     if data is not None and not (eval_job is not None and eval_job.is_active):
         report = ws.load_report(data.fingerprint())
-        if report is not None:
-            st.session_state[K_EVAL_REPORT] = report
+        # one this version cannot read (e.g. damaged) is not restored, as a missing one
+        with contextlib.suppress(ValueError):
+            if report is not None:
+                st.session_state[K_EVAL_REPORT] = EvaluationReport.from_dict(report)
 
 
 def _restore_model(
@@ -685,7 +701,7 @@ def chart_text(text: object) -> str:
 
 def heldout_user_picker(data: RatingsDataset, heldout_users: np.ndarray, *, label: str, key: str):
     """A select box of held-out users (never trained on) with enough ratings; None if there are none."""
-    from metarec_core.interactive.session import heldout_candidates
+    from metarec_core.interactive.personas import heldout_candidates
 
     cands = heldout_candidates(data, heldout_users)[:60]
     if len(cands) == 0:

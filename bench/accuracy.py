@@ -30,12 +30,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from metarec_core.data.io import load_ratings  # noqa: E402
-from metarec_core.evaluation.runner import (  # noqa: E402
-    EvalConfig,
-    format_table,
-    report_rows_csv,
-    run_evaluation,
-)
+from metarec_core.evaluation.runner import EvalConfig, run_evaluation  # noqa: E402
 from metarec_core.methods.registry import BASELINES  # noqa: E402
 from metarec_core.runtime import limit_torch_threads  # noqa: E402
 
@@ -210,7 +205,8 @@ def run(name: str, conf: Config, out_dir: Path, progress: bool) -> str | None:
         return None
     t0 = time.perf_counter()
     data = load_ratings(conf.data, items=conf.items)
-    report = run_evaluation(data, conf.eval, progress=progress)
+    result = run_evaluation(data, conf.eval, progress=progress)
+    report = result.to_dict()
     wall = time.perf_counter() - t0
     json_path = out_dir / f"{name}.json"
     report["bench"] = {
@@ -220,10 +216,10 @@ def run(name: str, conf: Config, out_dir: Path, progress: bool) -> str | None:
         "machine": machine(),
     }
     json_path.write_text(json.dumps(report, indent=2))
-    (out_dir / f"{name}.csv").write_text(report_rows_csv(report))
+    (out_dir / f"{name}.csv").write_text(result.to_csv())
     md = markdown(name, report)
     (out_dir / f"{name}.md").write_text(md)
-    print(format_table(report))
+    print(result.to_text())
     print(f"[{name}] {wall:.1f} s; wrote {json_path}", file=sys.stderr)
     return md
 

@@ -36,7 +36,9 @@ sys.path.insert(0, str(ROOT))
 
 from metarec_core.data.dataset import RatingsDataset  # noqa: E402
 from metarec_core.data.io import from_arrays, load_ratings  # noqa: E402
+from metarec_core.interactive import personas  # noqa: E402
 from metarec_core.interactive import session as pg  # noqa: E402
+from metarec_core.interactive.projection import fit_projection  # noqa: E402
 from metarec_core.protocol.splits import split_users  # noqa: E402
 
 SHAPES = {"ml-latest-small": (610, 9724, 100_836)}
@@ -107,11 +109,11 @@ def main(argv: list[str] | None = None) -> int:
 
     # first open: what the page shows at once
     t0 = time.perf_counter()
-    projection = pg.fit_projection(model, data, train)
+    projection = fit_projection(model, data, train)
     t_projection = time.perf_counter() - t0
     t0 = time.perf_counter()
     session = pg.PlaygroundSession(data, model, model_name="meta", projection=projection)
-    session.recommendation_rows()
+    session.recommendations()
     t_start = time.perf_counter() - t0
 
     # a persona's first use: the baselines of its learning curve, one stage each
@@ -125,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     baselines = pg.cached_baselines(data, train, val)  # another session: a cache hit
     t_cached = time.perf_counter() - t0
 
-    user = int(pg.heldout_candidates(data, val)[0])
-    persona = pg.heldout_persona(data, user)
+    user = int(personas.heldout_candidates(data, val)[0])
+    persona = personas.heldout_persona(data, user)
     t0 = time.perf_counter()
     session.set_baselines(baselines)
     session.set_persona(persona)
@@ -136,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(n):
         t0 = time.perf_counter()
         session.add_next()
-        session.recommendation_rows()
+        session.recommendations()
         persona_ms.append(1000 * (time.perf_counter() - t0))
 
     session.set_persona(None)
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     for item in pg.search_items(data, limit=n):
         t0 = time.perf_counter()
         session.add_rating(int(item), float(data.scale.high))
-        session.recommendation_rows()
+        session.recommendations()
         manual_ms.append(1000 * (time.perf_counter() - t0))
 
     def stats(x: list[float]) -> dict:

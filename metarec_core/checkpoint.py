@@ -2,9 +2,11 @@
 
 A checkpoint is a ``torch.save``d dict of tensors and plain Python values only (no pickled
 classes), so `torch.load(..., weights_only=True)` can read it without running code from the
-file. It holds the learner's exported state (weights and configuration), the item index (raw
-item ids, plus titles and genres for display), the rating scale, the training dataset's
-fingerprint and size, a format name and version, and the creation time.
+file. It holds the method's state (`Recommender.to_state()`: weights or fitted arrays, and
+configuration) under its registry name, the item index (raw item ids, plus titles and genres
+for display), the rating scale, the training dataset's fingerprint and size, the users it was
+trained and validated on (format 2 on), a format name and version, and the creation time. Any
+registered method can be saved; a file of format 1 (meta-learners only, no users) still loads.
 
 Every way a file can be wrong -- missing, empty, truncated, corrupt, someone else's torch file,
 a newer format, a model for another catalogue -- is a `CheckpointError` with a message that
@@ -35,10 +37,11 @@ from metarec_core.data.dataset import RatingScale, RatingsDataset
 from metarec_core.files import atomic_write
 
 if TYPE_CHECKING:
-    from metarec_core.methods.meta.learners import MetaLearner
+    from metarec_core.methods.base import Recommender
 
 FORMAT_NAME = "metarec-checkpoint"
-FORMAT_VERSION = 1
+# 1: meta-learners only. 2: any registered method ("method" names it), and the user split.
+FORMAT_VERSION = 2  # and every older one is read
 DEFAULT_MAX_BYTES = 1024 * 1024 * 1024
 _SHOW = 5  # ids / rows quoted in a message
 
@@ -52,6 +55,7 @@ class CheckpointError(ValueError):
 # What a checkpoint may declare. A real one is far below each: the shipped sample (1,500 items)
 # has a 95 KB pickle and 0.5 MB of tensors; 64-dimensional layers; 5 inner steps.
 MAX_ITEMS = 1_000_000  # items of a checkpoint read without a dataset (the CLI)
+MAX_USERS = 10_000_000  # users of the dataset a checkpoint was trained on (its stored split)
 MAX_GENRES = 1_000
 MAX_FACTORS = 1_024
 MAX_EMBEDDING_DIM = 4_096
@@ -80,6 +84,7 @@ class CheckpointLimits:
     """Bounds on what a checkpoint file may declare; checked before anything is built."""
 
     max_items: int = MAX_ITEMS
+    max_users: int = MAX_USERS
     max_uncompressed_bytes: int = DEFAULT_MAX_BYTES  # all zip members together, unpacked
     max_pickle_bytes: int = MAX_PICKLE_BYTES
     max_genres: int = MAX_GENRES
@@ -123,9 +128,9 @@ def _count(n: int) -> str:
 
 @dataclass(frozen=True, eq=False)
 class LoadedCheckpoint:
-    """A checkpoint read back: the fitted learner and what it was trained on."""
+    """A checkpoint read back: the fitted method and what it was trained on."""
 
-    learner: MetaLearner
+    learner: Recommender
     item_ids: np.ndarray  # (n_items,) str raw ids, in the model's inner item order
     titles: np.ndarray | None  # (n_items,) str, or None without item metadata
     genre_names: tuple[str, ...]
@@ -144,6 +149,9 @@ class LoadedCheckpoint:
     best_val_mae: float | None = None
     # Things the caller may want to show (e.g. "trained on a different ratings file").
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # The inner user indices it was trained and validated on (None: format 1, not stored).
+    train_users: np.ndarray | None = None
+    val_users: np.ndarray | None = None
 
     @property
     def n_items(self) -> int:
@@ -184,33 +192,53 @@ def _plain(value: Any, where: str) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} at {where} in a checkpoint")
 
 
-def _payload(learner: Any, data: RatingsDataset) -> dict[str, Any]:
+def _users(users: np.ndarray | None, data: RatingsDataset, what: str) -> Any:
     import torch
 
+    if users is None:
+        return None
+    u = np.asarray(users, dtype=np.int64).ravel()
+    if len(u) and (u.min() < 0 or u.max() >= data.n_users):
+        raise ValueError(f"{what} users must be inner user indices in [0, {data.n_users:,})")
+    return torch.from_numpy(np.ascontiguousarray(u))
+
+
+def _payload(
+    learner: Recommender,
+    data: RatingsDataset,
+    train_users: np.ndarray | None = None,
+    val_users: np.ndarray | None = None,
+) -> dict[str, Any]:
     from metarec_core import __version__
 
-    n_model = getattr(learner, "n_items_", None)
-    if n_model is not None and int(n_model) != data.n_items:
+    if not learner.fitted_:
+        raise ValueError(f"{type(learner).__name__} is not fitted; train it before saving")
+    if learner.n_items != data.n_items:
         raise ValueError(
-            f"the model scores {int(n_model):,} items but the dataset has {data.n_items:,}; "
+            f"the model scores {learner.n_items:,} items but the dataset has {data.n_items:,}; "
             "save it with the dataset it was trained on"
         )
-    if not getattr(learner, "fitted_", True):
-        raise ValueError(f"{type(learner).__name__} is not fitted; train it before saving")
     items = data.items
-    history = getattr(learner, "history_", None) or []
-    maes = [p.val_mae for p in history if getattr(p, "val_mae", None) is not None]
-    config = getattr(learner, "config", None)
+    meta = learner.capabilities.meta_learned
+    # a meta-learner is saved under its preset's name and with its settings and best check
+    config = learner.config if meta else None
+    state = learner.to_state()
+    history = state.get("history") or [] if meta else []
+    maes = [h["val_mae"] for h in history if h.get("val_mae") is not None]
     return {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "library_version": __version__,
-        "learner": learner.to_state(),
-        "algorithm": None if config is None else getattr(config, "algorithm", None),
-        "method": None if config is None else getattr(config, "name", None),
-        "config": {} if config is None else _plain(config, "config"),
+        "learner": state,
+        "algorithm": config.algorithm if meta else None,
+        "method": config.name if meta else learner.name,
+        "config": _plain(config, "config") if meta else {},
         "best_val_mae": float(min(maes)) if maes else None,
+        "users": {
+            "train": _users(train_users, data, "training"),
+            "validation": _users(val_users, data, "validation"),
+        },
         "dataset": {
             "name": str(data.source),
             "fingerprint": data.fingerprint(),
@@ -227,19 +255,29 @@ def _payload(learner: Any, data: RatingsDataset) -> dict[str, Any]:
             "ids": [str(x) for x in data.item_ids],
             "titles": None if items is None else [str(t) for t in items.titles],
             "genre_names": [] if items is None else [str(g) for g in items.genre_names],
-            "genres": None
-            if items is None
-            else torch.from_numpy(np.ascontiguousarray(items.genres, dtype=bool)),
+            "genres": None if items is None else _genres(items.genres),
         },
     }
 
 
-def to_bytes(learner: Any, data: RatingsDataset) -> bytes:
+def _genres(genres: np.ndarray) -> Any:
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(genres, dtype=bool))
+
+
+def to_bytes(
+    learner: Recommender,
+    data: RatingsDataset,
+    *,
+    train_users: np.ndarray | None = None,
+    val_users: np.ndarray | None = None,
+) -> bytes:
     """The checkpoint file's bytes (for a download button); see `save_checkpoint`."""
     import torch
 
     buf = io.BytesIO()
-    torch.save(_payload(learner, data), buf)
+    torch.save(_payload(learner, data, train_users, val_users), buf)
     raw = buf.getvalue()
     # Refuse to write what could not be read back safely (e.g. a numpy array in the state).
     try:
@@ -252,13 +290,22 @@ def to_bytes(learner: Any, data: RatingsDataset) -> bytes:
     return raw
 
 
-def save_checkpoint(learner: Any, data: RatingsDataset, path: str | Path) -> Path:
-    """Write one checkpoint file for a fitted learner trained on `data`; returns the path.
+def save_checkpoint(
+    learner: Recommender,
+    data: RatingsDataset,
+    path: str | Path,
+    *,
+    train_users: np.ndarray | None = None,
+    val_users: np.ndarray | None = None,
+) -> Path:
+    """Write one checkpoint file for a fitted method trained on `data`; returns the path.
 
-    The file is written to a temporary name and renamed, so a crash never leaves a half file.
+    `train_users` and `val_users` (inner indices of `data`) are stored with it, so that the
+    users it never trained on are known when it is loaded. The file is written to a temporary
+    name and renamed, so a crash never leaves a half file.
     """
     path = Path(path)
-    raw = to_bytes(learner, data)
+    raw = to_bytes(learner, data, train_users=train_users, val_users=val_users)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, raw)
     return path
@@ -473,10 +520,54 @@ def _is_tensor(v: Any) -> bool:
     return isinstance(v, torch.Tensor)
 
 
-def _learner_from_state(state: dict[str, Any], device: str = "cpu") -> Any:
-    from metarec_core.methods.meta.learners import MetaLearner
+def _method_class(state: dict[str, Any], method: Any, version: int, label: str) -> type:
+    """The class that rebuilds `state`: a meta-learner's state says so itself (format 1 has
+    no other kind); any other is the registered method the checkpoint names."""
+    from metarec_core.methods import registry
+    from metarec_core.methods.meta.learners import STATE_FORMAT, MetaLearner
 
-    return MetaLearner.from_state(state, device=device)
+    if state.get("format") == STATE_FORMAT or version < 2:
+        return MetaLearner
+    if not isinstance(method, str):
+        raise CheckpointError(f"{label}: the checkpoint is damaged: it names no method")
+    try:
+        return registry.method_class(method)
+    except ValueError:
+        raise CheckpointError(
+            f"{label}: the checkpoint holds a {method[:60]!r} model, a method this MetaRec does "
+            f"not know (it knows {', '.join(registry.available_methods())})"
+        ) from None
+
+
+def _learner_from_state(state: dict[str, Any], cls: type, device: str = "cpu") -> Any:
+    return cls.from_state(state, device=device)
+
+
+def _check_users(
+    value: Any, label: str, what: str, n_users: int, limits: CheckpointLimits
+) -> np.ndarray | None:
+    """Stored user indices: a 1-D integer tensor of distinct users of the training dataset."""
+    import torch
+
+    if value is None:
+        return None
+    where = f"users.{what}"
+    if not isinstance(value, torch.Tensor) or value.dtype != torch.int64 or value.dim() != 1:
+        raise CheckpointError(
+            f"{label}: the checkpoint is damaged: {where} is not a list of user indices"
+        )
+    if value.numel() > min(n_users, limits.max_users):
+        raise CheckpointError(
+            f"{label}: the checkpoint is damaged: {where} lists {value.numel():,} users, more "
+            f"than its dataset's {n_users:,}"
+        )
+    u = value.numpy().astype(np.int64, copy=True)
+    if len(u) and (u.min() < 0 or u.max() >= n_users or len(np.unique(u)) != len(u)):
+        raise CheckpointError(
+            f"{label}: the checkpoint is damaged: {where} holds indices that are not distinct "
+            f"users of its dataset (0 to {n_users - 1:,})"
+        )
+    return u
 
 
 def _trained_on(label: str, ck_name: str, n_ck: int) -> str:
@@ -966,9 +1057,15 @@ def load_checkpoint(
         it.get("genres"), label, "items.genres", n_items, len(genre_names), limits
     )
     genres = None if genres_t is None else genres_t.numpy().astype(bool)
-    if learner_from_state is None or state.get("format") == STATE_FORMAT:
+    cls = None
+    if learner_from_state is None:
+        cls = _method_class(state, obj.get("method"), version, label)
+    if state.get("format") == STATE_FORMAT:
         _check_learner_state(state, label, n_items, scale, limits)
+    elif cls is not None:
+        _check_method_state(cls, state, label, n_items, scale, limits)
     _check_weights(tensors, label, limits, scale)
+    train_users, val_users = _stored_split(obj, ds, version, label, limits)
 
     notes: list[str] = []
     if data is not None:
@@ -977,8 +1074,8 @@ def load_checkpoint(
             raise CheckpointError(f"{label}: {notes[0]}")
 
     try:
-        if learner_from_state is None:
-            learner = _learner_from_state(state, device=device)
+        if cls is not None:
+            learner = _learner_from_state(state, cls, device=device)
         else:
             learner = learner_from_state(state)
     except CheckpointError:
@@ -987,10 +1084,10 @@ def load_checkpoint(
         raise CheckpointError(
             f"{label}: the checkpoint could not be turned back into a model: {_first_line(e)}"
         ) from None
-    n_model = getattr(learner, "n_items_", None)
-    if n_model is not None and int(n_model) != n_items:
+    n_model = learner.n_items
+    if n_model != n_items:
         raise CheckpointError(
-            f"{label}: the checkpoint is damaged: its model scores {int(n_model):,} items but "
+            f"{label}: the checkpoint is damaged: its model scores {n_model:,} items but "
             f"its item index has {n_items:,}"
         )
     best = obj.get("best_val_mae")
@@ -1028,4 +1125,56 @@ def load_checkpoint(
         library_version=text("library_version") or "",
         best_val_mae=float(best) if _is_real(best) and math.isfinite(best) else None,
         notes=tuple(notes),
+        train_users=train_users,
+        val_users=val_users,
     )
+
+
+def _stored_split(
+    obj: dict, ds: dict, version: int, label: str, limits: CheckpointLimits
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The training and validation users a checkpoint stores (format 2 on; None before)."""
+    users = obj.get("users") if version >= 2 else None
+    if users is None:
+        return None, None
+    if not isinstance(users, dict):
+        raise CheckpointError(f"{label}: the checkpoint is damaged: 'users' is not a dictionary")
+    n_users = _int_field(
+        ds, "n_users", label, "dataset.", low=0, high=limits.max_users, what="users"
+    )
+    train = _check_users(users.get("train"), label, "train", n_users, limits)
+    val = _check_users(users.get("validation"), label, "validation", n_users, limits)
+    if train is not None and val is not None and len(np.intersect1d(train, val)):
+        raise CheckpointError(
+            f"{label}: the checkpoint is damaged: some users are both training and validation users"
+        )
+    return train, val
+
+
+def _check_method_state(
+    cls: type,
+    state: dict[str, Any],
+    label: str,
+    n_items: int,
+    scale: RatingScale,
+    limits: CheckpointLimits,
+) -> None:
+    """A registered method's state against what its class declares, before it is built."""
+    try:
+        cls.check_state(state, max_width=limits.max_factors)
+    except ValueError as e:
+        raise CheckpointError(
+            f"{label}: refusing the checkpoint: its {cls.__name__} model is damaged or crafted: "
+            f"{_first_line(e)}"
+        ) from None
+    n_state, sc = state.get("n_items"), state.get("scale")
+    if _is_int(n_state) and n_state != n_items:
+        raise CheckpointError(
+            f"{label}: the checkpoint is damaged: its model scores {_count(n_state)} items but "
+            f"its item index has {n_items:,}"
+        )
+    if isinstance(sc, list) and list(sc) != [scale.low, scale.high, scale.step]:
+        raise CheckpointError(
+            f"{label}: the checkpoint is damaged: its model's rating scale {list(sc)[:3]} is not "
+            f"the checkpoint's ({scale.low:g} to {scale.high:g})"
+        )

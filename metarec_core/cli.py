@@ -14,6 +14,7 @@ from pathlib import Path
 from metarec_core.checkpoint import CheckpointError
 from metarec_core.data.dataset import DataError
 from metarec_core.data.io import DEFAULT_MAX_BYTES
+from metarec_core.methods import registry
 
 
 def _csv_ints(text: str) -> list[int]:
@@ -63,7 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--methods",
         type=_csv_names,
-        default=["global_mean", "item_mean", "user_bias", "mf_foldin", "popularity"],
+        default=list(registry.default_methods()),
+        help="comma-separated, from: "
+        + ", ".join(registry.available_methods())
+        + " (default: "
+        + ",".join(registry.default_methods())
+        + ")",
     )
     p.add_argument(
         "--support",
@@ -75,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--protocol", choices=["kshot", "melu"], default="kshot")
-    p.add_argument("--device", default="auto", help="auto|cpu|cuda|mps (meta-learners only)")
+    p.add_argument(
+        "--device", default="auto", help="|".join(registry.DEVICES) + " (meta-learners only)"
+    )
     p.add_argument(
         "--train-seeds",
         type=int,
@@ -95,16 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--algo",
         default="metasgd",
-        choices=["maml", "fomaml", "reptile", "metasgd", "melu", "finetune"],
+        choices=registry.available_methods(registry.META_LEARNER),
     )
     p.add_argument(
         "--steps", type=int, default=None, help="meta-training steps (default: the preset's)"
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--device", default="auto", choices=registry.DEVICES)
 
     p = sub.add_parser("recommend", help="adapt a trained model to a new user's ratings")
-    p.add_argument("model", help="checkpoint written by `train`")
+    p.add_argument(
+        "model", help="checkpoint of any method, written by `train` or downloaded from the app"
+    )
     p.add_argument("--ratings", required=True, help="CSV of the new user's ratings: item,rating")
     p.add_argument("--top", type=int, default=10)
     p.add_argument("--json", action="store_true")
@@ -129,7 +139,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from metarec_core.evaluation.runner import EvalConfig, format_table, run_evaluation
+    from metarec_core.evaluation.runner import EvalConfig, run_evaluation
 
     data = _load(args)
     cfg = EvalConfig(
@@ -143,10 +153,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         train_seeds=args.train_seeds,
     )
     report = run_evaluation(data, cfg, progress=True)
-    print(format_table(report))
+    print(report.to_text())
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=2))
+        Path(args.out).write_text(report.to_json())
         print(f"report written to {args.out}", file=sys.stderr)
     return 0
 
@@ -210,7 +220,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"error: training {snap.status}: {snap.error or snap.message}", file=sys.stderr)
         # A ValueError is about the input (data too small for the protocol, bad device, ...).
         return 2 if isinstance(job.exception, ValueError) else 1
-    path = save_checkpoint(job.result, data, args.out)
+    path = save_checkpoint(
+        job.result, data, args.out, train_users=job.train_users, val_users=job.val_users
+    )
     print(f"model written to {path}")
     print(
         f"algorithm {args.algo}, device {snap.device}, {snap.step:,} steps in {snap.elapsed:.1f} s"
@@ -234,11 +246,13 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     ck = load_checkpoint(args.model)
     user = read_user_ratings(args.ratings, ck.item_ids, ck.scale)
     for warning in user.warnings():
-        print(f"warning: {args.ratings}: {warning}", file=sys.stderr)
+        print(f"warning: {warning}", file=sys.stderr)
     adapted = ck.learner.adapt(user.items, user.ratings)
     items, scores = adapted.recommend(args.top)
     predicted = (
-        ck.scale.clip(adapted.display_ratings(items)) if ck.learner.predicts_ratings else scores
+        ck.scale.clip(adapted.display_ratings(items))
+        if ck.learner.capabilities.predicts_ratings
+        else scores
     )
     rows = [
         {

@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 import app_state as state
+from app_support.format import support_label
 from metarec_core import glossary
-from metarec_core.evaluation.runner import ROW_COLUMNS, EvalConfig, report_rows_csv
+from metarec_core.evaluation.report import (
+    ROW_COLUMNS,
+    EvaluationReport,
+    MeluProtocol,
+    MethodRow,
+    PairedDifference,
+)
+from metarec_core.evaluation.runner import EvalConfig
 from metarec_core.jobs import EvaluationJob, poll_seconds
-from metarec_core.methods.registry import BASELINES, META_LEARNERS, available_methods, display_name
+from metarec_core.methods.registry import (
+    BASELINE,
+    META_LEARNER,
+    available_methods,
+    default_methods,
+    display_name,
+)
 
 state.require_router()
 
@@ -47,40 +62,47 @@ def _rgba(hex_color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
-def curve_figure(report: dict, metric: str, ytitle: str, title: str = "") -> go.Figure | None:
-    """One line per method over support size, with its 95% CI band when the report has one;
-    None when no row has `metric` (e.g. only ranking methods: no error to draw)."""
-    rows = [r for r in report["rows"] if r.get(metric) is not None]
+def curve_figure(
+    report: EvaluationReport,
+    value: Callable[[MethodRow], float | None],
+    ytitle: str,
+    title: str = "",
+    ci: Callable[[MethodRow], tuple[float | None, float | None] | None] = lambda r: None,
+) -> go.Figure | None:
+    """One line per method over support size of the rows' `value`, with its 95% CI band
+    (`ci`) when the report has one; None when no row has a value (e.g. only ranking methods:
+    no error to draw)."""
+    rows = [r for r in report.rows if value(r) is not None]
     if not rows:
         return None
-    methods = list(dict.fromkeys(r["method"] for r in rows))
+    methods = list(dict.fromkeys(r.method for r in rows))
     fig = go.Figure()
-    melu = report["protocol"].get("name") == "melu"
-    ks = sorted({r["support"] for r in rows}) if not melu else []
+    melu = isinstance(report.protocol, MeluProtocol)
+    ks = sorted({r.support for r in rows if r.support is not None})
     # a log axis spreads 1..20 well but cannot place k=0 (the prior): then one slot per k
     categorical = melu or 0 in ks
     for j, m in enumerate(methods):
-        mine = [r for r in rows if r["method"] == m]
+        mine = [r for r in rows if r.method == m]
         color = PALETTE[j % len(PALETTE)]
-        xs = [str(r["support"]) if categorical else r["support"] for r in mine]
-        ys = [r[metric] for r in mine]
-        ci = [r.get(f"{metric}_ci95") for r in mine]
+        xs = [support_label(r.support) if categorical else r.support for r in mine]
+        ys = [value(r) for r in mine]
+        ci_ = [ci(r) for r in mine]
         if melu:
             err = None
-            if all(c and None not in c for c in ci):
+            if all(c and None not in c for c in ci_):
                 err = dict(
                     type="data",
                     symmetric=False,
-                    array=[c[1] - y for c, y in zip(ci, ys, strict=True)],
-                    arrayminus=[y - c[0] for c, y in zip(ci, ys, strict=True)],
+                    array=[c[1] - y for c, y in zip(ci_, ys, strict=True)],
+                    arrayminus=[y - c[0] for c, y in zip(ci_, ys, strict=True)],
                 )
             label = state.chart_text(display_name(m))
             fig.add_bar(x=[label], y=ys, name=label, marker_color=color, error_y=err)
             continue
-        if all(c and None not in c for c in ci):
+        if all(c and None not in c for c in ci_):
             fig.add_scatter(
                 x=xs + xs[::-1],
-                y=[c[1] for c in ci] + [c[0] for c in ci][::-1],
+                y=[c[1] for c in ci_] + [c[0] for c in ci_][::-1],
                 fill="toself",
                 mode="lines",
                 fillcolor=_rgba(color, 0.15),
@@ -113,32 +135,32 @@ def curve_figure(report: dict, metric: str, ytitle: str, title: str = "") -> go.
     return fig
 
 
-def unique_pairs(paired: list[dict]) -> list[dict]:
+def unique_pairs(paired: tuple[PairedDifference, ...]) -> list[PairedDifference]:
     """Each (method, vs, k) comparison once: the core compares every method with the best
     other, so the two best appear both ways (A − B and B − A); the row kept is the one whose
     `vs` is the better method (a difference ≥ 0 reads "how much worse than the best")."""
-    seen: dict[tuple, dict] = {}
+    seen: dict[tuple, PairedDifference] = {}
     for p in paired:
-        key = (frozenset((p["method"], p["vs"])), str(p["support"]))
+        key = (frozenset((p.method, p.vs)), p.support)
         other = seen.get(key)
-        if other is None or (other["mae_diff"] or 0) < 0 <= (p["mae_diff"] or 0):
+        if other is None or (other.mae_diff or 0) < 0 <= (p.mae_diff or 0):
             seen[key] = p
     return list(seen.values())
 
 
-def forest_figure(pairs: list[dict]) -> go.Figure:
+def forest_figure(pairs: list[PairedDifference]) -> go.Figure:
     """The paired MAE differences with their 95% CIs, one row per comparison, 0 marked."""
     labels = [
         state.chart_text(
-            f"{display_name(p['method'])} vs {display_name(p['vs'])}, k={p['support']}"
+            f"{display_name(p.method)} vs {display_name(p.vs)}, k={support_label(p.support)}"
         )
         for p in pairs
     ]
-    diffs = [p["mae_diff"] for p in pairs]
-    lo = [p["ci95"][0] for p in pairs]
-    hi = [p["ci95"][1] for p in pairs]
+    diffs = [p.mae_diff for p in pairs]
+    lo = [p.ci95[0] for p in pairs]
+    hi = [p.ci95[1] for p in pairs]
     ok = [None not in (d, a, b) for d, a, b in zip(diffs, lo, hi, strict=True)]
-    clear = [o and (a > 0 or b < 0) for o, a, b in zip(ok, lo, hi, strict=True)]
+    clear = [o and p.excludes_zero for o, p in zip(ok, pairs, strict=True)]
     fig = go.Figure(
         go.Scatter(
             x=diffs,
@@ -167,27 +189,24 @@ def forest_figure(pairs: list[dict]) -> go.Figure:
     return fig
 
 
-def show_report(report: dict) -> None:
-    p = report["protocol"]
-    if p.get("name") == "kshot":
-        st.caption(
-            f"After k ratings (k-shot protocol: {p['folds']} folds), {p['test_users']:,} test "
-            f"users with at least {p['min_ratings']} ratings ({p['left_out']:,} left out), "
-            f"{p['query']} hidden ratings each, seed {p['seed']}. Shaded bands: the 95% range "
-            "of each average (bootstrap CI)."
-            + (
-                f" {p['train_seeds_note'][:1].upper()}{p['train_seeds_note'][1:]}."
-                if p.get("train_seeds_note")
-                else ""
-            )
-        )
+def show_report(report: EvaluationReport) -> None:
+    p = report.protocol
+    if isinstance(p, MeluProtocol):
+        st.caption(state.plain(f"MeLU protocol: {json.dumps(p.to_dict())}"))
     else:
-        st.caption(state.plain(f"MeLU protocol: {json.dumps(p)}"))
+        note = p.train_seeds_note
+        st.caption(
+            f"After k ratings (k-shot protocol: {p.folds} folds), {p.test_users:,} test "
+            f"users with at least {p.min_ratings} ratings ({p.left_out:,} left out), "
+            f"{p.query} hidden ratings each, seed {p.seed}. Shaded bands: the 95% range "
+            "of each average (bootstrap CI)." + (f" {note[:1].upper()}{note[1:]}." if note else "")
+        )
     c1, c2 = st.columns(2)
-    for col, metric, title, ytitle, key, empty, term in (
+    for col, value, ci, title, ytitle, key, empty, term in (
         (
             c1,
-            "mae",
+            lambda r: r.mae,
+            lambda r: r.mae_ci95,
             "Average error: lower is better",
             "Average error (MAE)",
             "eval_mae_chart",
@@ -196,7 +215,8 @@ def show_report(report: dict) -> None:
         ),
         (
             c2,
-            "ndcg@5",
+            lambda r: r.ndcg_5,
+            lambda r: None,
             "Quality of the top 5: higher is better",
             "Top-5 quality (nDCG@5)",
             "eval_ndcg_chart",
@@ -204,19 +224,17 @@ def show_report(report: dict) -> None:
             "nDCG@5",
         ),
     ):
-        fig = curve_figure(report, metric, ytitle, title)
+        fig = curve_figure(report, value, ytitle, title, ci)
         if fig is None:
             col.caption(empty)
         else:
             col.plotly_chart(fig, key=key, width="stretch")
             col.caption(glossary.lookup(term).meaning, help=glossary.help_text(term))
-    table = pd.DataFrame(report["rows"])
-    if "method" in table:
-        table["method"] = table["method"].map(display_name)
-    cols = [c for c in ROW_COLUMNS if c in table]
+    table = pd.DataFrame([r.to_dict() for r in report.rows], columns=ROW_COLUMNS)
+    table["method"] = table["method"].map(display_name)
     st.subheader("Results", anchor=False)
     st.dataframe(
-        table[cols],
+        table,
         key="eval_table",
         hide_index=True,
         width="stretch",
@@ -246,8 +264,8 @@ def show_report(report: dict) -> None:
             ),
         },
     )
-    if report.get("paired"):
-        pairs = unique_pairs(report["paired"])
+    if report.paired:
+        pairs = unique_pairs(report.paired)
         st.subheader("Head-to-head", anchor=False)
         st.caption(
             "Each method against the best other one at the same k, user by user on the same "
@@ -256,15 +274,17 @@ def show_report(report: dict) -> None:
             help=glossary.help_text("paired difference") + " " + glossary.help_text("95% CI"),
         )
         st.plotly_chart(forest_figure(pairs), key="eval_forest_chart", width="stretch")
-        paired = pd.DataFrame(pairs)
-        paired["method"] = paired["method"].map(display_name)
-        paired["vs"] = paired["vs"].map(display_name)
-        paired["ci_low"] = [c[0] for c in paired["ci95"]]
-        paired["ci_high"] = [c[1] for c in paired["ci95"]]
-        paired["significant"] = [
-            lo is not None and hi is not None and (lo > 0 or hi < 0)
-            for lo, hi in zip(paired["ci_low"], paired["ci_high"], strict=True)
-        ]
+        paired = pd.DataFrame(
+            {
+                "method": [display_name(p.method) for p in pairs],
+                "vs": [display_name(p.vs) for p in pairs],
+                "support": [support_label(p.support) for p in pairs],
+                "mae_diff": [p.mae_diff for p in pairs],
+                "ci_low": [p.ci95[0] for p in pairs],
+                "ci_high": [p.ci95[1] for p in pairs],
+                "significant": [p.excludes_zero for p in pairs],
+            }
+        )
         with st.expander("The differences as a table"):
             st.dataframe(
                 paired[["method", "vs", "support", "mae_diff", "ci_low", "ci_high", "significant"]],
@@ -284,7 +304,7 @@ def show_report(report: dict) -> None:
     d1, d2 = st.columns(2)
     d1.download_button(
         "Download report (JSON)",
-        data=json.dumps(report, indent=2),
+        data=report.to_json(),
         file_name="report.json",
         mime="application/json",
         key="eval_download_json",
@@ -292,7 +312,7 @@ def show_report(report: dict) -> None:
     )
     d2.download_button(
         "Download table (CSV)",
-        data=report_rows_csv(report),
+        data=report.to_csv(),
         file_name="report.csv",
         mime="text/csv",
         key="eval_download_csv",
@@ -317,10 +337,11 @@ with st.form("eval_form"):
     methods = st.multiselect(
         "Methods",
         available_methods(),
-        default=["item_mean", "user_bias", "mf_foldin", "user_bias_levels", "popularity"],
+        default=list(default_methods()),
         key="eval_methods",
         format_func=display_name,
-        help=f"Baselines: {', '.join(BASELINES)}. Meta-learners: {', '.join(META_LEARNERS)}. "
+        help=f"Baselines: {', '.join(available_methods(BASELINE))}. Meta-learners: "
+        f"{', '.join(available_methods(META_LEARNER))}. "
         "The Glossary page says what each does.",
     )
     c = st.columns(6)
@@ -440,5 +461,5 @@ if job is not None and job.status == "done" and state.is_active_data(job.data):
     st.session_state[state.K_EVAL_REPORT] = job.result
 report = st.session_state.get(state.K_EVAL_REPORT)
 if report is not None:
-    st.success(f"Evaluation done: {len(report['rows'])} rows.")
+    st.success(f"Evaluation done: {len(report.rows)} rows.")
     show_report(report)

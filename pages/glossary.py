@@ -7,7 +7,7 @@ import streamlit as st
 
 import app_state as state
 from metarec_core.glossary import GLOSSARY
-from metarec_core.methods.registry import BASELINES, META_LEARNERS, describe, display_name
+from metarec_core.methods.registry import available_methods, describe, display_name, spec
 
 state.require_router()
 
@@ -38,10 +38,10 @@ st.subheader("Methods", anchor=False)
 st.dataframe(
     pd.DataFrame(
         {
-            "name": [display_name(m) for m in (*BASELINES, *META_LEARNERS)],
-            "code": [*BASELINES, *META_LEARNERS],
-            "kind": ["baseline"] * len(BASELINES) + ["meta-learner"] * len(META_LEARNERS),
-            "what": [describe(m) for m in (*BASELINES, *META_LEARNERS)],
+            "name": [display_name(m) for m in available_methods()],
+            "code": available_methods(),
+            "kind": [spec(m).kind for m in available_methods()],
+            "what": [describe(m) for m in available_methods()],
         }
     ),
     key="glossary_methods",

@@ -8,8 +8,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import app_state as state
+from app_support import format as fmt
+from metarec_core.interactive import personas
 from metarec_core.interactive import session as pg
 from metarec_core.interactive.demo import demo_persona
+from metarec_core.interactive.projection import Projection
 from metarec_core.methods.registry import display_name
 from ui_progress import run_stages
 
@@ -181,7 +184,7 @@ def learning_chart(curve: list[pg.CurvePoint], metric: str, model_name: str) -> 
     return fig
 
 
-def projection_chart(proj: pg.Projection, point: np.ndarray | None, data) -> go.Figure:
+def projection_chart(proj: Projection, point: np.ndarray | None, data) -> go.Figure:
     fig = go.Figure()
     fig.add_scattergl(
         x=proj.points[:, 0],
@@ -292,13 +295,13 @@ with left:
         )
         if user is not None and st.button("Use this persona", key="pg_use_heldout"):
             ensure_baselines(session, entry, data)
-            _use_persona(lambda: pg.heldout_persona(data, user, seed=0))
+            _use_persona(lambda: personas.heldout_persona(data, user, seed=0))
     elif mode == "A taste persona":
         genres = list(data.items.genre_names) if data.items is not None else []
         if not genres:
             st.warning("Taste personas need item genres: upload an items file on the Data page.")
         else:
-            sugg = pg.suggest_tastes(data, 1)
+            sugg = personas.suggest_tastes(data, 1)
             likes = st.multiselect(
                 "Loves", genres, default=list(sugg[0][0]) if sugg else [], key="pg_likes"
             )
@@ -308,12 +311,12 @@ with left:
             if st.button("Use this persona", key="pg_use_taste"):
                 ensure_baselines(session, entry, data)
                 _use_persona(
-                    lambda: pg.taste_persona(
+                    lambda: personas.taste_persona(
                         data, likes, dislikes, train_users=entry.train_users, seed=0
                     )
                 )
     if session.persona is not None:
-        st.info(state.plain(session.persona.description))
+        st.info(state.plain(fmt.persona_description(session.persona)))
 
     st.subheader("Rate an item", anchor=False)
     query = st.text_input(
@@ -333,7 +336,7 @@ with left:
         item = st.selectbox(
             "Item",
             [int(i) for i in found],
-            format_func=lambda i: pg.item_label(data, i),
+            format_func=lambda i: fmt.item_label(data, i),
             key="pg_item",
         )
         s = data.scale
@@ -396,7 +399,7 @@ with right:
             head += f" · {kept}/{len(v.top_items)} of the top {len(v.top_items)} kept since the last change"
         st.subheader("Recommendations", anchor=False)
         st.caption(head)
-        rows = session.recommendation_rows()
+        rows = fmt.recommendation_rows(session.recommendations())
         st.dataframe(
             pd.DataFrame(rows).drop(columns="item"),
             key="pg_top",
@@ -410,13 +413,13 @@ with right:
                 "title": st.column_config.TextColumn("Title"),
                 "genres": st.column_config.TextColumn("Genres"),
                 "predicted": st.column_config.NumberColumn(
-                    "Predicted" if session.model.predicts_ratings else "Score",
+                    "Predicted" if session.model.capabilities.predicts_ratings else "Score",
                     format="%.2f",
                     help="Expected rating on the dataset's scale (the model's mean prediction)",
                 ),
                 # wide enough for its header: the values ("new", "↑ 2") are narrower than it
                 "movement": st.column_config.TextColumn(
-                    "Since last", width=100, help="new, ↑ places up, ↓ places down, = same"
+                    "Since last", width=100, help=fmt.MOVEMENT_HELP
                 ),
             },
         )
@@ -449,7 +452,7 @@ with right:
             items, ratings = session.support()
             table = {
                 "order": np.arange(1, len(items) + 1),
-                "title": [pg.item_label(data, int(i)) for i in items],
+                "title": [fmt.item_label(data, int(i)) for i in items],
                 "rating": ratings,
             }
             config = {
@@ -461,10 +464,14 @@ with right:
                 st.subheader("Your ratings", anchor=False)
             elif all(session.from_persona):
                 st.subheader("The persona's ratings", anchor=False)
-                st.caption(state.plain(session.persona.name))
+                st.caption(state.plain(fmt.persona_name(session.persona)))
             else:
                 st.subheader("Ratings so far", anchor=False)
-                st.caption(state.plain(f"From the persona ({session.persona.name}) and from you."))
+                st.caption(
+                    state.plain(
+                        f"From the persona ({fmt.persona_name(session.persona)}) and from you."
+                    )
+                )
                 table["by"] = ["persona" if p else "you" for p in session.from_persona]
                 config["by"] = st.column_config.TextColumn("Rated by", width="small")
             st.dataframe(
@@ -478,7 +485,7 @@ with right:
             gone = r1.selectbox(
                 "Remove a rating",
                 [int(i) for i in items],
-                format_func=lambda i: pg.item_label(data, i),
+                format_func=lambda i: fmt.item_label(data, i),
                 key="pg_remove_pick",
             )
             if r2.button("Remove", key="pg_remove"):

@@ -11,106 +11,32 @@ import app_state as state
 from charts import min_span_range
 from metarec_core import checkpoint, glossary
 from metarec_core.jobs import TrainingJob, poll_seconds
-from metarec_core.methods.meta.learners import (
-    ADAPT_GROUPS,
-    PRESETS,
-    LearnerConfig,
-    preset,
-    resolve_device,
-)
+from metarec_core.methods import registry
+from metarec_core.methods.meta.learners import ADAPT_GROUPS, LearnerConfig, preset, resolve_device
 from metarec_core.methods.registry import describe, display_name
 
 state.require_router()
 
 
-def _tip(plain: str, term: str) -> str:
-    """A help tooltip: what the control does in plain words, then the glossary's term."""
-    return glossary.help_text(term, plain)
-
-
 # form widget key -> (config field, label in plain words, help with the technical term)
 FIELDS = {
-    "train_factors": (
-        "factors",
-        "Taste vector size",
-        "How many numbers describe a user's taste. Technical term: user state p_u (and item "
-        "factors q_i), the factors of matrix factorisation.",
-    ),
-    "train_embedding": (
-        "embedding_dim",
-        "Item vector size",
-        "How many numbers describe an item and its genres for the hidden layers. Technical "
-        "term: item and genre embedding size.",
-    ),
-    "train_hidden": (
-        "hidden",
-        "Hidden layers",
-        "Sizes of the network's hidden layers, comma-separated (e.g. 64,64); empty = plain "
-        "biased matrix factorisation. Technical term: decision layers.",
-    ),
-    "train_dropout": (
-        "dropout",
-        "Dropout",
-        "Share of the hidden layers' units switched off at random while training (outer loop "
-        "only), against over-fitting.",
-    ),
-    "train_adapt": (
-        "adapt",
-        "What adapts to a new user",
-        "Which weights the adaptation steps change for each user: the taste vector, the hidden "
-        "layers, or all. Technical term: adapted parameters.",
-    ),
-    "train_inner_steps": (
-        "inner_steps",
-        "Adaptation steps",
-        _tip("How many steps fit the model to a new user's ratings.", "inner step"),
-    ),
-    "train_inner_lr": (
-        "inner_lr",
-        "Adaptation step size",
-        _tip("How far each adaptation step moves (Meta-SGD learns it).", "inner learning rate"),
-    ),
-    "train_outer_lr": (
-        "outer_lr",
-        "Training step size",
-        _tip("Adam's learning rate for the shared starting point.", "outer learning rate"),
-    ),
-    "train_meta_batch": (
-        "meta_batch",
-        "Users per training step",
-        _tip("Training users each step learns from.", "meta-batch"),
-    ),
-    "train_steps": (
-        "steps",
-        "Training steps (max)",
-        _tip(
-            "Stopping early, when the check users' error stops improving, usually ends sooner.",
-            "meta-step",
-        ),
-    ),
-    "train_eval_every": (
-        "eval_every",
-        "Check every (steps)",
-        _tip("Training steps between two measurements on the check users.", "validation users"),
-    ),
-    "train_patience": (
-        "patience",
-        "Patience (checks)",
-        _tip("Checks without improvement before training stops.", "early stopping"),
-    ),
-    "train_seed": (
-        "seed",
-        "Seed",
-        "Seeds the model, the episodes and the train/validation user split.",
-    ),
-    "train_pretrain": (
-        "pretrain",
-        "Warm start: plain training first",
-        "Fit the same network by plain regression first (stopped early on the check users), "
-        "then meta-train from there. On for the MAML family, off for MeLU (which trains from "
-        "scratch); ignored by the fine-tuned network. Technical term: start from the finetune "
-        "solution.",
-    ),
+    f"train_{key}": (name, *registry.SETTINGS[name])
+    for key, name in (
+        ("factors", "factors"),
+        ("embedding", "embedding_dim"),
+        ("hidden", "hidden"),
+        ("dropout", "dropout"),
+        ("adapt", "adapt"),
+        ("inner_steps", "inner_steps"),
+        ("inner_lr", "inner_lr"),
+        ("outer_lr", "outer_lr"),
+        ("meta_batch", "meta_batch"),
+        ("steps", "steps"),
+        ("eval_every", "eval_every"),
+        ("patience", "patience"),
+        ("seed", "seed"),
+        ("pretrain", "pretrain"),
+    )
 }
 
 
@@ -226,11 +152,10 @@ left, right = st.columns([2, 3])
 with left:
     st.selectbox(
         "Method",
-        list(PRESETS),
+        registry.available_methods(registry.META_LEARNER),
         key="train_preset",
         on_change=_load_preset,
-        help="Choosing a method fills in the form with its settings. Technical term: algorithm "
-        "preset (" + ", ".join(PRESETS) + ").",
+        help=registry.preset_help(),
         format_func=display_name,
     )
     st.caption(describe(st.session_state["train_preset"]))
@@ -253,9 +178,9 @@ with left:
         _number(c1, "train_seed", 0, 2**31 - 1)
         c2.selectbox(
             "Device",
-            ["auto", "cpu", "cuda", "mps"],
+            registry.DEVICES,
             key="train_device",
-            help="auto: CUDA, else Apple MPS, else CPU.",
+            help=registry.DEVICE_HELP,
         )
         st.checkbox(
             FIELDS["train_pretrain"][1], key="train_pretrain", help=FIELDS["train_pretrain"][2]
@@ -392,7 +317,7 @@ st.subheader("Checkpoints", anchor=False)
 usable = state.models_for_active_data()
 dl, ul = st.columns(2)
 with dl:
-    metas = [n for n, m in usable.items() if m.model.capabilities.meta_learned]
+    metas = list(usable)  # every method can be saved
     if metas:
         current = state.active_model()
         name = st.selectbox(
@@ -404,7 +329,7 @@ with dl:
         entry = usable[name]
         st.download_button(
             "Download checkpoint",
-            data=lambda m=entry.model, d=active.data: checkpoint.to_bytes(m, d),
+            data=lambda e=entry, d=active.data: state.checkpoint_bytes(e, d),
             file_name=f"{name.replace(' ', '_').replace('#', '')}.pt",
             mime="application/octet-stream",
             key="ckpt_download",

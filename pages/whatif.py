@@ -8,9 +8,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import app_state as state
+from app_support import format as fmt
+from metarec_core.interactive import personas
 from metarec_core.interactive import session as pg
-from metarec_core.interactive.whatif import Stability, compare_models
-from metarec_core.methods.registry import display_name
+from metarec_core.interactive.whatif import compare_models
+from metarec_core.methods.registry import BASELINE, available_methods, display_name
 from ui_progress import run_stages
 
 state.require_router()
@@ -34,7 +36,7 @@ st.caption(
 
 # Baselines are listed by name and fitted only when a comparison uses them.
 candidates: dict[str, object] = {n: m.model for n, m in state.models_for_active_data().items()}
-candidates.update(dict.fromkeys(pg.PLAYGROUND_BASELINES))
+candidates.update(dict.fromkeys(available_methods(BASELINE)))
 default = [entry.name, "mf_foldin_levels", "user_bias_levels"]
 chosen = st.multiselect(
     "Models to compare",
@@ -59,18 +61,18 @@ if source == "The playground's ratings":
     label = (
         f"your {len(items)} playground ratings"
         if session.persona is None
-        else f"the playground's {len(items)} ratings ({session.persona.name})"
+        else f"the playground's {len(items)} ratings ({fmt.persona_name(session.persona)})"
     )
 elif source == "A held-out real user":
     user = state.heldout_user_picker(
         data, entry.heldout_users, label="Held-out user", key="wi_user"
     )
     if user is not None:
-        p = pg.heldout_persona(data, user, seed=0)
+        p = personas.heldout_persona(data, user, seed=0)
         items, ratings = p.reveal_items, p.reveal_ratings
-        label = p.name
+        label = fmt.persona_name(p)
 else:
-    sugg = pg.suggest_tastes(data, 1)
+    sugg = personas.suggest_tastes(data, 1)
     if not sugg:
         st.warning("Taste personas need item genres: upload an items file on the Data page.")
     else:
@@ -78,12 +80,12 @@ else:
         likes = st.multiselect("Loves", genres, default=list(sugg[0][0]), key="wi_likes")
         dislikes = st.multiselect("Dislikes", genres, default=list(sugg[0][1]), key="wi_dislikes")
         try:
-            p = pg.taste_persona(data, likes, dislikes, train_users=entry.train_users, seed=0)
+            p = personas.taste_persona(data, likes, dislikes, train_users=entry.train_users, seed=0)
         except ValueError as e:
             st.warning(state.plain(str(e)))
         else:
             items, ratings = p.reveal_items, p.reveal_ratings
-            label = p.name
+            label = fmt.persona_name(p)
 
 if items is not None and len(items):
     n_max = len(items)
@@ -101,7 +103,7 @@ if items is not None and len(items):
     )
     if st.button("Compare", key="wi_compare", type="primary", disabled=len(chosen) < 2):
         split = (data, entry.train_users, entry.val_users)
-        wanted = [c for c in chosen if c in pg.PLAYGROUND_BASELINES]
+        wanted = [c for c in chosen if candidates[c] is None]
         stages: list = [
             (f"Fitting the baseline {b}", lambda b=b: pg.cached_baselines(*split, [b]))
             for b in pg.missing_baselines(*split, wanted)
@@ -123,17 +125,6 @@ if items is not None and len(items):
             st.session_state[K_RESULT] = (result, f"{label}, first {n} ratings", data)
     if len(chosen) < 2:
         st.caption("Pick at least two models.")
-
-
-def stability_text(s: Stability) -> str:
-    """How a model's top-10 settled, in words for the table."""
-    if s.kind == "settled":
-        return f"after {s.after} rating{'s' if s.after != 1 else ''}"
-    if s.kind == "never_adapts":
-        return "never adapts (same 10 items as with no ratings)"
-    if s.kind == "changing":
-        return "still changing at the last rating"
-    return "no ratings yet"
 
 
 def _title(i: int) -> str:
@@ -216,7 +207,7 @@ if stored is not None and stored[2] is data:
         pd.DataFrame(
             {
                 "model": list(c.names),
-                "stable_after": [stability_text(c.stability[n]) for n in c.names],
+                "stable_after": [fmt.stability_text(c.stability[n]) for n in c.names],
                 "only_here": [len(c.only_in[n]) for n in c.names],
             }
         ),

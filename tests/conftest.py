@@ -61,7 +61,7 @@ def sample_dir() -> Path:
 @pytest.fixture
 def small_sample(tmp_path, monkeypatch):
     """Point the app at a tiny sample folder (with a model); clear Streamlit's caches around."""
-    from app_support import clear_streamlit_caches, write_sample_dir_with_model
+    from helpers import clear_streamlit_caches, write_sample_dir_with_model
 
     monkeypatch.setenv("METAREC_SAMPLE_DIR", str(write_sample_dir_with_model(tmp_path / "sample")))
     clear_streamlit_caches()
@@ -72,7 +72,7 @@ def small_sample(tmp_path, monkeypatch):
 @pytest.fixture
 def held(monkeypatch):
     """Trainings the app starts wait until the test releases them (released at the end)."""
-    from app_support import HeldTrainings
+    from helpers import HeldTrainings
 
     made: list[HeldTrainings] = []
 

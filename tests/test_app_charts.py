@@ -6,8 +6,9 @@ import json
 from dataclasses import fields
 
 import pytest
-from app_support import new_app, texts, tiny_dataset
+from helpers import new_app, texts, tiny_dataset
 
+from metarec_core.evaluation.report import EvaluationReport
 from metarec_core.evaluation.runner import EvalConfig, run_evaluation
 from metarec_core.jobs import JobSnapshot
 from metarec_core.methods.registry import display_name
@@ -122,7 +123,7 @@ def test_train_form_speaks_plainly_with_the_term_in_the_help():
 
 
 @pytest.fixture(scope="module")
-def report() -> dict:
+def report() -> EvaluationReport:
     """A small real report: three rating baselines and popularity, k = 1, 3, 5."""
     cfg = EvalConfig(
         methods=("item_mean", "user_bias", "mf_foldin", "popularity"),
@@ -133,7 +134,7 @@ def report() -> dict:
     return run_evaluation(tiny_dataset(), cfg)
 
 
-def evaluate_page(report: dict):
+def evaluate_page(report: EvaluationReport):
     at = new_app()
     at.session_state["mr_eval_report"] = report
     at.switch_page("pages/evaluate.py").run()
@@ -142,8 +143,8 @@ def evaluate_page(report: dict):
 
 
 def test_paired_differences_list_each_pair_once_with_a_forest_plot(report):
-    pairs = {(frozenset((p["method"], p["vs"])), p["support"]) for p in report["paired"]}
-    assert len(pairs) < len(report["paired"])  # the core lists the best two both ways
+    pairs = {(frozenset((p.method, p.vs)), p.support) for p in report.paired}
+    assert len(pairs) < len(report.paired)  # the core lists the best two both ways
     at = evaluate_page(report)
     table = next(df.value for df in at.dataframe if "vs" in df.value.columns)
     shown = [(frozenset((m, v)), int(k)) for m, v, k in table[["method", "vs", "support"]].values]

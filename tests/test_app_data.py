@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from app_support import (
+from helpers import (
     GENRES,
     items_csv,
     new_app,

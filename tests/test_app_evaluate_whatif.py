@@ -7,7 +7,7 @@ import re
 import threading
 
 import pytest
-from app_support import new_app, wait_until
+from helpers import new_app, wait_until
 
 from metarec_core.methods.registry import display_name
 
@@ -31,7 +31,7 @@ def test_evaluation_job_produces_a_report_with_curves_and_downloads():
     wait_until(at, lambda a: any("Evaluation done" in s.value for s in a.success))
     assert not at.exception and not at.error
     report = at.session_state["mr_eval_report"]
-    assert {(r["method"], r["support"]) for r in report["rows"]} == {
+    assert {(r.method, r.support) for r in report.rows} == {
         (m, k) for m in ("item_mean", "user_bias", "popularity") for k in (1, 3)
     }
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
@@ -60,7 +60,7 @@ def test_several_training_runs_per_fold_are_averaged_and_said_so():
     wait_until(at, lambda a: any("Evaluation done" in s.value for s in a.success))
     assert not at.exception and not at.error
     report = at.session_state["mr_eval_report"]
-    assert report["protocol"]["train_seeds"] == 2
+    assert report.protocol.train_seeds == 2
     assert any("fitted 2 times per fold" in c.value for c in at.caption)
 
 
@@ -69,8 +69,8 @@ def test_support_zero_scores_the_prior_on_a_category_axis():
     at.button(key="eval_start").click().run()
     wait_until(at, lambda a: any("Evaluation done" in s.value for s in a.success))
     assert not at.exception and not at.error
-    rows = at.session_state["mr_eval_report"]["rows"]
-    by = {(r["method"], r["support"]): r["mae"] for r in rows}
+    rows = at.session_state["mr_eval_report"].rows
+    by = {(r.method, r.support): r.mae for r in rows}
     # with no rating user_bias has nothing to fold in: it is the item-mean prior
     assert by[("user_bias", 0)] == pytest.approx(by[("item_mean", 0)], abs=0.02)
     assert all(by[("user_bias", k)] is not None for k in (0, 1, 3))

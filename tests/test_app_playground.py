@@ -6,9 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from app_support import (
+from helpers import (
     clear_streamlit_caches,
     new_app,
+    texts,
     wait_until,
     write_sample_dir,
     write_sample_dir_with_model,
@@ -122,7 +123,9 @@ def test_taste_persona_and_hidden_items_not_searchable(with_model):
     at.multiselect(key="pg_dislikes").set_value(["Romance"])
     at.button(key="pg_use_taste").click().run()
     s = at.session_state["mr_playground"]
-    assert s.persona.kind == "taste" and "Sci-Fi" in s.persona.name
+    assert s.persona.kind == "taste" and s.persona.likes == ("Sci-Fi",)
+    shown = texts(at).replace("\\", "")  # persona text is shown literally (markdown-escaped)
+    assert "Loves Sci-Fi, dislikes Romance: generated ratings (30 to reveal, 20 hidden)" in shown
     hidden = set(s.persona.hidden_items.tolist())
     listed = at.selectbox(key="pg_item").options  # labels: "title (genres)"
     assert len(listed) > 0

@@ -4,7 +4,7 @@ a closed session's jobs run on until its workspace expires."""
 from __future__ import annotations
 
 import pytest
-from app_support import (
+from helpers import (
     new_app,
     ratings_csv,
     tiny_model_bytes,

@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from app_support import (
+from helpers import (
     clear_streamlit_caches,
     new_app,
     ratings_csv,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from app_support import (
+from helpers import (
     items_csv,
     new_app,
     ratings_csv,

@@ -7,7 +7,7 @@ import threading
 
 import numpy as np
 import pytest
-from app_support import (
+from helpers import (
     APP,
     TINY_FORM,
     clear_streamlit_caches,
@@ -195,3 +195,19 @@ def test_a_full_workspace_says_what_is_not_kept(monkeypatch):
     b = open_app(token)
     assert b.session_state["mr_data"].is_sample
     assert app_state.workspace_store().settings.max_bytes == 1000
+
+
+def test_a_stored_report_this_version_cannot_read_is_left_out(workspace_dir):
+    a = open_app()
+    token = a.query_params["ws"]
+    upload_mine(a)
+    evaluate(a)
+    a.run()  # the finished job's report is saved
+    [stored] = list(workspace_dir.rglob("reports/*.json"))
+    stored.write_text('{"protocol": {"name": "kshot"}, "rows": "damaged"}')
+    clear_streamlit_caches()  # a restarted server: the report can only come from the file
+    b = open_app(token)
+    b.switch_page("pages/evaluate.py").run()
+    assert b.session_state["mr_data"].label == "mine.csv"  # the rest of the workspace is back
+    assert not b.exception and not b.success
+    assert "mr_eval_report" not in b.session_state

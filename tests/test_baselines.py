@@ -196,7 +196,7 @@ def test_score_many_matches_adapt(name, lowrank):
     assert batch.shape == (len(supports), data.n_items)
     for b, (i, r) in enumerate(supports):
         np.testing.assert_allclose(batch[b], m.adapt(i, r).scores, rtol=1e-9, atol=1e-12)
-    if m.predicts_ratings:
+    if m.capabilities.predicts_ratings:
         assert batch.min() >= 1.0 and batch.max() <= 5.0
 
 
@@ -205,7 +205,7 @@ def test_popularity_ranks_by_count():
     items = [2, 2, 2, 0, 0, 1, 1]  # counts among users 0-2: item 2: 3, item 0: 2, item 1: 1
     data = make_dataset(users, items, [1.0, 2, 3, 4, 5, 1, 5], n_items=4)
     m = Popularity().fit(data, np.array([0, 1, 2]))
-    assert not m.predicts_ratings
+    assert not m.capabilities.predicts_ratings
     ad = m.adapt(np.array([], int), np.array([]))
     np.testing.assert_allclose(ad.scores, [2, 1, 3, 0])
     assert list(ad.recommend(3)[0]) == [2, 0, 1]
@@ -229,13 +229,13 @@ def test_bad_support_is_a_clear_error(bias_data, split):
 def test_fit_never_sees_test_users(name, kw, lowrank, monkeypatch):
     data, fold = lowrank
     seen = []
-    real = baselines.make_tasks
+    real = baselines.common.make_tasks
 
     def spy(d, users, **kw):
         seen.append(np.asarray(users).copy())
         return real(d, users, **kw)
 
-    monkeypatch.setattr(baselines, "make_tasks", spy)
+    monkeypatch.setattr(baselines.common, "make_tasks", spy)
     a = BASELINE_CLASSES[name](seed=0, **kw).fit(data, fold.train_users, fold.val_users)
     assert seen and all(set(s.tolist()) <= set(fold.val_users.tolist()) for s in seen)
     # changing every rating of the test users changes nothing that was fitted
@@ -331,3 +331,64 @@ def test_level_baseline_adapt_scores_levels_and_shows_the_mean(integer_data):
     np.testing.assert_allclose(b.scores, cut.score_many([(items, ratings)])[0])  # scored: levels
     np.testing.assert_allclose(b.display_ratings(np.arange(4)), a.scores[:4])
     assert np.abs(b.scores - np.rint(b.scores)).max() <= 4e-3
+
+
+# ------------------------------------------------------------------------------ persistence
+@pytest.fixture(scope="module")
+def star_data():
+    """Ratings on a 1..5 star scale, so the `_levels` variants tune thresholds."""
+    data, _ = planted(n_users=80, n_items=40, per_user=20, rank=2, noise=0.3)
+    return make_dataset(data.user, data.item, np.round(data.rating), RatingScale(1.0, 5.0, 1.0))
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_to_state_round_trips_through_a_weights_only_load(name, star_data):
+    import io
+
+    import torch
+
+    fold = user_folds(star_data, 4, seed=0)[0]
+    kw = {"iters": 3} if name.startswith("mf_foldin") else {}
+    m = BASELINE_CLASSES[name](seed=0, **kw).fit(star_data, fold.train_users, fold.val_users)
+    buf = io.BytesIO()
+    torch.save(m.to_state(), buf)
+    state = torch.load(io.BytesIO(buf.getvalue()), weights_only=True)
+    again = type(m).from_state(state)
+    supports = [(np.array([0, 5, 9]), np.array([5.0, 2.0, 4.0])), (np.array([], int), np.array([]))]
+    np.testing.assert_array_equal(again.score_many(supports), m.score_many(supports))
+    a, b = m.adapt(*supports[0]), again.adapt(*supports[0])
+    np.testing.assert_array_equal(a.scores, b.scores)
+    assert (a.expected is None) == (b.expected is None)
+    if a.expected is not None:
+        np.testing.assert_array_equal(a.expected, b.expected)
+    assert again.n_items == star_data.n_items and again.capabilities == m.capabilities
+    if name.endswith("_levels"):
+        assert again.thresholds_ is not None  # the level decision itself was saved
+
+
+def test_from_state_refuses_what_the_class_does_not_declare(star_data):
+    import torch
+
+    fold = user_folds(star_data, 4, seed=0)[0]
+    m = MFFoldIn(seed=0, iters=2).fit(star_data, fold.train_users, fold.val_users)
+    good = m.to_state()
+
+    def broken(**changes) -> dict:
+        return {**good, **changes}
+
+    q = good["arrays"]["item_factors_"]
+    cases = [
+        (broken(name="user_bias"), "of 'user_bias'"),
+        (broken(version=9), "state version 9"),
+        (broken(arrays={**good["arrays"], "item_factors_": q[:-1]}), "expected 40 along its items"),
+        (broken(arrays={**good["arrays"], "item_bias_": torch.full((40,), float("nan"))}), "NaN"),
+        (broken(values={**good["values"], "reg_": float("inf")}), "values.reg_"),
+        (broken(params={"factors": 20, "evil": 1}), "params are unknown"),
+    ]
+    for state, match in cases:
+        with pytest.raises(ValueError, match=match):
+            MFFoldIn.from_state(state)
+    with pytest.raises(ValueError, match="over the limit of 8"):
+        MFFoldIn.check_state(good, max_width=8)
+    with pytest.raises(NotFittedError):
+        MFFoldIn().to_state()

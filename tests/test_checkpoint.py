@@ -11,6 +11,7 @@ import io
 import os
 import zipfile
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ from metarec_core.checkpoint import (
 )
 from metarec_core.data.dataset import DataError, ItemInfo, RatingScale, RatingsDataset
 from metarec_core.data.io import read_user_ratings
-from metarec_core.methods.base import AdaptedUser
+from metarec_core.methods.base import AdaptedUser, Capabilities, Recommender
 
 
 def make_data(
@@ -68,14 +69,18 @@ def make_data(
 
 @dataclass(frozen=True)
 class TinyConfig:
+    name: str = "tiny"
     algorithm: str = "tiny"
     dim: int = 4
     hidden: tuple[int, ...] = (8, 8)
     device: str = "cpu"
 
 
-class TinyLearner:
+class TinyLearner(Recommender):
     """A fitted stand-in: item vectors; a user is the rating-weighted mean of rated items."""
+
+    name = "tiny"
+    capabilities = Capabilities(meta_learned=True)  # saved with its config, like a MetaLearner
 
     def __init__(self, config: TinyConfig, n_items: int, seed: int = 0):
         self.config = config
@@ -84,6 +89,9 @@ class TinyLearner:
         self.bias = torch.tensor(3.0, dtype=torch.float64)
         self.n_items_ = n_items
         self.fitted_ = True
+
+    def fit(self, *args, **kwargs):
+        raise NotImplementedError
 
     def to_state(self) -> dict:
         return {
@@ -94,7 +102,7 @@ class TinyLearner:
         }
 
     @classmethod
-    def from_state(cls, state: dict) -> TinyLearner:
+    def from_state(cls, state: dict, device: str = "cpu") -> TinyLearner:
         cfg = dict(state["config"])
         cfg["hidden"] = tuple(cfg["hidden"])
         obj = cls(TinyConfig(**cfg), int(state["n_items"]))
@@ -144,8 +152,14 @@ def test_round_trip_gives_identical_predictions(saved, learner, data):
     assert np.array_equal(ck.genres, data.items.genres) and ck.genre_list(4) == ["Comedy"]
     assert ck.scale == data.scale and ck.fingerprint == data.fingerprint()
     assert (ck.dataset_name, ck.n_users, ck.n_ratings) == ("tiny.csv", 30, 240)
-    assert ck.config == {"algorithm": "tiny", "dim": 4, "hidden": [8, 8], "device": "cpu"}
-    assert ck.algorithm == "tiny" and ck.method is None and ck.format_version == FORMAT_VERSION
+    assert ck.config == {
+        "name": "tiny",
+        "algorithm": "tiny",
+        "dim": 4,
+        "hidden": [8, 8],
+        "device": "cpu",
+    }
+    assert ck.algorithm == "tiny" and ck.method == "tiny" and ck.format_version == FORMAT_VERSION
     assert ck.created.endswith("+00:00") and ck.notes == ()
     assert ck.item_index()["m7"] == 7 and ck.title(2) == "Film 2 (1999)"
 
@@ -393,6 +407,12 @@ def test_new_user_unknown_and_duplicate_items_are_counted():
     assert "1 item(s) were rated more than once" in w[1]
 
 
+def test_new_user_rows_the_reader_skips_are_said():
+    r = read("item,rating\nm3,5\n,\nm1,2\n")
+    assert list(r.items) == [3, 1]
+    assert any("skipped 1 row with only empty fields at line 3" in w for w in r.warnings())
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -450,3 +470,81 @@ def test_real_learner_round_trip(tmp_path):
     a, b = learner.adapt(*support), ck.learner.adapt(*support)
     np.testing.assert_array_equal(a.scores, b.scores)
     assert os.path.getsize(path) > 0
+
+
+# ------------------------------------------------------------------ any method, the split
+DATA_DIR = Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("name", ["user_bias_levels", "popularity"])
+def test_a_baseline_is_saved_and_loaded_like_any_method(tmp_path, name):
+    from metarec_core.methods.registry import make_method
+
+    data = make_data(n_users=40, n_items=30, per_user=16)
+    train, val = np.arange(30), np.arange(30, 36)
+    method = make_method(name, seed=0).fit(data, train, val)
+    path = save_checkpoint(method, data, tmp_path / "b.pt", train_users=train, val_users=val)
+    ck = load_checkpoint(path, data)  # the registry finds the class: no learner_from_state
+    assert type(ck.learner) is type(method) and ck.method == name and ck.algorithm is None
+    support = (np.array([0, 5, 9]), np.array([5.0, 2.0, 4.0]))
+    np.testing.assert_array_equal(ck.learner.adapt(*support).scores, method.adapt(*support).scores)
+    np.testing.assert_array_equal(ck.train_users, train)
+    np.testing.assert_array_equal(ck.val_users, val)
+    assert ck.format_version == FORMAT_VERSION == 2
+
+
+def test_a_baseline_state_is_checked_before_it_is_built(tmp_path, monkeypatch):
+    from metarec_core import checkpoint
+    from metarec_core.methods.registry import make_method
+
+    data = make_data(n_users=40, n_items=30, per_user=16)
+    method = make_method("mf_foldin", seed=0).fit(data, np.arange(30), np.arange(30, 36))
+    obj = torch.load(io.BytesIO(to_bytes(method, data)), weights_only=True)
+    obj["learner"]["arrays"]["item_factors_"] = torch.zeros(30, 5000, dtype=torch.float64)
+    monkeypatch.setattr(checkpoint, "_learner_from_state", lambda *a, **k: pytest.fail("built"))
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    with pytest.raises(CheckpointError, match="5,000 factors, over the limit of 1,024"):
+        load_checkpoint(buf.getvalue(), data)
+    obj["method"] = "no_such_method"
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    with pytest.raises(CheckpointError, match="'no_such_method' model, a method this MetaRec"):
+        load_checkpoint(buf.getvalue(), data)
+
+
+def test_a_stored_split_must_be_users_of_its_dataset(learner, data):
+    obj = torch.load(
+        io.BytesIO(to_bytes(learner, data, train_users=np.arange(20))), weights_only=True
+    )
+    for bad, match in (
+        (torch.tensor([0, 0, 1]), "not distinct users"),
+        (torch.tensor([0, 99]), "not distinct users"),
+        (torch.tensor([0.5]), "not a list of user indices"),
+    ):
+        obj["users"]["train"] = bad
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        with pytest.raises(CheckpointError, match=match):
+            load(buf.getvalue(), data)
+    obj["users"] = {"train": torch.arange(5), "validation": torch.arange(4, 8)}
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    with pytest.raises(CheckpointError, match="both training and validation"):
+        load(buf.getvalue(), data)
+
+
+def test_a_checkpoint_of_format_1_still_loads_with_the_same_scores():
+    """tests/data/checkpoint_v1.pt was written by the code before format 2 (see its README)."""
+    import json
+
+    pytest.importorskip("metarec_core.methods.meta.learners")
+    data = make_data(n_users=40, n_items=30, per_user=16)
+    ck = load_checkpoint(DATA_DIR / "checkpoint_v1.pt", data)
+    assert ck.format_version == 1 and ck.method == "fomaml"
+    assert ck.train_users is None and ck.val_users is None  # format 1 stores no split
+    want = json.loads((DATA_DIR / "checkpoint_v1_scores.json").read_text())
+    got = ck.learner.adapt(
+        np.array(want["support_items"]), np.array(want["support_ratings"], dtype=np.float32)
+    )
+    np.testing.assert_allclose(got.scores, want["scores"], rtol=0, atol=1e-6)

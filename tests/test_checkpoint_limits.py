@@ -424,7 +424,7 @@ def test_derived_limits_follow_the_dataset(data):
 # ------------------------------------------------------------------- the app's upload box
 @pytest.mark.usefixtures("small_sample")
 def test_the_train_page_refuses_crafted_uploads_with_a_message():
-    from app_support import new_app, tiny_model_bytes
+    from helpers import new_app, tiny_model_bytes
 
     good = tiny_model_bytes()
     bomb = _with_member(good, "archive/data/bomb", 96 * 2**20)

@@ -62,6 +62,13 @@ def test_train_reports_model_device_and_best_mae(tmp_path, capsys):
 
     ck = load_checkpoint(out)
     assert ck.n_items == 1500 and ck.algorithm == "fomaml" and ck.titles is None
+    # the checkpoint stores the split it was trained with (the seeded 90/10 one)
+    from metarec_core.data.io import load_ratings
+    from metarec_core.protocol.splits import split_users
+
+    train, val = split_users(load_ratings(SAMPLE_RATINGS), 1)
+    np.testing.assert_array_equal(ck.train_users, train)
+    np.testing.assert_array_equal(ck.val_users, val)
 
 
 def test_recommend_table_and_json(model, tmp_path, capsys):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from app_support import tiny_dataset, tiny_split
+from helpers import tiny_dataset, tiny_split
 
+from app_support import format as fmt
 from metarec_core.interactive.demo import demo_persona
-from metarec_core.interactive.session import PERSONA_HIDDEN
+from metarec_core.interactive.personas import PERSONA_HIDDEN
 
 
 def test_demo_persona_replays_five_ratings_of_a_user_never_trained_on():
@@ -23,7 +24,8 @@ def test_demo_persona_replays_five_ratings_of_a_user_never_trained_on():
     assert {
         (int(i), float(r)) for i, r in zip(p.reveal_items, p.reveal_ratings, strict=True)
     } <= own
-    assert "replays their first 5" in p.description
+    assert p.replays == 5 and p.n_ratings == len(own)
+    assert "replays their first 5" in fmt.persona_description(p)
     again = demo_persona(data, split.val_users)  # the same demo every time
     assert np.array_equal(again.reveal_items, p.reveal_items)
 

@@ -1,4 +1,5 @@
-"""Cold-start evaluation: report schema, protocol guarantees, determinism, CLI end to end."""
+"""Cold-start evaluation: report schema (typed and its JSON), protocol guarantees, determinism,
+CLI end to end."""
 
 from __future__ import annotations
 
@@ -15,14 +16,8 @@ import pytest
 from metarec_core.data.dataset import RatingScale, RatingsDataset
 from metarec_core.evaluation import metrics
 from metarec_core.evaluation import runner as evaluate
-from metarec_core.evaluation.runner import (
-    ROW_COLUMNS,
-    EvalConfig,
-    EvaluationCancelled,
-    format_table,
-    report_rows_csv,
-    run_evaluation,
-)
+from metarec_core.evaluation.report import ROW_COLUMNS, EvaluationReport, KShotProtocol
+from metarec_core.evaluation.runner import EvalConfig, EvaluationCancelled, run_evaluation
 from metarec_core.methods.baselines import GlobalMean, UserBias
 from metarec_core.methods.registry import BASELINES, make_method
 from metarec_core.protocol.splits import user_folds
@@ -66,19 +61,29 @@ CFG = EvalConfig(methods=BASELINES, support=(1, 3, 8), query=5, folds=3, seed=0)
 
 
 @pytest.fixture(scope="module")
-def report(small) -> dict:
+def typed(small) -> EvaluationReport:
     return run_evaluation(small, CFG)
 
 
-def without_timing(rep: dict) -> dict:
-    rep = json.loads(json.dumps(rep))
+@pytest.fixture(scope="module")
+def report(typed) -> dict:
+    """The report's JSON (what `evaluate --out` writes)."""
+    return typed.to_dict()
+
+
+def without_timing(rep: EvaluationReport) -> dict:
+    rep = json.loads(rep.to_json())
     for row in rep["rows"]:
         for key in TIMING_KEYS:
             row.pop(key)
     return rep
 
 
-def test_report_schema(report, small):
+def test_report_schema(report, typed, small):
+    assert isinstance(typed.protocol, KShotProtocol) and typed.methods == BASELINES
+    assert [(r.method, r.support) for r in typed.rows] == [
+        (m, k) for m in BASELINES for k in (1, 3, 8)
+    ]
     assert set(report) == {"dataset", "protocol", "rows", "paired"}
     assert report["dataset"]["n_users"] == small.n_users
     json.dumps(report, allow_nan=False)  # strict JSON: no NaN
@@ -179,22 +184,22 @@ def test_scale_below_zero_gives_the_ndcg_of_its_shift_to_zero(small):
         )
 
     cfg = EvalConfig(methods=("user_bias", "popularity"), support=(1, 3), query=5, folds=3)
-    below, zero = (run_evaluation(shifted(by), cfg)["rows"] for by in (-3.0, -1.0))
+    below, zero = (run_evaluation(shifted(by), cfg).rows for by in (-3.0, -1.0))
     for a, b in zip(below, zero, strict=True):
-        assert 0.0 < a["ndcg@3"] <= 1.0 and 0.0 < a["ndcg@5"] <= 1.0
-        assert (a["ndcg@3"], a["ndcg@5"]) == pytest.approx((b["ndcg@3"], b["ndcg@5"]), abs=1e-12)
-        if a["method"] == "user_bias":
-            assert a["mae"] == pytest.approx(b["mae"], abs=1e-9)
+        assert 0.0 < a.ndcg_3 <= 1.0 and 0.0 < a.ndcg_5 <= 1.0
+        assert (a.ndcg_3, a.ndcg_5) == pytest.approx((b.ndcg_3, b.ndcg_5), abs=1e-12)
+        if a.method == "user_bias":
+            assert a.mae == pytest.approx(b.mae, abs=1e-9)
 
 
-def test_same_seed_same_report(small, report):
+def test_same_seed_same_report(small, typed):
     again = run_evaluation(small, CFG)
-    assert without_timing(again) == without_timing(report)
+    assert without_timing(again) == without_timing(typed)
     other = run_evaluation(
         small, EvalConfig(methods=("item_mean",), support=(1, 3, 8), query=5, folds=3, seed=1)
     )
-    first = next(r for r in report["rows"] if r["method"] == "item_mean")
-    assert other["rows"][0]["mae"] != first["mae"]
+    first = next(r for r in typed.rows if r.method == "item_mean")
+    assert other.rows[0].mae != first.mae
 
 
 class Spy(GlobalMean):
@@ -248,9 +253,12 @@ def test_melu_protocol():
     rng = np.random.default_rng(3)
     counts = np.concatenate([rng.integers(13, 60, 70), [5, 12, 101, 120]])
     data, _ = synthetic(counts, n_items=150)
-    rep = run_evaluation(
+    typed = run_evaluation(
         data, EvalConfig(methods=("item_mean", "user_bias", "popularity"), protocol="melu")
     )
+    assert [r.support for r in typed.rows] == [None] * 3  # None: all the rest
+    assert EvaluationReport.from_json(typed.to_json()) == typed
+    rep = typed.to_dict()
     pr = rep["protocol"]
     assert pr["name"] == "melu" and pr["support"] == "all" and pr["query"] == MELU_QUERY
     assert pr["left_out"] == 4  # outside 13-100 ratings
@@ -262,7 +270,7 @@ def test_melu_protocol():
         ("item_mean", "user_bias", "all"),
         ("user_bias", "item_mean", "all"),
     ]
-    assert "melu" in format_table(rep)
+    assert "melu" in typed.to_text()
     with pytest.raises(ValueError, match="query=10"):
         EvalConfig(methods=("item_mean",), protocol="melu", query=5)
 
@@ -354,8 +362,8 @@ def test_non_finite_scores_are_reported(small, monkeypatch):
         run_evaluation(small, EvalConfig(methods=("user_bias",), support=(1,), query=5, folds=2))
 
 
-def test_format_table_and_csv(report):
-    text = format_table(report)
+def test_format_table_and_csv(report, typed):
+    text = typed.to_text()
     lines = text.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("method"))
     table = lines[header : header + 1 + len(report["rows"])]
@@ -367,7 +375,7 @@ def test_format_table_and_csv(report):
     assert pop.split()[3:5] == ["-", "-"]
     assert "paired MAE difference" in text
 
-    parsed = list(csv.DictReader(io.StringIO(report_rows_csv(report))))
+    parsed = list(csv.DictReader(io.StringIO(typed.to_csv())))
     assert len(parsed) == len(report["rows"])
     for got, row in zip(parsed, report["rows"], strict=True):
         assert got["method"] == row["method"] and int(got["support"]) == row["support"]
@@ -440,13 +448,13 @@ def test_ml100k_reduced_evaluation(ml100k_dir):
         seed=0,
     )
     rep = run_evaluation(data, cfg)
-    mae = {(r["method"], r["support"]): r["mae"] for r in rep["rows"]}
-    assert rep["protocol"]["test_users"] == 943  # every ML-100K user has >= 20 ratings
+    mae = {(r.method, r.support): r.mae for r in rep.rows}
+    assert rep.protocol.test_users == 943  # every ML-100K user has >= 20 ratings
     assert 0.90 < mae[("global_mean", 1)] < 0.99
     assert 0.79 < mae[("item_mean", 1)] < 0.87
     assert mae[("user_bias", 10)] < mae[("user_bias", 1)] < mae[("item_mean", 1)]
     assert 0.74 < mae[("mf_foldin", 10)] < 0.81
-    assert make_method("mf_foldin").predicts_ratings
+    assert make_method("mf_foldin").capabilities.predicts_ratings
 
 
 def test_zero_shot_support(small):
@@ -454,7 +462,7 @@ def test_zero_shot_support(small):
         small,
         EvalConfig(methods=("item_mean", "user_bias"), support=(0, 8), query=5, folds=3),
     )
-    mae = {(r["method"], r["support"]): r["mae"] for r in rep["rows"]}
+    mae = {(r.method, r.support): r.mae for r in rep.rows}
     # with no ratings the bias model is its prior: close to the item mean, worse than k=8
     assert mae[("user_bias", 0)] == pytest.approx(mae[("item_mean", 0)], abs=0.05)
     assert mae[("user_bias", 8)] < mae[("user_bias", 0)]
@@ -476,15 +484,17 @@ def test_train_seeds_average_each_users_metrics_over_fits(small, monkeypatch):
 
     monkeypatch.setattr(evaluate, "make_method", make)
     base = dict(methods=("global_mean",), support=(1, 4), query=5, folds=3, seed=2)
-    both = run_evaluation(small, EvalConfig(**base, train_seeds=2))
+    typed = run_evaluation(small, EvalConfig(**base, train_seeds=2))
+    both = typed.to_dict()
     assert made == [2, 3] * 3  # two fits per fold, seeds seed and seed + 1
     assert both["protocol"]["train_seeds"] == 2
-    assert "fitted 2 times per fold (seeds 2..3)" in format_table(both)
+    assert "fitted 2 times per fold (seeds 2..3)" in typed.to_text()
+    assert EvaluationReport.from_json(typed.to_json()) == typed  # mae_by_seed too
     # each single-seed run, on the same folds and queries (the evaluation's seed stays 2)
     single = []
     for fixed in (2, 3):
         monkeypatch.setattr(evaluate, "make_method", lambda name, s=fixed, **kw: SeedShift(seed=s))
-        single.append(run_evaluation(small, EvalConfig(**base)))
+        single.append(run_evaluation(small, EvalConfig(**base)).to_dict())
     assert single[0]["protocol"]["train_seeds"] == 1
     for r, r0, r1 in zip(both["rows"], single[0]["rows"], single[1]["rows"], strict=True):
         assert r["users"] == r0["users"] == r1["users"]

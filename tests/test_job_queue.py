@@ -258,7 +258,7 @@ def one_place():
 
 @pytest.mark.usefixtures("small_sample")
 def test_a_second_sessions_training_shows_its_place_in_line(one_place):
-    from app_support import texts, train_page, wait_until
+    from helpers import texts, train_page, wait_until
 
     first = train_page(train_steps=100_000, train_eval_every=10_000)
     first.checkbox(key="train_pretrain").uncheck()

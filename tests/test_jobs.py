@@ -549,9 +549,9 @@ def test_real_evaluation_job(no_thread_crash):
     snap = job.wait(WAIT)
     assert snap.status == "done", snap.error
     assert snap.fraction == 1.0
-    report = job.result
+    report = job.result.to_dict()
     assert {r["method"] for r in report["rows"]} == {"global_mean", "item_mean"}
-    again = evaluate.run_evaluation(data, cfg)
+    again = evaluate.run_evaluation(data, cfg).to_dict()
 
     def timeless(rep):
         return [{k: v for k, v in r.items() if "seconds" not in k} for r in rep["rows"]]
@@ -693,7 +693,7 @@ def test_training_job_reports_each_phase_with_its_own_progress(no_thread_crash):
 
 def test_a_diverged_training_is_done_but_flagged_worse_than_the_baselines(no_thread_crash):
     pytest.importorskip("metarec_core.methods.meta.learners")
-    from app_support import TINY_LEARNER, tiny_dataset
+    from helpers import TINY_LEARNER, tiny_dataset
 
     data = tiny_dataset()
     # what the Train page allows: outer lr 1.0, inner lr 10 (here it ends done, not NaN)

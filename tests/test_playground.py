@@ -1,11 +1,16 @@
-"""The playground's computations (metarec_core.interactive.session), on a tiny genre-driven dataset."""
+"""The playground's computations (metarec_core.interactive: session, personas, projection), on a
+tiny genre-driven dataset."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
-from app_support import tiny_dataset, tiny_split
+from helpers import tiny_dataset, tiny_split
 
+from metarec_core.interactive import personas
+from metarec_core.interactive import projection as proj_mod
 from metarec_core.interactive import session as pg
 from metarec_core.methods.baselines import MFFoldIn, Popularity, UserBias
 
@@ -30,11 +35,11 @@ def fitted(data, split):
 
 
 def test_heldout_persona_hides_the_protocols_query(data, split):
-    users = pg.heldout_candidates(data, split.val_users)
+    users = personas.heldout_candidates(data, split.val_users)
     assert len(users) > 0 and set(users) <= set(split.val_users)
     counts = data.counts_per_user()[users]
     assert (np.diff(counts) <= 0).all()  # most active first
-    p = pg.heldout_persona(data, int(users[0]), hidden=10, seed=0)
+    p = personas.heldout_persona(data, int(users[0]), hidden=10, seed=0)
     assert p.kind == "heldout" and p.user == int(users[0])
     assert len(p.hidden_items) == 10
     assert len(p.reveal_items) + 10 == counts[0]
@@ -44,18 +49,18 @@ def test_heldout_persona_hides_the_protocols_query(data, split):
     truth = dict(zip(data.item[mine].tolist(), data.rating[mine].tolist(), strict=True))
     for i, r in zip(p.hidden_items, p.hidden_ratings, strict=True):
         assert truth[int(i)] == pytest.approx(r)
-    again = pg.heldout_persona(data, int(users[0]), hidden=10, seed=0)
+    again = personas.heldout_persona(data, int(users[0]), hidden=10, seed=0)
     np.testing.assert_array_equal(again.reveal_items, p.reveal_items)
 
 
 def test_heldout_persona_needs_enough_ratings(data):
     with pytest.raises(ValueError, match="at least 31"):
-        pg.heldout_persona(data, 0, hidden=30)
+        personas.heldout_persona(data, 0, hidden=30)
 
 
 def test_taste_persona_rates_liked_genres_higher(data, split):
-    p = pg.taste_persona(data, ["Sci-Fi"], ["Romance"], train_users=split.train_users, seed=3)
-    assert p.kind == "taste" and "Sci-Fi" in p.name and "Romance" in p.name
+    p = personas.taste_persona(data, ["Sci-Fi"], ["Romance"], train_users=split.train_users, seed=3)
+    assert p.kind == "taste" and p.likes == ("Sci-Fi",) and p.dislikes == ("Romance",)
     items = np.concatenate([p.reveal_items, p.hidden_items])
     ratings = np.concatenate([p.reveal_ratings, p.hidden_ratings])
     assert len(set(items.tolist())) == len(items) == 50
@@ -66,7 +71,9 @@ def test_taste_persona_rates_liked_genres_higher(data, split):
     assert ratings[scifi].mean() > ratings[romance].mean() + 1.0
     # ratings lie on the scale's steps
     assert set(np.unique(ratings)) <= {1.0, 2.0, 3.0, 4.0, 5.0}
-    same = pg.taste_persona(data, ["Sci-Fi"], ["Romance"], train_users=split.train_users, seed=3)
+    same = personas.taste_persona(
+        data, ["Sci-Fi"], ["Romance"], train_users=split.train_users, seed=3
+    )
     np.testing.assert_array_equal(same.reveal_ratings, p.reveal_ratings)
 
 
@@ -76,15 +83,15 @@ def test_taste_persona_rates_liked_genres_higher(data, split):
 )
 def test_taste_persona_rejects_bad_genres(data, likes, dislikes, message):
     with pytest.raises(ValueError, match=message):
-        pg.taste_persona(data, likes, dislikes)
+        personas.taste_persona(data, likes, dislikes)
 
 
 def test_suggest_tastes_pairs_distinct_genres(data):
-    pairs = pg.suggest_tastes(data, n=3)
+    pairs = personas.suggest_tastes(data, n=3)
     assert len(pairs) == 3
     for likes, dislikes in pairs:
         assert not set(likes) & set(dislikes)
-        pg.taste_persona(data, likes, dislikes)  # every suggestion is a valid persona
+        personas.taste_persona(data, likes, dislikes)  # every suggestion is a valid persona
 
 
 def test_search_items_by_title_and_genre(data):
@@ -103,18 +110,17 @@ def test_search_items_by_title_and_genre(data):
 def test_rank_movement_and_overlap():
     prev = np.array([5, 6, 7, 8])
     cur = np.array([7, 5, 9, 8])
-    assert pg.rank_movement(prev, cur) == [("up", 2), ("down", 1), ("new", None), ("same", 0)]
-    assert [pg.movement_label(m) for m in pg.rank_movement(prev, cur)] == ["↑ 2", "↓ 1", "new", "="]
+    assert pg.rank_movement(prev, cur) == [2, -1, None, 0]  # places up; None: new
     assert pg.list_overlap(prev, cur) == 0.75
     assert pg.list_overlap(None, cur) is None
-    assert pg.rank_movement(None, cur) == [("new", None)] * 4
+    assert pg.rank_movement(None, cur) == [None] * 4
 
 
 def test_project_users_pca_recovers_the_main_axis():
     rng = np.random.default_rng(0)
     t = rng.normal(0, 3, 200)
     states = np.stack([t, 0.5 * t, rng.normal(0, 0.1, 200)], 1)
-    proj = pg.project_users(states, np.arange(200))
+    proj = proj_mod.project_users(states, np.arange(200))
     assert proj.points.shape == (200, 2)
     assert proj.explained[0] > 0.99
     axis = proj.components[0]
@@ -123,11 +129,31 @@ def test_project_users_pca_recovers_the_main_axis():
     )
     np.testing.assert_allclose(proj.transform(states), proj.points, atol=1e-9)
     with pytest.raises(ValueError):
-        pg.project_users(np.zeros((1, 3)), np.arange(1))
+        proj_mod.project_users(np.zeros((1, 3)), np.arange(1))
 
 
 def test_fit_projection_none_for_models_without_states(data, split, fitted):
-    assert pg.fit_projection(fitted["mf_foldin"], data, split.train_users) is None
+    assert proj_mod.fit_projection(fitted["mf_foldin"], data, split.train_users) is None
+
+
+class WithStates(UserBias):
+    """A baseline with a per-user state vector (its first ratings, padded)."""
+
+    def user_states(self, data, users, k=10):
+        return np.stack([np.resize(data.rating[data.user == u][:k], 4) for u in users])
+
+
+class DeclaresStates(WithStates):
+    capabilities = replace(UserBias.capabilities, user_state=True)
+
+
+def test_fit_projection_reads_the_declared_capability_not_the_method(data, split):
+    users = split.train_users
+    undeclared = WithStates(seed=0).fit(data, users, split.val_users)
+    assert proj_mod.fit_projection(undeclared, data, users) is None  # not probed
+    declared = DeclaresStates(seed=0).fit(data, users, split.val_users)
+    proj = proj_mod.fit_projection(declared, data, users, max_users=30)
+    assert proj is not None and proj.points.shape == (30, 2) and set(proj.users) <= set(users)
 
 
 def test_session_manual_ratings_change_recommendations(data, fitted):
@@ -147,9 +173,15 @@ def test_session_manual_ratings_change_recommendations(data, fitted):
     assert not set(v.top_items) & (set(scifi) | set(romance))  # rated items are not recommended
     assert not np.array_equal(v.top_items, first)
     assert 0.0 <= v.overlap <= 1.0
-    rows = s.recommendation_rows()
-    assert [r["rank"] for r in rows] == list(range(1, 11))
-    assert all(r["movement"] in {"new", "="} or r["movement"][0] in "↑↓" for r in rows)
+    recs = s.recommendations()
+    assert [r.rank for r in recs] == list(range(1, 11))
+    assert [r.item for r in recs] == v.top_items.tolist()
+    assert [r.movement for r in recs] == v.movement
+    assert all(r.movement is None or isinstance(r.movement, int) for r in recs)
+    for r in recs:
+        assert r.item_id == str(data.item_ids[r.item]) and r.title == data.items.titles[r.item]
+        assert r.genres == tuple(data.items.genre_list(r.item))
+        assert r.predicted == pytest.approx(v.adapted.display_ratings([r.item])[0])
     # a fan of sci-fi who hates romance gets more sci-fi than romance
     top_g = data.items.genres[v.top_items]
     assert top_g[:, g.index("Sci-Fi")].sum() > top_g[:, g.index("Romance")].sum()
@@ -176,8 +208,8 @@ def test_session_remove_rerate_reset_and_errors(data, fitted):
 
 
 def test_session_persona_learning_curve_matches_full_recompute(data, split, fitted):
-    users = pg.heldout_candidates(data, split.val_users)
-    persona = pg.heldout_persona(data, int(users[0]))
+    users = personas.heldout_candidates(data, split.val_users)
+    persona = personas.heldout_persona(data, int(users[0]))
     baselines = {"user_bias": fitted["user_bias"], "popularity": fitted["popularity"]}
     s = pg.PlaygroundSession(
         data, fitted["mf_foldin"], model_name="mf", baselines=baselines, persona=persona
@@ -214,7 +246,7 @@ def test_session_rejects_a_model_named_like_a_baseline(data, fitted):
 
 
 def test_session_persona_runs_out_of_ratings(data, fitted):
-    persona = pg.taste_persona(data, ["Comedy"], ["Drama"], n_reveal=3, n_hidden=5)
+    persona = personas.taste_persona(data, ["Comedy"], ["Drama"], n_reveal=3, n_hidden=5)
     s = pg.PlaygroundSession(data, fitted["user_bias"], persona=persona)
     s.add_rating(int(persona.reveal_items[1]), 4.0)  # rated by hand: skipped when revealed
     s.add_next()
@@ -279,7 +311,9 @@ def test_baseline_cache_is_bounded(data, split, monkeypatch):
 
 def test_baselines_can_join_a_session_later(data, split, fitted):
     # the playground opens without baselines (they only feed a persona's learning curve)
-    persona = pg.heldout_persona(data, int(pg.heldout_candidates(data, split.val_users)[0]))
+    persona = personas.heldout_persona(
+        data, int(personas.heldout_candidates(data, split.val_users)[0])
+    )
     s = pg.PlaygroundSession(data, fitted["mf_foldin"], model_name="mf", persona=persona)
     s.add_next()
     s.add_next()
@@ -296,7 +330,7 @@ def test_baselines_can_join_a_session_later(data, split, fitted):
 
 
 def test_session_tells_the_personas_ratings_from_the_persons(data, fitted):
-    persona = pg.taste_persona(data, ["Comedy"], ["Drama"], n_reveal=4, n_hidden=5)
+    persona = personas.taste_persona(data, ["Comedy"], ["Drama"], n_reveal=4, n_hidden=5)
     s = pg.PlaygroundSession(data, fitted["user_bias"], persona=persona)
     s.add_next()
     mine = next(i for i in range(data.n_items) if i not in persona.reveal_items)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from app_support import tiny_dataset, tiny_split
+from helpers import tiny_dataset, tiny_split
 
 from metarec_core.interactive import whatif
-from metarec_core.interactive.session import heldout_candidates, heldout_persona
+from metarec_core.interactive.personas import heldout_candidates, heldout_persona
 from metarec_core.methods.baselines import ItemMean, MFFoldIn, Popularity, UserBias
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from app_support import TINY_LEARNER, tiny_dataset, tiny_model_bytes
+from helpers import TINY_LEARNER, tiny_dataset, tiny_model_bytes
 
 from metarec_core.checkpoint import load_checkpoint
 from metarec_core.workspace import (

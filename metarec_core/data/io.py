@@ -1255,9 +1255,12 @@ class NewUserRatings:
     unknown_ids: tuple[str, ...]  # raw ids the model does not know (dropped)
     duplicates: int  # repeated items dropped (the last rating of an item is kept)
     rows: int  # data rows read
+    notes: tuple[str, ...] = ()  # what the reader did to read the file (as the ratings reader's)
+    label: str = "new user ratings"  # the file's name in messages
 
     def warnings(self) -> list[str]:
-        out = []
+        """Everything dropped or changed on the way in, each line naming the file."""
+        out = list(self.notes)
         if self.unknown_ids:
             shown = ", ".join(repr(x) for x in self.unknown_ids[:_SHOW])
             more = (
@@ -1266,12 +1269,13 @@ class NewUserRatings:
                 else f" and {len(self.unknown_ids) - _SHOW} more"
             )
             out.append(
-                f"ignored {len(self.unknown_ids):,} rating(s) of items the model does not know: "
-                f"{shown}{more}"
+                f"{self.label}: ignored {len(self.unknown_ids):,} rating(s) of items the model "
+                f"does not know: {shown}{more}"
             )
         if self.duplicates:
             out.append(
-                f"{self.duplicates:,} item(s) were rated more than once; kept the last rating"
+                f"{self.label}: {self.duplicates:,} item(s) were rated more than once; kept the "
+                "last rating"
             )
         return out
 
@@ -1294,10 +1298,11 @@ def read_user_ratings(
     known item at all) is a `DataError` naming the file and rows.
     """
     label = _label(source, name, "new user ratings")
-    src = _read_text(source, label, max_bytes, [])
+    notes: list[str] = []
+    src = _read_text(source, label, max_bytes, notes)
     what = "columns item, rating, with or without a header"
     is_header = _header_test(label, rating_at=1, expected="item/item_id/movieId and rating/score")
-    table = _parse_table(src, label, min_fields=2, header_fn=is_header, what=what, notes=[])
+    table = _parse_table(src, label, min_fields=2, header_fn=is_header, what=what, notes=notes)
     frame, rows = table.frame, table.rows
     if table.header is not None:
         h = table.header
@@ -1334,4 +1339,6 @@ def read_user_ratings(
         unknown_ids=unknown,
         duplicates=int(repeat.sum()),
         rows=len(frame),
+        notes=tuple(notes),
+        label=label,
     )

@@ -26,8 +26,6 @@ intervals resample users; they do not cover the training randomness that is left
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import sys
 import time
@@ -39,7 +37,20 @@ import numpy as np
 from metarec_core.data.dataset import RatingScale, RatingsDataset
 from metarec_core.data.summary import summarize
 from metarec_core.evaluation import metrics
-from metarec_core.methods.registry import META_LEARNERS, available_methods, make_method
+from metarec_core.evaluation.report import (
+    EvaluationReport,
+    KShotProtocol,
+    MeluProtocol,
+    MethodRow,
+    PairedDifference,
+    SupportSizes,
+)
+from metarec_core.methods.registry import (
+    META_LEARNERS,
+    available_methods,
+    default_methods,
+    make_method,
+)
 from metarec_core.protocol.splits import (
     MELU_MAX_RATINGS,
     MELU_MIN_RATINGS,
@@ -49,26 +60,8 @@ from metarec_core.protocol.splits import (
 )
 from metarec_core.protocol.tasks import MELU_QUERY, UserTask, make_tasks
 
-__all__ = [
-    "EvalConfig",
-    "EvaluationCancelled",
-    "ROW_COLUMNS",
-    "format_table",
-    "report_rows_csv",
-    "run_evaluation",
-]
+__all__ = ["EvalConfig", "EvaluationCancelled", "run_evaluation"]
 
-ROW_COLUMNS = (
-    "method",
-    "support",
-    "users",
-    "mae",
-    "rmse",
-    "ndcg@3",
-    "ndcg@5",
-    "recall@10",
-    "seconds",
-)
 VAL_FRACTION = 0.1
 RECALL_K = 10
 NDCG_KS = (3, 5)
@@ -100,7 +93,7 @@ class EvalConfig:
     `query` must be 10, as in the MeLU paper.
     """
 
-    methods: tuple[str, ...] = ("global_mean", "item_mean", "user_bias", "mf_foldin", "popularity")
+    methods: tuple[str, ...] = field(default_factory=default_methods)
     support: tuple[int, ...] = (1, 3, 5, 10, 20)
     query: int = 10
     folds: int = 5
@@ -268,7 +261,7 @@ def _score(
             )
         qi, qr = q_items[s:e], q_ratings[s:e]
         pred = np.take_along_axis(scores, qi, axis=1)
-        if method.predicts_ratings:
+        if method.capabilities.predicts_ratings:
             acc.mae.append(metrics.mae(pred, qr))
             acc.rmse.append(metrics.rmse(pred, qr))
         for k in NDCG_KS:
@@ -288,7 +281,8 @@ def _mean(x: np.ndarray) -> float | None:
     return float(x.mean()) if len(x) else None
 
 
-def _json_float(x: float) -> float | None:
+def _finite(x: float) -> float | None:
+    """None for NaN or ±inf (the report is strict JSON)."""
     return None if x is None or not math.isfinite(x) else float(x)
 
 
@@ -298,13 +292,13 @@ def run_evaluation(
     *,
     progress: Progress = False,
     should_stop: Callable[[], bool] | None = None,
-) -> dict:
-    """Evaluate `cfg.methods` under `cfg.protocol`; returns the JSON-ready report.
+) -> EvaluationReport:
+    """Evaluate `cfg.methods` under `cfg.protocol`; returns the report (`report.EvaluationReport`).
 
     Raises `EvaluationCancelled` when `should_stop()` is True (checked before every fit and every
     support size, and passed to fits that accept it), ValueError on an unusable configuration.
     """
-    dataset = summarize(data).to_dict()
+    dataset = summarize(data)
     threshold = float(data.scale.relevant_threshold)
 
     if cfg.protocol == "kshot":
@@ -325,17 +319,19 @@ def run_evaluation(
                 f"no test user has the {kmax + query} ratings needed for support {kmax} + query "
                 f"{query}; use smaller support sizes or fewer query ratings"
             )
-        protocol = {
-            "name": "kshot",
-            "folds": cfg.folds,
-            "query": query,
-            "support": list(cfg.support),
-            "seed": cfg.seed,
-            "val_fraction": VAL_FRACTION,
-            "min_ratings": kmax + query,
-            "test_users": n_test,
-            "left_out": left_out,
-        }
+        protocol: KShotProtocol | MeluProtocol = KShotProtocol(
+            folds=cfg.folds,
+            query=query,
+            support=cfg.support,
+            seed=cfg.seed,
+            val_fraction=VAL_FRACTION,
+            min_ratings=kmax + query,
+            test_users=n_test,
+            left_out=left_out,
+            relevant_threshold=threshold,
+            bootstrap_resamples=cfg.n_boot,
+            train_seeds=cfg.train_seeds,
+        )
     else:
         ks = (None,)
         fold, n_out = melu_split(data, cfg.seed, VAL_FRACTION)
@@ -347,37 +343,23 @@ def run_evaluation(
             )
         plan = [(fold, tasks)]
         sizes = np.array([t.n_available for t in tasks])
-        protocol = {
-            "name": "melu",
-            "query": MELU_QUERY,
-            "support": "all",
-            "seed": cfg.seed,
-            "val_fraction": VAL_FRACTION,
-            "min_ratings": MELU_MIN_RATINGS,
-            "max_ratings": MELU_MAX_RATINGS,
-            "test_fraction": MELU_TEST_FRACTION,
-            "train_users": len(fold.train_users),
-            "val_users": len(fold.val_users),
-            "test_users": len(tasks),
-            "left_out": n_out + lo,
-            "support_sizes": {
-                "min": int(sizes.min()),
-                "median": float(np.median(sizes)),
-                "max": int(sizes.max()),
-            },
-        }
-    protocol.update(
-        relevant_threshold=threshold,
-        bootstrap_resamples=cfg.n_boot,
-        paired="each rating predictor vs the best other rating predictor at the same support "
-        "size (lowest mean MAE); mae_diff = mean per-user MAE(method) - MAE(vs), < 0: method better",
-        seconds="fit time summed over folds and training runs + scoring time at that support size",
-        train_seeds=cfg.train_seeds,
-    )
-    if cfg.train_seeds > 1:
-        protocol["train_seeds_note"] = (
-            f"every method fitted {cfg.train_seeds} times per fold (seeds {cfg.seed}.."
-            f"{cfg.seed + cfg.train_seeds - 1}); per-user metrics are means over the fits"
+        protocol = MeluProtocol(
+            query=MELU_QUERY,
+            seed=cfg.seed,
+            val_fraction=VAL_FRACTION,
+            min_ratings=MELU_MIN_RATINGS,
+            max_ratings=MELU_MAX_RATINGS,
+            test_fraction=MELU_TEST_FRACTION,
+            train_users=len(fold.train_users),
+            val_users=len(fold.val_users),
+            test_users=len(tasks),
+            left_out=n_out + lo,
+            support_sizes=SupportSizes(
+                min=int(sizes.min()), median=float(np.median(sizes)), max=int(sizes.max())
+            ),
+            relevant_threshold=threshold,
+            bootstrap_resamples=cfg.n_boot,
+            train_seeds=cfg.train_seeds,
         )
 
     acc = {(m, k): _Acc() for m in cfg.methods for k in ks}
@@ -416,7 +398,7 @@ def run_evaluation(
                     t0 = time.perf_counter()
                     _fit(method, data, fold, should_stop, inside)
                     fit_seconds[name] += time.perf_counter() - t0
-                    predicts[name] = bool(method.predicts_ratings)
+                    predicts[name] = bool(method.capabilities.predicts_ratings)
                     prog.step(f"{where}: fitted {run}", fit_units[name])
                     for k in ks:
                         check_stop()
@@ -445,35 +427,37 @@ def run_evaluation(
         for k in ks:
             a = acc[(name, k)]
             recall = a.cat("recall")
-            n_users = len(recall)
-            row = {
-                "method": name,
-                "support": "all" if k is None else k,
-                "users": n_users,
-                "mae": None,
-                "rmse": None,
-                "ndcg@3": _mean(a.cat("3")),
-                "ndcg@5": _mean(a.cat("5")),
-                "recall@10": _mean(recall),
-                "seconds": fit_seconds[name] + a.seconds,
-                "mae_ci95": None,
-                "recall_users": int((~np.isnan(recall)).sum()),
-                "recall_excluded": int(np.isnan(recall).sum()),
-                "fit_seconds": fit_seconds[name],
-                "score_seconds": a.seconds,
-            }
+            mae = mae_ci = rmse = by_seed = None
             if predicts[name]:
-                mae = a.cat("mae")
-                per_user_mae[(name, k)] = mae
-                lo, hi = metrics.bootstrap_ci(mae, n_boot=cfg.n_boot, seed=cfg.seed)
-                row.update(
-                    mae=_mean(mae),
-                    rmse=_mean(a.cat("rmse")),
-                    mae_ci95=[_json_float(lo), _json_float(hi)],
+                per_user = a.cat("mae")
+                per_user_mae[(name, k)] = per_user
+                lo, hi = metrics.bootstrap_ci(per_user, n_boot=cfg.n_boot, seed=cfg.seed)
+                mae, rmse, mae_ci = (
+                    _mean(per_user),
+                    _mean(a.cat("rmse")),
+                    (_finite(lo), _finite(hi)),
                 )
                 if a.mae_by_run:  # the spread that one training run alone would show
-                    row["mae_by_seed"] = [_mean(np.concatenate(run)) for run in a.mae_by_run]
-            rows.append(row)
+                    by_seed = tuple(_mean(np.concatenate(run)) for run in a.mae_by_run)
+            rows.append(
+                MethodRow(
+                    method=name,
+                    support=k,
+                    users=len(recall),
+                    mae=mae,
+                    rmse=rmse,
+                    ndcg_3=_mean(a.cat("3")),
+                    ndcg_5=_mean(a.cat("5")),
+                    recall_10=_mean(recall),
+                    seconds=fit_seconds[name] + a.seconds,
+                    mae_ci95=mae_ci,
+                    recall_users=int((~np.isnan(recall)).sum()),
+                    recall_excluded=int(np.isnan(recall).sum()),
+                    fit_seconds=fit_seconds[name],
+                    score_seconds=a.seconds,
+                    mae_by_seed=by_seed,
+                )
+            )
 
     paired = []
     raters = [m for m in cfg.methods if predicts[m]]
@@ -486,118 +470,14 @@ def run_evaluation(
                     per_user_mae[(m, k)], per_user_mae[(vs, k)], n_boot=cfg.n_boot, seed=cfg.seed
                 )
                 paired.append(
-                    {
-                        "method": m,
-                        "vs": vs,
-                        "support": "all" if k is None else k,
-                        "mae_diff": _json_float(diff),
-                        "ci95": [_json_float(lo), _json_float(hi)],
-                        "users": len(per_user_mae[(m, k)]),
-                    }
+                    PairedDifference(
+                        method=m,
+                        vs=vs,
+                        support=k,
+                        mae_diff=_finite(diff),
+                        ci95=(_finite(lo), _finite(hi)),
+                        users=len(per_user_mae[(m, k)]),
+                    )
                 )
     prog.message("done")
-    return {"dataset": dataset, "protocol": protocol, "rows": rows, "paired": paired}
-
-
-# ---------------------------------------------------------------------------------------------
-
-
-def _fmt(x, digits: int = 4) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, float):
-        return f"{x:.{digits}f}"
-    return str(x)
-
-
-def format_table(report: dict) -> str:
-    """The report as aligned text: a header line, the rows, then the paired comparisons."""
-    ds, pr = report.get("dataset", {}), report.get("protocol", {})
-    head = []
-    src = ds.get("source") or ""
-    size = ", ".join(
-        f"{ds[key]} {label}"
-        for key, label in (("n_users", "users"), ("n_items", "items"), ("n_ratings", "ratings"))
-        if key in ds
-    )
-    if src or size:
-        head.append(f"dataset: {src}{' (' + size + ')' if size else ''}")
-    if pr:
-        if pr.get("name") == "melu":
-            head.append(
-                f"protocol: melu, query {pr.get('query')}, support = all the rest, "
-                f"{pr.get('test_users')} test users ({pr.get('left_out')} users left out), "
-                f"seed {pr.get('seed')}"
-            )
-        else:
-            head.append(
-                f"protocol: kshot, {pr.get('folds')} folds, query {pr.get('query')}, "
-                f"{pr.get('test_users')} test users with >= {pr.get('min_ratings')} ratings "
-                f"({pr.get('left_out')} left out), seed {pr.get('seed')}"
-            )
-        if pr.get("train_seeds_note"):
-            head.append(pr["train_seeds_note"])
-    table = [list(ROW_COLUMNS)]
-    for r in report.get("rows", []):
-        table.append(
-            [
-                str(r["method"]),
-                str(r["support"]),
-                str(r["users"]),
-                *(_fmt(r[c]) for c in ("mae", "rmse", "ndcg@3", "ndcg@5", "recall@10")),
-                _fmt(r["seconds"], 1),
-            ]
-        )
-    out = head + [""] if head else []
-    out += _align(table, left=2)
-    if report.get("paired"):
-        out += ["", "paired MAE difference (method - vs; < 0: method better), bootstrap 95% CI:"]
-        ptable = [["method", "vs", "support", "mae_diff", "ci95"]]
-        for p in report["paired"]:
-            lo, hi = p["ci95"]
-            ptable.append(
-                [
-                    p["method"],
-                    p["vs"],
-                    str(p["support"]),
-                    _fmt(p["mae_diff"]),
-                    f"[{_fmt(lo)}, {_fmt(hi)}]",
-                ]
-            )
-        out += _align(ptable, left=3)
-    return "\n".join(out)
-
-
-def _align(table: list[list[str]], left: int) -> list[str]:
-    """Columns padded to equal width: the first `left` left-aligned, the rest right-aligned."""
-    widths = [max(len(row[c]) for row in table) for c in range(len(table[0]))]
-    return [
-        "  ".join(
-            cell.ljust(w) if c < left else cell.rjust(w)
-            for c, (cell, w) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
-        for row in table
-    ]
-
-
-CSV_COLUMNS = (
-    *ROW_COLUMNS,
-    "mae_ci95_lo",
-    "mae_ci95_hi",
-    "recall_users",
-    "recall_excluded",
-    "fit_seconds",
-    "score_seconds",
-)
-
-
-def report_rows_csv(report: dict) -> str:
-    """The report's rows as CSV text (header first; empty cells for nulls)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
-    for r in report.get("rows", []):
-        ci = r.get("mae_ci95") or [None, None]
-        flat = {**r, "mae_ci95_lo": ci[0], "mae_ci95_hi": ci[1]}
-        w.writerow(["" if flat.get(c) is None else flat.get(c) for c in CSV_COLUMNS])
-    return buf.getvalue()
+    return EvaluationReport(dataset, protocol, tuple(rows), tuple(paired))

@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 
 from metarec_core.data.dataset import RatingsDataset
-from metarec_core.interactive.session import Persona, heldout_candidates, heldout_persona
+from metarec_core.interactive.personas import Persona, heldout_candidates, heldout_persona
 
 DEMO_RATINGS = 5
 
@@ -35,5 +35,5 @@ def demo_persona(
         p,
         reveal_items=p.reveal_items[:n_ratings],
         reveal_ratings=p.reveal_ratings[:n_ratings],
-        description=f"{p.description}. The demo replays their first {n_ratings}.",
+        replays=n_ratings,
     )

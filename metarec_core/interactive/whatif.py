@@ -111,8 +111,7 @@ def compare_models(
     """Compare `models` (two or more, fitted on the same catalogue) on one user's ratings."""
     if len(models) < 2:
         raise ValueError(f"pick at least two models to compare, got {len(models)}")
-    sizes = {getattr(m, "n_items_", None) for m in models.values()}
-    if len(sizes - {None}) > 1:
+    if len({m.n_items for m in models.values()}) > 1:
         raise ValueError(
             "the models were fitted on different catalogues; compare models of one dataset"
         )

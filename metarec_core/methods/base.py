@@ -107,7 +107,6 @@ class Recommender(ABC):
 
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities] = Capabilities()
-    predicts_ratings: ClassVar[bool] = True  # to go: read capabilities.predicts_ratings
 
     @abstractmethod
     def fit(
@@ -161,6 +160,15 @@ class Recommender(ABC):
         """The fitted method as tensors, arrays and plain values (`torch.load(weights_only=True)`
         can read it back); `from_state` rebuilds it."""
         raise NotImplementedError(f"{type(self).__name__} cannot be saved yet")
+
+    @classmethod
+    def check_state(cls, state: dict[str, Any], *, max_width: int) -> None:
+        """Raise ValueError if `state`, read from an untrusted file, is not what this class's
+        `from_state` builds from (`max_width`: the widest array axis it may declare besides
+        the catalogue). The checkpoint has bounded its size, nesting and numbers already;
+        classes with arrays declare their shapes and check them here, before anything is built.
+        """
+        return None  # nothing beyond the checkpoint's own bounds
 
     @classmethod
     def from_state(cls, state: dict[str, Any], device: str = "cpu") -> Recommender:

@@ -1,0 +1,361 @@
+"""What every baseline shares: training ratings, padded supports, validation tasks, the
+closed-form `adapt`, clipping, and persistence of the declared fitted attributes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from metarec_core.data.dataset import RatingScale, RatingsDataset
+from metarec_core.methods.base import (
+    AdaptationTrace,
+    AdaptedUser,
+    Capabilities,
+    FitProgress,
+    Recommender,
+    StopFlag,
+)
+from metarec_core.protocol.tasks import make_tasks
+
+TUNE_SUPPORT = (1, 3, 5, 10, 20)
+TUNE_QUERY = 10
+
+Support = tuple[np.ndarray, np.ndarray]
+# fit hooks of the slow (ALS) baselines: a stop flag, polled between blocks of work, and the
+# fraction of the fit done with a short message
+
+
+class _FitStopped(Exception):
+    """`should_stop()` said so inside a fit; the fit returns unfitted."""
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _train_ratings(
+    data: RatingsDataset, train_users: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user, item, rating) of the training users' ratings; users renumbered 0..n_train-1."""
+    train_users = np.unique(np.asarray(train_users, dtype=np.int64))
+    if len(train_users) == 0:
+        raise ValueError("fit() needs at least one training user")
+    if train_users[0] < 0 or train_users[-1] >= data.n_users:
+        raise ValueError(f"train_users must be inner user indices in [0, {data.n_users})")
+    local = np.full(data.n_users, -1, dtype=np.int64)
+    local[train_users] = np.arange(len(train_users))
+    keep = local[data.user] >= 0
+    if not keep.any():
+        raise ValueError("the training users have no ratings")
+    return local[data.user[keep]], data.item[keep], data.rating[keep].astype(np.float64)
+
+
+def _pad(supports: Sequence[Support], n_items: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Padded (items, ratings, mask) arrays (B, K) of support sets; K >= 1, padding masked out."""
+    B = len(supports)
+    K = max([1, *(len(i) for i, _ in supports)])
+    items = np.zeros((B, K), dtype=np.int64)
+    ratings = np.zeros((B, K), dtype=np.float64)
+    mask = np.zeros((B, K), dtype=bool)
+    for b, (i, r) in enumerate(supports):
+        i = np.asarray(i, dtype=np.int64).ravel()
+        r = np.asarray(r, dtype=np.float64).ravel()
+        if len(i) != len(r):
+            raise ValueError(f"support {b}: {len(i)} items but {len(r)} ratings")
+        if len(i) and (i.min() < 0 or i.max() >= n_items):
+            raise ValueError(f"support {b}: item index out of range [0, {n_items})")
+        if not np.isfinite(r).all():
+            raise ValueError(f"support {b}: ratings must be finite numbers")
+        n = len(i)
+        items[b, :n], ratings[b, :n], mask[b, :n] = i, r, True
+    return items, ratings, mask
+
+
+STATE_FORMAT = "metarec-baseline"
+STATE_VERSION = 1
+_MAX_PARAM_LIST = 4  # a constructor setting saved as a list holds a few numbers (fold_reg: 2)
+
+
+def _real(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)
+
+
+class _Baseline(Recommender):
+    """Shared plumbing: fitted-state checks, validation tasks, adapt via score_many, and
+    persistence of what each family declares below."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    # What `to_state` saves, declared by each family so that a file is checked against it
+    # before anything is built: fitted arrays by attribute -> the size of each axis ("items":
+    # the catalogue; "width": any size up to a bound; "levels": the scale's levels - 1),
+    # fitted numbers (a float, or a tuple of floats), constructor settings besides the seed.
+    STATE_ARRAYS: ClassVar[dict[str, tuple[str, ...]]] = {}
+    STATE_VALUES: ClassVar[tuple[str, ...]] = ()
+    PARAMS: ClassVar[tuple[str, ...]] = ()
+    OPTIONAL_ARRAYS: ClassVar[frozenset[str]] = frozenset()  # may be None (not fitted there)
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    # -- to implement ------------------------------------------------------------------------
+    def _user_state(self, items: np.ndarray, ratings: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """(B, d) adapted user states from padded supports (d may be 0)."""
+        return np.zeros((len(items), 0))
+
+    def _predict(self, state: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Raw (unclipped) scores of `items` (B, Q) for users with `state` (B, d)."""
+        raise NotImplementedError
+
+    # -- shared ------------------------------------------------------------------------------
+    def fit(
+        self,
+        data: RatingsDataset,
+        train_users: np.ndarray,
+        val_users: np.ndarray | None = None,
+        *,
+        should_stop: StopFlag | None = None,
+        progress: FitProgress | None = None,
+    ) -> _Baseline:
+        """Fit on the ratings of `train_users`, tuning on `val_users` (the package doc says how).
+
+        Slow fits poll `should_stop()` and report `progress(fraction, message)`; a fit stopped
+        so returns unfitted. Quick ones ignore both.
+        """
+        self.fitted_ = False
+        self.n_items_ = data.n_items
+        self.scale_: RatingScale = data.scale
+        u, i, r = _train_ratings(data, train_users)
+        self.global_mean_ = float(r.mean())
+        self.fitted_ = self._fit(data, (u, i, r), val_users, should_stop, progress)
+        return self
+
+    def _fit(
+        self,
+        data: RatingsDataset,
+        ratings: tuple[np.ndarray, np.ndarray, np.ndarray],
+        val_users: np.ndarray | None,
+        should_stop: StopFlag | None,
+        progress: FitProgress | None,
+    ) -> bool:
+        """The family's own fit from the training (user, item, rating) triples (users numbered
+        0..n_train-1), `global_mean_` set; False: stopped. Default: nothing more to fit."""
+        return True
+
+    def _finish(self, raw: np.ndarray) -> np.ndarray:
+        if not self.capabilities.predicts_ratings:
+            return raw
+        return np.clip(raw, self.scale_.low, self.scale_.high)
+
+    def _expected(self, raw: np.ndarray) -> np.ndarray | None:
+        """The ratings to show a person when they differ from the scores (None: the scores)."""
+        return None
+
+    def score_many(self, supports: Sequence[Support]) -> np.ndarray:
+        """Scores over the whole catalogue for each support set: (B, n_items)."""
+        self._check_fitted()
+        if len(supports) == 0:
+            return np.zeros((0, self.n_items_))
+        items, ratings, mask = _pad(supports, self.n_items_)
+        return self._finish(self._predict_all(self._user_state(items, ratings, mask)))
+
+    def _predict_all(self, state: np.ndarray) -> np.ndarray:
+        """Raw scores of the whole catalogue (B, n_items)."""
+        return self._predict(
+            state, np.broadcast_to(np.arange(self.n_items_), (len(state), self.n_items_))
+        )
+
+    def adapt(
+        self,
+        items: np.ndarray,
+        ratings: np.ndarray,
+        *,
+        query_items: np.ndarray | None = None,
+        query_ratings: np.ndarray | None = None,
+    ) -> AdaptedUser:
+        """Closed-form adaptation: the trace has the loss before (prior) and after fold-in."""
+        self._check_fitted()
+        items = np.asarray(items, dtype=np.int64).ravel()
+        ratings = np.asarray(ratings, dtype=np.float64).ravel()
+        pi, pr, pm = _pad([(items, ratings)], self.n_items_)
+        state = self._user_state(pi, pr, pm)
+        prior = self._user_state(pi[:, :0], pr[:, :0], pm[:, :0])
+        raw = self._predict_all(state)
+        scores = self._finish(raw)[0]
+        trace = None
+        if self.capabilities.predicts_ratings:
+            before = self._finish(self._predict_all(prior))[0]
+
+            def mse(s: np.ndarray, i: np.ndarray, r: np.ndarray) -> float:
+                return float(np.mean((s[i] - r) ** 2)) if len(i) else float("nan")
+
+            sup = (mse(before, items, ratings), mse(scores, items, ratings))
+            qry = None
+            if query_items is not None and query_ratings is not None:
+                qi = np.asarray(query_items, dtype=np.int64).ravel()
+                qr = np.asarray(query_ratings, dtype=np.float64).ravel()
+                qry = (mse(before, qi, qr), mse(scores, qi, qr))
+            trace = AdaptationTrace(support_loss=sup, query_loss=qry)
+        expected = self._expected(raw)
+        return AdaptedUser(
+            scores=scores,
+            expected=None if expected is None else expected[0],
+            support_items=items,
+            support_ratings=ratings,
+            trace=trace,
+            state=state[0] if state.shape[1] else None,
+        )
+
+    def _val_tasks(
+        self, data: RatingsDataset, val_users: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """Padded supports and queries of the validation users, one row per (user, k).
+
+        Returns (items, ratings, mask, query_items, query_ratings) or None when there is nothing
+        to tune on (no validation user with more than TUNE_QUERY ratings).
+        """
+        if val_users is None or len(val_users) == 0:
+            return None
+        tasks, _ = make_tasks(data, np.asarray(val_users), query=TUNE_QUERY, seed=self.seed)
+        sups, qi, qr = [], [], []
+        for t in tasks:
+            q_items, q_ratings = t.query
+            for k in TUNE_SUPPORT:
+                if k <= t.n_available:
+                    sups.append(t.support(k))
+                    qi.append(q_items)
+                    qr.append(q_ratings)
+        if not sups:
+            return None
+        items, ratings, mask = _pad(sups, data.n_items)
+        return items, ratings, mask, np.stack(qi), np.stack(qr).astype(np.float64)
+
+    def _val_mae(self, val: tuple, state: np.ndarray | None = None) -> float:
+        items, ratings, mask, qi, qr = val
+        if state is None:
+            state = self._user_state(items, ratings, mask)
+        return float(np.mean(np.abs(self._finish(self._predict(state, qi)) - qr)))
+
+    # -- persistence -------------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """The declared fitted attributes as float64 tensors and plain numbers (the training
+        users' own factors, used only for warm starts, are not kept)."""
+        import torch
+
+        self._check_fitted()
+
+        def plain(v: Any) -> Any:  # numpy scalars and tuples are not weights-only loadable
+            if isinstance(v, tuple | list):
+                return [float(x) for x in v]
+            return v if v is None or isinstance(v, bool | int) else float(v)
+
+        arrays = {}
+        for key in self.STATE_ARRAYS:
+            a = getattr(self, key)
+            arrays[key] = None if a is None else torch.from_numpy(np.array(a, dtype=np.float64))
+        return {
+            "format": STATE_FORMAT,
+            "version": STATE_VERSION,
+            "name": self.name,
+            "seed": int(self.seed),
+            "params": {k: plain(getattr(self, k)) for k in self.PARAMS},
+            "n_items": int(self.n_items_),
+            "scale": [float(self.scale_.low), float(self.scale_.high), float(self.scale_.step)],
+            "arrays": arrays,
+            "values": {k: plain(getattr(self, k)) for k in self.STATE_VALUES},
+        }
+
+    @classmethod
+    def check_state(cls, state: dict[str, Any], *, max_width: int = 2**31) -> None:
+        """Raise ValueError naming the first entry of `state` that is not what this class
+        declares (format, catalogue size, array shapes, finite numbers); reads no more than
+        the state holds and builds nothing."""
+        import torch
+
+        def need(cond: bool, what: str) -> None:
+            if not cond:
+                raise ValueError(what)
+
+        need(isinstance(state, dict), "the state is not a dictionary")
+        need(state.get("format") == STATE_FORMAT, f"not a baseline state ({STATE_FORMAT!r})")
+        need(state.get("name") == cls.name, f"the state is of {str(state.get('name'))[:60]!r}")
+        need(
+            state.get("version") == STATE_VERSION,
+            f"state version {state.get('version')!r} (this code reads version {STATE_VERSION})",
+        )
+        n, seed, sc = state.get("n_items"), state.get("seed"), state.get("scale")
+        need(_real(n) and isinstance(n, int) and n >= 1, "n_items is not a positive integer")
+        need(
+            isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**63,
+            "seed is not a non-negative integer",
+        )
+        need(
+            isinstance(sc, list) and len(sc) == 3 and all(map(_real, sc)),
+            "scale is not [low, high, step]",
+        )
+        from metarec_core.methods.baselines.levels import level_grid
+
+        grid = level_grid(RatingScale(*map(float, sc))) if sc[0] < sc[1] and sc[2] > 0 else None
+        params, values, arrays = (state.get(k) for k in ("params", "values", "arrays"))
+        need(isinstance(params, dict) and set(params) <= set(cls.PARAMS), "params are unknown")
+        for k, v in params.items():
+            ok = v is None or _real(v) or isinstance(v, bool)
+            ok = ok or (isinstance(v, list) and len(v) <= _MAX_PARAM_LIST and all(map(_real, v)))
+            need(ok, f"params.{k} is not a number")
+        need(
+            isinstance(values, dict) and set(values) == set(cls.STATE_VALUES),
+            f"values are not {', '.join(cls.STATE_VALUES)}",
+        )
+        for k, v in values.items():
+            ok = _real(v) or (
+                isinstance(v, list) and len(v) <= _MAX_PARAM_LIST and all(map(_real, v))
+            )
+            need(ok, f"values.{k} is not a finite number")
+        need(
+            isinstance(arrays, dict) and set(arrays) == set(cls.STATE_ARRAYS),
+            f"arrays are not {', '.join(cls.STATE_ARRAYS)}",
+        )
+        for k, axes in cls.STATE_ARRAYS.items():
+            t = arrays[k]
+            if t is None and k in cls.OPTIONAL_ARRAYS:
+                continue
+            need(
+                isinstance(t, torch.Tensor) and t.is_floating_point(),
+                f"arrays.{k} is not a float tensor",
+            )
+            want = {"items": n, "levels": None if grid is None else grid[2] - 1}
+            need(t.dim() == len(axes), f"arrays.{k} has {t.dim()} axes, expected {len(axes)}")
+            for size, axis in zip(t.shape, axes, strict=True):
+                if axis == "width":
+                    need(
+                        1 <= size <= max_width,
+                        f"arrays.{k} declares {size:,} factors, over the limit of {max_width:,}",
+                    )
+                else:
+                    need(
+                        size == want[axis],
+                        f"arrays.{k} has shape {tuple(t.shape)}, expected "
+                        f"{want[axis]} along its {axis} axis",
+                    )
+            need(bool(torch.isfinite(t).all()), f"arrays.{k} holds NaN or infinite values")
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], device: str = "cpu") -> _Baseline:
+        """Rebuild the fitted baseline from `to_state()` (checked first); `device` is unused."""
+        cls.check_state(state)
+        params = {k: tuple(v) if isinstance(v, list) else v for k, v in state["params"].items()}
+        obj = cls(seed=state["seed"], **params)
+        obj.n_items_ = state["n_items"]
+        obj.scale_ = RatingScale(*map(float, state["scale"]))
+        for key in cls.STATE_ARRAYS:
+            t = state["arrays"][key]
+            setattr(obj, key, None if t is None else t.numpy().astype(np.float64, copy=True))
+        for key, v in state["values"].items():
+            setattr(obj, key, tuple(map(float, v)) if isinstance(v, list) else float(v))
+        obj._loaded()
+        obj.fitted_ = True
+        return obj
+
+    def _loaded(self) -> None:
+        """Derive what `to_state` leaves out (nothing, unless a family says otherwise)."""

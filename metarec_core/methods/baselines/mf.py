@@ -1,0 +1,205 @@
+"""Biased matrix factorisation by ALS with a closed-form ridge fold-in of a new user."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+import numpy as np
+
+from metarec_core.methods.base import StopFlag
+from metarec_core.methods.baselines.common import _Baseline, _FitStopped
+
+
+class _GroupRidge:
+    """Per-group ridge regressions sharing one grouping of rows (users or items in ALS).
+
+    ``solve`` returns, for every group g, argmin_w Σ_{n in g} (target_n − feats_n·w)² + Σ reg·w².
+    Groups are padded in blocks of similar size (sorted by row count) so the batched solve
+    wastes little memory; the block layout is computed once and reused every ALS round.
+    Groups without rows get w = 0.
+    """
+
+    def __init__(self, group: np.ndarray, n_groups: int, block_elems: int = 1 << 17) -> None:
+        self.n_groups = n_groups
+        order = np.argsort(group, kind="stable")
+        counts = np.bincount(group, minlength=n_groups)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        by_size = np.argsort(counts, kind="stable")
+        self.blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        pos = 0
+        while pos < n_groups:
+            # sizes only increase along by_size, so the last group sets the padded length
+            end = pos + 1
+            while end < n_groups and (end - pos + 1) * max(1, counts[by_size[end]]) <= block_elems:
+                end += 1
+            gs = by_size[pos:end]
+            L = max(1, int(counts[gs].max()))
+            ar = np.arange(L)
+            mask = ar[None, :] < counts[gs][:, None]
+            idx = order[np.where(mask, starts[gs][:, None] + ar[None, :], 0)]
+            self.blocks.append((gs, idx, mask))
+            pos = end
+
+    def solve(
+        self,
+        feats: np.ndarray,
+        target: np.ndarray,
+        reg: np.ndarray,
+        should_stop: StopFlag | None = None,
+    ) -> np.ndarray:
+        """The ridge solutions; raises `_FitStopped` between blocks once `should_stop()`."""
+        out = np.zeros((self.n_groups, feats.shape[1]))
+        reg_m = np.diag(reg)
+        for gs, idx, mask in self.blocks:
+            # a solve takes seconds on a million ratings: a cancel must not wait for all blocks
+            if should_stop is not None and should_stop():
+                raise _FitStopped
+            X = feats[idx] * mask[..., None]
+            Xt = X.transpose(0, 2, 1)
+            A = Xt @ X + reg_m
+            rhs = Xt @ (target[idx] * mask)[..., None]
+            out[gs] = np.linalg.solve(A, rhs)[..., 0]
+        return out
+
+
+class MFFoldIn(_Baseline):
+    """Biased matrix factorisation by ALS on training users, ridge fold-in for a new user.
+
+    r̂_ui = mu + b_u + b_i + p_u·q_i. ALS alternates exact ridge solves for (p_u, b_u) of every
+    training user and (q_i, b_i) of every item, penalty λ on all of them, ``iters`` rounds from a
+    seeded N(0, 0.1²) start. A new user's (p_u, b_u) minimises
+    Σ_support (r − mu − b_i − b_u − p_u·q_i)² + λ_p‖p_u‖² + λ_b b_u² (batched closed form).
+    λ from ``REG_GRID`` and (λ_p, λ_b) are tuned on validation users.
+
+    Fitted attributes for warm starts: ``item_factors_`` (n_items, factors), ``item_bias_``
+    (n_items,), ``global_mean_``; also ``user_factors_``/``user_bias_`` of training users.
+    """
+
+    name: ClassVar[str] = "mf_foldin"
+    STATE_ARRAYS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "item_factors_": ("items", "width"),
+        "item_bias_": ("items",),
+    }
+    STATE_VALUES: ClassVar[tuple[str, ...]] = ("global_mean_", "reg_", "fold_reg_")
+    PARAMS: ClassVar[tuple[str, ...]] = ("factors", "reg", "fold_reg", "iters")
+    REG_GRID: ClassVar[tuple[float, ...]] = (4.0, 8.0, 16.0)
+    FOLD_FACTOR_GRID: ClassVar[tuple[float, ...]] = (2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+    FOLD_BIAS_GRID: ClassVar[tuple[float, ...]] = (1.0, 2.0, 4.0, 8.0, 16.0)
+
+    def __init__(
+        self,
+        seed: int = 0,
+        factors: int = 20,
+        reg: float | None = None,
+        fold_reg: tuple[float, float] | None = None,
+        iters: int = 12,
+    ) -> None:
+        super().__init__(seed)
+        self.factors = factors
+        self.reg = reg
+        self.fold_reg = fold_reg
+        self.iters = iters
+
+    def _fit(self, data, ratings, val_users, should_stop, progress) -> bool:
+        """ALS for each λ candidate, then the fold-in penalties tuned on `val_users`.
+
+        `should_stop()` is polled between the blocks of every ALS solve and between tuning
+        candidates: once it says so the fit returns at once, unfitted. `progress(fraction,
+        message)` is told after every half-round of ALS and every λ's tuning.
+        """
+        u, i, r = ratings
+        val = self._val_tasks(data, val_users)
+        reg_grid = (self.reg,) if self.reg is not None else self.REG_GRID if val else (8.0,)
+        if self.fold_reg is not None:
+            fold_grid = [tuple(self.fold_reg)]
+        elif val is not None:
+            fold_grid = [(a, b) for a in self.FOLD_FACTOR_GRID for b in self.FOLD_BIAS_GRID]
+        else:
+            fold_grid = [(reg_grid[0], reg_grid[0])]
+        best: tuple = (np.inf,)
+        units = len(reg_grid) * (2 * self.iters + 1)  # ALS half-rounds + one tuning pass per λ
+        done = 0
+
+        def tick(message: str) -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(done / units, message)
+
+        try:
+            for n, lam in enumerate(reg_grid, 1):
+                where = f"λ {n}/{len(reg_grid)}, " if len(reg_grid) > 1 else ""
+                P, bu, Q, bi = self._als(u, i, r, data.n_items, lam, should_stop, tick, where)
+                self.item_factors_, self.item_bias_ = Q, bi
+                for fr in fold_grid:
+                    if should_stop is not None and should_stop():
+                        raise _FitStopped
+                    self.fold_reg_ = fr
+                    score = self._val_mae(val) if val is not None else 0.0
+                    if score < best[0]:
+                        best = (score, lam, fr, P, bu, Q, bi)
+                tick(f"{where}fold-in penalties tuned")
+        except _FitStopped:
+            return False  # unfitted
+        _, self.reg_, self.fold_reg_, P, bu, Q, bi = best
+        self.reg_ = float(self.reg_)
+        self.user_factors_, self.user_bias_ = P, bu
+        self.item_factors_, self.item_bias_ = Q, bi
+        return True
+
+    def _als(
+        self,
+        u,
+        i,
+        r,
+        n_items: int,
+        lam: float,
+        should_stop: StopFlag | None = None,
+        tick: Callable[[str], None] | None = None,
+        where: str = "",
+    ):
+        rng = np.random.default_rng([self.seed, 11])
+        f = self.factors
+        n_users = int(u.max()) + 1
+        Q = rng.normal(0.0, 0.1, size=(n_items, f))
+        bi = np.zeros(n_items)
+        bu = np.zeros(n_users)
+        P = np.zeros((n_users, f))
+        y = r - self.global_mean_
+        reg = np.full(f + 1, lam)
+        ones = np.ones((len(r), 1))
+        by_user, by_item = _GroupRidge(u, n_users), _GroupRidge(i, n_items)
+        for it in range(1, self.iters + 1):
+            w = by_user.solve(np.hstack([Q[i], ones]), y - bi[i], reg, should_stop)
+            P, bu = w[:, :f], w[:, f]
+            if tick is not None:
+                tick(f"{where}ALS round {it}/{self.iters}: users")
+            w = by_item.solve(np.hstack([P[u], ones]), y - bu[u], reg, should_stop)
+            Q, bi = w[:, :f], w[:, f]
+            if tick is not None:
+                tick(f"{where}ALS round {it}/{self.iters}: items")
+        return P, bu, Q, bi
+
+    def _user_state(self, items: np.ndarray, ratings: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """(B, factors + 1): the ridge fold-in [p_u, b_u] of each padded support set."""
+        f = self.item_factors_.shape[1]
+        X = np.concatenate([self.item_factors_[items], np.ones(items.shape + (1,))], axis=2)
+        X = X * mask[..., None]
+        y = (ratings - self.global_mean_ - self.item_bias_[items]) * mask
+        lp, lb = self.fold_reg_
+        A = np.einsum("bkf,bkg->bfg", X, X) + np.diag(np.r_[np.full(f, lp), lb])
+        rhs = np.einsum("bkf,bk->bf", X, y)
+        return np.linalg.solve(A, rhs[..., None])[..., 0]
+
+    def _predict(self, state: np.ndarray, items: np.ndarray) -> np.ndarray:
+        f = self.item_factors_.shape[1]
+        p, b = state[:, :f], state[:, f:]
+        dot = np.einsum("bf,bqf->bq", p, self.item_factors_[items])
+        return self.global_mean_ + self.item_bias_[items] + b + dot
+
+    def _predict_all(self, state: np.ndarray) -> np.ndarray:
+        # a matrix product instead of gathering a (B, n_items, factors) array
+        f = self.item_factors_.shape[1]
+        p, b = state[:, :f], state[:, f:]
+        return self.global_mean_ + self.item_bias_[None, :] + b + p @ self.item_factors_.T
