@@ -45,6 +45,7 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -220,6 +221,16 @@ class Server:
 
 
 # --------------------------------------------------------------------------------- session
+def decoded(payload: str | bytes, message: type) -> Any:
+    """A websocket frame as the protobuf `message` (BackMsg, ForwardMsg); None if it is not."""
+    if not isinstance(payload, bytes):
+        return None
+    try:
+        return message.FromString(payload)
+    except DecodeError:
+        return None
+
+
 @dataclass
 class Action:
     session: int
@@ -263,14 +274,13 @@ class Session:
         ws.on("framesent", self._on_sent)
 
     def _on_sent(self, payload: str | bytes) -> None:
-        if not isinstance(payload, bytes):
-            return
-        try:
-            msg = BackMsg.FromString(payload)
-        except DecodeError:
-            return
+        msg = decoded(payload, BackMsg)
         # fragment reruns (the pages' polling) end as fragment runs, not counted here
-        if msg.WhichOneof("type") == "rerun_script" and not msg.rerun_script.fragment_id:
+        if (
+            msg is not None
+            and msg.WhichOneof("type") == "rerun_script"
+            and not msg.rerun_script.fragment_id
+        ):
             self.requested_at.append(time.monotonic())
 
     def server_part(self, start: float, before: int) -> float | None:
@@ -283,13 +293,12 @@ class Session:
         return end - sent[0] if sent else None
 
     def _on_frame(self, payload: str | bytes) -> None:
-        if not isinstance(payload, bytes):
-            return
-        try:
-            msg = ForwardMsg.FromString(payload)
-        except DecodeError:
-            return
-        if msg.WhichOneof("type") == "script_finished" and msg.script_finished in RUN_DONE:
+        msg = decoded(payload, ForwardMsg)
+        if (
+            msg is not None
+            and msg.WhichOneof("type") == "script_finished"
+            and msg.script_finished in RUN_DONE
+        ):
             self.finished_at.append(time.monotonic())
             self.runs_done += 1
 
@@ -487,6 +496,30 @@ def pct(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 
 
+def spread(values: list[float]) -> dict:
+    return {
+        "n": len(values),
+        "p50": pct(values, 50),
+        "p95": pct(values, 95),
+        "max": max(values, default=None),
+    }
+
+
+def latency_rows(runs: list[dict], key: str) -> list[str]:
+    """One table row per N: p50 / p95 / max (n) of each kind of action in `run[key]`."""
+    rows = ["| N | " + " | ".join(KINDS) + " |", "|---|" + "---|" * len(KINDS)]
+    for r in runs:
+        cells = []
+        for kind in KINDS:
+            lat = r[key][kind]
+            bad = f", {lat['failed']} failed" if lat.get("failed") else ""
+            cells.append(
+                f"{fmt(lat['p50'])} / {fmt(lat['p95'])} / {fmt(lat['max'])} (n={lat['n']}{bad})"
+            )
+        rows.append(f"| {r['sessions']} | " + " | ".join(cells) + " |")
+    return rows
+
+
 async def run_n(n: int, args: argparse.Namespace, files: list[Path]) -> dict:
     env = {} if args.max_jobs is None else {"METAREC_MAX_JOBS": str(args.max_jobs)}
     server = Server(args.ttl, env)
@@ -562,21 +595,10 @@ async def run_n(n: int, args: argparse.Namespace, files: list[Path]) -> dict:
         out["train_p50_s"], out["train_max_s"] = pct(train, 50), max(train, default=None)
         out["latency"], out["server_part"] = {}, {}
         for kind in KINDS:
-            secs = [a.seconds for a in log if a.kind == kind]
-            out["latency"][kind] = {
-                "n": len(secs),
-                "failed": sum(not a.ok for a in log if a.kind == kind),
-                "p50": pct(secs, 50),
-                "p95": pct(secs, 95),
-                "max": max(secs, default=None),
-            }
-            part = [a.server_s for a in log if a.kind == kind and a.server_s is not None]
-            out["server_part"][kind] = {
-                "n": len(part),
-                "p50": pct(part, 50),
-                "p95": pct(part, 95),
-                "max": max(part, default=None),
-            }
+            acts = [a for a in log if a.kind == kind]
+            out["latency"][kind] = spread([a.seconds for a in acts])
+            out["latency"][kind]["failed"] = sum(not a.ok for a in acts)
+            out["server_part"][kind] = spread([a.server_s for a in acts if a.server_s is not None])
         text = server.log_text()
         out["server_errors"] = text.count("Traceback (most recent call last)")
         (args.out / f"server-{n}.log").write_text(text)
@@ -611,35 +633,14 @@ def markdown(runs: list[dict], command: str, machine: str) -> str:
         "Latency in seconds, p50 / p95 / max (from the click to the end of the script run it "
         "caused, and the page showing its result):",
         "",
-        "| N | " + " | ".join(KINDS) + " |",
-        "|---|" + "---|" * len(KINDS),
-    ]
-    for r in runs:
-        cells = []
-        for kind in KINDS:
-            lat = r["latency"][kind]
-            bad = f", {lat['failed']} failed" if lat["failed"] else ""
-            cells.append(
-                f"{fmt(lat['p50'])} / {fmt(lat['p95'])} / {fmt(lat['max'])} (n={lat['n']}{bad})"
-            )
-        lines.append(f"| {r['sessions']} | " + " | ".join(cells) + " |")
-    lines += [
+        *latency_rows(runs, "latency"),
         "",
         "The server's part of the same actions, p50 / p95 / max in seconds: from the browser "
         "sending the rerun request on its websocket to the script_finished message arriving "
         "(the rest of the latency above is the browser reacting to the click and drawing):",
         "",
-        "| N | " + " | ".join(KINDS) + " |",
-        "|---|" + "---|" * len(KINDS),
+        *latency_rows(runs, "server_part"),
     ]
-    for r in runs:
-        cells = []
-        for kind in KINDS:
-            part = r["server_part"][kind]
-            cells.append(
-                f"{fmt(part['p50'])} / {fmt(part['p95'])} / {fmt(part['max'])} (n={part['n']})"
-            )
-        lines.append(f"| {r['sessions']} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "Server (the `streamlit run` process): RSS in MiB; CPU in the 10 s after the tabs closed "

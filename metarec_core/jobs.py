@@ -705,7 +705,7 @@ def _default_learner_factory(config: LearnerConfig) -> MetaLearner:
     return learners.learner_class(config)(config)
 
 
-# The factory a worker process uses. Tests replace `_default_learner_factory` (tests/app_support
+# The factory a worker process uses. Tests replace `_default_learner_factory` (tests/helpers.py
 # HeldTrainings): a job made with the replacement stays in its thread, where the replacement is.
 _WORKER_FACTORY = _default_learner_factory
 

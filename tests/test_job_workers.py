@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from app_support import texts, wait_until
+from helpers import texts, wait_until
 from test_jobs import WAIT, real_config, tiny_data
 
 from metarec_core import job_worker, jobs
@@ -112,7 +112,8 @@ def test_an_evaluation_in_a_worker_equals_the_thread_one(pool):
     def timeless(rep):
         return [{k: v for k, v in r.items() if "seconds" not in k} for r in rep["rows"]]
 
-    assert timeless(b.result) == timeless(a.result)
+    assert type(b.result) is type(a.result)
+    assert timeless(b.result.to_dict()) == timeless(a.result.to_dict())
 
 
 def test_cancel_is_acknowledged_at_once_and_ends_the_job_in_its_worker(pool):
@@ -208,7 +209,7 @@ def process_pool(monkeypatch):
 
 @pytest.mark.usefixtures("small_sample")
 def test_the_app_trains_in_a_worker_and_shows_its_failures(process_pool):
-    from app_support import new_app, train_page
+    from helpers import new_app, train_page
 
     at = train_page()
     at.checkbox(key="train_pretrain").uncheck()
