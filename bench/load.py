@@ -45,6 +45,7 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,9 +54,11 @@ sys.path.insert(0, str(ROOT))
 
 from google.protobuf.message import DecodeError  # noqa: E402
 from playwright.async_api import Page, async_playwright, expect  # noqa: E402
+from streamlit.proto.BackMsg_pb2 import BackMsg  # noqa: E402
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg  # noqa: E402
 
 from metarec_core.data.synthetic import _csv_bytes, generate  # noqa: E402
+from metarec_core.runtime import DEFAULT_JOB_WORKERS  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -105,6 +108,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def child_pids(pid: int) -> list[int]:
+    """The direct children of `pid` (the server's job worker processes)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
 def proc_stats(pid: int) -> tuple[float, float, int]:
     """(RSS MiB, CPU seconds, threads) of process `pid`, from /proc."""
     rss, threads = 0.0, 0
@@ -130,6 +142,7 @@ class Server:
         self.proc: subprocess.Popen | None = None
         self.url = ""
         self.peak_rss = 0.0
+        self.peak_workers_rss = 0.0  # the job worker processes together
         self._sampling = False
 
     def start(self) -> None:
@@ -167,12 +180,23 @@ class Server:
         assert self.proc is not None
         return proc_stats(self.proc.pid)
 
+    def worker_stats(self) -> tuple[float, float]:
+        """(RSS MiB, CPU seconds) of the server's worker processes together (0 in thread mode)."""
+        assert self.proc is not None
+        rss = cpu = 0.0
+        for pid in child_pids(self.proc.pid):
+            with contextlib.suppress(OSError):
+                r, c, _ = proc_stats(pid)
+                rss, cpu = rss + r, cpu + c
+        return rss, cpu
+
     async def sample(self, client_nice: int) -> None:
         """Track the peak RSS until `stop_sampling()`; keep the browsers at `client_nice`."""
         self._sampling = True
         while self._sampling:
             with contextlib.suppress(OSError):
                 self.peak_rss = max(self.peak_rss, self.stats()[0])
+                self.peak_workers_rss = max(self.peak_workers_rss, self.worker_stats()[0])
             if client_nice and self.proc is not None:
                 nice_clients(self.proc.pid, client_nice)  # renderers start as pages open
             await asyncio.sleep(0.5)
@@ -197,6 +221,16 @@ class Server:
 
 
 # --------------------------------------------------------------------------------- session
+def decoded(payload: str | bytes, message: type) -> Any:
+    """A websocket frame as the protobuf `message` (BackMsg, ForwardMsg); None if it is not."""
+    if not isinstance(payload, bytes):
+        return None
+    try:
+        return message.FromString(payload)
+    except DecodeError:
+        return None
+
+
 @dataclass
 class Action:
     session: int
@@ -205,6 +239,9 @@ class Action:
     ok: bool
     t: float  # seconds since the sessions started
     run_s: float | None = None  # until the script run ended (the rest: the page showing it)
+    # The server's part: from the browser sending the rerun request (websocket frame) to the
+    # script_finished frame arriving; the rest is the browser reacting to the click and drawing.
+    server_s: float | None = None
     note: str = ""
 
 
@@ -227,24 +264,58 @@ class Session:
     def __init__(self, index: int, page: Page, url: str, t0: float, log: list[Action]) -> None:
         self.index, self.page, self.url, self.t0, self.log = index, page, url, t0, log
         self.runs_done = 0
+        self.finished_at: list[float] = []  # when each counted script_finished arrived
+        self.requested_at: list[float] = []  # when each whole-script rerun request was sent
         self.result = SessionResult(index)
-        page.on("websocket", lambda ws: ws.on("framereceived", self._on_frame))
+        page.on("websocket", self._on_websocket)
+
+    def _on_websocket(self, ws) -> None:
+        ws.on("framereceived", self._on_frame)
+        ws.on("framesent", self._on_sent)
+
+    def _on_sent(self, payload: str | bytes) -> None:
+        msg = decoded(payload, BackMsg)
+        # fragment reruns (the pages' polling) end as fragment runs, not counted here
+        if (
+            msg is not None
+            and msg.WhichOneof("type") == "rerun_script"
+            and not msg.rerun_script.fragment_id
+        ):
+            self.requested_at.append(time.monotonic())
+
+    def server_part(self, start: float, before: int) -> float | None:
+        """Seconds from the first rerun request sent after `start` to the end of the script run
+        that ended the wait (the `before`-th counted one); None if not seen."""
+        if len(self.finished_at) <= before:
+            return None
+        end = self.finished_at[before]
+        sent = [t for t in self.requested_at if start <= t <= end]
+        return end - sent[0] if sent else None
 
     def _on_frame(self, payload: str | bytes) -> None:
-        if not isinstance(payload, bytes):
-            return
-        try:
-            msg = ForwardMsg.FromString(payload)
-        except DecodeError:
-            return
-        if msg.WhichOneof("type") == "script_finished" and msg.script_finished in RUN_DONE:
+        msg = decoded(payload, ForwardMsg)
+        if (
+            msg is not None
+            and msg.WhichOneof("type") == "script_finished"
+            and msg.script_finished in RUN_DONE
+        ):
+            self.finished_at.append(time.monotonic())
             self.runs_done += 1
 
     def record(
-        self, kind: str, start: float, ok: bool, note: str = "", run_s: float | None = None
+        self,
+        kind: str,
+        start: float,
+        ok: bool,
+        note: str = "",
+        run_s: float | None = None,
+        before: int | None = None,
     ) -> float:
         seconds = time.monotonic() - start
-        self.log.append(Action(self.index, kind, seconds, ok, start - self.t0, run_s, note))
+        server_s = None if before is None else self.server_part(start, before)
+        self.log.append(
+            Action(self.index, kind, seconds, ok, start - self.t0, run_s, server_s, note)
+        )
         return seconds
 
     async def wait_runs(self, before: int, timeout: float = ACTION_TIMEOUT_S) -> bool:
@@ -272,7 +343,7 @@ class Session:
                 await check()
             except Exception as e:  # noqa: BLE001 - recorded, the run goes on
                 ok, note = False, f"{type(e).__name__}: {str(e).splitlines()[0]}"
-        self.record(kind, start, ok, note, run_s)
+        self.record(kind, start, ok, note, run_s, before)
         with contextlib.suppress(Exception):
             await self.idle()
         return ok
@@ -292,7 +363,7 @@ class Session:
         run_s = time.monotonic() - start
         with contextlib.suppress(Exception):
             await self.idle()
-        self.record("page load", start, ok, run_s=run_s)
+        self.record("page load", start, ok, run_s=run_s, before=0)
         return ok
 
     async def goto(self, title: str) -> bool:
@@ -302,7 +373,7 @@ class Session:
         counts from the first click."""
         link = self.page.get_by_test_id("stSidebarNav").get_by_role("link", name=title)
         start, tries, ok = time.monotonic(), 0, False
-        run_s = None
+        run_s, first = None, self.runs_done
         while not ok and tries < 3 and time.monotonic() - start < ACTION_TIMEOUT_S:
             tries += 1
             before = self.runs_done
@@ -315,7 +386,7 @@ class Session:
             except AssertionError:
                 pass
         note = "" if tries == 1 else f"clicked {tries} times"
-        self.record("page switch", start, ok, note, run_s)
+        self.record("page switch", start, ok, note, run_s, first)
         with contextlib.suppress(Exception):
             await self.idle()
         return ok
@@ -425,6 +496,30 @@ def pct(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 
 
+def spread(values: list[float]) -> dict:
+    return {
+        "n": len(values),
+        "p50": pct(values, 50),
+        "p95": pct(values, 95),
+        "max": max(values, default=None),
+    }
+
+
+def latency_rows(runs: list[dict], key: str) -> list[str]:
+    """One table row per N: p50 / p95 / max (n) of each kind of action in `run[key]`."""
+    rows = ["| N | " + " | ".join(KINDS) + " |", "|---|" + "---|" * len(KINDS)]
+    for r in runs:
+        cells = []
+        for kind in KINDS:
+            lat = r[key][kind]
+            bad = f", {lat['failed']} failed" if lat.get("failed") else ""
+            cells.append(
+                f"{fmt(lat['p50'])} / {fmt(lat['p95'])} / {fmt(lat['max'])} (n={lat['n']}{bad})"
+            )
+        rows.append(f"| {r['sessions']} | " + " | ".join(cells) + " |")
+    return rows
+
+
 async def run_n(n: int, args: argparse.Namespace, files: list[Path]) -> dict:
     env = {} if args.max_jobs is None else {"METAREC_MAX_JOBS": str(args.max_jobs)}
     server = Server(args.ttl, env)
@@ -459,6 +554,7 @@ async def run_n(n: int, args: argparse.Namespace, files: list[Path]) -> dict:
             await asyncio.gather(*(one(s) for s in sessions))
             out["flow_seconds"] = time.monotonic() - t0
             _, cpu_before_close, _ = server.stats()
+            workers_cpu_before_close = server.worker_stats()[1]
             for c in contexts:
                 await c.close()
             await asyncio.sleep(10)
@@ -466,6 +562,9 @@ async def run_n(n: int, args: argparse.Namespace, files: list[Path]) -> dict:
             out["rss_after_close_mib"] = rss1
             out["cpu_after_close_s_per_s"] = (cpu1 - cpu_before_close) / 10
             out["threads_after_close"] = threads1
+            workers_rss1, workers_cpu1 = server.worker_stats()
+            out["workers_rss_after_close_mib"] = workers_rss1
+            out["workers_cpu_after_close_s_per_s"] = (workers_cpu1 - workers_cpu_before_close) / 10
             # Streamlit drops expired sessions when the session storage is next used: one
             # more visit after the TTL (a new visitor) does that.
             await asyncio.sleep(args.ttl + 2)
@@ -480,6 +579,7 @@ async def run_n(n: int, args: argparse.Namespace, files: list[Path]) -> dict:
         server.stop_sampling()
         await sampler
         out["rss_peak_mib"] = server.peak_rss
+        out["workers_rss_peak_mib"] = server.peak_workers_rss
         results = [s.result for s in sessions]
         out["results"] = [asdict(r) for r in results]
         out["actions"] = [asdict(a) for a in log]
@@ -493,16 +593,12 @@ async def run_n(n: int, args: argparse.Namespace, files: list[Path]) -> dict:
         out["errors"] = [f"session {r.index}: {r.error}" for r in results if r.error]
         train = [r.train_seconds for r in results if r.train_seconds is not None]
         out["train_p50_s"], out["train_max_s"] = pct(train, 50), max(train, default=None)
-        out["latency"] = {}
+        out["latency"], out["server_part"] = {}, {}
         for kind in KINDS:
-            secs = [a.seconds for a in log if a.kind == kind]
-            out["latency"][kind] = {
-                "n": len(secs),
-                "failed": sum(not a.ok for a in log if a.kind == kind),
-                "p50": pct(secs, 50),
-                "p95": pct(secs, 95),
-                "max": max(secs, default=None),
-            }
+            acts = [a for a in log if a.kind == kind]
+            out["latency"][kind] = spread([a.seconds for a in acts])
+            out["latency"][kind]["failed"] = sum(not a.ok for a in acts)
+            out["server_part"][kind] = spread([a.server_s for a in acts if a.server_s is not None])
         text = server.log_text()
         out["server_errors"] = text.count("Traceback (most recent call last)")
         (args.out / f"server-{n}.log").write_text(text)
@@ -537,26 +633,25 @@ def markdown(runs: list[dict], command: str, machine: str) -> str:
         "Latency in seconds, p50 / p95 / max (from the click to the end of the script run it "
         "caused, and the page showing its result):",
         "",
-        "| N | " + " | ".join(KINDS) + " |",
-        "|---|" + "---|" * len(KINDS),
+        *latency_rows(runs, "latency"),
+        "",
+        "The server's part of the same actions, p50 / p95 / max in seconds: from the browser "
+        "sending the rerun request on its websocket to the script_finished message arriving "
+        "(the rest of the latency above is the browser reacting to the click and drawing):",
+        "",
+        *latency_rows(runs, "server_part"),
     ]
-    for r in runs:
-        cells = []
-        for kind in KINDS:
-            lat = r["latency"][kind]
-            bad = f", {lat['failed']} failed" if lat["failed"] else ""
-            cells.append(
-                f"{fmt(lat['p50'])} / {fmt(lat['p95'])} / {fmt(lat['max'])} (n={lat['n']}{bad})"
-            )
-        lines.append(f"| {r['sessions']} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "Server (the `streamlit run` process): RSS in MiB; CPU in the 10 s after the tabs closed "
-        "(each with a long training running or waiting: ~0 means they were cancelled); threads.",
+        "(each left a long training running or waiting); threads. Its job worker processes "
+        "(process mode): RSS and CPU in the same 10 s (about 1 s/s: the long training runs on, "
+        "kept with its workspace).",
         "",
         "| N | RSS before | RSS peak | RSS 10 s after close | RSS after the TTL | CPU after close "
-        "| threads before / after close / after TTL | tracebacks in its log |",
-        "|---|---|---|---|---|---|---|---|",
+        "| threads before / after close / after TTL | tracebacks in its log "
+        "| job workers' RSS peak / after close | job workers' CPU after close |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         lines.append(
@@ -564,7 +659,9 @@ def markdown(runs: list[dict], command: str, machine: str) -> str:
             f"| {r['rss_after_close_mib']:.0f} | {r['rss_after_ttl_mib']:.0f} "
             f"| {r['cpu_after_close_s_per_s']:.2f} s/s "
             f"| {r['threads_before']} / {r['threads_after_close']} / {r['threads_after_ttl']} "
-            f"| {r['server_errors']} |"
+            f"| {r['server_errors']} "
+            f"| {r['workers_rss_peak_mib']:.0f} / {r['workers_rss_after_close_mib']:.0f} "
+            f"| {r['workers_cpu_after_close_s_per_s']:.2f} s/s |"
         )
     errors = [e for r in runs for e in r["errors"]]
     if errors:
@@ -577,7 +674,9 @@ def machine_line() -> str:
     return (
         f"Machine: {os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f} / "
         f"{load[2]:.1f} (1/5/15 min) when the run ended; job pool places: "
-        f"{os.environ.get('METAREC_MAX_JOBS', 'default')}; the browsers run on the same cores "
+        f"{os.environ.get('METAREC_MAX_JOBS', 'default')}; job workers: "
+        f"{os.environ.get('METAREC_JOB_WORKERS') or DEFAULT_JOB_WORKERS + ' (the default)'}; "
+        "the browsers run on the same cores "
         "as the server at the nice value given by --client-nice."
     )
 

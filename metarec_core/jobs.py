@@ -1,4 +1,4 @@
-"""Background jobs: meta-training and evaluation in a daemon thread, polled by the UI or the CLI.
+"""Background jobs: meta-training and evaluation, polled by the UI or the CLI.
 
 A job owns one thread, one lock and one cancel event; nothing is shared between jobs. The
 worker reports progress through a `JobContext`; readers call `snapshot()`, which copies the
@@ -8,9 +8,13 @@ from a fragment, the CLI polls it for its progress bar.
 `start()` hands the job to a `JobPool`, by default the process-wide one (`default_pool()`): at
 most `max_running` jobs run at once (``METAREC_MAX_JOBS``, default half the usable cores, at
 least 1), the others wait in first-in-first-out order and their snapshots say their place in
-line. Each job still gets its own (daemon) thread, started when the pool admits it; the thread
-runs with one torch thread and a lower CPU priority (`runtime.prepare_job_thread`) so that the
-server's page scripts stay responsive while jobs work.
+line. Each job still gets its own (daemon) thread, started when the pool admits it. Where the
+work runs is the pool's `workers` mode (``METAREC_JOB_WORKERS``, `runtime.job_workers`):
+``"process"`` (the default; the app's server) runs it in a long-lived worker process
+(`metarec_core.job_worker`) and the job's thread relays its progress, cancel and result, so that
+the server's page scripts never share an interpreter lock with a training; ``"thread"`` (the
+test suite) runs it in the job's thread. Either way the thread or worker runs with one torch
+thread and ``METAREC_JOB_NICE`` (`runtime.prepare_job_thread`), and the snapshots are the same.
 
 Life cycle: ``queued`` (created, or started and waiting for a free place in the pool) ->
 ``running`` -> one of ``done``, ``cancelled``, ``failed``. An exception in the worker (a NaN loss included) ends the
@@ -36,10 +40,11 @@ import numpy as np
 
 from metarec_core.data.dataset import RatingsDataset
 from metarec_core.protocol.splits import split_users
-from metarec_core.runtime import prepare_job_thread
+from metarec_core.runtime import PROCESS, job_workers, prepare_job_thread
 
 if TYPE_CHECKING:
     from metarec_core.evaluation.runner import EvalConfig
+    from metarec_core.job_worker import WorkerProcess
     from metarec_core.methods.meta.learners import LearnerConfig, MetaLearner, TrainProgress
 
 log = logging.getLogger(__name__)
@@ -50,6 +55,19 @@ FINAL_STATUSES = frozenset({DONE, CANCELLED, FAILED})
 
 class JobCancelled(Exception):
     """Raised inside a worker to stop at once because `cancel()` was called."""
+
+
+class WorkerError(RuntimeError):
+    """A job's worker process stopped before the job ended (killed, out of memory, crashed)."""
+
+
+class RemoteFailure(Exception):
+    """A job failed in its worker process: its one-line `error`, `details` (the traceback
+    there) and `exception` (the worker's exception object, or a WorkerError with its text)."""
+
+    def __init__(self, error: str, details: str | None, exception: BaseException) -> None:
+        super().__init__(error)
+        self.error, self.details, self.exception = error, details, exception
 
 
 @dataclass(frozen=True)
@@ -163,6 +181,8 @@ def describe_error(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or "no details"
     if isinstance(exc, FloatingPointError):
         return f"training diverged: {text}"
+    if isinstance(exc, WorkerError):  # already a sentence for people
+        return text
     if isinstance(exc, MemoryError):
         return "ran out of memory; try a smaller model, meta-batch or dataset"
     if type(exc).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError, without importing torch
@@ -254,6 +274,8 @@ class BackgroundJob:
         self._exception: BaseException | None = None
         self._phase: PhaseProgress | None = None
         self._check: Any = None
+        # In a worker process: where every `_update` is also sent, to the server's copy of the job.
+        self._on_update: Callable[[dict[str, Any]], None] | None = None
 
     # ----------------------------------------------------------------- control (any thread)
     def start(self, pool: JobPool | None = None) -> BackgroundJob:
@@ -362,6 +384,30 @@ class BackgroundJob:
             raise NotImplementedError("pass a work function or override _work")
         return self._fn(ctx)
 
+    def _portable(self) -> dict[str, Any] | None:
+        """Constructor arguments that rebuild this job in a worker process, or None: it runs
+        in a thread whatever the pool's mode (a work function of its own need not pickle)."""
+        return None
+
+    def _pack_result(self, result: Any) -> Any:
+        """`result` as sent back from a worker process (picklable); see `_unpack_result`."""
+        return result
+
+    def _unpack_result(self, packed: Any) -> Any:
+        """The result in the server, from `_pack_result`'s output in the worker."""
+        return packed
+
+    def _run(self) -> Any:
+        """Do the work: in a worker process when the pool runs jobs there and the job can
+        travel, else here in the job's thread."""
+        with self._lock:
+            pool = self._pool
+        spec = self._portable() if pool is not None and pool.workers == PROCESS else None
+        if spec is None:
+            prepare_job_thread()
+            return self._work(self._ctx)
+        return pool._run_remote(self, spec)
+
     def _launch(self) -> bool:
         """Start the worker thread (called by the pool, once); False if it was cancelled."""
         with self._lock:
@@ -384,13 +430,15 @@ class BackgroundJob:
             self._t_start = time.monotonic()
         outcome, result, error, details, exception = FAILED, None, None, None, None
         try:
-            prepare_job_thread()
             if self._cancel.is_set():
                 raise JobCancelled
-            result = self._work(self._ctx)
+            result = self._run()
             outcome = CANCELLED if self._cancel.is_set() else DONE
         except JobCancelled:
             outcome = CANCELLED
+        except RemoteFailure as failure:  # described and logged by the worker's own copy
+            exception, error, details = failure.exception, failure.error, failure.details
+            log.info("%s job %s failed in its worker process: %s", self.kind, self.id[:8], error)
         except BaseException as exc:  # a worker must never take the process down
             exception = exc
             error = describe_error(exc)
@@ -461,6 +509,10 @@ class BackgroundJob:
                     best = val_point[1] if self._best is None else min(self._best, val_point[1])
             if best is not None:
                 self._best = float(best)
+        if self._on_update is not None:
+            sent = dict(step=step, total=total, fraction=fraction, message=message, device=device)
+            sent |= dict(train_point=train_point, val_point=val_point, best=best, phase=phase)
+            self._on_update({k: v for k, v in sent.items() if v is not None})
 
     def _eta(self, now: float) -> float | None:
         """Seconds left at the mean rate since the first report (the time since the last
@@ -514,15 +566,25 @@ class JobPool:
     A job is admitted (its thread started) when it is submitted and a place is free, or when a
     running job ends and it is first in line. Cancelling a waiting job removes it from the line
     at once. The pool keeps no reference to a job once it has ended or left the line.
+
+    `workers`: where the work runs. ``"thread"``: in the job's thread, in this process.
+    ``"process"``: in a long-lived worker process (`metarec_core.job_worker`), at most one per
+    place, started when a job first needs it and kept for the next; the job's thread only relays
+    its progress, so page scripts never wait for the interpreter lock behind a training. A job
+    that cannot travel (a work function, learner factory or runner of its own) runs in its
+    thread either way. Default: ``METAREC_JOB_WORKERS`` (`runtime.job_workers`).
     """
 
-    def __init__(self, max_running: int) -> None:
+    def __init__(self, max_running: int, workers: str | None = None) -> None:
         if int(max_running) < 1:
             raise ValueError(f"a job pool needs at least one place, got {max_running}")
+        self.workers = job_workers(workers)
         self._lock = threading.Lock()
         self._max = int(max_running)
         self._running: set[BackgroundJob] = set()
         self._waiting: deque[BackgroundJob] = deque()
+        self._idle: list[WorkerProcess] = []  # worker processes with no job, newest last
+        self._busy: set[WorkerProcess] = set()
 
     @property
     def max_running(self) -> int:
@@ -573,6 +635,45 @@ class JobPool:
             self._running.discard(job)
             self._admit()
 
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live worker processes (idle or busy)."""
+        with self._lock:
+            return sorted(w.pid for w in (*self._idle, *self._busy) if w.alive)
+
+    def close(self) -> None:
+        """Stop the worker processes: idle ones leave, busy ones are killed (their jobs end
+        ``cancelled`` if cancelled, else ``failed``). The pool starts new ones if used again."""
+        with self._lock:
+            idle, busy, self._idle = self._idle, set(self._busy), []
+        for w in idle:
+            w.close()
+        for w in busy:
+            w.kill()
+
+    def _run_remote(self, job: BackgroundJob, spec: dict[str, Any]) -> Any:
+        """Run `job` in a worker process (called from its thread); a dead worker is replaced
+        by a new one at the next job."""
+        from metarec_core.job_worker import WorkerProcess, run_in_worker
+
+        with self._lock:
+            while self._idle and not self._idle[-1].alive:
+                self._idle.pop().close()
+            worker = self._idle.pop() if self._idle else None
+        if worker is None:
+            worker = WorkerProcess()
+        with self._lock:
+            self._busy.add(worker)
+        try:
+            return run_in_worker(worker, job, spec)
+        finally:
+            with self._lock:
+                self._busy.discard(worker)
+                keep = worker.alive and len(self._idle) + len(self._busy) < self._max
+                if keep:
+                    self._idle.append(worker)
+            if not keep:
+                worker.close()
+
     def _admit(self) -> None:
         # Under self._lock. Lock order: the pool's lock, then a job's (never the reverse).
         while self._waiting and len(self._running) < self._max:
@@ -588,7 +689,8 @@ _default_pool_lock = threading.Lock()
 
 def default_pool() -> JobPool:
     """The process-wide pool every job started without a pool goes to (made on first use with
-    `default_max_jobs()` places; tests may change its `max_running`)."""
+    `default_max_jobs()` places and ``METAREC_JOB_WORKERS``'s mode; tests may change its
+    `max_running`)."""
     global _default_pool
     with _default_pool_lock:
         if _default_pool is None:
@@ -601,6 +703,11 @@ def _default_learner_factory(config: LearnerConfig) -> MetaLearner:
     from metarec_core.methods.meta import learners
 
     return learners.learner_class(config)(config)
+
+
+# The factory a worker process uses. Tests replace `_default_learner_factory` (tests/helpers.py
+# HeldTrainings): a job made with the replacement stays in its thread, where the replacement is.
+_WORKER_FACTORY = _default_learner_factory
 
 
 class TrainingJob(BackgroundJob):
@@ -728,6 +835,38 @@ class TrainingJob(BackgroundJob):
             ctx.progress(message="; ".join(parts))
         return learner
 
+    def _portable(self) -> dict[str, Any] | None:
+        if self._factory is not _WORKER_FACTORY:
+            return None
+        return {
+            "data": self.data,
+            "config": self.config,
+            "train_users": self.train_users,
+            "val_users": self.val_users,
+        }
+
+    def _pack_result(self, result: Any) -> tuple[type, bytes]:
+        """The fitted learner as its class and its `to_state()` (`torch.save` bytes): what a
+        checkpoint holds, rebuilt by the class's `from_state`."""
+        import io
+
+        import torch
+
+        buf = io.BytesIO()
+        torch.save(result.to_state(), buf)
+        return type(result), buf.getvalue()
+
+    def _unpack_result(self, packed: tuple[type, bytes]) -> Any:
+        """The learner rebuilt from its state, on the device its config asks for (as a
+        training in this process would have put it)."""
+        import io
+
+        import torch
+
+        cls, blob = packed
+        state = torch.load(io.BytesIO(blob), weights_only=True)
+        return cls.from_state(state, device=self.config.device)
+
     @property
     def baseline_check(self) -> Any:
         """The finished model's `learners.BaselineCheck` (None: not made, or not done)."""
@@ -794,6 +933,9 @@ class EvaluationJob(BackgroundJob):
         with self._lock:
             self._message = "waiting to start"
             self._device = _device_name(getattr(eval_config, "device", None))
+
+    def _portable(self) -> dict[str, Any] | None:
+        return None if self._runner is not None else {"data": self.data, "eval_config": self.config}
 
     def _work(self, ctx: JobContext) -> dict:
         runner = self._runner

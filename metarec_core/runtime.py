@@ -8,6 +8,12 @@ import threading
 
 THREADS_ENV = "METAREC_TORCH_THREADS"
 JOB_NICE_ENV = "METAREC_JOB_NICE"
+JOB_WORKERS_ENV = "METAREC_JOB_WORKERS"
+THREAD, PROCESS = "thread", "process"
+# Jobs run in worker processes unless told otherwise: the app's server stays interactive while
+# they train (bench/load.py, docs/load.md). The test suite sets "thread" (tests/conftest.py): its
+# AppTest tests replace trainings in this process.
+DEFAULT_JOB_WORKERS = PROCESS
 # Off by default: measured on the shared 2-core machine (load average 13, other processes at nice
 # 0), a job thread at nice +10 got so little CPU that a 5-step training had not finished after
 # 850 s while every other session waited behind it in the pool (bench/load.py, docs/load.md).
@@ -44,6 +50,19 @@ def _limit_blas_threads(n: int) -> None:
     except ImportError:  # ships with scikit-learn; without it BLAS keeps its default
         return
     threadpool_limits(limits=n, user_api="blas")
+
+
+def job_workers(asked: str | None = None) -> str:
+    """Where background jobs run: `asked`, else ``METAREC_JOB_WORKERS``, else
+    `DEFAULT_JOB_WORKERS`; "thread" (in the job's thread, in this process) or "process" (in a
+    worker process: `metarec_core.job_worker`)."""
+    where = asked
+    if where is None:
+        where = os.environ.get(JOB_WORKERS_ENV, "").strip().lower() or DEFAULT_JOB_WORKERS
+    if where not in (THREAD, PROCESS):
+        name = JOB_WORKERS_ENV if asked is None else "workers"
+        raise ValueError(f"{name} must be {THREAD!r} or {PROCESS!r}, got {where!r}")
+    return where
 
 
 def job_nice() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
 ML100K = SHARED / "ml-100k"
 SAMPLE = ROOT / "sample_data"
+# Jobs run in their threads here (the app's default is worker processes): AppTest tests replace
+# trainings in this process; tests/test_job_workers.py makes process pools of its own.
+os.environ.setdefault("METAREC_JOB_WORKERS", "thread")
 
 
 @pytest.fixture(autouse=True)
