@@ -48,7 +48,7 @@ bench: venv
 	$(PY) bench/speed.py --data ../shared/datasets/ml-100k/u.data --items ../shared/datasets/ml-100k/u.item --json bench/out/speed.json
 	$(PY) bench/playground_latency.py --json bench/out/playground_latency.json
 
-# The small pre-trained checkpoint the app opens with (tests/test_sample_model.py checks it
+# The small pre-trained checkpoint the app opens with (tests/core/test_sample_model.py checks it
 # still loads and matches the sample data; regenerate after changing the model).
 sample-model: venv
 	$(PY) -m metarec_core train sample_data/ratings.csv --items sample_data/items.csv --out sample_data/model.pt --seed 0 --steps 300

@@ -412,7 +412,7 @@ def start_sample_training(active: ActiveData) -> None:
     from metarec_core.jobs import TrainingJob
 
     try:
-        from metarec_core.methods.meta.learners import preset
+        from metarec_core.methods.meta import preset
     except ImportError:  # the meta-learners are not installed: the Train page says so
         return
     j = jobs()

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from metarec_core.data.dataset import from_arrays  # noqa: E402
 from metarec_core.data.synthetic import generate  # noqa: E402
 from metarec_core.jobs import JobPool, TrainingJob  # noqa: E402
-from metarec_core.methods.meta.learners import preset  # noqa: E402
+from metarec_core.methods.meta import preset  # noqa: E402
 from metarec_core.runtime import JOB_NICE_ENV  # noqa: E402
 
 WAIT_S = 300.0

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         loaded = load_checkpoint(model_path, data)
         model, seed, source = loaded.learner, int(loaded.config.get("seed", 0)), str(model_path)
     else:
-        from metarec_core.methods.meta.learners import make_learner
+        from metarec_core.methods.meta import make_learner
 
         seed = 0
         train, val = split_users(data, seed)

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from metarec_core.data.io import load_ratings  # noqa: E402
-from metarec_core.methods.meta.learners import DEFAULT_METHOD, make_learner  # noqa: E402
+from metarec_core.methods.meta import DEFAULT_METHOD, make_learner  # noqa: E402
 from metarec_core.methods.meta.reference import reference_meta_gradients  # noqa: E402
 
 

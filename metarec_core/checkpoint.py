@@ -524,7 +524,7 @@ def _method_class(state: dict[str, Any], method: Any, version: int, label: str) 
     """The class that rebuilds `state`: a meta-learner's state says so itself (format 1 has
     no other kind); any other is the registered method the checkpoint names."""
     from metarec_core.methods import registry
-    from metarec_core.methods.meta.learners import STATE_FORMAT, MetaLearner
+    from metarec_core.methods.meta import STATE_FORMAT, MetaLearner
 
     if state.get("format") == STATE_FORMAT or version < 2:
         return MetaLearner
@@ -1013,7 +1013,7 @@ def load_checkpoint(
     `limits` (default: `CheckpointLimits.for_dataset(data, max_bytes)`) before it is unpacked,
     expanded or built. Raises `CheckpointError`.
     """
-    from metarec_core.methods.meta.learners import STATE_FORMAT
+    from metarec_core.methods.meta import STATE_FORMAT
 
     if name:
         label = name

@@ -175,7 +175,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from metarec_core.checkpoint import save_checkpoint
     from metarec_core.jobs import TrainingJob
-    from metarec_core.methods.meta.learners import make_learner
+    from metarec_core.methods.meta import make_learner
 
     if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps must be at least 1, got {args.steps}")

@@ -45,7 +45,7 @@ from metarec_core.runtime import PROCESS, job_workers, prepare_job_thread
 if TYPE_CHECKING:
     from metarec_core.evaluation.runner import EvalConfig
     from metarec_core.job_worker import WorkerProcess
-    from metarec_core.methods.meta.learners import LearnerConfig, MetaLearner, TrainProgress
+    from metarec_core.methods.meta import LearnerConfig, MetaLearner, TrainProgress
 
 log = logging.getLogger(__name__)
 
@@ -700,7 +700,7 @@ def default_pool() -> JobPool:
 
 # ------------------------------------------------------------------------------ training
 def _default_learner_factory(config: LearnerConfig) -> MetaLearner:
-    from metarec_core.methods.meta import learners
+    from metarec_core.methods import meta as learners
 
     return learners.learner_class(config)(config)
 
@@ -882,7 +882,7 @@ CHECK_MESSAGE = "comparing with the plain baselines on the validation users"
 def _phase_labels() -> dict[str, str]:
     """`learners.PHASE_LABELS` (empty without the learners module: names are shown)."""
     try:
-        from metarec_core.methods.meta.learners import PHASE_LABELS
+        from metarec_core.methods.meta import PHASE_LABELS
     except ImportError:
         return {}
     return PHASE_LABELS
@@ -902,7 +902,7 @@ def _device_name(device: Any) -> str | None:
     if device is None:
         return None
     try:
-        from metarec_core.methods.meta.learners import resolve_device
+        from metarec_core.methods.meta import resolve_device
 
         return str(resolve_device(str(device)))
     except Exception:  # only a label; the worker reports the real device

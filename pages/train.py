@@ -12,7 +12,7 @@ from app_support.charts import min_span_range
 from metarec_core import checkpoint, glossary
 from metarec_core.jobs import TrainingJob, poll_seconds
 from metarec_core.methods import registry
-from metarec_core.methods.meta.learners import ADAPT_GROUPS, LearnerConfig, preset, resolve_device
+from metarec_core.methods.meta import ADAPT_GROUPS, LearnerConfig, preset, resolve_device
 from metarec_core.methods.registry import describe, display_name
 
 state.require_router()

@@ -26,7 +26,7 @@ import torch
 
 from metarec_core.data.io import load_ratings
 from metarec_core.methods import baselines
-from metarec_core.methods.meta.learners import make_learner
+from metarec_core.methods.meta import make_learner
 from metarec_core.protocol.splits import user_folds
 from metarec_core.protocol.tasks import make_tasks
 from research.probe_setup import ML as DEFAULT_ML

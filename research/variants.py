@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from metarec_core.data.io import load_ratings
-from metarec_core.methods.meta.learners import make_learner
+from metarec_core.methods.meta import make_learner
 from metarec_core.protocol.splits import user_folds
 from metarec_core.protocol.tasks import make_tasks
 from research.probe_setup import ML, ROOT

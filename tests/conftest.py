@@ -12,7 +12,7 @@ SHARED = ROOT.parent / "shared" / "datasets"
 ML100K = SHARED / "ml-100k"
 SAMPLE = ROOT / "sample_data"
 # Jobs run in their threads here (the app's default is worker processes): AppTest tests replace
-# trainings in this process; tests/test_job_workers.py makes process pools of its own.
+# trainings in this process; tests/core/test_job_workers.py makes process pools of its own.
 os.environ.setdefault("METAREC_JOB_WORKERS", "thread")
 
 
@@ -30,7 +30,7 @@ def routed_pages(request, monkeypatch) -> None:
 
     AppTest forgets before every run that `st.navigation` switched off Streamlit's legacy
     `pages/` folder mode; a server forgets only when it starts, and `app_state.require_router`
-    covers that first run (tests/test_app_home.py tests it with `legacy_first_run`).
+    covers that first run (tests/app/test_app_home.py tests it with `legacy_first_run`).
     """
     if "legacy_first_run" in request.keywords:
         return

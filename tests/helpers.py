@@ -134,7 +134,7 @@ def tiny_model_bytes(name: str = "metasgd") -> bytes:
     default seeded 90/10 user split); trained once per test process."""
     if name not in _MODEL_BYTES:
         from metarec_core.checkpoint import to_bytes
-        from metarec_core.methods.meta.learners import make_learner
+        from metarec_core.methods.meta import make_learner
         from metarec_core.protocol.splits import split_users
 
         data = tiny_dataset()
@@ -199,7 +199,7 @@ class HeldTrainings:
         import threading
 
         from metarec_core import jobs
-        from metarec_core.methods.meta.learners import learner_class
+        from metarec_core.methods.meta import learner_class
 
         self._release, self._reached = threading.Event(), threading.Event()
         self.jobs: list = []

@@ -78,7 +78,7 @@ def _meta_class(attr: str) -> Callable[[], type[Recommender]]:
 
 
 def _make_learner(name: str, **kw: Any) -> Recommender:
-    from metarec_core.methods.meta.learners import make_learner
+    from metarec_core.methods.meta import make_learner
 
     return make_learner(name, **kw)
 

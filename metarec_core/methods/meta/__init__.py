@@ -1,1 +1,72 @@
-"""The meta-learners: the network, the learners and a plain reference loop."""
+"""The meta-learners (the MAML family): their public names, from the modules below.
+
+- `config.py`: `LearnerConfig`, the presets, `resolve_device`.
+- `algorithms.py`: one class per algorithm (`MAML`, `FOMAML`, `MetaSGD`, `Reptile`,
+  `Finetune`, `MeLU`), `learner_class(config)` and `make_learner(name)`.
+- `trainer.py`: `MetaLearner`, the base they share (the vectorised loop, validation, early
+  stopping, pretraining, `to_state` / `from_state`).
+- `model.py`: the rating network and the inner optimiser; `reference.py`: a plain per-task loop
+  that the tests check the vectorised meta-gradients against.
+
+The product default is ``metasgd`` (`DEFAULT_METHOD`).
+"""
+
+from __future__ import annotations
+
+from metarec_core.methods.meta.algorithms import (
+    ALGORITHM_CLASSES,
+    FOMAML,
+    MAML,
+    Finetune,
+    MeLU,
+    MetaSGD,
+    Reptile,
+    learner_class,
+    make_learner,
+)
+from metarec_core.methods.meta.config import (
+    ADAPT_GROUPS,
+    ALGORITHMS,
+    DEFAULT_METHOD,
+    OUTER_LOSSES,
+    PRESETS,
+    LearnerConfig,
+    preset,
+    resolve_device,
+)
+from metarec_core.methods.meta.trainer import (
+    CHECK_BASELINES,
+    PHASE_LABELS,
+    STATE_FORMAT,
+    STATE_VERSION,
+    BaselineCheck,
+    MetaLearner,
+    TrainProgress,
+)
+
+__all__ = [
+    "ADAPT_GROUPS",
+    "ALGORITHMS",
+    "ALGORITHM_CLASSES",
+    "CHECK_BASELINES",
+    "DEFAULT_METHOD",
+    "FOMAML",
+    "MAML",
+    "OUTER_LOSSES",
+    "PHASE_LABELS",
+    "PRESETS",
+    "STATE_FORMAT",
+    "STATE_VERSION",
+    "BaselineCheck",
+    "Finetune",
+    "LearnerConfig",
+    "MeLU",
+    "MetaLearner",
+    "MetaSGD",
+    "Reptile",
+    "TrainProgress",
+    "learner_class",
+    "make_learner",
+    "preset",
+    "resolve_device",
+]

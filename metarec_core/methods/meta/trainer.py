@@ -200,7 +200,7 @@ class MetaLearner(Recommender):
     (`InnerOptimizer`), ``history_`` (list of `TrainProgress`), ``device_``, ``n_items_``,
     ``scale_``, ``best_step_``, ``best_val_mae_``, ``fitted_``.
 
-    >>> from metarec_core.methods.meta.learners import make_learner
+    >>> from metarec_core.methods.meta import make_learner
     >>> learner = make_learner("metasgd", seed=0, device="cpu", steps=10)
     >>> learner.config.algorithm
     'metasgd'

@@ -85,7 +85,7 @@ def test_the_registry_is_the_one_list(toy):
 def test_make_method_passes_a_device_only_to_methods_that_declare_one():
     assert not registry.method_class("mf_foldin").capabilities.device
     registry.make_method("mf_foldin", device="cuda")  # a baseline takes no device: no error
-    learners = pytest.importorskip("metarec_core.methods.meta.learners")
+    learners = pytest.importorskip("metarec_core.methods.meta")
     learner = registry.make_method("maml", seed=4, device="cpu")
     assert isinstance(learner, learners.MetaLearner) and learner.config.device == "cpu"
     assert learner.capabilities.device and learner.capabilities.meta_learned

@@ -20,7 +20,7 @@ from metarec_core import job_worker, jobs
 from metarec_core.jobs import BackgroundJob, EvaluationJob, JobPool, TrainingJob
 from metarec_core.runtime import JOB_WORKERS_ENV, job_workers
 
-pytest.importorskip("metarec_core.methods.meta.learners")
+pytest.importorskip("metarec_core.methods.meta")
 # a training that runs until cancelled (straight to meta-steps: no pre-training phase)
 LONG = {"steps": 100_000, "eval_every": 10_000, "pretrain": False}
 CANCEL_DEADLINE = 5.0  # seconds from cancel() to the job's end (the grace before a kill is 2 s)
@@ -190,7 +190,7 @@ def test_jobs_with_their_own_functions_stay_in_their_threads():
     ran_in = []
     job = BackgroundJob(lambda ctx: ran_in.append(threading.current_thread().name) or 7)
     assert job.start(p).wait(WAIT).status == "done" and job.result == 7
-    learners = pytest.importorskip("metarec_core.methods.meta.learners")
+    learners = pytest.importorskip("metarec_core.methods.meta")
     data = tiny_data(n_users=40, n_items=25, per_user=16)
     own = TrainingJob(data, real_config(), learner_factory=lambda c: learners.learner_class(c)(c))
     assert own.start(p).wait(WAIT).status == "done"

@@ -14,8 +14,7 @@ from test_learners import SMALL, SUPPORT, TRAIN, VAL, _one_thread, data  # noqa:
 
 from metarec_core.methods import registry
 from metarec_core.methods.base import Capabilities
-from metarec_core.methods.meta import algorithms
-from metarec_core.methods.meta.learners import (
+from metarec_core.methods.meta import (
     ALGORITHMS,
     FOMAML,
     MAML,
@@ -25,6 +24,7 @@ from metarec_core.methods.meta.learners import (
     MetaLearner,
     MetaSGD,
     Reptile,
+    algorithms,
     learner_class,
     make_learner,
     preset,

@@ -23,7 +23,7 @@ from metarec_core.methods.registry import BASELINES, make_method
 from metarec_core.protocol.splits import user_folds
 from metarec_core.protocol.tasks import MELU_QUERY, make_tasks
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RATERS = tuple(m for m in BASELINES if m != "popularity")
 TIMING_KEYS = ("seconds", "fit_seconds", "score_seconds")
 
@@ -295,7 +295,7 @@ def test_progress_callback_and_cancel(small):
 
 
 def test_progress_moves_inside_every_fit(small, monkeypatch):
-    learners = pytest.importorskip("metarec_core.methods.meta.learners")
+    learners = pytest.importorskip("metarec_core.methods.meta")
     real = evaluate._instantiate
 
     def tiny(name, cfg, seed):  # the presets train thousands of meta-steps: a tiny fomaml

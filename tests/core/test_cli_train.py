@@ -12,7 +12,7 @@ import pytest
 
 from metarec_core.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_RATINGS = ROOT / "sample_data" / "ratings.csv"
 SAMPLE_ITEMS = ROOT / "sample_data" / "items.csv"
 STEPS = "6"  # a few meta-steps: this tests the plumbing, not accuracy
@@ -26,7 +26,7 @@ def _need_sample() -> None:
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
     """One small model trained on the sample data through the CLI (shared by this module)."""
-    pytest.importorskip("metarec_core.methods.meta.learners")
+    pytest.importorskip("metarec_core.methods.meta")
     _need_sample()
     out = tmp_path_factory.mktemp("cli") / "model.pt"
     rc = main(
@@ -44,7 +44,7 @@ def write(tmp_path: Path, text: str, name: str = "me.csv") -> Path:
 
 
 def test_train_reports_model_device_and_best_mae(tmp_path, capsys):
-    pytest.importorskip("metarec_core.methods.meta.learners")
+    pytest.importorskip("metarec_core.methods.meta")
     _need_sample()
     out = tmp_path / "sub" / "m.pt"
     rc = main(
@@ -178,7 +178,7 @@ def test_recommend_argument_errors(model, tmp_path, capsys):
 
 
 def test_train_input_errors_exit_2(tmp_path, capsys):
-    pytest.importorskip("metarec_core.methods.meta.learners")
+    pytest.importorskip("metarec_core.methods.meta")
     bad = write(tmp_path, "user,item,rating\n1,2,oops\n", "bad.csv")
     assert main(["train", str(bad), "--out", str(tmp_path / "m.pt"), "--steps", "2"]) == 2
     err = capsys.readouterr().err
@@ -189,7 +189,7 @@ def test_train_input_errors_exit_2(tmp_path, capsys):
 
 
 def test_train_on_too_little_data_exits_2(tmp_path):
-    pytest.importorskip("metarec_core.methods.meta.learners")
+    pytest.importorskip("metarec_core.methods.meta")
     rows = [f"{u},{i},{1 + (u + i) % 5}" for u in range(30) for i in range(5)]
     small = write(tmp_path, "user,item,rating\n" + "\n".join(rows) + "\n", "small.csv")
     out = tmp_path / "m.pt"
@@ -209,7 +209,7 @@ def test_train_on_too_little_data_exits_2(tmp_path):
 
 
 def test_train_failure_is_reported_not_raised(tmp_path, capsys, monkeypatch):
-    learners = pytest.importorskip("metarec_core.methods.meta.learners")
+    learners = pytest.importorskip("metarec_core.methods.meta")
     _need_sample()
     real = learners.make_learner
 

@@ -483,7 +483,7 @@ def test_evaluation_cancelled_exception_maps_to_cancelled(no_thread_crash):
 
 # ---------------------------------------------------------------- real learner / evaluation
 def real_config(**overrides):
-    learners = pytest.importorskip("metarec_core.methods.meta.learners")
+    learners = pytest.importorskip("metarec_core.methods.meta")
     base = {"steps": 4, "eval_every": 2, "meta_batch": 8, "device": "cpu", "warm_start": False}
     return learners.make_learner("fomaml", seed=0, **{**base, **overrides}).config
 
@@ -504,7 +504,7 @@ def test_real_training_job_runs_to_done(no_thread_crash):
 
 @pytest.mark.parametrize("phase", ["meta", "pretrain"])
 def test_real_training_job_cancel(no_thread_crash, phase):
-    learners = pytest.importorskip("metarec_core.methods.meta.learners")
+    learners = pytest.importorskip("metarec_core.methods.meta")
     data = tiny_data(n_users=40, n_items=25, per_user=16)
     steps_seen: list[tuple[str, int]] = []
     cfg = real_config(steps=10_000, eval_every=1000, pretrain=phase == "pretrain")
@@ -650,7 +650,7 @@ def test_cancel_is_acknowledged_in_the_snapshot_at_once(no_thread_crash):
 
 
 def test_training_job_reports_each_phase_with_its_own_progress(no_thread_crash):
-    learners = pytest.importorskip("metarec_core.methods.meta.learners")
+    learners = pytest.importorskip("metarec_core.methods.meta")
     data = tiny_data(n_users=40, n_items=25, per_user=16)
     seen: list[tuple[str, JobSnapshot]] = []
     cfg = real_config(steps=6, eval_every=3, warm_start=True, pretrain=True)
@@ -692,7 +692,7 @@ def test_training_job_reports_each_phase_with_its_own_progress(no_thread_crash):
 
 
 def test_a_diverged_training_is_done_but_flagged_worse_than_the_baselines(no_thread_crash):
-    pytest.importorskip("metarec_core.methods.meta.learners")
+    pytest.importorskip("metarec_core.methods.meta")
     from helpers import TINY_LEARNER, tiny_dataset
 
     data = tiny_dataset()
@@ -790,7 +790,7 @@ def test_cancel_takes_effect_at_once_during_the_als_warm_start(
 def test_cancel_takes_effect_at_once_while_pretraining_validates(
     no_thread_crash, monkeypatch, big_data
 ):
-    learners = pytest.importorskip("metarec_core.methods.meta.learners")
+    learners = pytest.importorskip("metarec_core.methods.meta")
     # inside the first validation of the pre-training phase, over many validation episodes
     # (its third batch: the first one also pays torch's one-off warm-up)
     reached = spy(monkeypatch, learners.MetaLearner, "_query_z", calls=3)

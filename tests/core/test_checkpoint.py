@@ -458,7 +458,7 @@ def test_new_user_file_size_limit(tmp_path):
 
 # ------------------------------------------------------------------------- real learner
 def test_real_learner_round_trip(tmp_path):
-    learners = pytest.importorskip("metarec_core.methods.meta.learners")
+    learners = pytest.importorskip("metarec_core.methods.meta")
     data = make_data(n_users=40, n_items=30, per_user=16)
     learner = learners.make_learner("fomaml", seed=0, device="cpu", steps=3, eval_every=1)
     learner.fit(data, np.arange(32), np.arange(32, 40))
@@ -473,7 +473,7 @@ def test_real_learner_round_trip(tmp_path):
 
 
 # ------------------------------------------------------------------ any method, the split
-DATA_DIR = Path(__file__).parent / "data"
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 
 
 @pytest.mark.parametrize("name", ["user_bias_levels", "popularity"])
@@ -538,7 +538,7 @@ def test_a_checkpoint_of_format_1_still_loads_with_the_same_scores():
     """tests/data/checkpoint_v1.pt was written by the code before format 2 (see its README)."""
     import json
 
-    pytest.importorskip("metarec_core.methods.meta.learners")
+    pytest.importorskip("metarec_core.methods.meta")
     data = make_data(n_users=40, n_items=30, per_user=16)
     ck = load_checkpoint(DATA_DIR / "checkpoint_v1.pt", data)
     assert ck.format_version == 1 and ck.method == "fomaml"

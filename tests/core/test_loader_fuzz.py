@@ -20,8 +20,8 @@ from pathlib import Path
 import loader_corpus
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-CORPUS = Path(__file__).with_name("loader_corpus.py")
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = Path(__file__).resolve().parents[1] / "loader_corpus.py"
 MAX_CPU_S = 10.0
 MAX_RSS_MB = 1024
 # A deadline for the whole corpus, far above its normal ~10-30 s: only a hang reaches it.

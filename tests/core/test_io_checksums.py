@@ -16,7 +16,7 @@ import pytest
 from metarec_core.data.dataset import RatingsDataset
 from metarec_core.data.io import NewUserRatings, load_ratings, read_user_ratings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ML100K = ROOT.parent / "shared" / "datasets" / "ml-100k"
 SAMPLE = ROOT / "sample_data"
 

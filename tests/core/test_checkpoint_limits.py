@@ -30,7 +30,7 @@ from metarec_core.checkpoint import (
     to_bytes,
 )
 from metarec_core.data.dataset import ItemInfo, RatingScale, RatingsDataset
-from metarec_core.methods.meta.learners import MetaLearner, learner_class, preset
+from metarec_core.methods.meta import MetaLearner, learner_class, preset
 
 N_ITEMS = 20
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README_MAX_BYTES = 12 * 1024
 DOC_GLOBS = ("README.md", "docs/**/*.md", "research/*.md", "bench/*.md", "sample_data/*.md")
 

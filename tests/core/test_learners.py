@@ -13,7 +13,7 @@ import torch
 from metarec_core.data.dataset import ItemInfo, RatingScale, RatingsDataset
 from metarec_core.methods import registry as methods
 from metarec_core.methods.base import AdaptedUser, NotFittedError
-from metarec_core.methods.meta.learners import (
+from metarec_core.methods.meta import (
     LearnerConfig,
     MetaLearner,
     TrainProgress,
@@ -534,7 +534,7 @@ def test_resolve_device():
 
 
 def test_baseline_check_counts_only_differences_beyond_the_noise():
-    from metarec_core.methods.meta.learners import BaselineCheck
+    from metarec_core.methods.meta import BaselineCheck
 
     rows = (("item_mean", 0.9), ("user_bias_levels", 0.8))
     bad = BaselineCheck(1.51, rows, 8, margin=0.05)
