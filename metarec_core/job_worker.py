@@ -13,7 +13,10 @@ is long-lived: the pool starts one when a job needs it and keeps it for the next
 are tuples pickled here with the standard pickler (tensors travel by value, never as
 shared-memory handles) over a socket pair:
 
-- server -> worker: ``("run", job_id, job class, constructor kwargs)``, ``("cancel", job_id)``;
+- server -> worker: ``("run", job_id, job class, constructor kwargs, registered methods)``
+  (`registry.registered()`: the worker adopts them, so that a method registered in the server
+  is found there too; their classes are imported there by module and qualified name),
+  ``("cancel", job_id)``;
 - worker -> server: ``("ready", pid)``, ``("update", [changes])`` (a job's `_update` calls,
   batched every `FLUSH_S`), ``("end", job_id, status, outcome)``.
 
@@ -47,6 +50,7 @@ from metarec_core.jobs import (
     WorkerError,
     describe_error,
 )
+from metarec_core.methods import registry
 
 # How often a worker sends a running job's progress: each batch is one wake-up of the server's
 # relay thread (the interpreter lock the page scripts need), however many steps it holds.
@@ -140,7 +144,7 @@ def run_in_worker(worker: WorkerProcess, job: BackgroundJob, spec: dict[str, Any
     if not worker.ready:
         job._update(message="starting a worker process")
     try:
-        worker.send(("run", job.id, type(job), spec))
+        worker.send(("run", job.id, type(job), spec, registry.registered()))
     except OSError:
         raise WorkerError(worker.ended()) from None
     cancel_sent: float | None = None
@@ -265,8 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         except (EOFError, OSError):
             os._exit(0)  # the server is gone (or dropped us): a running job goes with us
         if msg[0] == "run":
-            _, job_id, cls, kwargs = msg
+            _, job_id, cls, kwargs, methods = msg
             try:
+                registry.adopt(methods)
                 job = cls(**kwargs)
             except Exception as e:  # noqa: BLE001 - reported like a failure in the job
                 outcome = {"result": None, "check": None, "exception": None}

@@ -24,6 +24,7 @@ propagates out of the thread.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -45,7 +46,9 @@ from metarec_core.runtime import PROCESS, job_workers, prepare_job_thread
 if TYPE_CHECKING:
     from metarec_core.evaluation.runner import EvalConfig
     from metarec_core.job_worker import WorkerProcess
-    from metarec_core.methods.meta import LearnerConfig, MetaLearner, TrainProgress
+    from metarec_core.methods.base import Recommender
+    from metarec_core.methods.meta import LearnerConfig, TrainProgress
+    from metarec_core.methods.registry import FitConfig
 
 log = logging.getLogger(__name__)
 
@@ -699,7 +702,18 @@ def default_pool() -> JobPool:
 
 
 # ------------------------------------------------------------------------------ training
-def _default_learner_factory(config: LearnerConfig) -> MetaLearner:
+def _is_fit(config: LearnerConfig | FitConfig) -> bool:
+    """Whether `config` fits a method without meta-learning settings (a `FitConfig`)."""
+    from metarec_core.methods.registry import FitConfig
+
+    return isinstance(config, FitConfig)
+
+
+def _default_learner_factory(config: LearnerConfig | FitConfig) -> Recommender:
+    """The unfitted method of `config`: a meta-learner's class (found through the registry), or
+    any registered method for a `FitConfig`."""
+    if _is_fit(config):
+        return config.build()  # type: ignore[union-attr]
     from metarec_core.methods import meta as learners
 
     return learners.learner_class(config)(config)
@@ -711,12 +725,16 @@ _WORKER_FACTORY = _default_learner_factory
 
 
 class TrainingJob(BackgroundJob):
-    """Meta-train a learner in the background.
+    """Meta-train a learner (a `LearnerConfig`), or fit any other registered method (a
+    `registry.FitConfig`), in the background.
 
     Without `train_users`, users are split seeded by `split_seed` (90% train, 10% validation);
     given `train_users` only, validation is skipped unless `val_users` is also given; given
-    `val_users` only, every other user trains. `result` is the fitted learner once ``done``.
-    `learner_factory(config)` builds the (unfitted) learner; tests pass a fake one.
+    `val_users` only, every other user trains. `result` is the fitted method once ``done``.
+    `learner_factory(config)` builds the (unfitted) method; tests pass a fake one. A
+    `FitConfig`'s method (one without meta-learning settings, as its capabilities declare) is
+    fitted through the ``should_stop`` and ``progress`` hooks every method's `fit` takes, in
+    one phase "fit".
     """
 
     kind = "training"
@@ -724,12 +742,12 @@ class TrainingJob(BackgroundJob):
     def __init__(
         self,
         data: RatingsDataset,
-        config: LearnerConfig,
+        config: LearnerConfig | FitConfig,
         *,
         train_users: np.ndarray | None = None,
         val_users: np.ndarray | None = None,
         split_seed: int = 0,
-        learner_factory: Callable[[LearnerConfig], Any] | None = None,
+        learner_factory: Callable[[Any], Any] | None = None,
     ) -> None:
         super().__init__()
         self.data = data
@@ -751,6 +769,8 @@ class TrainingJob(BackgroundJob):
     def _work(self, ctx: JobContext) -> Any:
         ctx.progress(message="building the model")
         learner = self._factory(self.config)
+        if _is_fit(self.config):
+            return self._fit(ctx, learner)
         compare = getattr(learner, "compare_with_baselines", None)
         if self.val_users is None:
             compare = None
@@ -834,6 +854,29 @@ class TrainingJob(BackgroundJob):
                 parts.append(check.describe())
             ctx.progress(message="; ".join(parts))
         return learner
+
+    def _fit(self, ctx: JobContext, method: Recommender) -> Recommender:
+        """Fit a method without meta-learning settings, reporting through its fit hooks."""
+        phase = PhaseProgress("fit", "Fitting", 1, 1, 0, 100, unit="percent")
+
+        def progress(fraction: float, message: str) -> None:
+            pct = int(round(100 * fraction))
+            step = dataclasses.replace(phase, step=pct)
+            self._update(fraction=fraction, message=f"fitting: {message}", phase=step)
+            ctx.check_cancelled()
+
+        progress(0.0, "started")
+        method.fit(
+            self.data,
+            self.train_users,
+            self.val_users,
+            should_stop=ctx.should_stop,
+            progress=progress,
+        )
+        ctx.check_cancelled()  # a quick fit may ignore should_stop: a cancel still ends it
+        self._update(fraction=1.0, phase=dataclasses.replace(phase, step=100))
+        ctx.progress(message="done")
+        return method
 
     def _portable(self) -> dict[str, Any] | None:
         if self._factory is not _WORKER_FACTORY:

@@ -1,4 +1,9 @@
-"""Train page: configure a learner, meta-train it in the background, watch it live, save/load."""
+"""Train page: configure a learner, meta-train it in the background, watch it live, save/load.
+
+Any registered method can be chosen: a meta-learner gets the full form (its preset fills it
+in); a method without meta-learning settings (declared in its capabilities) gets what applies
+to it (seed, and device if it declares one) and is fitted as a background job the same way.
+"""
 
 from __future__ import annotations
 
@@ -44,7 +49,13 @@ DEFAULT_STEPS = 300
 FLOAT_KEYS = {"train_dropout", "train_inner_lr", "train_outer_lr"}
 
 
+def _is_meta(name: str) -> bool:
+    return registry.method_class(name).capabilities.meta_learned
+
+
 def _load_preset() -> None:
+    if not _is_meta(st.session_state["train_preset"]):
+        return  # its form has only the seed (and device): they keep their values
     cfg = preset(st.session_state["train_preset"])
     for key, (name, _, _) in FIELDS.items():
         v = getattr(cfg, name)
@@ -64,8 +75,12 @@ def _number(col, key: str, low, high, **kw) -> None:
     col.number_input(FIELDS[key][1], low, high, key=key, help=FIELDS[key][2], **kw)
 
 
-def _config_from_form() -> LearnerConfig:
-    base = preset(st.session_state["train_preset"])
+def _config_from_form() -> LearnerConfig | registry.FitConfig:
+    chosen = st.session_state["train_preset"]
+    if not _is_meta(chosen):
+        seed, device = st.session_state["train_seed"], st.session_state.get("train_device", "auto")
+        return registry.FitConfig(chosen, seed=seed, device=device)
+    base = preset(chosen)
     values = {}
     for key, (name, _, _) in FIELDS.items():
         v = st.session_state[key]
@@ -107,6 +122,39 @@ def _chart(col, x, y, empty: str, *args, key: str, **kw) -> None:
         col.caption(empty)
         return
     col.plotly_chart(_fig(x, y, *args, **kw), key=key, width="stretch")
+
+
+def _curves(snap) -> None:
+    """The training error and the check users' error of a (meta-)training, step by step."""
+    c1, c2 = st.columns(2)
+    _chart(
+        c1,
+        snap.train_steps,
+        snap.train_loss,
+        "The training error appears here after the first training step.",
+        "Training error",
+        "Loss on hidden ratings",
+        "#4c6ef5",
+        key="train_loss_chart",
+    )
+    _chart(
+        c2,
+        [s for s, _ in snap.val_mae],
+        [m for _, m in snap.val_mae],
+        "The check users' error appears here after the first check.",
+        "Error on the check users",
+        "Average error (MAE)",
+        "#e8590c",
+        key="train_val_chart",
+        min_span=VAL_MIN_SPAN,
+    )
+    if len(snap.train_steps) or len(snap.val_mae):
+        st.caption(
+            "Training error: the outer loss (error on the training users' hidden ratings "
+            "after adapting). Check users: validation users, never trained on; the weights "
+            "with their lowest average error are kept.",
+            help=glossary.help_text("outer loss"),
+        )
 
 
 def _fmt_seconds(s: float | None) -> str:
@@ -152,46 +200,59 @@ left, right = st.columns([2, 3])
 with left:
     st.selectbox(
         "Method",
-        registry.available_methods(registry.META_LEARNER),
+        [
+            *registry.available_methods(registry.META_LEARNER),
+            *registry.available_methods(registry.BASELINE),
+        ],
         key="train_preset",
         on_change=_load_preset,
         help=registry.preset_help(),
         format_func=display_name,
     )
-    st.caption(describe(st.session_state["train_preset"]))
+    chosen = st.session_state["train_preset"]
+    st.caption(describe(chosen))
+    meta = _is_meta(chosen)
     with st.form("train_form", border=True):
         c1, c2 = st.columns(2)
-        _number(c1, "train_factors", 1, 512)
-        _number(c2, "train_embedding", 1, 512)
-        c1.text_input(FIELDS["train_hidden"][1], key="train_hidden", help=FIELDS["train_hidden"][2])
-        _number(c2, "train_dropout", 0.0, 0.9, step=0.05)
-        c1.selectbox(
-            FIELDS["train_adapt"][1], ADAPT_GROUPS, key="train_adapt", help=FIELDS["train_adapt"][2]
-        )
-        _number(c2, "train_inner_steps", 0, 50)
-        _number(c1, "train_inner_lr", 0.0, 10.0, format="%.6g")
-        _number(c2, "train_outer_lr", 0.0, 1.0, format="%.6g")
-        _number(c1, "train_meta_batch", 1, 4096)
-        _number(c2, "train_steps", 1, 100_000)
-        _number(c1, "train_eval_every", 1, 10_000)
-        _number(c2, "train_patience", 0, 1000)
+        if meta:
+            _number(c1, "train_factors", 1, 512)
+            _number(c2, "train_embedding", 1, 512)
+            c1.text_input(
+                FIELDS["train_hidden"][1], key="train_hidden", help=FIELDS["train_hidden"][2]
+            )
+            _number(c2, "train_dropout", 0.0, 0.9, step=0.05)
+            c1.selectbox(
+                FIELDS["train_adapt"][1],
+                ADAPT_GROUPS,
+                key="train_adapt",
+                help=FIELDS["train_adapt"][2],
+            )
+            _number(c2, "train_inner_steps", 0, 50)
+            _number(c1, "train_inner_lr", 0.0, 10.0, format="%.6g")
+            _number(c2, "train_outer_lr", 0.0, 1.0, format="%.6g")
+            _number(c1, "train_meta_batch", 1, 4096)
+            _number(c2, "train_steps", 1, 100_000)
+            _number(c1, "train_eval_every", 1, 10_000)
+            _number(c2, "train_patience", 0, 1000)
         _number(c1, "train_seed", 0, 2**31 - 1)
-        c2.selectbox(
-            "Device",
-            registry.DEVICES,
-            key="train_device",
-            help=registry.DEVICE_HELP,
-        )
-        st.checkbox(
-            FIELDS["train_pretrain"][1], key="train_pretrain", help=FIELDS["train_pretrain"][2]
-        )
+        uses_device = meta or registry.method_class(chosen).capabilities.device
+        if uses_device:
+            c2.selectbox(
+                "Device",
+                registry.DEVICES,
+                key="train_device",
+                help=registry.DEVICE_HELP,
+            )
+        if meta:
+            st.checkbox(
+                FIELDS["train_pretrain"][1], key="train_pretrain", help=FIELDS["train_pretrain"][2]
+            )
         submitted = st.form_submit_button(
             "Start training", type="primary", disabled=running, key="train_start"
         )
+    device = st.session_state.get("train_device", "auto") if uses_device else "cpu"
     try:
-        st.caption(
-            f"Training will run on: {resolve_device(st.session_state.get('train_device', 'auto'))}"
-        )
+        st.caption(f"Training will run on: {resolve_device(device)}")
     except ValueError as e:
         st.caption(state.plain(str(e)))
 
@@ -246,6 +307,8 @@ with right:
                 else f"; validation MAE of the kept weights {snap.best_val_mae:.4f}"
             )
             head = f"Training done in {snap.elapsed:.1f} s ({snap.step} steps{best})."
+            if isinstance(job.config, registry.FitConfig):  # one fit, no training steps
+                head = f"Fitting {display_name(job.config.name)} done in {snap.elapsed:.1f} s."
             entry = _entry_of(job)
             current = state.active_model()
             chosen = entry is not None and current is not None and current.name == entry.name
@@ -274,43 +337,21 @@ with right:
                     verdict = f" {said[:1].upper()}{said[1:]}."
                 st.success(f"{head}{verdict}{where}")
         elif snap.status == "cancelled":
-            st.warning(f"Training cancelled after {snap.step} steps.")
+            st.warning(
+                "Fitting cancelled."
+                if isinstance(job.config, registry.FitConfig)
+                else f"Training cancelled after {snap.step} steps."
+            )
         else:
             st.error(state.plain(f"Training failed: {snap.error}"))
         st.caption(f"Device: {snap.device or 'unknown'} · {state.plain(snap.message)}")
-        c1, c2 = st.columns(2)
-        _chart(
-            c1,
-            snap.train_steps,
-            snap.train_loss,
-            "The training error appears here after the first training step.",
-            "Training error",
-            "Loss on hidden ratings",
-            "#4c6ef5",
-            key="train_loss_chart",
-        )
-        _chart(
-            c2,
-            [s for s, _ in snap.val_mae],
-            [m for _, m in snap.val_mae],
-            "The check users' error appears here after the first check.",
-            "Error on the check users",
-            "Average error (MAE)",
-            "#e8590c",
-            key="train_val_chart",
-            min_span=VAL_MIN_SPAN,
-        )
-        if len(snap.train_steps) or len(snap.val_mae):
-            st.caption(
-                "Training error: the outer loss (error on the training users' hidden ratings "
-                "after adapting). Check users: validation users, never trained on; the weights "
-                "with their lowest average error are kept.",
-                help=glossary.help_text("outer loss"),
-            )
+        if not isinstance(job.config, registry.FitConfig):  # a fit has no training curves
+            _curves(snap)
         if (running and snap.finished) or (snap.status == "done" and not state.is_collected(job)):
             st.rerun()  # a full rerun registers the model and stops the polling
 
     live()
+
 
 st.divider()
 st.subheader("Checkpoints", anchor=False)

@@ -2,10 +2,19 @@
 
 Each entry (`MethodSpec`) says what a method is called (its registry name, the technical term
 used in flags and reports; a plain display name; one line on what it does), what kind it is,
-whether it is in the default evaluation set, and where its code is. Its abilities are declared
-on its class (`Recommender.capabilities`), never here. A new method is its class plus one
-`register(MethodSpec(...))`; it then shows in `evaluate --methods`, the Train and Evaluate
-pages, the what-if page and the Glossary with no other edit.
+whether it is in the default evaluation set, and where its class is (module and qualified
+name, so that a job's worker process imports it too). Its abilities are declared on its class
+(`Recommender.capabilities`), never here. A new method is its class plus one registration::
+
+    registry.register(registry.MethodSpec.of(MyMethod, "Plain name", "What it does."))
+
+It then shows in the CLI (`evaluate --methods`, and `train --algorithm` for a meta-learner),
+the Train, Evaluate and What-if pages and the Glossary, and it is saved and loaded by
+checkpoints, with no other edit. A meta-learner (``capabilities.meta_learned``) subclasses one
+of `methods.meta.algorithms`' classes and declares its preset on its class (its name and the
+`LearnerConfig` fields in ``defaults``). Its class must be defined at the top level of an
+importable module (not a page script or ``__main__``): a job's worker process imports it by
+name, with the server's PYTHONPATH and the project's folder.
 
 The meta-learners' training settings (labels and help of a `LearnerConfig`'s fields) and the
 device choices are here too, for the CLI and the Train page alike.
@@ -13,10 +22,10 @@ device choices are here too, for the CLI and the Train page alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from metarec_core import glossary
 from metarec_core.methods.base import Recommender
@@ -34,19 +43,52 @@ DEVICE_HELP = "auto: CUDA, else Apple MPS, else CPU."
 
 
 @dataclass(frozen=True)
+class ClassRef:
+    """Where a method's class is: imported on first use (the meta-learners import torch), and
+    plain strings, so that an entry travels to a job's worker process."""
+
+    module: str
+    qualname: str
+
+    @classmethod
+    def of(cls, target: type) -> ClassRef:
+        """The reference of `target`; ValueError for a class no other process can import."""
+        if target.__module__ == "__main__" or "<locals>" in target.__qualname__:
+            raise ValueError(
+                f"method class {target.__qualname__} must be defined at the top level of an "
+                "importable module (not __main__, a page script or a function): a job's worker "
+                "process imports it by name"
+            )
+        return cls(target.__module__, target.__qualname__)
+
+    def __call__(self) -> type[Recommender]:
+        try:
+            obj = importlib.import_module(self.module)
+            for part in self.qualname.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError) as e:
+            raise ValueError(
+                f"cannot import the method class {self.module}.{self.qualname} ({e}); its module "
+                "must be importable here (installed, or its folder on PYTHONPATH)"
+            ) from None
+        return obj  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
 class MethodSpec:
     """One registered method.
 
-    `load` returns its class (imported on first use: the meta-learners import torch);
-    `factory(seed=..., device=...)` builds a fresh, unfitted one (default: the class itself;
-    `device` is passed only to classes that declare ``capabilities.device``).
+    `load()` returns its class; `factory(seed=..., device=...)` builds a fresh, unfitted one
+    (default: the class itself; a meta-learner: its preset, by `make_learner`; `device` is
+    passed only to classes that declare ``capabilities.device``). A factory must be a
+    module-level function (it travels to worker processes).
     """
 
     name: str
     display: str
     description: str
     kind: str
-    load: Callable[[], type[Recommender]]
+    ref: ClassRef
     factory: Callable[..., Recommender] | None = None
     default: bool = False  # in the default evaluation set (CLI, evaluate, Evaluate page)
 
@@ -54,45 +96,32 @@ class MethodSpec:
         if self.kind not in KINDS:
             raise ValueError(f"method {self.name!r}: kind {self.kind!r}, expected one of {KINDS}")
 
+    @classmethod
+    def of(
+        cls, target: type[Recommender], display: str, description: str, *, default: bool = False
+    ) -> MethodSpec:
+        """The entry of the class `target`: its ``name``, and its kind from its declared
+        ``capabilities.meta_learned``."""
+        kind = META_LEARNER if target.capabilities.meta_learned else BASELINE
+        return cls(target.name, display, description, kind, ClassRef.of(target), default=default)
+
+    def load(self) -> type[Recommender]:
+        return self.ref()
+
     @property
     def capabilities(self) -> Capabilities:
         return self.load().capabilities
 
 
-def _baseline(attr: str) -> Callable[[], type[Recommender]]:
-    def load() -> type[Recommender]:
-        from metarec_core.methods import baselines
-
-        return getattr(baselines, attr)
-
-    return load
-
-
-def _meta_class(attr: str) -> Callable[[], type[Recommender]]:
-    def load() -> type[Recommender]:
-        from metarec_core.methods.meta import algorithms
-
-        return getattr(algorithms, attr)
-
-    return load
-
-
-def _make_learner(name: str, **kw: Any) -> Recommender:
-    from metarec_core.methods.meta import make_learner
-
-    return make_learner(name, **kw)
-
-
 def _meta(name: str, attr: str, display: str, description: str) -> MethodSpec:
-    """A meta-learner entry: its algorithm's class (methods/meta/algorithms.py), built from the
-    preset of the same name by `make_learner`."""
-    return MethodSpec(
-        name, display, description, META_LEARNER, _meta_class(attr), partial(_make_learner, name)
-    )
+    """A meta-learner entry: its algorithm's class (methods/meta/algorithms.py)."""
+    ref = ClassRef("metarec_core.methods.meta.algorithms", attr)
+    return MethodSpec(name, display, description, META_LEARNER, ref)
 
 
 def _base(name: str, attr: str, display: str, description: str, default: bool) -> MethodSpec:
-    return MethodSpec(name, display, description, BASELINE, _baseline(attr), default=default)
+    ref = ClassRef("metarec_core.methods.baselines", attr)
+    return MethodSpec(name, display, description, BASELINE, ref, default=default)
 
 
 # Plain names first (what the pages show), then a one-line plain description; the registry
@@ -191,6 +220,7 @@ _BUILTIN = (
 )
 
 _METHODS: dict[str, MethodSpec] = {s.name: s for s in _BUILTIN}
+_BUILTIN_NAMES = frozenset(_METHODS)
 
 # The built-in names by kind (tests and benchmarks pin these; code that should also see
 # registered methods calls `available_methods(kind)`).
@@ -207,9 +237,22 @@ def register(spec: MethodSpec) -> None:
 
 def unregister(name: str) -> None:
     """Remove a method added by `register` (a built-in one cannot be removed)."""
-    if any(s.name == name for s in _BUILTIN):
+    if name in _BUILTIN_NAMES:
         raise ValueError(f"method {name!r} is built in")
     _METHODS.pop(name, None)
+
+
+def registered() -> list[MethodSpec]:
+    """The entries added by `register` (what a job's worker process is sent, `adopt`)."""
+    return [s for s in _METHODS.values() if s.name not in _BUILTIN_NAMES]
+
+
+def adopt(specs: Iterable[MethodSpec]) -> None:
+    """Make `specs` the registered entries (a worker process: the server's, for each job)."""
+    for s in registered():
+        _METHODS.pop(s.name)
+    for s in specs:
+        register(s)
 
 
 def spec(name: str) -> MethodSpec:
@@ -254,13 +297,39 @@ def describe(name: str) -> str:
 
 
 def make_method(name: str, *, seed: int = 0, device: str = "auto") -> Recommender:
-    """A fresh, unfitted method by name; `device` goes to methods that declare one."""
+    """A fresh, unfitted method by name (a meta-learner: its preset); `device` goes to methods
+    that declare one."""
     entry = spec(name)
     cls = entry.load()
+    if entry.factory is None and cls.capabilities.meta_learned:
+        from metarec_core.methods.meta import make_learner
+
+        return make_learner(name, seed=seed, device=device)
     build = entry.factory or cls
     if cls.capabilities.device:
         return build(seed=seed, device=device)
     return build(seed=seed)
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """What fits a method without meta-learning settings in a `jobs.TrainingJob` (the Train
+    page's form for it): its registry name, seed and device (used if it declares one)."""
+
+    name: str
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not method_class(self.name).capabilities.device:  # unknown name: a clear error
+            object.__setattr__(self, "device", "cpu")  # it runs where numpy does
+
+    def build(self) -> Recommender:
+        """The fresh, unfitted method."""
+        return make_method(self.name, seed=self.seed, device=self.device)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"name": self.name, "seed": self.seed, "device": self.device}
 
 
 # ------------------------------------------------------------------ meta-learner settings
@@ -344,5 +413,11 @@ SETTINGS: dict[str, tuple[str, str]] = {
 
 
 def preset_help() -> str:
-    """The help of the Train page's method picker (it lists the meta-learners' presets)."""
-    return PRESET_HELP + "preset (" + ", ".join(available_methods(META_LEARNER)) + ")."
+    """The help of the Train page's method picker (the meta-learners' presets, then the
+    methods without meta-learning settings)."""
+    return (
+        PRESET_HELP
+        + "preset ("
+        + ", ".join(available_methods(META_LEARNER))
+        + "). The other methods have no training settings but their seed."
+    )

@@ -1,24 +1,40 @@
 """A new method is one class plus one registry entry.
 
-A toy constant predictor is registered through the registry's public `register` only; it then
-shows in the CLI (`evaluate --methods toy` runs, `--help` lists it), the Evaluate page's and
-What-if page's pickers, and the Train page's checkpoint upload and download picker, and the
-sidebar's model picker, with no other edit. It is removed after each test.
+A toy constant predictor (a baseline) and a toy meta-learning algorithm (first-order MAML with
+its own name and adaptation step) are registered through the registry's public `register`
+only; they then show in the CLI (`evaluate --methods toy` runs, `train --algo small_step`
+trains, `--help` lists them), the Train page (fitted or trained there as a background job),
+the Evaluate page's and What-if page's pickers, the Train page's checkpoint upload and download
+picker and the sidebar's model picker, and they are saved and loaded by checkpoint.py, with no
+other edit. They are removed after each test.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from helpers import new_app, ratings_csv, tiny_dataset, tiny_split, wait_until
+from helpers import (
+    TINY_FORM,
+    TINY_LEARNER,
+    new_app,
+    ratings_csv,
+    tiny_dataset,
+    tiny_split,
+    train_page,
+    wait_until,
+)
 
 from metarec_core import cli
 from metarec_core.checkpoint import load_checkpoint, to_bytes
 from metarec_core.data.dataset import RatingsDataset
 from metarec_core.methods import registry
 from metarec_core.methods.base import AdaptedUser, Recommender
+from metarec_core.methods.meta import FOMAML, LearnerConfig, learner_class, make_learner, preset
 
 
 class Constant(Recommender):
@@ -48,21 +64,37 @@ class Constant(Recommender):
         return toy
 
 
-TOY = registry.MethodSpec(
-    name="toy",
-    display="Toy constant",
-    description="The middle of the rating scale for everyone.",
-    kind=registry.BASELINE,
-    load=lambda: Constant,
+TOY = registry.MethodSpec.of(
+    Constant, "Toy constant", "The middle of the rating scale for everyone."
 )
+
+
+class SmallStep(FOMAML):
+    """The toy algorithm: first-order MAML with its own name and smaller adaptation steps."""
+
+    name = "small_step"
+    defaults = {"inner_lr": 0.1}
+
+
+SMALL_STEP = registry.MethodSpec.of(SmallStep, "Small-step FOMAML", "FOMAML, smaller steps.")
+
+
+def _registered(spec: registry.MethodSpec):
+    """`spec` registered for one test (the one `register` call), then removed."""
+    registry.register(spec)
+    yield spec
+    registry.unregister(spec.name)
+    assert spec.name not in registry.available_methods()
 
 
 @pytest.fixture
 def toy():
-    registry.register(TOY)
-    yield TOY
-    registry.unregister("toy")
-    assert "toy" not in registry.available_methods()
+    yield from _registered(TOY)
+
+
+@pytest.fixture
+def algo():
+    yield from _registered(SMALL_STEP)
 
 
 def test_the_registry_is_the_one_list(toy):
@@ -190,3 +222,146 @@ def test_a_saved_baseline_serves_every_page():
     for page in ("pages/home.py", "pages/evaluate.py", "pages/whatif.py", "pages/playground.py"):
         at.switch_page(page).run()
         assert not at.exception, page
+
+
+# ------------------------------------------------------------- a registered meta-algorithm
+TINY = {**TINY_LEARNER, "steps": 2, "eval_every": 1, "pretrain": False}
+
+
+def test_a_registered_algorithm_is_its_class_and_one_entry(algo):
+    assert registry.available_methods(registry.META_LEARNER)[-1] == "small_step"
+    assert preset("small_step") == LearnerConfig(
+        name="small_step", algorithm="small_step", inner_lr=0.1
+    )
+    assert learner_class(preset("small_step")) is SmallStep
+    learner = make_learner("small_step", seed=3, device="cpu")
+    assert type(learner) is SmallStep and learner.first_order  # FOMAML's rule, inherited
+    assert learner.config.inner_lr == 0.1 and learner.config.seed == 3
+    assert type(registry.make_method("small_step", device="cpu")) is SmallStep
+    assert preset("small_step").phases == ("warm_start", "pretrain", "meta")
+
+
+def test_an_algorithm_is_unknown_once_removed():
+    with pytest.raises(ValueError, match="unknown algorithm 'small_step'"):
+        LearnerConfig(algorithm="small_step")
+    with pytest.raises(ValueError, match="unknown learner 'small_step'"):
+        preset("small_step")
+
+
+def test_a_class_no_worker_can_import_is_refused():
+    class Local(Constant):
+        name = "local"
+
+    with pytest.raises(ValueError, match="top level of an importable module"):
+        registry.MethodSpec.of(Local, "Local", "Defined in a function.")
+
+
+def test_the_cli_lists_trains_and_saves_it(algo, tmp_path, capsys):
+    from metarec_core.checkpoint import load_checkpoint as load
+    from metarec_core.data.io import load_ratings
+
+    path = tmp_path / "ratings.csv"
+    path.write_bytes(ratings_csv())
+    for command in ("train", "evaluate"):
+        with pytest.raises(SystemExit):
+            cli.main([command, "--help"])
+        assert "small_step" in capsys.readouterr().out, command
+    out = tmp_path / "small.pt"
+    argv = ["train", str(path), "--out", str(out), "--algo", "small_step", "--steps", "2"]
+    argv += ["--device", "cpu"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    ck = load(out, load_ratings(path))
+    assert type(ck.learner) is SmallStep and ck.method == "small_step"
+    assert ck.learner.config.inner_lr == 0.1
+
+
+def test_a_trained_algorithm_saves_and_loads(algo):
+    data = tiny_dataset()
+    split = tiny_split(data)
+    learner = make_learner("small_step", device="cpu", **TINY)
+    learner.fit(data, split.train_users, split.val_users)
+    ck = load_checkpoint(to_bytes(learner, data, train_users=split.train_users), data)
+    assert type(ck.learner) is SmallStep and ck.learner.config == learner.config
+    items, ratings = np.arange(3), np.array([5.0, 1.0, 4.0])
+    np.testing.assert_allclose(
+        ck.learner.adapt(items, ratings).scores, learner.adapt(items, ratings).scores, atol=1e-6
+    )
+
+
+@pytest.mark.usefixtures("small_sample")
+def test_the_train_page_trains_it_and_the_pages_offer_it(algo):
+    at = train_page()
+    at.selectbox(key="train_preset").set_value("small_step").run()
+    assert at.number_input(key="train_inner_lr").value == pytest.approx(0.1)  # its preset
+    for key, value in TINY_FORM.items():
+        widget = at.text_input(key=key) if key == "train_hidden" else at.number_input(key=key)
+        widget.set_value(value)
+    at.checkbox(key="train_pretrain").uncheck()
+    at.button(key="train_start").click().run()
+    assert not at.exception and not at.error
+    wait_until(at, lambda a: any("Training done" in s.value for s in a.success))
+    entry = at.session_state["mr_models"]["small_step"]
+    assert type(entry.model) is SmallStep and entry.model.config.inner_lr == 0.1
+    assert at.session_state["mr_active_model"] == "small_step"
+    assert "small_step" in at.selectbox(key="ckpt_pick").options
+
+    at.switch_page("pages/evaluate.py").run()
+    assert "Small-step FOMAML" in at.multiselect(key="eval_methods").options
+    at.switch_page("pages/whatif.py").run()
+    assert not at.exception
+    assert "Small-step FOMAML" in at.multiselect(key="wi_models").options
+    at.switch_page("pages/playground.py").run()
+    assert not at.exception
+
+
+@pytest.mark.usefixtures("small_sample")
+def test_the_train_page_fits_a_baseline(toy):
+    at = new_app()
+    at.switch_page("pages/train.py").run()
+    at.selectbox(key="train_preset").set_value("toy").run()
+    # only what applies to it: its seed (no meta-learning settings, no device)
+    keys = {w.key for w in at.number_input} | {w.key for w in at.selectbox}
+    assert "train_seed" in keys and "train_steps" not in keys and "train_device" not in keys
+    assert not at.checkbox
+    at.number_input(key="train_seed").set_value(5)
+    at.button(key="train_start").click().run()
+    assert not at.exception and not at.error
+    wait_until(at, lambda a: any("Fitting Toy constant done" in s.value for s in a.success))
+    # a model of the session, named apart from the baseline of the same name (what-if lists both)
+    name = at.session_state["mr_active_model"]
+    assert name == "toy #2"
+    entry = at.session_state["mr_models"][name]
+    assert isinstance(entry.model, Constant) and entry.model.seed == 5
+    assert entry.config == registry.FitConfig("toy", seed=5, device="cpu")
+    assert name in at.selectbox(key="ckpt_pick").options  # saveable
+    at.switch_page("pages/playground.py").run()
+    assert not at.exception
+
+
+def test_a_worker_process_runs_registered_methods(algo, toy, monkeypatch):
+    """The app's jobs run in worker processes: they are sent the registered entries and import
+    the classes by name (here the worker finds this module through PYTHONPATH)."""
+    from test_jobs import WAIT
+
+    from metarec_core.jobs import JobPool, TrainingJob
+
+    here = Path(__file__).parent
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(here), str(here.parent)]))
+    data = tiny_dataset()
+    cfg = dataclasses.replace(preset("small_step"), device="cpu", **TINY)
+    pool = JobPool(1, workers="process")
+    try:
+        job = TrainingJob(data, cfg).start(pool)
+        assert job.wait(WAIT).status == "done", job.snapshot().error
+        assert pool.worker_pids()  # it ran in a worker
+        fit = TrainingJob(data, registry.FitConfig("toy", seed=2)).start(pool)
+        assert fit.wait(WAIT).status == "done", fit.snapshot().error
+    finally:
+        pool.close()
+    assert type(job.result) is SmallStep and isinstance(fit.result, Constant)
+    same = TrainingJob(data, cfg).start(JobPool(1, workers="thread"))
+    assert same.wait(WAIT).status == "done"
+    items, ratings = np.arange(3), np.array([5.0, 1.0, 4.0])
+    np.testing.assert_allclose(
+        job.result.adapt(items, ratings).scores, same.result.adapt(items, ratings).scores, atol=1e-6
+    )

@@ -1,8 +1,9 @@
 """The meta-learners (the MAML family): their public names, from the modules below.
 
-- `config.py`: `LearnerConfig`, the presets, `resolve_device`.
+- `config.py`: `LearnerConfig`, `preset(name)` (any registered meta-learner's), `resolve_device`.
 - `algorithms.py`: one class per algorithm (`MAML`, `FOMAML`, `MetaSGD`, `Reptile`,
-  `Finetune`, `MeLU`), `learner_class(config)` and `make_learner(name)`.
+  `Finetune`, `MeLU`), each declaring its preset, `learner_class(config)` and
+  `make_learner(name)` (both through the registry, so a registered algorithm is found too).
 - `trainer.py`: `MetaLearner`, the base they share (the vectorised loop, validation, early
   stopping, pretraining, `to_state` / `from_state`).
 - `model.py`: the rating network and the inner optimiser; `reference.py`: a plain per-task loop
@@ -15,8 +16,10 @@ from __future__ import annotations
 
 from metarec_core.methods.meta.algorithms import (
     ALGORITHM_CLASSES,
+    ALGORITHMS,
     FOMAML,
     MAML,
+    PRESETS,
     Finetune,
     MeLU,
     MetaSGD,
@@ -26,10 +29,8 @@ from metarec_core.methods.meta.algorithms import (
 )
 from metarec_core.methods.meta.config import (
     ADAPT_GROUPS,
-    ALGORITHMS,
     DEFAULT_METHOD,
     OUTER_LOSSES,
-    PRESETS,
     LearnerConfig,
     preset,
     resolve_device,

@@ -1,7 +1,8 @@
-"""What defines a meta-learner: `LearnerConfig`, the named presets and the device choice.
+"""What defines a meta-learner: `LearnerConfig`, its presets and the device choice.
 
-``LearnerConfig.algorithm`` names the learner's class (`algorithms.learner_class`); every other
-field is shared by all of them.
+``LearnerConfig.algorithm`` names the learner's class (a meta-learner of the registry,
+`algorithms.learner_class`); every other field is shared by all of them. Each class declares
+its preset (`MetaLearner.preset`); `preset(name)` finds it through the registry.
 """
 
 from __future__ import annotations
@@ -12,19 +13,17 @@ from typing import Any
 
 import torch
 
+from metarec_core.methods import registry
+
 __all__ = [
     "ADAPT_GROUPS",
-    "ALGORITHMS",
     "DEFAULT_METHOD",
     "OUTER_LOSSES",
-    "PRESETS",
     "LearnerConfig",
     "preset",
     "resolve_device",
 ]
 
-# the names of the algorithm classes (`algorithms.ALGORITHM_CLASSES` has one per name)
-ALGORITHMS = ("maml", "fomaml", "reptile", "metasgd", "finetune", "melu")
 ADAPT_GROUPS = ("user", "head", "all")
 OUTER_LOSSES = ("ordinal", "mse", "mae", "huber")
 DEFAULT_METHOD = "metasgd"
@@ -35,7 +34,7 @@ class LearnerConfig:
     """Everything that defines a meta-learner; change it with `dataclasses.replace`."""
 
     name: str = DEFAULT_METHOD  # method name in reports (a preset name)
-    # the learner's class (`algorithms.learner_class`): one of ALGORITHMS
+    # the learner's class (`algorithms.learner_class`): a meta-learner of the registry
     algorithm: str = "metasgd"
     # --- model
     factors: int = 20  # size of p_u and q_i; the user state is (p_u, b_u): factors + 1
@@ -96,8 +95,9 @@ class LearnerConfig:
     dtype: str = "float32"  # float32 | float64 (tests)
 
     def __post_init__(self) -> None:
-        if self.algorithm not in ALGORITHMS:
-            raise ValueError(f"unknown algorithm {self.algorithm!r}; expected one of {ALGORITHMS}")
+        algorithms = tuple(registry.available_methods(registry.META_LEARNER))
+        if self.algorithm not in algorithms:
+            raise ValueError(f"unknown algorithm {self.algorithm!r}; expected one of {algorithms}")
         if self.adapt not in ADAPT_GROUPS:
             raise ValueError(f"adapt must be one of {ADAPT_GROUPS}, got {self.adapt!r}")
         if self.inner_objective not in ("posterior", "mean"):
@@ -154,43 +154,12 @@ class LearnerConfig:
         return dataclasses.asdict(self)
 
 
-PRESETS: dict[str, LearnerConfig] = {
-    "metasgd": LearnerConfig(name="metasgd", algorithm="metasgd"),
-    "maml": LearnerConfig(name="maml", algorithm="maml"),
-    "fomaml": LearnerConfig(name="fomaml", algorithm="fomaml"),
-    "reptile": LearnerConfig(name="reptile", algorithm="reptile", outer_lr=1e-3),
-    "finetune": LearnerConfig(name="finetune", algorithm="finetune", meta_batch=1024),
-    # MeLU (Lee et al., KDD 2019) on our model: embedding 32, decision layers 64-64, only the
-    # decision layers adapt, local lr 5e-6 on the mean squared error, global lr 5e-5 (Adam),
-    # 1 local step (the paper also reports 5), 32 users per meta-batch. The paper regresses with
-    # MSE; here it keeps our network's ordinal output and loss, like every other learner, so the
-    # comparison is about the set-up, not the output layer.
-    "melu": LearnerConfig(
-        name="melu",
-        algorithm="melu",
-        embedding_dim=32,
-        hidden=(64, 64),
-        adapt="head",
-        inner_objective="mean",
-        inner_steps=1,
-        inner_lr=5e-6,
-        per_step_lr=False,
-        outer_lr=5e-5,
-        item_lr=None,
-        meta_batch=32,
-        pretrain=False,  # MeLU meta-trains from scratch
-    ),
-}
-
-
 def preset(name: str) -> LearnerConfig:
-    """The named configuration (a method name of the registry)."""
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown learner {name!r}; expected one of {', '.join(PRESETS)}"
-        ) from None
+    """The configuration of the meta-learner registered as `name` (its class's `preset()`)."""
+    known = registry.available_methods(registry.META_LEARNER)
+    if name not in known:
+        raise ValueError(f"unknown learner {name!r}; expected one of {', '.join(known)}")
+    return registry.method_class(name).preset()  # type: ignore[attr-defined]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

@@ -33,7 +33,7 @@ import dataclasses
 import math
 import time
 from abc import abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -207,6 +207,8 @@ class MetaLearner(Recommender):
     """
 
     name: ClassVar[str]  # the algorithm: `LearnerConfig.algorithm` of this class's configs
+    # its preset: the `LearnerConfig` fields that differ from the dataclass's defaults
+    defaults: ClassVar[Mapping[str, Any]] = {}
     capabilities: ClassVar[Capabilities] = Capabilities(
         predicts_ratings=True, user_state=True, device=True, meta_learned=True
     )
@@ -215,6 +217,11 @@ class MetaLearner(Recommender):
     pretrainer: ClassVar[type[MetaLearner] | None] = None
     learned_lr: ClassVar[bool] = False  # the inner learning rates are meta-learned (Meta-SGD)
     learned_prior: ClassVar[bool] = False  # the posterior objective's prior and damping are
+
+    @classmethod
+    def preset(cls) -> LearnerConfig:
+        """This algorithm's preset: named after it, with its ``defaults``."""
+        return LearnerConfig(name=cls.name, algorithm=cls.name, **cls.defaults)
 
     def __init__(self, config: LearnerConfig | None = None) -> None:
         """`config` defaults to the preset of this class's name."""
