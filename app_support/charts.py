@@ -1,11 +1,35 @@
-"""Small Plotly helpers shared by the pages (axis ticks and spans); no Streamlit here."""
+"""Small Plotly helpers shared by the pages (layout, axis ticks and spans); no Streamlit here."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import plotly.graph_objects as go
+
+
+def titled(
+    fig: go.Figure,
+    title: str | dict[str, Any],
+    x_title: str,
+    y_title: str,
+    *,
+    height: int = 320,
+    margin: dict[str, int] | None = None,
+    **layout: Any,
+) -> go.Figure:
+    """The pages' chart layout: `title`, the axis titles, `height` and `margin` (default
+    top 50, bottom 40, left 50, right 10 pixels), then any other `layout` settings."""
+    fig.update_layout(
+        title=title,
+        xaxis_title=x_title,
+        yaxis_title=y_title,
+        height=height,
+        margin=margin or dict(t=50, b=40, l=50, r=10),
+        **layout,
+    )
+    return fig
 
 
 def log_ticks(low: float, high: float) -> tuple[list[float], list[str]]:

@@ -56,42 +56,37 @@ class Config:
     eval: EvalConfig
 
 
+def _kshot(
+    data: Path,
+    items: Path | None,
+    methods: tuple[str, ...],
+    support: tuple[int, ...] = SUPPORT,
+    train_seeds: int = 1,
+) -> Config:
+    """The k-shot protocol: `support` ratings seen, 10 hidden, 5 folds, seed 0."""
+    cfg = EvalConfig(
+        methods=methods, support=support, query=10, folds=5, seed=0, train_seeds=train_seeds
+    )
+    return Config(data, items, cfg)
+
+
+def _melu(data: Path, items: Path | None, methods: tuple[str, ...]) -> Config:
+    """The MeLU paper's protocol: 10 hidden ratings, seed 0."""
+    return Config(data, items, EvalConfig(methods=methods, query=10, seed=0, protocol="melu"))
+
+
 CONFIGS: dict[str, Config] = {
-    "baselines_ml100k": Config(
-        ML100K, None, EvalConfig(methods=BASELINES, support=SUPPORT, query=10, folds=5, seed=0)
-    ),
-    "baselines_ml100k_melu": Config(
-        ML100K, None, EvalConfig(methods=BASELINES, query=10, seed=0, protocol="melu")
-    ),
-    "baselines_sample": Config(
-        SAMPLE, None, EvalConfig(methods=BASELINES, support=SUPPORT, query=10, folds=5, seed=0)
-    ),
-    "meta_ml100k": Config(
-        ML100K, ML100K_ITEMS, EvalConfig(methods=ALL, support=SUPPORT, query=10, folds=5, seed=0)
-    ),
-    "meta_ml100k_melu": Config(
-        ML100K, ML100K_ITEMS, EvalConfig(methods=ALL, query=10, seed=0, protocol="melu")
-    ),
-    "meta_sample": Config(
-        SAMPLE, SAMPLE_ITEMS, EvalConfig(methods=ALL, support=SUPPORT, query=10, folds=5, seed=0)
-    ),
+    "baselines_ml100k": _kshot(ML100K, None, BASELINES),
+    "baselines_ml100k_melu": _melu(ML100K, None, BASELINES),
+    "baselines_sample": _kshot(SAMPLE, None, BASELINES),
+    "meta_ml100k": _kshot(ML100K, ML100K_ITEMS, ALL),
+    "meta_ml100k_melu": _melu(ML100K, ML100K_ITEMS, ALL),
+    "meta_sample": _kshot(SAMPLE, SAMPLE_ITEMS, ALL),
     # The default learner against its no-meta-objective ablation and the best baselines (also
     # with the level decision), every method trained with 3 seeds per fold (per-user metrics
     # averaged over the fits), so that one training run's luck does not decide the comparison.
-    "seeds_ml100k": Config(
-        ML100K,
-        ML100K_ITEMS,
-        EvalConfig(
-            methods=SEEDED, support=SEEDED_SUPPORT, query=10, folds=5, seed=0, train_seeds=3
-        ),
-    ),
-    "seeds_sample": Config(
-        SAMPLE,
-        SAMPLE_ITEMS,
-        EvalConfig(
-            methods=SEEDED, support=SEEDED_SUPPORT, query=10, folds=5, seed=0, train_seeds=3
-        ),
-    ),
+    "seeds_ml100k": _kshot(ML100K, ML100K_ITEMS, SEEDED, SEEDED_SUPPORT, train_seeds=3),
+    "seeds_sample": _kshot(SAMPLE, SAMPLE_ITEMS, SEEDED, SEEDED_SUPPORT, train_seeds=3),
 }
 
 

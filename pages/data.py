@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import app_state as state
-from app_support.charts import set_log_axis
+from app_support.charts import set_log_axis, titled
 from metarec_core import glossary
 from metarec_core.data.dataset import DataError, RatingsDataset
 from metarec_core.data.io import attach_items, load_ratings
@@ -62,27 +62,19 @@ def rating_distribution(summary) -> go.Figure:
     fig = go.Figure(
         go.Bar(x=keys, y=[summary.rating_counts[k] for k in keys], marker_color="#4c6ef5")
     )
-    fig.update_layout(
-        title="Rating distribution",
-        xaxis_title="Rating (scale units)",
-        yaxis_title="Number of ratings",
+    return titled(
+        fig,
+        "Rating distribution",
+        "Rating (scale units)",
+        "Number of ratings",
         xaxis_type="category",
-        height=320,
-        margin=dict(t=50, b=40, l=50, r=10),
     )
-    return fig
 
 
 def ratings_per_user(data: RatingsDataset) -> go.Figure:
     counts = data.counts_per_user()
     fig = go.Figure(go.Histogram(x=counts, nbinsx=50, marker_color="#37b24d"))
-    fig.update_layout(
-        title="Ratings per user",
-        xaxis_title="Ratings per user (count)",
-        yaxis_title="Users (log scale)",
-        height=320,
-        margin=dict(t=50, b=40, l=50, r=10),
-    )
+    titled(fig, "Ratings per user", "Ratings per user (count)", "Users (log scale)")
     return set_log_axis(fig, "y", 1, max(data.n_users, 1))
 
 
@@ -91,12 +83,11 @@ def item_popularity(data: RatingsDataset) -> go.Figure:
     fig = go.Figure(
         go.Scatter(x=np.arange(1, len(counts) + 1), y=counts, mode="lines", line_color="#f76707")
     )
-    fig.update_layout(
-        title="Item popularity: the long tail",
-        xaxis_title="Item rank by number of ratings",
-        yaxis_title="Ratings per item (log scale)",
-        height=320,
-        margin=dict(t=50, b=40, l=50, r=10),
+    titled(
+        fig,
+        "Item popularity: the long tail",
+        "Item rank by number of ratings",
+        "Ratings per item (log scale)",
     )
     return set_log_axis(
         fig, "y", max(counts[-1], 1) if len(counts) else 1, max(counts[0], 1) if len(counts) else 1

@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import app_state as state
+from app_support.charts import titled
 from app_support.format import support_label
 from metarec_core import glossary
 from metarec_core.evaluation.report import (
@@ -118,11 +119,12 @@ def curve_figure(
             mode="lines+markers",
             line=dict(color=color),
         )
-    fig.update_layout(
-        # short axis titles: a long one is cut where it runs past the plot's height
-        title=dict(text=title, x=0, xanchor="left"),
-        xaxis_title="Ratings seen from the new user (k)" if not melu else "Method (MeLU set-up)",
-        yaxis_title=ytitle,
+    # short axis titles: a long one is cut where it runs past the plot's height
+    titled(
+        fig,
+        dict(text=title, x=0, xanchor="left"),
+        "Ratings seen from the new user (k)" if not melu else "Method (MeLU set-up)",
+        ytitle,
         height=400,
         margin=dict(t=50, b=40, l=60, r=10),
         legend=dict(orientation="h", y=-0.2),
@@ -189,6 +191,11 @@ def forest_figure(pairs: list[PairedDifference]) -> go.Figure:
     return fig
 
 
+def _metric_column(label: str, help_text: str) -> st.column_config.NumberColumn:
+    """A results-table column of a metric, to four decimals."""
+    return st.column_config.NumberColumn(label, format="%.4f", help=help_text)
+
+
 def show_report(report: EvaluationReport) -> None:
     p = report.protocol
     if isinstance(p, MeluProtocol):
@@ -244,21 +251,11 @@ def show_report(report: EvaluationReport) -> None:
                 "Ratings seen (k)", help=glossary.help_text("k-shot")
             ),
             "users": st.column_config.NumberColumn("Users"),
-            "mae": st.column_config.NumberColumn(
-                "MAE", format="%.4f", help=glossary.help_text("MAE")
-            ),
-            "rmse": st.column_config.NumberColumn(
-                "RMSE", format="%.4f", help=glossary.help_text("RMSE")
-            ),
-            "ndcg@3": st.column_config.NumberColumn(
-                "nDCG@3", format="%.4f", help="Like nDCG@5, for the first 3 recommendations."
-            ),
-            "ndcg@5": st.column_config.NumberColumn(
-                "nDCG@5", format="%.4f", help=glossary.help_text("nDCG@5")
-            ),
-            "recall@10": st.column_config.NumberColumn(
-                "Recall@10", format="%.4f", help=glossary.help_text("recall@10")
-            ),
+            "mae": _metric_column("MAE", glossary.help_text("MAE")),
+            "rmse": _metric_column("RMSE", glossary.help_text("RMSE")),
+            "ndcg@3": _metric_column("nDCG@3", "Like nDCG@5, for the first 3 recommendations."),
+            "ndcg@5": _metric_column("nDCG@5", glossary.help_text("nDCG@5")),
+            "recall@10": _metric_column("Recall@10", glossary.help_text("recall@10")),
             "seconds": st.column_config.NumberColumn(
                 "Seconds", format="%.2f", help="fit + scoring time"
             ),
@@ -301,23 +298,19 @@ def show_report(report: EvaluationReport) -> None:
                     "significant": st.column_config.CheckboxColumn("Excludes 0"),
                 },
             )
-    d1, d2 = st.columns(2)
-    d1.download_button(
-        "Download report (JSON)",
-        data=report.to_json(),
-        file_name="report.json",
-        mime="application/json",
-        key="eval_download_json",
-        on_click="ignore",
+    downloads = (
+        ("Download report (JSON)", report.to_json(), "json", "application/json"),
+        ("Download table (CSV)", report.to_csv(), "csv", "text/csv"),
     )
-    d2.download_button(
-        "Download table (CSV)",
-        data=report.to_csv(),
-        file_name="report.csv",
-        mime="text/csv",
-        key="eval_download_csv",
-        on_click="ignore",
-    )
+    for col, (label, data, ext, mime) in zip(st.columns(2), downloads, strict=True):
+        col.download_button(
+            label,
+            data=data,
+            file_name=f"report.{ext}",
+            mime=mime,
+            key=f"eval_download_{ext}",
+            on_click="ignore",
+        )
 
 
 st.title("Evaluate")

@@ -9,6 +9,7 @@ import streamlit as st
 
 import app_state as state
 from app_support import format as fmt
+from app_support.charts import titled
 from app_support.progress import run_stages
 from metarec_core.interactive import personas
 from metarec_core.interactive import session as pg
@@ -121,6 +122,7 @@ def _act(fn, *args) -> None:
 
 
 # ----------------------------------------------------------------------------- charts
+LEGEND_BELOW = dict(t=50, b=90, l=60, r=10)  # chart margins with room for a legend below
 
 
 def adaptation_chart(view: pg.PlaygroundView) -> go.Figure:
@@ -139,15 +141,14 @@ def adaptation_chart(view: pg.PlaygroundView) -> go.Figure:
             fig.add_scatter(
                 x=steps, y=list(tr.query_loss), name="hidden ratings", mode="lines+markers"
             )
-    fig.update_layout(
-        title="Adaptation: loss per inner step",
-        xaxis_title="Inner step (0 = meta-learned start)",
-        yaxis_title="Mean squared error (rating²)",
-        height=320,
-        margin=dict(t=50, b=90, l=60, r=10),
+    return titled(
+        fig,
+        "Adaptation: loss per inner step",
+        "Inner step (0 = meta-learned start)",
+        "Mean squared error (rating²)",
+        margin=LEGEND_BELOW,
         legend=dict(orientation="h", y=-0.35),
     )
-    return fig
 
 
 def learning_chart(curve: list[pg.CurvePoint], metric: str, model_name: str) -> go.Figure:
@@ -171,17 +172,19 @@ def learning_chart(curve: list[pg.CurvePoint], metric: str, model_name: str) -> 
         if metric == "mae"
         else f"nDCG@{pg.CURVE_NDCG_K} of hidden items"
     )
-    fig.update_layout(
-        title="Learning curve: error after each rating"
+    title = (
+        "Learning curve: error after each rating"
         if metric == "mae"
-        else "Ranking quality after each rating",
-        xaxis_title="Ratings given",
-        yaxis_title=label,
-        height=320,
-        margin=dict(t=50, b=90, l=60, r=10),
+        else "Ranking quality after each rating"
+    )
+    return titled(
+        fig,
+        title,
+        "Ratings given",
+        label,
+        margin=LEGEND_BELOW,
         legend=dict(orientation="h", y=-0.35),
     )
-    return fig
 
 
 def projection_chart(proj: Projection, point: np.ndarray | None, data) -> go.Figure:
@@ -204,15 +207,15 @@ def projection_chart(proj: Projection, point: np.ndarray | None, data) -> go.Fig
             marker=dict(size=16, color="#e03131", symbol="star"),
         )
     e = proj.explained
-    fig.update_layout(
-        title="You among training users (PCA)",
-        xaxis_title=f"PC 1 ({100 * e[0]:.0f}% of variance)",
-        yaxis_title=f"PC 2 ({100 * e[1]:.0f}% of variance)",
+    return titled(
+        fig,
+        "You among training users (PCA)",
+        f"PC 1 ({100 * e[0]:.0f}% of variance)",
+        f"PC 2 ({100 * e[1]:.0f}% of variance)",
         height=360,
-        margin=dict(t=50, b=90, l=60, r=10),
+        margin=LEGEND_BELOW,
         legend=dict(orientation="h", y=-0.3),
     )
-    return fig
 
 
 # ----------------------------------------------------------------------------- page

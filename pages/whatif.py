@@ -9,6 +9,7 @@ import streamlit as st
 
 import app_state as state
 from app_support import format as fmt
+from app_support.charts import titled
 from app_support.progress import run_stages
 from metarec_core.interactive import personas
 from metarec_core.interactive import session as pg
@@ -18,6 +19,7 @@ from metarec_core.methods.registry import BASELINE, available_methods, display_n
 state.require_router()
 
 K_RESULT = "mr_whatif"
+MARGIN = dict(t=50, b=40, l=60, r=10)  # of both charts
 
 st.title("What-if: compare models on one new user")
 active = state.require_data()
@@ -170,12 +172,8 @@ if stored is not None and stored[2] is data:
             colorbar=dict(title="overlap"),
         )
     )
-    heat.update_layout(
-        title="Agreement: share of top-10 in common",
-        xaxis_title="Model",
-        yaxis_title="Model",
-        height=360,
-        margin=dict(t=50, b=40, l=60, r=10),
+    titled(
+        heat, "Agreement: share of top-10 in common", "Model", "Model", height=360, margin=MARGIN
     )
     # models in the same order down as across: the diagonal (each with itself) runs from the
     # top-left corner to the bottom-right one, as in a table
@@ -191,15 +189,16 @@ if stored is not None and stored[2] is data:
             x=list(range(1, len(ys) + 1)), y=ys, name=state.chart_text(name), mode="lines+markers"
         )
     n_fed = max(len(c.kept[name]) for name in c.names)
-    stab.update_layout(
-        title="How much each top-10 changes per rating",
-        xaxis_title="Ratings given",
+    titled(
+        stab,
+        "How much each top-10 changes per rating",
+        "Ratings given",
+        "Share kept from the rating before",
+        height=360,
+        margin=MARGIN,
         # whole ratings only (a few ratings had ticks at 1.5, 2.5)
         xaxis=dict(tick0=1, dtick=max(1, -(-n_fed // 10))),
-        yaxis_title="Share kept from the rating before",
         yaxis_range=[-0.05, 1.05],
-        height=360,
-        margin=dict(t=50, b=40, l=60, r=10),
         legend=dict(orientation="h", y=-0.25),
     )
     right.plotly_chart(stab, key="wi_stab", width="stretch")

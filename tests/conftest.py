@@ -45,6 +45,19 @@ def routed_pages(request, monkeypatch) -> None:
     monkeypatch.setattr(PagesManager, "__init__", routed_init)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: one intra-op thread avoids OpenMP hand-off costs on a busy 2-core box.
+
+    A module asks for it with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def ml100k_dir() -> Path:
     """The real MovieLens-100K folder; tests using it skip when it is absent (license: not in repo)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import plotly.graph_objects as go
 import pytest
 from helpers import (
     GENRES,
@@ -13,7 +14,7 @@ from helpers import (
     texts,
 )
 
-from app_support.charts import log_ticks
+from app_support.charts import log_ticks, titled
 
 # the app on a tiny sample folder, Streamlit caches cleared around each test (tests/conftest.py)
 pytestmark = pytest.mark.usefixtures("small_sample")
@@ -186,6 +187,16 @@ def test_metric_values_fit_and_log_axes_have_explicit_ticks():
                 vals, text = lay[axis]["tickvals"], lay[axis]["ticktext"]
                 assert len(vals) == len(text) >= 2
                 assert all(float(t.replace(",", "")) == v for t, v in zip(text, vals, strict=True))
+
+
+def test_titled_sets_the_pages_chart_layout():
+    fig = titled(go.Figure(), "T", "X", "Y", xaxis_type="category")
+    lay = fig.layout
+    assert (lay.title.text, lay.xaxis.title.text, lay.yaxis.title.text) == ("T", "X", "Y")
+    assert lay.height == 320 and lay.xaxis.type == "category"
+    assert (lay.margin.t, lay.margin.b, lay.margin.l, lay.margin.r) == (50, 40, 50, 10)
+    lay = titled(go.Figure(), "T", "X", "Y", height=400, margin=dict(t=1, b=2, l=3, r=4)).layout
+    assert lay.height == 400 and (lay.margin.t, lay.margin.r) == (1, 4)
 
 
 def test_log_ticks_are_labelled_in_full():

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_learners import SMALL, SUPPORT, TRAIN, VAL, _one_thread, data  # noqa: F401  (fixtures)
+from test_learners import SMALL, SUPPORT, TRAIN, VAL, data  # noqa: F401  (fixtures)
 
 from metarec_core.methods import registry
 from metarec_core.methods.base import Capabilities
@@ -29,6 +29,8 @@ from metarec_core.methods.meta import (
     make_learner,
     preset,
 )
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 META = Path(algorithms.__file__).parent
 CLASSES = {

@@ -58,6 +58,15 @@ class Gated:
 
         return BackgroundJob(work, kind=f"demo-{name}")
 
+    def start_in_line(self, names: str, pool: JobPool) -> list[BackgroundJob]:
+        """A job per name (one letter each), started into `pool` in that order; returns once
+        the first one runs."""
+        jobs = [self.job(n) for n in names]
+        for j in jobs:
+            j.start(pool)
+        self.wait_entered(names[0])
+        return jobs
+
     def wait_entered(self, name: str) -> None:
         assert self.entered[name].wait(WAIT), f"{name} never started"
 
@@ -90,10 +99,7 @@ def test_the_cap_is_never_exceeded_and_jobs_start_in_order():
 
 def test_queued_jobs_know_their_place_in_line():
     gated, pool = Gated(), JobPool(1)
-    a, b, c, d = (gated.job(n) for n in "abcd")
-    for j in (a, b, c, d):
-        j.start(pool)
-    gated.wait_entered("a")
+    a, b, c, d = gated.start_in_line("abcd", pool)
     snaps = [j.snapshot() for j in (a, b, c, d)]
     assert [s.queue_position for s in snaps] == [None, 1, 2, 3]
     assert [s.status for s in snaps] == ["running", "queued", "queued", "queued"]
@@ -112,10 +118,7 @@ def test_queued_jobs_know_their_place_in_line():
 
 def test_cancelling_a_queued_job_removes_it_from_the_line_at_once():
     gated, pool = Gated(), JobPool(1)
-    a, b, c = (gated.job(n) for n in "abc")
-    for j in (a, b, c):
-        j.start(pool)
-    gated.wait_entered("a")
+    a, b, c = gated.start_in_line("abc", pool)
     b.cancel()
     # Over at once, without waiting for the running job: no thread was ever started for it.
     snap = b.wait(0)
@@ -132,10 +135,7 @@ def test_the_pool_keeps_no_reference_to_ended_or_cancelled_jobs():
     """What a closed session relies on: once its jobs are cancelled, nothing keeps them (and
     the data and models they hold) alive."""
     gated, pool = Gated(), JobPool(1)
-    a, b = gated.job("a"), gated.job("b")
-    a.start(pool)
-    b.start(pool)
-    gated.wait_entered("a")
+    a, b = gated.start_in_line("ab", pool)
     refs = [weakref.ref(a), weakref.ref(b)]
     b.cancel()  # waiting: leaves the line
     a.cancel()  # running: its work ends when it next looks (here, when the test lets it)
@@ -149,10 +149,7 @@ def test_the_pool_keeps_no_reference_to_ended_or_cancelled_jobs():
 
 def test_more_places_admit_waiting_jobs_at_once():
     gated, pool = Gated(), JobPool(1)
-    a, b, c = (gated.job(n) for n in "abc")
-    for j in (a, b, c):
-        j.start(pool)
-    gated.wait_entered("a")
+    a, b, c = gated.start_in_line("abc", pool)
     pool.max_running = 3
     gated.wait_entered("b")
     gated.wait_entered("c")
@@ -173,10 +170,7 @@ def test_a_failing_or_cancelled_running_job_frees_its_place():
 
     assert BackgroundJob(boom).start(pool).wait(WAIT).status == "failed"
     gated = Gated()
-    a, b = gated.job("a"), gated.job("b")
-    a.start(pool)
-    b.start(pool)
-    gated.wait_entered("a")
+    a, b = gated.start_in_line("ab", pool)
     a.cancel()
     gated.go["a"].set()
     assert a.wait(WAIT).status == "cancelled"

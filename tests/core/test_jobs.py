@@ -777,34 +777,55 @@ def spy(monkeypatch, owner, name: str, calls: int = 1) -> threading.Event:
     return reached
 
 
-def test_cancel_takes_effect_at_once_during_the_als_warm_start(
-    no_thread_crash, monkeypatch, big_data
-):
-    baselines = pytest.importorskip("metarec_core.methods.baselines")
-    reached = spy(monkeypatch, baselines._GroupRidge, "solve")  # inside the ALS
-    cfg = real_config(steps=300, warm_start=True, pretrain=True, factors=20)
-    job = TrainingJob(big_data, cfg).start()
-    assert cancel_when(job, reached) < CANCEL_DEADLINE
+def _group_ridge():
+    return pytest.importorskip("metarec_core.methods.baselines")._GroupRidge
 
 
-def test_cancel_takes_effect_at_once_while_pretraining_validates(
-    no_thread_crash, monkeypatch, big_data
-):
-    learners = pytest.importorskip("metarec_core.methods.meta")
-    # inside the first validation of the pre-training phase, over many validation episodes
-    # (its third batch: the first one also pays torch's one-off warm-up)
-    reached = spy(monkeypatch, learners.MetaLearner, "_query_z", calls=3)
-    cfg = real_config(steps=300, warm_start=False, pretrain=True, val_repeats=60)
-    job = TrainingJob(big_data, cfg).start()
-    assert cancel_when(job, reached) < CANCEL_DEADLINE
+def _meta_learner():
+    return pytest.importorskip("metarec_core.methods.meta").MetaLearner
 
 
-def test_cancel_takes_effect_at_once_inside_an_evaluation_fit(
-    no_thread_crash, monkeypatch, big_data
-):
+def _mf_foldin_evaluation(data: RatingsDataset) -> EvaluationJob:
     evaluate = pytest.importorskip("metarec_core.evaluation.runner")
-    baselines = pytest.importorskip("metarec_core.methods.baselines")
-    reached = spy(monkeypatch, baselines._GroupRidge, "solve")  # mf_foldin's ALS, fold 1
     cfg = evaluate.EvalConfig(methods=("mf_foldin",), support=(1, 3), folds=2)
-    job = EvaluationJob(big_data, cfg).start()
+    return EvaluationJob(data, cfg)
+
+
+@pytest.mark.parametrize(
+    ("owner", "method", "calls", "make_job"),
+    [
+        pytest.param(
+            _group_ridge,  # inside the ALS
+            "solve",
+            1,
+            lambda d: TrainingJob(
+                d, real_config(steps=300, warm_start=True, pretrain=True, factors=20)
+            ),
+            id="during_the_als_warm_start",
+        ),
+        pytest.param(
+            # inside the first validation of the pre-training phase, over many validation
+            # episodes (its third batch: the first one also pays torch's one-off warm-up)
+            _meta_learner,
+            "_query_z",
+            3,
+            lambda d: TrainingJob(
+                d, real_config(steps=300, warm_start=False, pretrain=True, val_repeats=60)
+            ),
+            id="while_pretraining_validates",
+        ),
+        pytest.param(
+            _group_ridge,  # mf_foldin's ALS, fold 1
+            "solve",
+            1,
+            _mf_foldin_evaluation,
+            id="inside_an_evaluation_fit",
+        ),
+    ],
+)
+def test_cancel_takes_effect_at_once(
+    no_thread_crash, monkeypatch, big_data, owner, method, calls, make_job
+):
+    reached = spy(monkeypatch, owner(), method, calls=calls)
+    job = make_job(big_data).start()
     assert cancel_when(job, reached) < CANCEL_DEADLINE

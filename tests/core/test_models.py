@@ -9,14 +9,7 @@ import torch
 
 from metarec_core.methods.meta.model import DecisionHead, InnerOptimizer, ItemEncoder, RatingModel
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP hand-off costs on a busy 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(genres: torch.Tensor | None = None, **kw) -> RatingModel:

@@ -27,13 +27,16 @@ LOAD_TIMEOUT = 60_000  # ms; parsing/fitting on a shared 2-core machine
 TRAIN_TIMEOUT = 120_000
 
 
-def uploader(page: Page, label: str) -> Locator:
-    """The hidden <input type=file> of the file uploader labelled `label`."""
+def upload(app, label: str, path: Path) -> None:
+    """Give `path` to the file uploader labelled `label` (its hidden <input type=file>) and
+    wait for the app's rerun."""
+    page = app.page
     widget = page.get_by_test_id("stFileUploader").filter(
         has=page.get_by_test_id("stWidgetLabel").get_by_text(label, exact=True)
     )
     expect(widget).to_be_visible(timeout=LOAD_TIMEOUT)
-    return widget.locator("input[type=file]")
+    with app.rerun():
+        widget.locator("input[type=file]").set_input_files(path)
 
 
 def metric(page: Page, label: str) -> Locator:
@@ -65,13 +68,9 @@ def upload_good_data(app) -> None:
     page = app.page
     choose_upload(app)
     # Items first, so the ratings are parsed once, with their titles.
-    items = uploader(page, "Items file (optional)")
-    with app.rerun():
-        items.set_input_files(ITEMS)
+    upload(app, "Items file (optional)", ITEMS)
     expect(page.get_by_test_id("stFileChip").filter(has_text="items.csv")).to_be_visible()
-    ratings = uploader(page, "Ratings file")
-    with app.rerun():
-        ratings.set_input_files(GOOD)
+    upload(app, "Ratings file", GOOD)
     loaded = page.get_by_text(re.compile(r"Loaded ratings\.csv: 546 ratings of 20 users"))
     expect(loaded).to_be_visible(timeout=LOAD_TIMEOUT)
     app.wait()
@@ -157,9 +156,7 @@ def rate(app, title: str, stars: int) -> None:
 def test_bad_upload_shows_clear_error(app) -> None:
     page = app.page
     choose_upload(app)
-    ratings = uploader(page, "Ratings file")
-    with app.rerun():
-        ratings.set_input_files(BAD)
+    upload(app, "Ratings file", BAD)
     error = page.get_by_test_id("stAlert").filter(has_text="no rating column")
     expect(error).to_be_visible(timeout=LOAD_TIMEOUT)
     # It names the file, what was found and what was expected.
