@@ -300,7 +300,12 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()  # lists the registry's methods (METAREC_METHODS imported)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     if args.command in ("evaluate", "train", "recommend"):
         from metarec_core.runtime import limit_torch_threads
 

@@ -12,9 +12,16 @@ It then shows in the CLI (`evaluate --methods`, and `train --algorithm` for a me
 the Train, Evaluate and What-if pages and the Glossary, and it is saved and loaded by
 checkpoints, with no other edit. A meta-learner (``capabilities.meta_learned``) subclasses one
 of `methods.meta.algorithms`' classes and declares its preset on its class (its name and the
-`LearnerConfig` fields in ``defaults``). Its class must be defined at the top level of an
-importable module (not a page script or ``__main__``): a job's worker process imports it by
-name, with the server's PYTHONPATH and the project's folder.
+`LearnerConfig` fields in ``defaults``).
+
+Where the registration goes: a method of the project is an entry of `_BUILTIN` below (its
+class in `methods/baselines/` or `methods/meta/algorithms.py`). A method in a module of one's
+own registers itself at the module's import; name that module in ``METAREC_METHODS`` (e.g.
+``METAREC_METHODS=my_methods python -m metarec_core train --algo ...``, or before
+``streamlit run app.py``) and put its folder on PYTHONPATH: every process imports it on the
+registry's first use. Its class must be defined at the top level of that module (not a page
+script or ``__main__``): a job's worker process is sent the registered entries and imports
+their classes by module and qualified name.
 
 The meta-learners' training settings (labels and help of a `LearnerConfig`'s fields) and the
 device choices are here too, for the CLI and the Train page alike.
@@ -23,6 +30,7 @@ device choices are here too, for the CLI and the Train page alike.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -222,10 +230,38 @@ _BUILTIN = (
 _METHODS: dict[str, MethodSpec] = {s.name: s for s in _BUILTIN}
 _BUILTIN_NAMES = frozenset(_METHODS)
 
+# Modules of one's own that register methods (comma-separated import names, e.g.
+# ``METAREC_METHODS=my_methods``): imported on the registry's first use in each process (the
+# CLI, the app's server, a job's worker), so that their `register` calls run there too.
+METHODS_ENV = "METAREC_METHODS"
+_imported_env = False
+
+
+def _methods() -> dict[str, MethodSpec]:
+    """The entries, once the modules named in ``METAREC_METHODS`` are imported."""
+    global _imported_env
+    if not _imported_env:
+        _imported_env = True
+        for module in filter(None, (m.strip() for m in os.environ.get(METHODS_ENV, "").split(","))):
+            try:
+                importlib.import_module(module)
+            except ImportError as e:
+                raise ValueError(
+                    f"{METHODS_ENV} names the module {module!r}, which cannot be imported ({e}); "
+                    "put its folder on PYTHONPATH"
+                ) from None
+    return _METHODS
+
+
 # The built-in names by kind (tests and benchmarks pin these; code that should also see
 # registered methods calls `available_methods(kind)`).
 BASELINES = tuple(s.name for s in _BUILTIN if s.kind == BASELINE)
 META_LEARNERS = tuple(s.name for s in _BUILTIN if s.kind == META_LEARNER)
+
+
+def builtin_classes(kind: str) -> dict[str, type[Recommender]]:
+    """The built-in methods of one kind by name (their packages' maps of classes)."""
+    return {s.name: s.load() for s in _BUILTIN if s.kind == kind}
 
 
 def register(spec: MethodSpec) -> None:
@@ -244,7 +280,7 @@ def unregister(name: str) -> None:
 
 def registered() -> list[MethodSpec]:
     """The entries added by `register` (what a job's worker process is sent, `adopt`)."""
-    return [s for s in _METHODS.values() if s.name not in _BUILTIN_NAMES]
+    return [s for s in _methods().values() if s.name not in _BUILTIN_NAMES]
 
 
 def adopt(specs: Iterable[MethodSpec]) -> None:
@@ -258,7 +294,7 @@ def adopt(specs: Iterable[MethodSpec]) -> None:
 def spec(name: str) -> MethodSpec:
     """The entry of `name`; ValueError naming the known methods for any other name."""
     try:
-        return _METHODS[name]
+        return _methods()[name]
     except KeyError:
         raise ValueError(
             f"unknown method {name!r}; expected one of {', '.join(available_methods())}"
@@ -270,7 +306,7 @@ def available_methods(kind: str | None = None) -> list[str]:
     return [
         s.name
         for k in KINDS
-        for s in _METHODS.values()
+        for s in _methods().values()
         if s.kind == k and (kind is None or kind == k)
     ]
 
@@ -288,12 +324,12 @@ def method_class(name: str) -> type[Recommender]:
 def display_name(name: str) -> str:
     """The plain name of a registered method; any other name (a trained model's, a checkpoint
     file's) is returned unchanged."""
-    return _METHODS[name].display if name in _METHODS else name
+    return _methods()[name].display if name in _methods() else name
 
 
 def describe(name: str) -> str:
     """One plain line on what a registered method does; "" for any other name."""
-    return _METHODS[name].description if name in _METHODS else ""
+    return _methods()[name].description if name in _methods() else ""
 
 
 def make_method(name: str, *, seed: int = 0, device: str = "auto") -> Recommender:

@@ -365,3 +365,39 @@ def test_a_worker_process_runs_registered_methods(algo, toy, monkeypatch):
     np.testing.assert_allclose(
         job.result.adapt(items, ratings).scores, same.result.adapt(items, ratings).scores, atol=1e-6
     )
+
+
+PLUGIN = """
+from metarec_core.methods import registry
+from metarec_core.methods.meta import Reptile
+
+
+class FastReptile(Reptile):
+    name = "fast_reptile"
+    defaults = {"outer_lr": 2e-3}
+
+
+registry.register(registry.MethodSpec.of(FastReptile, "Fast Reptile", "Reptile, bigger steps."))
+"""
+
+
+def _cli(tmp_path, module: str, *argv: str):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "METAREC_METHODS": module}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(root)])
+    cmd = [sys.executable, "-m", "metarec_core", *argv]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_a_module_named_in_metarec_methods_registers_in_every_process(tmp_path):
+    """A method in one's own module: named in METAREC_METHODS, the CLI (and the app, and a
+    job's worker) import it on the registry's first use."""
+    (tmp_path / "my_methods.py").write_text(PLUGIN)
+    done = _cli(tmp_path, "my_methods", "train", "--help")
+    assert done.returncode == 0 and "fast_reptile" in done.stdout, done.stderr
+    missing = _cli(tmp_path, "not_there", "train", "--help")
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "METAREC_METHODS names the module 'not_there'" in missing.stderr

@@ -26,6 +26,7 @@ Models (mu = global mean of the training ratings):
 
 from __future__ import annotations
 
+from metarec_core.methods import registry  # the one list (it imports no baseline at load)
 from metarec_core.methods.base import LEVEL_TIE_BREAK, NotFittedError, Recommender
 from metarec_core.methods.baselines.bias import UserBias
 from metarec_core.methods.baselines.common import TUNE_QUERY, TUNE_SUPPORT
@@ -60,16 +61,5 @@ __all__ = [
     "tune_level_thresholds",
 ]
 
-# by name, in the registry's order (the registry lists them; this map serves the playground)
-BASELINE_CLASSES: dict[str, type[Recommender]] = {
-    cls.name: cls
-    for cls in (
-        GlobalMean,
-        ItemMean,
-        UserBias,
-        MFFoldIn,
-        UserBiasLevels,
-        MFFoldInLevels,
-        Popularity,
-    )
-}
+# by name, from the registry's list (the one list of methods; this map serves the playground)
+BASELINE_CLASSES: dict[str, type[Recommender]] = registry.builtin_classes(registry.BASELINE)

@@ -197,10 +197,9 @@ class Reptile(MetaLearner):
         return losses.mean(), direction
 
 
-# The built-in algorithms (tests pin them; the registry lists them with any registered one).
-ALGORITHM_CLASSES: dict[str, type[MetaLearner]] = {
-    cls.name: cls for cls in (MAML, FOMAML, MetaSGD, Reptile, Finetune, MeLU)
-}
+# The built-in algorithms, from the registry's list (tests pin them; `learner_class` also
+# finds any registered one).
+ALGORITHM_CLASSES = registry.builtin_classes(registry.META_LEARNER)
 ALGORITHMS = tuple(ALGORITHM_CLASSES)
 PRESETS: dict[str, LearnerConfig] = {name: cls.preset() for name, cls in ALGORITHM_CLASSES.items()}
 
