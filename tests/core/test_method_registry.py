@@ -401,3 +401,36 @@ def test_a_module_named_in_metarec_methods_registers_in_every_process(tmp_path):
     missing = _cli(tmp_path, "not_there", "train", "--help")
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert "METAREC_METHODS names the module 'not_there'" in missing.stderr
+
+
+class Patient(Constant):
+    """A toy whose fit reports half-way, then waits for its stop flag (a long fit)."""
+
+    def fit(self, data, train_users, val_users=None, *, should_stop=None, progress=None):
+        import time
+
+        progress(0.5, "half-way")
+        deadline = time.monotonic() + 60
+        while not should_stop() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return super().fit(data, train_users, val_users)
+
+
+def test_a_fit_job_reports_progress_and_cancels_through_the_fit_hooks(toy):
+    from test_jobs import WAIT
+
+    from metarec_core.jobs import JobPool, TrainingJob
+
+    job = TrainingJob(
+        tiny_dataset(), registry.FitConfig("toy"), learner_factory=lambda c: Patient()
+    )
+    job.start(JobPool(1, workers="thread"))
+    wait = 0
+    while job.snapshot().fraction < 0.5 and wait < 3000:
+        wait += 1
+        job.wait(0.01)
+    snap = job.snapshot()
+    assert snap.fraction == 0.5 and snap.phase.describe() == "Fitting: 50%"
+    assert snap.message == "fitting: half-way" and snap.device == "cpu"
+    job.cancel()
+    assert job.wait(WAIT).status == "cancelled" and job.result is None
