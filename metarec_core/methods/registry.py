@@ -8,7 +8,7 @@ name, so that a job's worker process imports it too). Its abilities are declared
 
     registry.register(registry.MethodSpec.of(MyMethod, "Plain name", "What it does."))
 
-It then shows in the CLI (`evaluate --methods`, and `train --algorithm` for a meta-learner),
+It then shows in the CLI (`evaluate --methods`, and `train --algo` for a meta-learner),
 the Train, Evaluate and What-if pages and the Glossary, and it is saved and loaded by
 checkpoints, with no other edit. A meta-learner (``capabilities.meta_learned``) subclasses one
 of `methods.meta.algorithms`' classes and declares its preset on its class (its name and the
