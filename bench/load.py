@@ -669,15 +669,17 @@ def markdown(runs: list[dict], command: str, machine: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def machine_line() -> str:
+def machine_line(
+    clients: str = "the browsers run on the same cores as the server at the nice value given "
+    "by --client-nice.",
+) -> str:
     load = os.getloadavg()
     return (
         f"Machine: {os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f} / "
         f"{load[2]:.1f} (1/5/15 min) when the run ended; job pool places: "
         f"{os.environ.get('METAREC_MAX_JOBS', 'default')}; job workers: "
         f"{os.environ.get('METAREC_JOB_WORKERS') or DEFAULT_JOB_WORKERS + ' (the default)'}; "
-        "the browsers run on the same cores "
-        "as the server at the nice value given by --client-nice."
+        + clients
     )
 
 
