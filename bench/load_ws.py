@@ -429,7 +429,7 @@ class WsSession:
             raise RuntimeError("could not open the Train page")
         seen = 0  # the runs before this one are finished and looked at
         while time.monotonic() < deadline:
-            while seen < len(self.runs) and self.runs[seen].finished_at is not None:
+            while self._settled(seen):
                 run = self.runs[seen]
                 seen += 1
                 self.note_places(run)
@@ -443,11 +443,15 @@ class WsSession:
                         self.result.training = word
                         return
             left = deadline - time.monotonic()
-            await self.until(lambda s=seen: self._finished_since(s), max(0.1, min(5.0, left)))
+            await self.until(lambda s=seen: self._settled(s), max(0.1, min(5.0, left)))
         self.result.training += " (deadline)"
 
-    def _finished_since(self, index: int) -> bool:
-        return any(r.finished_at is not None for r in self.runs[index:])
+    def _settled(self, index: int) -> bool:
+        """Whether run `index` has ended: finished, or followed by another (a run that another
+        request interrupted may send no script_finished)."""
+        return index < len(self.runs) and (
+            self.runs[index].finished_at is not None or index < len(self.runs) - 1
+        )
 
     async def upload(self, path: Path) -> None:
         if await self.goto("Data") is None:
@@ -532,6 +536,7 @@ async def run_n(n: int, args: argparse.Namespace, files: list[Path]) -> dict:
     try:
         rss0, cpu0, _ = server.stats()
         wcpu0 = server.worker_stats()[1]
+        client_cpu0 = time.process_time()  # this process: the N clients' own share of the cores
         out["rss_before_mib"] = rss0
         sampler = asyncio.create_task(server.sample(0))
         t0 = time.monotonic()
@@ -544,10 +549,10 @@ async def run_n(n: int, args: argparse.Namespace, files: list[Path]) -> dict:
                 await asyncio.wait_for(
                     s.flow(args, files[s.index], deadline), max(1.0, deadline - time.monotonic())
                 )
+            except TimeoutError:
+                s.result.error = f"the deadline ({args.deadline:.0f} s) passed"
             except Exception as e:  # noqa: BLE001 - one session's failure is a result
-                s.result.error = (
-                    f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
-                )
+                s.result.error = f"{type(e).__name__}: {str(e)[:200]}"
 
         await asyncio.gather(*(one(s) for s in sessions))
         out["flow_seconds"] = time.monotonic() - t0
@@ -555,6 +560,7 @@ async def run_n(n: int, args: argparse.Namespace, files: list[Path]) -> dict:
         wcpu1 = server.worker_stats()[1]
         out["server_cpu_s_per_s"] = (cpu1 - cpu0) / out["flow_seconds"]
         out["workers_cpu_s_per_s"] = (wcpu1 - wcpu0) / out["flow_seconds"]
+        out["clients_cpu_s_per_s"] = (time.process_time() - client_cpu0) / out["flow_seconds"]
         for s in sessions:
             await s.close()
         await asyncio.sleep(10)
@@ -643,15 +649,16 @@ def markdown(runs: list[dict], command: str, machine: str, kinds: tuple[str, ...
         *rows(runs, "first_delta", kinds),
         "",
         "| N | server RSS before / peak / 10 s after close (MiB) | server CPU during the flows "
-        "| job workers' CPU during the flows | server CPU after close "
+        "| job workers' CPU during the flows | the clients' CPU | server CPU after close "
         "| job workers' RSS peak / after close (MiB) | tracebacks in the server log |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         lines.append(
             f"| {r['sessions']} | {r['rss_before_mib']:.0f} / {r['rss_peak_mib']:.0f} / "
             f"{r['rss_after_close_mib']:.0f} | {r['server_cpu_s_per_s']:.2f} s/s "
-            f"| {r['workers_cpu_s_per_s']:.2f} s/s | {r['cpu_after_close_s_per_s']:.2f} s/s "
+            f"| {r['workers_cpu_s_per_s']:.2f} s/s | {r['clients_cpu_s_per_s']:.2f} s/s "
+            f"| {r['cpu_after_close_s_per_s']:.2f} s/s "
             f"| {r['workers_rss_peak_mib']:.0f} / {r['workers_rss_after_close_mib']:.0f} "
             f"| {r['server_errors']} |"
         )
