@@ -67,6 +67,7 @@ COUNT_RE = re.compile(r"^(\d+) ratings? so far")
 MODEL_RE = re.compile(r"^Model: (.+)\. A brand-new user")
 KINDS = ("page load", "page switch", "start training", "rating", "upload")
 XSRF_COOKIE = "_streamlit_xsrf"
+CUT_OFF = "cut off: its run ended without script_finished; timed to the next whole run"
 MD_ESCAPE = re.compile(r"\\([^\w\s]|_)")  # a backslash before punctuation, as markdown
 
 
@@ -102,6 +103,7 @@ class RunSeen:
 
     fragment: bool  # a fragment run (the page's polling), not a whole script run
     page_hash: str = ""
+    run_id: str = ""  # metadata.run.script_run_id: the messages of a run carry it
     status: int | None = None
     texts: list[str] = field(default_factory=list)
     first_delta_at: float | None = None
@@ -121,6 +123,9 @@ class Action:
     ok: bool
     t: float  # seconds since the sessions started
     note: str = ""
+    # the runs the wait saw, in order: W (whole) or F (fragment) and the script_finished status
+    # (0 done, 2 ended early for a rerun, 3 fragment done, - none seen)
+    runs: str = ""
 
 
 @dataclass
@@ -130,7 +135,7 @@ class SessionResult:
     places_seen: list[int] = field(default_factory=list)
     train_seconds: float | None = None  # start -> the Train page shows it done
     ratings_ok: int = 0
-    ratings_lost_to_model_change: int = 0
+    ratings_failed: int = 0  # not shown as one more (counted apart, not as fast)
     uploaded: bool = False
     error: str = ""
 
@@ -217,7 +222,7 @@ class WsSession:
                 self.page_hash = ns.page_script_hash
             for page in ns.app_pages:
                 self.pages[page.page_name] = page.page_script_hash
-            self.runs.append(RunSeen(fragment, ns.page_script_hash))
+            self.runs.append(RunSeen(fragment, ns.page_script_hash, msg.metadata.run.script_run_id))
         elif kind == "navigation":
             for page in msg.navigation.app_pages:
                 self.pages[page.page_name] = page.page_script_hash
@@ -231,8 +236,7 @@ class WsSession:
             self.stop_timers(list(msg.stop_auto_rerun.fragment_ids))
         elif kind == "file_urls_response":
             self.file_urls[msg.file_urls_response.response_id] = msg.file_urls_response
-        elif kind == "delta" and self.runs:
-            run = self.runs[-1]
+        elif kind == "delta" and (run := self.run_of(msg)) is not None:
             if run.first_delta_at is None:
                 run.first_delta_at = now
             if msg.delta.WhichOneof("type") == "new_element":
@@ -240,9 +244,16 @@ class WsSession:
                 run.texts += element_texts(el)
                 if (w := widget_of(el)) is not None:
                     self.widgets[w[0]] = (w[2].id, w[1], w[2])
-        elif kind == "script_finished" and self.runs:
-            self.runs[-1].status = msg.script_finished
-            self.runs[-1].finished_at = now
+        elif kind == "script_finished" and (run := self.run_of(msg)) is not None:
+            run.status, run.finished_at = msg.script_finished, now
+
+    def run_of(self, msg: ForwardMsg) -> RunSeen | None:
+        """The run a delta or script_finished belongs to (by its run id; else the latest)."""
+        run_id = msg.metadata.run.script_run_id
+        for run in reversed(self.runs):
+            if not run_id or run.run_id == run_id:
+                return run
+        return None
 
     # ------------------------------------------------------------------ sending
     def start_timer(self, fragment_id: str, interval: float) -> None:
@@ -319,7 +330,12 @@ class WsSession:
         ok = await self.until(lambda: self.whole_run_done(before) is not None)
         run = self.whole_run_done(before)
         note = "" if ok else "no script run finished"
-        if run is not None and check is not None:
+        own = next((r for r in self.runs[before:] if not r.fragment), None)
+        if run is not None and own is not run:
+            # The run the BackMsg started sent no script_finished (nor, mostly, any delta) and
+            # fragment runs followed; the page is whole again only at a later whole run.
+            note = CUT_OFF
+        elif run is not None and check is not None:
             note = check(run) or ""
         end = run.finished_at if run is not None else time.monotonic()
         first = run.first_delta_at if run is not None else None
@@ -332,6 +348,10 @@ class WsSession:
                 run is not None and not note,
                 sent - self.t0,
                 note,
+                " ".join(
+                    f"{'F' if r.fragment else 'W'}{'-' if r.status is None else r.status}"
+                    for r in self.runs[before:]
+                ),
             )
         )
         return run if run is not None and not note else None
@@ -420,8 +440,8 @@ class WsSession:
             )
             if run is not None:
                 self.result.ratings_ok += 1
-            elif self.log[-1].note.startswith("the active model changed"):
-                self.result.ratings_lost_to_model_change += 1
+            else:
+                self.result.ratings_failed += 1
 
     async def watch_training(self, deadline: float) -> None:
         """On the Train page, whose fragment polls by itself, until the training is done."""
@@ -588,7 +608,8 @@ async def run_n(n: int, args: argparse.Namespace, files: list[Path]) -> dict:
     out["max_place"] = max((max(r.places_seen) for r in results if r.places_seen), default=0)
     out["unaccounted_jobs"] = sum(r.training != "done" and not r.places_seen for r in results)
     out["ratings_ok"] = sum(r.ratings_ok for r in results)
-    out["ratings_lost"] = sum(r.ratings_lost_to_model_change for r in results)
+    out["ratings_failed"] = sum(r.ratings_failed for r in results)
+    out["cut_off"] = sum(a.note == CUT_OFF for a in log)
     out["uploads_answered"] = sum(r.uploaded for r in results)
     out["errors"] = [f"session {r.index}: {r.error}" for r in results if r.error]
     train = [r.train_seconds for r in results if r.train_seconds is not None]
@@ -624,9 +645,9 @@ def markdown(runs: list[dict], command: str, machine: str, kinds: tuple[str, ...
         machine,
         "",
         "| N | trainings done | waited with their place shown (max place) "
-        "| jobs neither done nor placed | ratings ok (lost to a model change) "
+        "| jobs neither done nor placed | ratings shown (failed) | actions cut off "
         "| uploads answered | slowest training, start → done |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         n = r["sessions"]
@@ -634,7 +655,8 @@ def markdown(runs: list[dict], command: str, machine: str, kinds: tuple[str, ...
         lines.append(
             f"| {n} | {r['trainings_done']}/{n} "
             f"| {r['queued_with_place']} ({r['max_place'] or '–'}) "
-            f"| {r['unaccounted_jobs']} | {r['ratings_ok']} ({r['ratings_lost']}) | {up} "
+            f"| {r['unaccounted_jobs']} | {r['ratings_ok']} ({r['ratings_failed']}) "
+            f"| {r['cut_off']} | {up} "
             f"| {fmt(r['train_max_s'], '.0f')} s |"
         )
     lines += [
