@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import re
 import shutil
 import sys
@@ -54,7 +53,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from load import RUN_DONE, Server, decoded, fmt, machine_line, make_files, spread  # noqa: E402
+from load import (  # noqa: E402
+    RUN_DONE,
+    Server,
+    decoded,
+    each_n,
+    fmt,
+    latency_rows,
+    machine_line,
+    make_files,
+    spread,
+)
 from streamlit.proto.BackMsg_pb2 import BackMsg  # noqa: E402
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg  # noqa: E402
 from streamlit.proto.WidgetStates_pb2 import WidgetState  # noqa: E402
@@ -331,7 +340,7 @@ class WsSession:
         run = self.whole_run_done(before)
         note = "" if ok else "no script run finished"
         own = next((r for r in self.runs[before:] if not r.fragment), None)
-        if run is not None and own is not run:
+        if run is not None and own is not run and own is not None and own.status is None:
             # The run the BackMsg started sent no script_finished (nor, mostly, any delta) and
             # fragment runs followed; the page is whole again only at a later whole run.
             note = CUT_OFF
@@ -623,21 +632,6 @@ async def run_n(n: int, args: argparse.Namespace, files: list[Path]) -> dict:
     return out
 
 
-def rows(runs: list[dict], key: str, kinds: tuple[str, ...]) -> list[str]:
-    """One table row per N: p50 / p95 / max (n) of each kind of action in `run[key]`."""
-    lines = ["| N | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
-    for r in runs:
-        cells = []
-        for kind in kinds:
-            lat = r[key][kind]
-            bad = f", {lat['failed']} failed" if lat.get("failed") else ""
-            cells.append(
-                f"{fmt(lat['p50'])} / {fmt(lat['p95'])} / {fmt(lat['max'])} (n={lat['n']}{bad})"
-            )
-        lines.append(f"| {r['sessions']} | " + " | ".join(cells) + " |")
-    return lines
-
-
 def markdown(runs: list[dict], command: str, machine: str, kinds: tuple[str, ...]) -> str:
     lines = [
         f"Command: `{command}`",
@@ -664,11 +658,11 @@ def markdown(runs: list[dict], command: str, machine: str, kinds: tuple[str, ...
         "Server time in seconds, p50 / p95 / max: BackMsg sent → `script_finished` of the whole "
         "run it caused (actions that showed what they should; failed ones counted apart):",
         "",
-        *rows(runs, "server", kinds),
+        *latency_rows(runs, "server", kinds),
         "",
         "BackMsg sent → the run's first delta, p50 / p95 / max:",
         "",
-        *rows(runs, "first_delta", kinds),
+        *latency_rows(runs, "first_delta", kinds),
         "",
         "| N | server RSS before / peak / 10 s after close (MiB) | server CPU during the flows "
         "| job workers' CPU during the flows | the clients' CPU | server CPU after close "
@@ -705,24 +699,17 @@ def main(argv: list[str] | None = None) -> int:
     files = make_files(max(args.sessions), args.out / "data")
     kinds = KINDS if args.upload else KINDS[:-1]
     command = "python bench/load_ws.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    runs = []
-    for n in args.sessions:
-        print(f"N = {n} …", file=sys.stderr, flush=True)
-        run = asyncio.run(run_n(n, args, files))
-        runs.append(run)
-        lat = run["server"]["rating"]
-        print(
-            f"N = {n}: {run['flow_seconds']:.0f} s, trainings done {run['trainings_done']}/{n}, "
-            f"ratings ok {run['ratings_ok']}, rating p95 {fmt(lat['p95'])} s",
-            file=sys.stderr,
-            flush=True,
-        )
-        # written after every N, so that an interrupted run keeps what it measured
-        clients = "no browsers: the sessions are websocket clients in one Python process."
-        table = markdown(runs, command.strip(), machine_line(clients), kinds)
-        (args.out / "load_ws.json").write_text(json.dumps(runs, indent=1))
-        (args.out / "load_ws.md").write_text(table)
-    print(table)
+    clients = "no browsers: the sessions are websocket clients in one Python process."
+    each_n(
+        args.sessions,
+        lambda n: run_n(n, args, files),
+        lambda r: (
+            f"trainings done {r['trainings_done']}/{r['sessions']}, ratings shown "
+            f"{r['ratings_ok']}, rating p95 {fmt(r['server']['rating']['p95'])} s"
+        ),
+        lambda runs: markdown(runs, command.strip(), machine_line(clients), kinds),
+        args.out / "load_ws",
+    )
     return 0
 
 
