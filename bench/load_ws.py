@@ -132,8 +132,9 @@ class Action:
     ok: bool
     t: float  # seconds since the sessions started
     note: str = ""
-    # the runs the wait saw, in order: W (whole) or F (fragment) and the script_finished status
-    # (0 done, 2 ended early for a rerun, 3 fragment done, - none seen)
+    # the runs the wait saw, in order: W (whole) or F (fragment), the script_finished status
+    # (0 done, 2 ended early for a rerun, 3 fragment done, - none seen), and @page for a run
+    # of another page than the one the session ended on
     runs: str = ""
 
 
@@ -359,6 +360,7 @@ class WsSession:
                 note,
                 " ".join(
                     f"{'F' if r.fragment else 'W'}{'-' if r.status is None else r.status}"
+                    f"{'' if r.page_hash == self.page_hash else '@' + r.page_hash[:6]}"
                     for r in self.runs[before:]
                 ),
             )
