@@ -505,12 +505,12 @@ def spread(values: list[float]) -> dict:
     }
 
 
-def latency_rows(runs: list[dict], key: str) -> list[str]:
+def latency_rows(runs: list[dict], key: str, kinds: tuple[str, ...] = KINDS) -> list[str]:
     """One table row per N: p50 / p95 / max (n) of each kind of action in `run[key]`."""
-    rows = ["| N | " + " | ".join(KINDS) + " |", "|---|" + "---|" * len(KINDS)]
+    rows = ["| N | " + " | ".join(kinds) + " |", "|---|" + "---|" * len(kinds)]
     for r in runs:
         cells = []
-        for kind in KINDS:
+        for kind in kinds:
             lat = r[key][kind]
             bad = f", {lat['failed']} failed" if lat.get("failed") else ""
             cells.append(
@@ -669,15 +669,17 @@ def markdown(runs: list[dict], command: str, machine: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def machine_line() -> str:
+def machine_line(
+    clients: str = "the browsers run on the same cores as the server at the nice value given "
+    "by --client-nice.",
+) -> str:
     load = os.getloadavg()
     return (
         f"Machine: {os.cpu_count()} cores, load average {load[0]:.1f} / {load[1]:.1f} / "
         f"{load[2]:.1f} (1/5/15 min) when the run ended; job pool places: "
         f"{os.environ.get('METAREC_MAX_JOBS', 'default')}; job workers: "
         f"{os.environ.get('METAREC_JOB_WORKERS') or DEFAULT_JOB_WORKERS + ' (the default)'}; "
-        "the browsers run on the same cores "
-        "as the server at the nice value given by --client-nice."
+        + clients
     )
 
 
@@ -703,25 +705,35 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     files = make_files(max(args.sessions), args.out / "data")
-    runs = []
     command = "python bench/load.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    for n in args.sessions:
-        print(f"N = {n} …", file=sys.stderr, flush=True)
-        run = asyncio.run(run_n(n, args, files))
-        runs.append(run)
-        lat = run["latency"]["rating"]
-        print(
-            f"N = {n}: {run['flow_seconds']:.0f} s, uploads {run['uploads_answered']}/{n}, "
-            f"trainings done {run['trainings_done']}/{n}, rating p95 {fmt(lat['p95'])} s",
-            file=sys.stderr,
-            flush=True,
-        )
-        # written after every N, so that an interrupted run keeps what it measured
-        table = markdown(runs, command.strip(), machine_line())
-        (args.out / "load.json").write_text(json.dumps(runs, indent=1))
-        (args.out / "load.md").write_text(table)
-    print(table)
+    each_n(
+        args.sessions,
+        lambda n: run_n(n, args, files),
+        lambda r: (
+            f"uploads {r['uploads_answered']}/{r['sessions']}, trainings done "
+            f"{r['trainings_done']}/{r['sessions']}, rating p95 {fmt(r['latency']['rating']['p95'])} s"
+        ),
+        lambda runs: markdown(runs, command.strip(), machine_line()),
+        args.out / "load",
+    )
     return 0
+
+
+def each_n(sessions: list[int], measure, summary, render, stem: Path) -> None:
+    """`measure(n)` (a coroutine) for each N in turn; after each, a line `summary(run)` on
+    stderr and `stem`.json (every run) and `stem`.md (`render(runs)`) written, so that an
+    interrupted run keeps what it measured; the tables printed at the end."""
+    runs: list[dict] = []
+    table = ""
+    for n in sessions:
+        print(f"N = {n} …", file=sys.stderr, flush=True)
+        run = asyncio.run(measure(n))
+        runs.append(run)
+        print(f"N = {n}: {run['flow_seconds']:.0f} s, {summary(run)}", file=sys.stderr, flush=True)
+        table = render(runs)
+        stem.with_suffix(".json").write_text(json.dumps(runs, indent=1))
+        stem.with_suffix(".md").write_text(table)
+    print(table)
 
 
 if __name__ == "__main__":
