@@ -59,18 +59,10 @@ if _LOG:
 
     orig_h = AS._handle_scriptrunner_event_on_event_loop
 
-    def handle(
-        self,
-        sender,
-        event,
-        forward_msg=None,
-        exception=None,
-        client_state=None,
-        page_script_hash=None,
-        fragment_ids_this_run=None,
-        pages=None,
-        run_descriptor=None,
-    ):
+    def handle(self, sender, event, *rest):
+        # AppSession passes them positionally: forward_msg, exception, client_state,
+        # page_script_hash, fragment_ids_this_run, pages, run_descriptor
+        forward_msg, fragment_ids_this_run, run_descriptor = rest[0], rest[4], rest[6]
         cur = self._scriptrunner
         ign = sender is not cur
         name = event.name
@@ -98,18 +90,7 @@ if _LOG:
                 f"frags={fragment_ids_this_run}",
                 extra,
             )
-        return orig_h(
-            self,
-            sender,
-            event,
-            forward_msg,
-            exception,
-            client_state,
-            page_script_hash,
-            fragment_ids_this_run,
-            pages,
-            run_descriptor,
-        )
+        return orig_h(self, sender, event, *rest)
 
     AS._handle_scriptrunner_event_on_event_loop = handle
 
