@@ -342,7 +342,7 @@ class WsSession:
         note = "" if ok else "no script run finished"
         own = next((r for r in self.runs[before:] if not r.fragment), None)
         if run is not None and own is not run and own is not None and own.status is None:
-            # The run the BackMsg started sent no script_finished (nor, mostly, any delta) and
+            # The run the BackMsg started sent no script_finished (nor its last deltas) and
             # fragment runs followed; the page is whole again only at a later whole run.
             note = CUT_OFF
         elif run is not None and check is not None:
