@@ -35,6 +35,7 @@ PAGES = [
     ),
 ]
 page = st.navigation(PAGES)
+state.begin_whole_run()
 
 state.ensure_defaults()
 state.collect_finished_jobs()
@@ -108,7 +109,7 @@ def _sidebar_jobs() -> None:
         if (j := state.jobs().get(s)) is not None and j.is_active
     ]
 
-    @st.fragment(run_every=SIDEBAR_POLL_S if active else None)
+    @state.polling_fragment(SIDEBAR_POLL_S if active else None)
     def lines() -> None:
         still = False
         for what, job in active:

@@ -50,6 +50,31 @@ limit_torch_threads()
 
 
 K_ROUTED = "mr_routed"
+K_WHOLE_RUN = "mr_whole_run"
+
+
+def begin_whole_run() -> None:
+    """app.py calls this at the top of every whole run (a fragment's own rerun does not)."""
+    st.session_state[K_WHOLE_RUN] = st.session_state.get(K_WHOLE_RUN, 0) + 1
+
+
+def polling_fragment(run_every: float | None) -> Callable[[Callable[[], None]], Callable[[], None]]:
+    """`st.fragment(run_every=...)` whose fragment id is new on every whole run.
+
+    Why: in Streamlit 1.67 a poll from the previous run's timer that arrives after a whole run
+    finished, but before the server flushed that run's last messages, starts a new script
+    runner, and the finished run's last deltas and its ``script_finished`` are dropped ("Ignoring
+    event from non-current ScriptRunner"; docs/load.md, "cut off" runs; Streamlit issue #9921).
+    Streamlit drops a poll for a fragment the current run does not have, and a fragment's id is
+    its function's qualified name and place: a name new on every whole run makes the stale poll
+    one for an unknown fragment. A fragment's own reruns keep its id.
+    """
+
+    def decorate(func: Callable[[], None]) -> Callable[[], None]:
+        func.__qualname__ = f"{func.__qualname__}.run{st.session_state.get(K_WHOLE_RUN, 0)}"
+        return st.fragment(run_every=run_every)(func)
+
+    return decorate
 
 
 def mark_routed() -> None:

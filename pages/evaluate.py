@@ -404,7 +404,7 @@ running = job is not None and job.is_active
 every = poll_seconds(job.snapshot()) if running else None
 
 
-@st.fragment(run_every=every)
+@state.polling_fragment(every)
 def progress() -> None:
     job = state.jobs().get("eval")
     if job is None:

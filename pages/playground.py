@@ -232,7 +232,7 @@ if entry is None:
         st.rerun()  # it finished just now: the next run registers it
     if job is not None and job.is_active:
 
-        @st.fragment(run_every=1.0)
+        @state.polling_fragment(1.0)
         def wait_for_sample() -> None:
             snap = job.snapshot()
             st.progress(
@@ -384,7 +384,7 @@ playing = bool(st.session_state.get(K_PLAYING)) and session.persona is not None
 
 with right:
 
-    @st.fragment(run_every=PLAY_INTERVAL_S if playing else None)
+    @state.polling_fragment(PLAY_INTERVAL_S if playing else None)
     def results() -> None:
         if st.session_state.get(K_PLAYING):
             if session.has_next():

@@ -271,7 +271,7 @@ with right:
     running = job is not None and job.is_active
     every = poll_seconds(job.snapshot()) if running else None
 
-    @st.fragment(run_every=every)
+    @state.polling_fragment(every)
     def live() -> None:
         job = state.jobs().get("train")
         if job is None:
