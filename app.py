@@ -125,5 +125,4 @@ def _sidebar_jobs() -> None:
 _sidebar()
 with st.sidebar:
     state.show_workspace_info()
-state.mark_routed()
 page.run()

@@ -54,8 +54,10 @@ K_WHOLE_RUN = "mr_whole_run"
 
 
 def begin_whole_run() -> None:
-    """app.py calls this at the top of every whole run (a fragment's own rerun does not)."""
+    """app.py calls this after `st.navigation` on every whole run (a fragment's own rerun does
+    not): it counts the runs (`polling_fragment`) and marks the run as routed (`require_router`)."""
     st.session_state[K_WHOLE_RUN] = st.session_state.get(K_WHOLE_RUN, 0) + 1
+    st.session_state[K_ROUTED] = True
 
 
 def polling_fragment(run_every: float | None) -> Callable[[Callable[[], None]], Callable[[], None]]:
@@ -75,11 +77,6 @@ def polling_fragment(run_every: float | None) -> Callable[[Callable[[], None]], 
         return st.fragment(run_every=run_every)(func)
 
     return decorate
-
-
-def mark_routed() -> None:
-    """app.py calls this just before it runs the selected page."""
-    st.session_state[K_ROUTED] = True
 
 
 def require_router() -> None:

@@ -514,9 +514,8 @@ def test_a_baseline_state_is_checked_before_it_is_built(tmp_path, monkeypatch):
 
 
 def test_a_stored_split_must_be_users_of_its_dataset(learner, data):
-    obj = torch.load(
-        io.BytesIO(to_bytes(learner, data, train_users=np.arange(20))), weights_only=True
-    )
+    saved = io.BytesIO(to_bytes(learner, data, train_users=np.arange(20)))
+    obj = torch.load(saved, weights_only=True)
     for bad, match in (
         (torch.tensor([0, 0, 1]), "not distinct users"),
         (torch.tensor([0, 99]), "not distinct users"),
