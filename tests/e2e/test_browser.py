@@ -274,6 +274,12 @@ def test_home_demo_plays_five_ratings_by_itself(sample_app) -> None:
     status = page.get_by_text(re.compile(r"\d+ ratings? so far"))
     # nobody clicks: the ratings arrive by themselves
     expect(status).to_have_text(re.compile(r"^5 ratings so far"), timeout=LOAD_TIMEOUT)
+    # At the tick after the fifth the timer finds nothing left and stops with a whole run (the
+    # button turns back to a disabled "Play"); while that run redraws, the fragment's charts
+    # are briefly shown twice (old and new), so the charts are checked once it has finished.
+    play = page.get_by_role("button", name="Play", exact=True)
+    expect(play).to_be_disabled(timeout=LOAD_TIMEOUT)
+    app.wait()
     expect_chart(page, "Learning curve: error after each rating")
     page.wait_for_timeout(2500)  # it stops at five (the persona has no sixth to reveal)
     expect(status).to_have_text(re.compile(r"^5 ratings so far"))
