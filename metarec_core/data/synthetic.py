@@ -15,12 +15,20 @@ How a rating comes about (all draws from one ``numpy.random.default_rng(seed)``)
 
 The user-specific part (bias, genre taste, factors) is as large as the item part, so knowing a
 few of a new user's ratings helps, as on MovieLens.
+
+Options make the data differ where real datasets differ (the defaults give the sample data,
+byte for byte): the rating scale (`SCALES`: 1-5 stars, half stars 0.5-5, 1-10 points, each cut
+at the quantiles of a plausible distribution for that scale), the fewest and most ratings per
+user, and how skewed item popularity is (`popularity_skew` > 1: a longer tail, most items rated
+by one or two users). A small catalogue with many users is just small `n_items`, large `n_users`.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import shlex
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +50,133 @@ _GENRE_WEIGHT = np.array(
 )
 # Cumulative shares of 1, 2, 3, 4 stars in MovieLens-100K (5 stars: the rest).
 _STAR_CDF = np.array([0.0611, 0.1748, 0.4463, 0.7880])
+
+
+@dataclass(frozen=True)
+class Scale:
+    """A rating scale: its levels (lowest first) and the share of ratings on each level."""
+
+    levels: tuple[float, ...]
+    shares: tuple[float, ...]
+
+    @property
+    def cdf(self) -> np.ndarray:
+        """Cumulative shares of every level but the highest (the cut points' quantiles)."""
+        return np.cumsum(np.array(self.shares) / sum(self.shares))[:-1]
+
+
+# Each scale's shares are a plausible distribution for that kind of scale: 1-5 is
+# MovieLens-100K's; 0.5-5 roughly MovieLens' half-star releases' (4 most common, whole stars
+# more common than half stars, few below 2); 1-10 a ten-point scale's usual shape (mode 8,
+# mean ~7, few below 5).
+SCALES: dict[str, Scale] = {
+    "1-5": Scale((1, 2, 3, 4, 5), (6.11, 11.37, 27.15, 34.17, 21.20)),
+    "0.5-5": Scale(
+        (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0),
+        (1.4, 2.8, 1.8, 7.5, 5.5, 19.9, 13.0, 26.6, 8.5, 13.1),
+    ),
+    "1-10": Scale(tuple(range(1, 11)), (2.0, 2.0, 3.0, 4.0, 9.0, 11.0, 19.0, 23.0, 14.0, 13.0)),
+}
+DEFAULT_SCALE = "1-5"
+MIN_RATINGS = 20  # the default fewest ratings per user
+MAX_RATINGS = 700  # the default most ratings per user (and at most half the catalogue)
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """What `generate` makes, apart from the seed. The defaults are the sample data's.
+
+    `max_ratings` None: at most min(n_items // 2, 700) ratings per user.
+    `popularity_skew`: multiplies the spread of items' log popularity (1: MovieLens-like;
+    2: a much longer tail).
+    """
+
+    n_users: int = 1000
+    n_items: int = 1500
+    n_ratings: int = 100_000
+    scale: str = DEFAULT_SCALE
+    min_ratings: int = MIN_RATINGS
+    max_ratings: int | None = None
+    popularity_skew: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    @property
+    def cap(self) -> int:
+        """The most ratings one user gets."""
+        if self.max_ratings is not None:
+            return self.max_ratings
+        return min(self.n_items // 2, MAX_RATINGS)
+
+    def check(self) -> None:
+        """ValueError naming the first option that is out of range or cannot be met."""
+        for name in ("n_users", "n_items", "n_ratings", "min_ratings"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.scale not in SCALES:
+            raise ValueError(
+                f"unknown rating scale {self.scale!r}; expected one of {', '.join(SCALES)}"
+            )
+        if self.max_ratings is not None:
+            m = self.max_ratings
+            if isinstance(m, bool) or not isinstance(m, int | np.integer) or m < self.min_ratings:
+                raise ValueError(
+                    f"max_ratings must be an integer >= min_ratings ({self.min_ratings}), got {m!r}"
+                )
+            if m > self.n_items:
+                raise ValueError(
+                    f"max_ratings {m} exceeds the catalogue: a user can rate at most the "
+                    f"{self.n_items} items"
+                )
+        elif self.min_ratings > self.cap:
+            raise ValueError(
+                f"min_ratings {self.min_ratings} exceeds the default cap of {self.cap} ratings per "
+                f"user (half of {self.n_items} items); give max_ratings or more items"
+            )
+        skew = self.popularity_skew
+        if not isinstance(skew, int | float) or not np.isfinite(skew) or not 0 < skew <= 5:
+            raise ValueError(f"popularity_skew must be in (0, 5], got {skew!r}")
+        if self.n_ratings < self.min_ratings * self.n_users:
+            raise ValueError(
+                f"{self.n_ratings} ratings cannot give {self.n_users} users {self.min_ratings} "
+                "ratings each"
+            )
+        if self.n_ratings > self.n_users * self.n_items // 2:
+            raise ValueError("n_ratings must be at most half of n_users * n_items")
+        if self.n_ratings > self.cap * self.n_users:
+            raise ValueError(
+                f"{self.n_ratings} ratings do not fit {self.n_users} users of at most {self.cap} "
+                "ratings each"
+            )
+        if self.n_items > self.n_ratings:
+            raise ValueError(
+                f"{self.n_items} items cannot each get a rating from {self.n_ratings} ratings"
+            )
+
+    def is_default(self) -> bool:
+        return self == SyntheticSpec()
+
+    def cli_flags(self) -> list[str]:
+        """The `make-sample` flags that give this spec (only those off their default)."""
+        flags = {
+            "n_users": "--users",
+            "n_items": "--items",
+            "n_ratings": "--ratings",
+            "scale": "--scale",
+            "min_ratings": "--min-ratings",
+            "max_ratings": "--max-ratings",
+            "popularity_skew": "--popularity-skew",
+        }
+        default = asdict(SyntheticSpec())
+        out = []
+        for key, value in asdict(self).items():
+            if value != default[key]:
+                out += [flags[key], str(value)]
+        return out
+
+
 START = 874_724_710  # 1997-09-20, when MovieLens-100K's ratings begin
 SPAN = 215 * 86_400  # its ratings span about seven months
 
@@ -83,12 +218,13 @@ def _title(rng: np.random.Generator, year: int) -> str:
     return f"{text} ({year})"
 
 
-def _counts(rng: np.random.Generator, n_users: int, n_ratings: int, cap: int) -> np.ndarray:
-    """Ratings per user: at least 20, long-tailed, at most `cap`, summing to n_ratings."""
-    base = 20
+def _counts(
+    rng: np.random.Generator, n_users: int, n_ratings: int, cap: int, base: int = MIN_RATINGS
+) -> np.ndarray:
+    """Ratings per user: at least `base`, long-tailed, at most `cap`, summing to n_ratings."""
     extra = n_ratings - base * n_users
     if extra < 0:
-        raise ValueError(f"{n_ratings} ratings cannot give {n_users} users 20 ratings each")
+        raise ValueError(f"{n_ratings} ratings cannot give {n_users} users {base} ratings each")
     w = rng.lognormal(0.0, 1.35, n_users)
     counts = np.full(n_users, base, dtype=np.int64)
     while (left := n_ratings - int(counts.sum())) > 0:  # re-spread what the cap cuts off
@@ -104,16 +240,55 @@ def _counts(rng: np.random.Generator, n_users: int, n_ratings: int, cap: int) ->
     return counts
 
 
-def generate(
-    n_users: int = 1000, n_items: int = 1500, n_ratings: int = 100_000, seed: int = 0
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(ratings, items): ratings has columns user, item, rating (1-5 int), timestamp, sorted by
-    user then time; items has item, title, genres ('|'-separated). Ids are 1-based ints.
+# Affinity is summed over genres for this many (user, item, genre) cells at a time, so that a
+# large catalogue does not need n_users * n_items * 18 floats at once.
+_AFFINITY_CELLS = 4_000_000
 
-    Every user has at least 20 ratings and every item at least one.
+
+def generate(
+    n_users: int = 1000,
+    n_items: int = 1500,
+    n_ratings: int = 100_000,
+    seed: int = 0,
+    *,
+    scale: str = DEFAULT_SCALE,
+    min_ratings: int = MIN_RATINGS,
+    max_ratings: int | None = None,
+    popularity_skew: float = 1.0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(ratings, items): ratings has columns user, item, rating, timestamp, sorted by user then
+    time; items has item, title, genres ('|'-separated). Ids are 1-based ints.
+
+    Ratings are on `scale` (a key of `SCALES`: "1-5" and "1-10" give ints, "0.5-5" floats).
+    Every user has `min_ratings`..`max_ratings` ratings (default max: min(n_items // 2, 700))
+    and every item at least one. ValueError names the option that cannot be met (see
+    `SyntheticSpec`). The defaults give the sample data.
     """
-    if n_ratings > n_users * n_items // 2:
-        raise ValueError("n_ratings must be at most half of n_users * n_items")
+    spec = SyntheticSpec(
+        n_users, n_items, n_ratings, scale, min_ratings, max_ratings, popularity_skew
+    )
+    return _generate(spec, seed)
+
+
+def _affinity(taste: np.ndarray, g_norm: np.ndarray, user_f: np.ndarray, item_f: np.ndarray):
+    """Genre taste . item genres + user factors . item factors for every (user, item).
+
+    Elementwise sums rather than BLAS keep the bytes the same on every machine; users are taken
+    in chunks (each cell's sum is the same whatever the chunk) to bound memory.
+    """
+    n_users, n_items = len(taste), len(g_norm)
+    out = np.empty((n_users, n_items))
+    chunk = max(1, _AFFINITY_CELLS // (n_items * taste.shape[1]))
+    for s in range(0, n_users, chunk):
+        e = min(n_users, s + chunk)
+        a = (taste[s:e, None, :] * g_norm[None, :, :]).sum(-1)
+        a += (user_f[s:e, None, :] * item_f[None, :, :]).sum(-1)
+        out[s:e] = a
+    return out
+
+
+def _generate(spec: SyntheticSpec, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    n_users, n_items, n_ratings = spec.n_users, spec.n_items, spec.n_ratings
     rng = np.random.default_rng(seed)
     n_g, dim = len(GENRES), 6
 
@@ -126,21 +301,19 @@ def generate(
     years = np.clip(np.round(1998 - rng.gamma(1.3, 9.0, n_items)), 1925, 1998).astype(int)
     quality = rng.normal(0.0, 0.55, n_items)
     item_f = rng.normal(0.0, 0.45, (n_items, dim))
-    log_pop = 1.3 * rng.normal(0.0, 1.0, n_items) + 1.2 * quality
+    log_pop = (1.3 * spec.popularity_skew) * rng.normal(0.0, 1.0, n_items) + 1.2 * quality
 
     # Users: activity, bias, genre taste (a few strong likes and dislikes), factors.
-    counts = _counts(rng, n_users, n_ratings, cap=min(n_items // 2, 700))
+    counts = _counts(rng, n_users, n_ratings, cap=spec.cap, base=spec.min_ratings)
     user_bias = rng.normal(0.0, 0.35, n_users)
     taste = rng.normal(0.0, 0.25, (n_users, n_g))
     strong = rng.random((n_users, n_g)) < 0.12
     taste += strong * rng.choice([-1.0, 1.0], size=(n_users, n_g), p=[0.4, 0.6]) * 0.9
     user_f = rng.normal(0.0, 0.45, (n_users, dim))
 
-    # Affinity of every (user, item); elementwise sums rather than BLAS keep the bytes the
-    # same on every machine.
+    # Affinity of every (user, item).
     g_norm = item_genres / np.sqrt(item_genres.sum(1, keepdims=True))
-    affinity = (taste[:, None, :] * g_norm[None, :, :]).sum(-1)
-    affinity += (user_f[:, None, :] * item_f[None, :, :]).sum(-1)
+    affinity = _affinity(taste, g_norm, user_f, item_f)
 
     # Which items each user rates: Gumbel top-k on log popularity + affinity.
     keys = log_pop[None, :] + affinity + rng.gumbel(size=(n_users, n_items))
@@ -148,21 +321,32 @@ def generate(
     ranked = np.argsort(-keys, axis=1, kind="stable")
     for u in range(n_users):
         chosen[u, ranked[u, : counts[u]]] = True
-    # Items nobody chose replace the least-wanted choice of the most active users.
-    for i in np.flatnonzero(~chosen.any(0)):
-        donors = np.argsort(-counts, kind="stable")
-        for u in donors:
-            rated = np.flatnonzero(chosen[u])
-            worst = rated[np.argmin(keys[u, rated])]
-            if chosen[:, worst].sum() > 1:
-                chosen[u, worst], chosen[u, i] = False, True
-                break
+    # Items nobody chose replace the least-wanted choice of the most active users: the first
+    # user (most ratings first) whose least-wanted item has another rater gives it up.
+    donors = np.argsort(-counts, kind="stable")
+    raters = chosen.sum(0)
+    worst = np.where(chosen, keys, np.inf).argmin(1)  # each user's least-wanted rated item
+    for i in np.flatnonzero(raters == 0):
+        ok = np.flatnonzero(raters[worst[donors]] > 1)
+        if len(ok) == 0:
+            continue
+        u = donors[ok[0]]
+        chosen[u, worst[u]], chosen[u, i] = False, True
+        raters[worst[u]] -= 1
+        raters[i] += 1
+        rated = np.flatnonzero(chosen[u])
+        worst[u] = rated[np.argmin(keys[u, rated])]
 
     users, items = np.nonzero(chosen)  # sorted by user, then item
     noise = rng.normal(0.0, 0.55, len(users))
     score = user_bias[users] + quality[items] + affinity[users, items] + noise
-    cuts = np.quantile(score, _STAR_CDF)
-    stars = 1 + np.searchsorted(cuts, score, side="right")
+    if spec.scale == DEFAULT_SCALE:
+        cuts = np.quantile(score, _STAR_CDF)
+        stars = 1 + np.searchsorted(cuts, score, side="right")
+    else:
+        levels = SCALES[spec.scale]
+        cuts = np.quantile(score, levels.cdf)
+        stars = np.array(levels.levels)[np.searchsorted(cuts, score, side="right")]
 
     # Timestamps: each user's ratings in a burst of sessions within the seven months.
     first = START + rng.integers(0, SPAN // 2, n_users)
@@ -245,19 +429,55 @@ export is built and its provenance recorded here.
 """
 
 
-def write_sample(out_dir: Path, seed: int = 0) -> list[Path]:
-    """Write ratings.csv, items.csv and README.md of the sample dataset into `out_dir`.
+_VARIANT_README = """# Synthetic ratings (a variant of the sample data)
 
-    The same seed gives byte-identical files. Returns the paths written.
+Made by `metarec_core/data/synthetic.py` with seed {seed} and these options, which differ from
+the sample data's: {options}. Regenerate it byte for byte with
+
+    {command}
+
+How the data is made: see the module docstring of `metarec_core/data/synthetic.py`.
+
+Summary:
+
+```
+{summary}
+```
+"""
+
+
+def make_sample_command(
+    out_dir: Path | str, seed: int = 0, spec: SyntheticSpec | None = None
+) -> str:
+    """The `make-sample` command line that writes these files."""
+    spec = spec or SyntheticSpec()
+    parts = ["python -m metarec_core make-sample", "--out", str(out_dir), "--seed", str(seed)]
+    return " ".join(shlex.quote(p) if i else p for i, p in enumerate(parts + spec.cli_flags()))
+
+
+def write_sample(out_dir: Path, seed: int = 0, spec: SyntheticSpec | None = None) -> list[Path]:
+    """Write ratings.csv, items.csv and README.md of a synthetic dataset into `out_dir`: the
+    sample data, or with `spec` a variant of it (the README then says how to regenerate it).
+
+    The same seed and spec give byte-identical files. Returns the paths written.
     """
+    spec = spec or SyntheticSpec()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ratings, items = generate(seed=seed)
+    ratings, items = _generate(spec, seed)
     paths = [out_dir / "ratings.csv", out_dir / "items.csv", out_dir / "README.md"]
     paths[0].write_bytes(_csv_bytes(ratings))
     paths[1].write_bytes(_csv_bytes(items))
     data = load_ratings(paths[0], items=paths[1])
-    text = _README.format(seed=seed, summary=summarize(data).to_text())
+    summary = summarize(data).to_text()
+    if spec.is_default():
+        text = _README.format(seed=seed, summary=summary)
+    else:
+        options = ", ".join(
+            f"{k}={v}" for k, v in asdict(spec).items() if v != asdict(SyntheticSpec())[k]
+        )
+        command = make_sample_command(out_dir, seed, spec)
+        text = _VARIANT_README.format(seed=seed, options=options, command=command, summary=summary)
     paths[2].write_bytes(text.encode("utf-8"))
     return paths
 
