@@ -49,6 +49,32 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_synthetic_args(p: argparse.ArgumentParser) -> None:
+    """`make-sample`'s options of the generator (defaults: the sample data's)."""
+    from metarec_core.data.synthetic import SCALES, SyntheticSpec
+
+    d = SyntheticSpec()
+    p.add_argument("--users", type=int, default=d.n_users, help="number of users")
+    p.add_argument("--items", type=int, default=d.n_items, help="number of items")
+    p.add_argument("--ratings", type=int, default=d.n_ratings, help="number of ratings")
+    p.add_argument(
+        "--scale", choices=list(SCALES), default=d.scale, help="rating scale (0.5-5: half stars)"
+    )
+    p.add_argument("--min-ratings", type=int, default=d.min_ratings, help="fewest ratings per user")
+    p.add_argument(
+        "--max-ratings",
+        type=int,
+        default=d.max_ratings,
+        help="most ratings per user (default: min(items / 2, 700))",
+    )
+    p.add_argument(
+        "--popularity-skew",
+        type=float,
+        default=d.popularity_skew,
+        help="spread of item popularity (1: MovieLens-like; 2: a much longer tail)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m metarec_core", description=__doc__.splitlines()[0]
@@ -93,9 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", help="write the JSON report here")
 
-    p = sub.add_parser("make-sample", help="regenerate the synthetic sample dataset")
+    p = sub.add_parser(
+        "make-sample",
+        help="regenerate the synthetic sample dataset (or, with options, a variant of it)",
+    )
     p.add_argument("--out", default="sample_data", help="output folder")
     p.add_argument("--seed", type=int, default=0)
+    _add_synthetic_args(p)
 
     p = sub.add_parser("train", help="meta-train a model and save a checkpoint")
     _add_data_args(p)
@@ -162,9 +192,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_make_sample(args: argparse.Namespace) -> int:
-    from metarec_core.data.synthetic import write_sample
+    from metarec_core.data.synthetic import SyntheticSpec, write_sample
 
-    paths = write_sample(Path(args.out), seed=args.seed)
+    spec = SyntheticSpec(
+        n_users=args.users,
+        n_items=args.items,
+        n_ratings=args.ratings,
+        scale=args.scale,
+        min_ratings=args.min_ratings,
+        max_ratings=args.max_ratings,
+        popularity_skew=args.popularity_skew,
+    )  # ValueError (exit 2) names an option that cannot be met
+    paths = write_sample(Path(args.out), seed=args.seed, spec=spec)
     for p in paths:
         print(p)
     return 0
