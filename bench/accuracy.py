@@ -3,11 +3,20 @@
     python bench/accuracy.py --out bench/out                 # every configuration whose data exists
     python bench/accuracy.py --only baselines_ml100k         # one configuration
     python bench/accuracy.py --list
+    python bench/accuracy.py --suite                         # the accuracy suite (bench/accuracy_suite.py)
+    python bench/accuracy.py --suite --datasets half_star --quick   # a smoke run of one dataset
 
 Each configuration writes ``OUT/NAME.json`` (the `evaluate` report, plus a ``bench`` block with
 the wall time, the equivalent CLI command and the machine), ``OUT/NAME.csv`` and ``OUT/NAME.md``;
 ``OUT/accuracy.md`` collects the markdown of every configuration found in OUT. Add meta-learners by
 adding configurations to CONFIGS (method names as in `metarec_core.methods.registry`).
+
+``--suite`` runs the suite's datasets instead (`accuracy_suite.SUITE`: ML-100K, ML-1M held out,
+the sample and synthetic variants, written into ``--data-dir`` when missing): every baseline and
+learner, k = 0,1,3,5,10,20, query 10, 5 folds (3 on ML-1M), 3 training runs, the default learner
+compared with every other method. Each dataset writes ``OUT/suite_NAME.{json,csv,md}``;
+``OUT/suite.md`` summarises every suite report found in OUT (verdicts per k, monotone-in-k check).
+``--quick``: 2 folds and 1 training run, for a smoke run.
 
 Timing note: the machine may be shared; the wall time is what this run took, not a benchmark of
 the CPU. The acceptance target (all baselines, 5 folds, ML-100K) is < 3 minutes on 2 cores.
@@ -29,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from bench import accuracy_suite as suite  # noqa: E402
 from metarec_core.data.io import load_ratings  # noqa: E402
 from metarec_core.evaluation.runner import EvalConfig, run_evaluation  # noqa: E402
 from metarec_core.methods.registry import BASELINES  # noqa: E402
@@ -194,7 +204,11 @@ def machine() -> str:
     )
 
 
-def run(name: str, conf: Config, out_dir: Path, progress: bool) -> str | None:
+def run(
+    name: str, conf: Config, out_dir: Path, progress: bool, command: str | None = None
+) -> str | None:
+    """Evaluate one configuration and write OUT/NAME.{json,csv,md}; `command` (default: the
+    equivalent `evaluate` command) is recorded as the way to reproduce it."""
     if not conf.data.exists():
         print(f"[{name}] skipped: {conf.data} not found", file=sys.stderr)
         return None
@@ -207,7 +221,7 @@ def run(name: str, conf: Config, out_dir: Path, progress: bool) -> str | None:
     report["bench"] = {
         "name": name,
         "wall_seconds": wall,
-        "command": cli_command(conf, json_path),
+        "command": command or cli_command(conf, json_path),
         "machine": machine(),
     }
     json_path.write_text(json.dumps(report, indent=2))
@@ -219,13 +233,135 @@ def run(name: str, conf: Config, out_dir: Path, progress: bool) -> str | None:
     return md
 
 
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def suite_config(
+    ds: suite.SuiteDataset,
+    data: Path,
+    items: Path | None,
+    methods: tuple[str, ...] = suite.SUITE_METHODS,
+    train_seeds: int | None = None,
+    folds: int | None = None,
+    quick: bool = False,
+) -> Config:
+    """The evaluation of one suite dataset: its protocol, `methods`, and the learners (the
+    default one first) compared with every other method. `quick`: 2 folds, 1 training run."""
+    compare = tuple(
+        m for m in dict.fromkeys((suite.DEFAULT_LEARNER, *suite.SUITE_LEARNERS)) if m in methods
+    ) or (methods[-1],)
+    cfg = EvalConfig(
+        methods=methods,
+        support=ds.support,
+        query=ds.query,
+        folds=folds or (2 if quick else ds.folds),
+        seed=suite.SUITE_SEED,
+        train_seeds=train_seeds or (1 if quick else 3),
+        compare_all=compare,
+    )
+    return Config(data, items, cfg)
+
+
+def suite_command(name: str, args: argparse.Namespace) -> str:
+    """The bench command that reproduces one suite dataset's report."""
+    parts = ["python bench/accuracy.py --suite --datasets", name]
+    if args.quick:
+        parts.append("--quick")
+    if args.methods:
+        parts.append(f"--methods {args.methods}")
+    if args.train_seeds:
+        parts.append(f"--train-seeds {args.train_seeds}")
+    if args.folds:
+        parts.append(f"--folds {args.folds}")
+    parts.append(f"--out {_rel(Path(args.out))}")
+    return " ".join(parts)
+
+
+def write_suite_summary(
+    out_dir: Path, subject: str = suite.DEFAULT_LEARNER, data_dir: Path = suite.DATA_DIR
+) -> Path | None:
+    """OUT/suite.md from every suite report in OUT (runs may go in parallel)."""
+    summaries, roles, notes = [], {}, {}
+    for name, ds in suite.SUITE.items():
+        path = out_dir / f"suite_{name}.json"
+        if not path.exists():
+            continue
+        report = json.loads(path.read_text())
+        methods = [r["method"] for r in report["rows"]]
+        pairwise = report.get("pairwise") or [{"method": methods[-1]}]
+        who = subject if subject in methods else pairwise[0]["method"]  # compare_all's first
+        summaries.append(suite.summarize(name, report, subject=who))
+        roles[name] = ds.role
+        bench = report.get("bench", {})
+        pr = report["protocol"]
+        notes[name] = [
+            ds.about + ".",
+            f"`{bench.get('command', '')}`",
+            f"{pr['test_users']} test users, {pr['folds']} folds, query {pr['query']}, "
+            f"{pr.get('train_seeds', 1)} training run(s); "
+            f"{bench.get('wall_seconds', 0.0):.0f} s wall on {bench.get('machine', '?')}",
+            *([f"Data: `{ds.command(data_dir)}`"] if ds.spec is not None else []),
+        ]
+    if not summaries:
+        return None
+    path = out_dir / "suite.md"
+    path.write_text(suite.suite_markdown(summaries, roles, notes))
+    return path
+
+
+def run_suite(args: argparse.Namespace) -> int:
+    names = _names(args.datasets) if args.datasets else list(suite.SUITE)
+    unknown = [n for n in names if n not in suite.SUITE]
+    if unknown:
+        print(
+            f"error: unknown suite dataset {unknown}; known: {', '.join(suite.SUITE)}",
+            file=sys.stderr,
+        )
+        return 2
+    methods = tuple(_names(args.methods)) if args.methods else suite.SUITE_METHODS
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        ds = suite.SUITE[name]
+        data, items = suite.ensure_data(ds, Path(args.data_dir))
+        conf = suite_config(ds, data, items, methods, args.train_seeds, args.folds, args.quick)
+        run(f"suite_{name}", conf, out_dir, not args.no_progress, suite_command(name, args))
+    path = write_suite_summary(out_dir, data_dir=Path(args.data_dir))
+    if path is not None:
+        print(f"[suite] wrote {path}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default=str(ROOT / "bench" / "out"), help="output folder")
     p.add_argument("--only", action="append", help="configuration name (repeatable)")
     p.add_argument("--list", action="store_true", help="list configurations and exit")
     p.add_argument("--no-progress", action="store_true")
+    g = p.add_argument_group("suite")
+    g.add_argument("--suite", action="store_true", help="run the accuracy suite's datasets")
+    g.add_argument(
+        "--datasets",
+        help="comma-separated suite datasets (default: all): " + ", ".join(suite.SUITE),
+    )
+    g.add_argument(
+        "--methods", help="comma-separated methods (default: " + ",".join(suite.SUITE_METHODS) + ")"
+    )
+    g.add_argument("--train-seeds", type=int, help="training runs per fold (default 3; --quick 1)")
+    g.add_argument("--folds", type=int, help="folds (default 5, 3 on ml1m; --quick 2)")
+    g.add_argument("--quick", action="store_true", help="smoke run: 2 folds, 1 training run")
+    g.add_argument(
+        "--data-dir", default=str(suite.DATA_DIR), help="where the synthetic suite data is written"
+    )
     args = p.parse_args(argv)
+    if args.suite:
+        if args.list:
+            for name, ds in suite.SUITE.items():
+                print(f"{name} ({ds.role}): {ds.about}")
+            return 0
+        limit_torch_threads()
+        return run_suite(args)
     if args.list:
         for name, conf in CONFIGS.items():
             print(f"{name}: {cli_command(conf, Path(args.out) / (name + '.json'))}")

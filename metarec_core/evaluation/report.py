@@ -416,12 +416,15 @@ def _summary_from_dict(r: _Reader) -> DatasetSummary:
 @dataclass(frozen=True)
 class EvaluationReport:
     """An evaluation's result: the dataset, the protocol (configuration and the users drawn),
-    one row per method × support size, and the paired differences."""
+    one row per method × support size, the paired differences (each method vs the best other)
+    and `pairwise`: the methods of ``EvalConfig.compare_all`` vs every other rating predictor
+    (``"pairwise"`` in the JSON only when there are any)."""
 
     dataset: DatasetSummary
     protocol: KShotProtocol | MeluProtocol
     rows: tuple[MethodRow, ...]
     paired: tuple[PairedDifference, ...]
+    pairwise: tuple[PairedDifference, ...] = ()
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -436,12 +439,15 @@ class EvaluationReport:
     # -- JSON ----------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the keys and values ``evaluate --out`` writes (strict JSON, no NaN)."""
-        return {
+        out = {
             "dataset": self.dataset.to_dict(),
             "protocol": self.protocol.to_dict(),
             "rows": [r.to_dict() for r in self.rows],
             "paired": [p.to_dict() for p in self.paired],
         }
+        if self.pairwise:
+            out["pairwise"] = [p.to_dict() for p in self.pairwise]
+        return out
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -460,12 +466,16 @@ class EvaluationReport:
             raise ValueError(f"evaluation report: unknown protocol {name!r}")
         rows = r._get("rows", (list,), _REQUIRED, False)
         paired = r._get("paired", (list,), [], False)
+        pairwise = r._get("pairwise", (list,), [], False)
         return cls(
             dataset=_summary_from_dict(r.sub("dataset")),
             protocol=protocol,
             rows=tuple(MethodRow.from_dict(x, f"rows[{i}]") for i, x in enumerate(rows)),
             paired=tuple(
                 PairedDifference.from_dict(x, f"paired[{i}]") for i, x in enumerate(paired)
+            ),
+            pairwise=tuple(
+                PairedDifference.from_dict(x, f"pairwise[{i}]") for i, x in enumerate(pairwise)
             ),
         )
 

@@ -14,7 +14,8 @@ Rows average per-user metrics (see `metarec_core.evaluation.metrics`) over the t
 support size, every rating predictor with the best *other* rating predictor (lowest mean MAE at
 that k): mae_diff = mean over users of MAE(method) − MAE(vs), with a seeded paired bootstrap 95%
 interval; negative means `method` is better, an interval excluding 0 means the difference is
-unlikely to be resampling noise. ``seconds`` = fitting time summed over folds and training runs
+unlikely to be resampling noise. ``compare_all`` names methods that are also compared, the same
+way, with *every* other rating predictor (the report's ``pairwise``; absent when empty). ``seconds`` = fitting time summed over folds and training runs
 + scoring time at that k (``fit_seconds``/``score_seconds`` give the parts).
 
 ``train_seeds`` > 1 fits every method that many times per fold (seeds ``seed`` .. ``seed + n - 1``;
@@ -102,9 +103,12 @@ class EvalConfig:
     device: str = "auto"
     n_boot: int = 2000
     train_seeds: int = 1  # fits per method and fold, per-user metrics averaged over them
+    # methods also compared with every other rating predictor (the report's `pairwise`)
+    compare_all: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         methods = tuple(self.methods)
+        object.__setattr__(self, "compare_all", tuple(self.compare_all))
         support = tuple(sorted({int(k) for k in self.support}))
         object.__setattr__(self, "methods", methods)
         object.__setattr__(self, "support", support)
@@ -134,6 +138,12 @@ class EvalConfig:
             raise ValueError(f"train_seeds must be at least 1, got {self.train_seeds}")
         if self.n_boot < 100:
             raise ValueError(f"n_boot must be at least 100, got {self.n_boot}")
+        stray = [m for m in self.compare_all if m not in methods]
+        if stray:
+            raise ValueError(
+                f"compare_all names {', '.join(map(repr, stray))}, which is not among the "
+                f"methods evaluated ({', '.join(methods)})"
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -459,25 +469,27 @@ def run_evaluation(
                 )
             )
 
-    paired = []
+    def pair(m: str, vs: str, k: int | None) -> PairedDifference:
+        diff, lo, hi = metrics.paired_bootstrap_ci(
+            per_user_mae[(m, k)], per_user_mae[(vs, k)], n_boot=cfg.n_boot, seed=cfg.seed
+        )
+        return PairedDifference(
+            method=m,
+            vs=vs,
+            support=k,
+            mae_diff=_finite(diff),
+            ci95=(_finite(lo), _finite(hi)),
+            users=len(per_user_mae[(m, k)]),
+        )
+
+    paired, pairwise = [], []
     raters = [m for m in cfg.methods if predicts[m]]
     if len(raters) >= 2:
         for k in ks:
             means = {m: float(per_user_mae[(m, k)].mean()) for m in raters}
             for m in raters:
-                vs = min((o for o in raters if o != m), key=lambda o: means[o])
-                diff, lo, hi = metrics.paired_bootstrap_ci(
-                    per_user_mae[(m, k)], per_user_mae[(vs, k)], n_boot=cfg.n_boot, seed=cfg.seed
-                )
-                paired.append(
-                    PairedDifference(
-                        method=m,
-                        vs=vs,
-                        support=k,
-                        mae_diff=_finite(diff),
-                        ci95=(_finite(lo), _finite(hi)),
-                        users=len(per_user_mae[(m, k)]),
-                    )
-                )
+                paired.append(pair(m, min((o for o in raters if o != m), key=means.get), k))
+            for m in (m for m in cfg.compare_all if m in raters):
+                pairwise += [pair(m, o, k) for o in raters if o != m]
     prog.message("done")
-    return EvaluationReport(dataset, protocol, tuple(rows), tuple(paired))
+    return EvaluationReport(dataset, protocol, tuple(rows), tuple(paired), tuple(pairwise))
