@@ -138,7 +138,7 @@ SUITE: dict[str, SuiteDataset] = {
         SuiteDataset(
             "sparse_longtail",
             "synthetic, very sparse (density 0.6%) and long-tailed (popularity skew 1.6: "
-            "~44% of 5,000 items rated once), 2,500 users",
+            "46% of 5,000 items rated once), 2,500 users",
             spec=SyntheticSpec(n_users=2500, n_items=5000, n_ratings=80_000, popularity_skew=1.6),
         ),
         SuiteDataset(
