@@ -101,6 +101,10 @@ def _max_diff(a: dict, b: dict) -> float:
         ("metasgd", {"outer_loss": "huber", "adapt": "head", "first_order": True}),
         ("maml", {"adapt": "all"}),
         ("melu", {"inner_steps": 3, "inner_lr": 0.05}),
+        ("metasgd", {"inner_solver": "newton"}),
+        ("maml", {"inner_solver": "newton", "implicit": True}),
+        ("fomaml", {"inner_solver": "newton"}),
+        ("reptile", {"inner_solver": "newton"}),
     ],
 )
 def test_vectorised_meta_gradient_equals_per_task_loop(data, name, kw):
@@ -542,3 +546,85 @@ def test_baseline_check_counts_only_differences_beyond_the_noise():
     assert good.better and good.describe().startswith("this model is better than")
     near = BaselineCheck(0.8012, rows, 100, margin=0.0)
     assert near.worse and "(MAE 0.8012 vs 0.8000)" in near.describe()  # not "0.80 vs 0.80"
+
+
+def test_one_newton_step_is_the_closed_form_ridge_fold_in(data):
+    """Without decision layers the model is biased MF; one full Gauss-Newton step of the user
+    state is then the ridge solution s0 + (QᵀQ + Λ)⁻¹ Qᵀ (r - r̂(s0)), on any rating scale,
+    and further steps stay there. The diagonal solver does not reach it in one step."""
+    for scale in (1.0, 10.0):  # ratings x10: the same solution, x10 in the state
+        learner = _set_up(data, "maml", hidden=(), inner_solver="newton", inner_steps=1)
+        items, ratings = np.array([1, 2, 3, 7, 9]), np.array([4.0, 5.0, 2.0, 1.0, 3.0]) * scale
+        with torch.no_grad():
+            learner.model_.item_enc.mu.fill_(3.0 * scale)
+        s0 = learner.model_.user_init.detach().clone()
+        feats = learner.model_.item_enc(torch.as_tensor(items)).detach()
+        Q = torch.cat([feats[:, 1:], torch.ones(len(items), 1, dtype=feats.dtype)], 1)
+        r = torch.as_tensor(ratings)
+        resid = r - learner.model_(torch.as_tensor(items), raw=True).detach()
+        lam = learner.inner_.log_prec["user_init"].exp().detach()
+        ridge = s0 + torch.linalg.solve(Q.T @ Q + torch.diag(lam), Q.T @ resid)
+        one = _adapted_state(learner, items, ratings)
+        np.testing.assert_allclose(one, ridge.numpy(), atol=1e-8)
+        more = _set_up(data, "maml", hidden=(), inner_solver="newton", inner_steps=4)
+        more.model_.load_state_dict(learner.model_.state_dict())
+        np.testing.assert_allclose(_adapted_state(more, items, ratings), ridge.numpy(), atol=1e-8)
+    diag = _set_up(data, "maml", hidden=(), inner_steps=1)
+    diag.model_.load_state_dict(learner.model_.state_dict())
+    assert np.abs(_adapted_state(diag, items, ratings) - ridge.numpy()).max() > 1e-3
+
+
+def _adapted_state(learner: MetaLearner, items: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+    fast, _, _ = learner._adapt_batch(learner._pad([(items, ratings)]))
+    return fast["user_init"][0].numpy()
+
+
+def test_the_newton_solver_needs_the_posterior_objective():
+    with pytest.raises(ValueError, match="inner_solver"):
+        LearnerConfig(inner_solver="exact")
+    with pytest.raises(ValueError, match="posterior"):
+        LearnerConfig(inner_solver="newton", inner_objective="mean")
+    with pytest.raises(ValueError, match="adapt='user'"):
+        LearnerConfig(inner_solver="newton", adapt="head")
+
+
+@pytest.mark.parametrize("hidden", [(), (8,), (8, 8)])
+def test_the_heads_written_out_jacobian_equals_autograds(hidden):
+    from torch.func import jacfwd
+
+    from metarec_core.methods.meta.model import DecisionHead
+
+    torch.manual_seed(0)
+    head = DecisionHead(3, hidden).double()
+    with torch.no_grad():
+        for p in head.parameters():
+            p.normal_(0, 0.5)  # the output layer starts at zero: move it
+    state = torch.randn(4, dtype=torch.float64)
+    feats = torch.randn(6, 1 + 3 + (hidden[0] if hidden else 0), dtype=torch.float64)
+    value, jac = head.value_and_jacobian(state, feats)
+    torch.testing.assert_close(value, head(state, feats))
+    torch.testing.assert_close(jac, jacfwd(lambda s: head(s, feats))(state))
+    assert float(jac[:, :3].abs().sum()) > 0
+
+
+def test_prior_calibration_undoes_a_prior_that_is_far_too_weak(data):
+    """After training, the prior precision's scale is checked on the validation users: one
+    made 8x too weak by hand is scaled back up, and the criterion is no worse than before."""
+    from metarec_core.methods.meta.trainer import PRIOR_SCALES
+
+    learner = make_learner(
+        "maml", **{**SMALL, "steps": 0, "calibrate_prior": True, "inner_solver": "newton"}
+    )
+    learner.fit(data, TRAIN, VAL)
+    assert learner.prior_scale_ in PRIOR_SCALES
+    val = learner._val_batches(data, VAL)
+    key = "user_init"
+    right = learner.inner_.log_prec[key].detach().clone()
+    with torch.no_grad():
+        learner.inner_.log_prec[key].sub_(math.log(8.0))
+    weak = learner._val_scores(val)[1]
+    learner._calibrate_prior(val, weak)
+    assert learner.prior_scale_ >= 2.0
+    assert learner._val_scores(val)[1] < weak
+    shift = float((learner.inner_.log_prec[key] - right + math.log(8.0)).mean())
+    assert shift == pytest.approx(math.log(learner.prior_scale_))

@@ -61,6 +61,7 @@ class Finetune(MetaLearner):
 
     name: ClassVar[str] = "finetune"
     defaults: ClassVar[Mapping[str, Any]] = {"meta_batch": 1024}
+    varies_state: ClassVar[bool] = False
 
     def _objective(self, s, q, dropout_masks):
         feats = self._feats(q.items) if self.config.adapt != "all" else None

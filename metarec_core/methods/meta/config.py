@@ -18,6 +18,7 @@ from metarec_core.methods import registry
 __all__ = [
     "ADAPT_GROUPS",
     "DEFAULT_METHOD",
+    "INNER_SOLVERS",
     "OUTER_LOSSES",
     "LearnerConfig",
     "preset",
@@ -25,6 +26,7 @@ __all__ = [
 ]
 
 ADAPT_GROUPS = ("user", "head", "all")
+INNER_SOLVERS = ("diagonal", "newton")
 OUTER_LOSSES = ("ordinal", "mse", "mae", "huber")
 DEFAULT_METHOD = "metasgd"
 
@@ -52,12 +54,21 @@ class LearnerConfig:
     # (the start state and inner-loop quantities only; the network keeps its warm-started or,
     # with pretrain, its finetune weights); measured in bench/variants.py, not the default
     meta_params: str = "all"
-    mf_reg: float = 8.0  # ALS ridge penalty of the warm start
+    # ALS ridge penalty of the warm start; None: chosen on the validation users among the MF
+    # fold-in baseline's candidates, as that baseline does, so the warm start is that baseline
+    mf_reg: float | None = 8.0
     # --- inner loop (adaptation to one user)
     adapt: str = "user"  # parameters adapted per user: user | head | all
     inner_objective: str = "posterior"  # posterior | mean
+    # posterior objective, adapt "user": "newton" solves the Gauss-Newton system of the state
+    # (d = factors + 1) at each step, so that one full step is the exact ridge fold-in of the
+    # MF part (any rating scale, any number of ratings); "diagonal" keeps only the diagonal
+    # of that system (the state's dimensions are treated as independent)
+    inner_solver: str = "diagonal"
     inner_steps: int = 5
-    inner_lr: float = 0.5  # posterior: fraction of a diagonal Newton step; mean: plain lr
+    # posterior: 0.5 is a full (diagonal or Gauss-) Newton step, as the objective is a sum of
+    # squares (its Hessian is 2 (J^T J + prec)); mean: plain lr
+    inner_lr: float = 0.5
     head_inner_lr: float = 1e-2  # posterior objective: initial lr of adapted network weights
     per_step_lr: bool = True  # metasgd: a learned rate per inner step
     first_order: bool = False  # metasgd/maml: drop second-order terms (fomaml always does)
@@ -89,6 +100,9 @@ class LearnerConfig:
     # where the MAE of a median moves in steps and is noisy on a few validation users; the MAE
     # is still what is reported). nll falls back to mae without an ordinal output.
     val_metric: str = "nll"
+    # after training: scale the user state's prior precision by the factor (0.25..8) with the
+    # best validation criterion (`MetaLearner._calibrate_prior`)
+    calibrate_prior: bool = False
     # --- runtime
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | mps
@@ -103,6 +117,18 @@ class LearnerConfig:
         if self.inner_objective not in ("posterior", "mean"):
             raise ValueError(
                 f"inner_objective must be posterior|mean, got {self.inner_objective!r}"
+            )
+        if self.inner_solver not in INNER_SOLVERS:
+            raise ValueError(
+                f"inner_solver must be one of {'|'.join(INNER_SOLVERS)}, got {self.inner_solver!r}"
+            )
+        if self.inner_solver == "newton" and (
+            self.inner_objective != "posterior" or self.adapt != "user"
+        ):
+            raise ValueError(
+                "inner_solver='newton' adapts the user state alone: it needs "
+                f"inner_objective='posterior' and adapt='user' (got {self.inner_objective!r}, "
+                f"{self.adapt!r})"
             )
         if self.outer_loss not in OUTER_LOSSES:
             raise ValueError(

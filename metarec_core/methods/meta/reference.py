@@ -68,7 +68,11 @@ def _adapt(
         shift = model.implicit[items].sum(0) / (n + model.implicit_log_c.exp())
         start = {**start, "user_init": start["user_init"] + shift}
     fast = dict(start)
+    newton = cfg.inner_objective == "posterior" and cfg.inner_solver == "newton"
     for t in range(cfg.inner_steps):
+        if newton:  # the user state alone adapts
+            fast = {"user_init": _newton(learner, fast, start, items, ratings, t, first_order)}
+            continue
         err = _forward(learner, fast, items) - ratings
         sse = (err**2).sum()
         if cfg.inner_objective == "mean":
@@ -92,6 +96,25 @@ def _adapt(
             new[k] = fast[k] - step
         fast = new
     return fast
+
+
+def _newton(learner, fast, start, items, ratings, t: int, first_order: bool) -> torch.Tensor:
+    """The user state after one Gauss-Newton step; the Jacobian one row (item) at a time."""
+    s = fast["user_init"]
+    if not s.requires_grad:  # evaluation without a graph: rows need one to differentiate
+        s = s.detach().requires_grad_(True)
+    pred = _forward(learner, {**fast, "user_init": s}, items)
+    rows = [
+        torch.autograd.grad(pj, s, create_graph=True, retain_graph=True)[0] for pj in pred
+    ]
+    J = torch.stack(rows) if rows else pred.new_zeros((0, s.shape[0]))
+    prec = learner.inner_.log_prec[param_key("user_init")].exp()
+    hess = J.T @ J + torch.diag(prec)
+    g = 2 * (J.T @ (pred - ratings) + prec * (s - start["user_init"]))
+    step = torch.linalg.solve(hess, g)
+    if first_order:
+        step = step.detach()
+    return s - learner.inner_.step_lr("user_init", t) * step
 
 
 # One task's query loss per rule; Reptile also adds its θ0 - θ' to `direction`.

@@ -79,6 +79,10 @@ PHASE_WEIGHTS = {"warm_start": 0.2, "pretrain": 0.15, "meta": 0.65}
 CHECK_BASELINES = ("global_mean", "item_mean", "user_bias", "user_bias_levels")
 
 
+# Factors of the user state's prior precision tried on the validation users after training.
+PRIOR_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+
 class _Stopped(Exception):
     """`should_stop()` said so between two units of work of a fit."""
 
@@ -217,6 +221,11 @@ class MetaLearner(Recommender):
     pretrainer: ClassVar[type[MetaLearner] | None] = None
     learned_lr: ClassVar[bool] = False  # the inner learning rates are meta-learned (Meta-SGD)
     learned_prior: ClassVar[bool] = False  # the posterior objective's prior and damping are
+    # whether training varies the user state, so that the network can learn how the state
+    # acts on the decision layers; a learner that trains at one shared state (finetune) holds
+    # that path (the head's user_proj) at zero: its states then act through b_u + <p_u, q_i>
+    # alone, and adapting them cannot wander into what the network never saw
+    varies_state: ClassVar[bool] = True
 
     @classmethod
     def preset(cls) -> LearnerConfig:
@@ -277,6 +286,16 @@ class MetaLearner(Recommender):
         self._fast_names = self._adapted_names()
         self._inner_init: tuple[torch.Tensor | None, tuple[float, float] | None] = (None, None)
         self.inner_ = self._make_inner(*self._inner_init)
+        self._hold_state_path()
+
+    def _hold_state_path(self) -> None:
+        """Zero and freeze the state's path into the decision layers unless `varies_state`."""
+        proj = getattr(self.model_.head, "user_proj", None)
+        if self.varies_state or proj is None:
+            return
+        with torch.no_grad():
+            proj.weight.zero_()
+        proj.weight.requires_grad_(False)
 
     def _adapted_names(self) -> list[str]:
         names = ["user_init"]
@@ -314,9 +333,14 @@ class MetaLearner(Recommender):
             elif n == "user_init":
                 ex2 = torch.cat([sq, torch.ones(1, **dt)])
                 prec = torch.cat([torch.full((f,), lam_p, **dt), torch.full((1,), lam_b, **dt)])
-                lr0[n] = cfg.inner_lr / (2 * ex2)
                 lp0[n] = prec.log()
-                lc0[n] = (prec / ex2).log()
+                if cfg.inner_solver == "newton":
+                    # the Gauss-Newton system carries the scale: lr 1/2 is a full step
+                    lr0[n] = torch.full((f + 1,), cfg.inner_lr, **dt)
+                    lc0[n] = torch.zeros(f + 1, **dt)  # unused by the newton step
+                else:
+                    lr0[n] = cfg.inner_lr / (2 * ex2)
+                    lc0[n] = (prec / ex2).log()
             else:
                 lr0[n] = torch.tensor(cfg.head_inner_lr, **dt)
                 lp0[n] = torch.tensor(0.0, **dt)
@@ -335,8 +359,9 @@ class MetaLearner(Recommender):
         if self.learned_prior and cfg.inner_objective == "posterior":
             learn |= {"log_prec", "log_c"}
         for kind in ("lr", "log_prec", "log_c"):
-            for p in getattr(inner, kind).values():
-                p.requires_grad_(kind in learn)
+            for key, p in getattr(inner, kind).items():
+                unused = kind == "log_c" and key == "user_init" and cfg.inner_solver == "newton"
+                p.requires_grad_(kind in learn and not unused)
         return inner
 
     def _warm_start(
@@ -384,7 +409,7 @@ class MetaLearner(Recommender):
         # E[q_id²] over training ratings: what the inner Hessian sees per state dimension.
         tr = np.isin(data.user, np.asarray(train_users))
         sq = torch.as_tensor((np.asarray(mf.item_factors_)[data.item[tr]] ** 2).mean(0), **dt)
-        fr = getattr(mf, "fold_reg_", (cfg.mf_reg, cfg.mf_reg))
+        fr = mf.fold_reg_
         self._inner_init = (sq.clamp(min=1e-4), (float(fr[0]), float(fr[1])))
         self.inner_ = self._make_inner(*self._inner_init)
 
@@ -433,6 +458,7 @@ class MetaLearner(Recommender):
         """Adapt one task (called under vmap). Returns fast weights and per-step losses."""
         grad_fn = grad(self._inner_loss, has_aux=True)
         posterior = self.config.inner_objective == "posterior"
+        newton = posterior and self.config.inner_solver == "newton"
         n = mask.sum()
         fast = dict(fast0)
         if self.model_.implicit is not None:
@@ -440,10 +466,17 @@ class MetaLearner(Recommender):
             fast0 = dict(fast)  # the prior is centred on the implicit-feedback start
         s_losses, q_losses = [], []
         for t in range(steps):
-            g, mse = grad_fn(fast, fast0, items, ratings, mask, feats)
-            s_losses.append(mse)
             if q is not None:
                 q_losses.append(self._masked_mse(fast, *q))
+            if newton:  # the user state is all that adapts (LearnerConfig checks)
+                state, mse = self._newton_step(
+                    fast, fast0, items, ratings, mask, feats, t, first_order
+                )
+                s_losses.append(mse)
+                fast = {"user_init": state}
+                continue
+            g, mse = grad_fn(fast, fast0, items, ratings, mask, feats)
+            s_losses.append(mse)
             new = {}
             for k, v in fast.items():
                 gk = g[k].detach() if first_order else g[k]
@@ -453,6 +486,29 @@ class MetaLearner(Recommender):
                 new[k] = v - step
             fast = new
         return fast, s_losses, q_losses
+
+    def _newton_step(self, fast, fast0, items, ratings, mask, feats, t: int, first_order: bool):
+        """One damped Gauss-Newton step of the user state on the posterior objective
+        Σ m (r̂ - r)² + Σ prec (s - s0)²: s - lr_t ⊙ (JᵀMJ + diag prec)⁻¹ ∇, with J = ∂r̂/∂s.
+
+        With lr 1/2 (a full step) and a network whose decision layers add nothing, the first
+        step is the closed-form ridge fold-in of the MF part, whatever the scale of the
+        ratings. Returns (new state, support MSE before the step).
+        """
+        key = "user_init"
+        s, s0 = fast[key], fast0[key]
+
+        # adapt="user": the item features are given and the head is the module's own
+        r_hat, J = self.model_.head.value_and_jacobian(s, feats)  # (L,), (L, d)
+        err = (r_hat - ratings) * mask
+        prec = self.inner_.log_prec[key].exp()
+        hess = (J * mask.unsqueeze(-1)).T @ J + torch.diag(prec)
+        g = 2 * (J.T @ err + prec * (s - s0))
+        step = torch.linalg.solve(hess, g)
+        if first_order:
+            step = step.detach()
+        mse = (err**2).sum() / mask.sum().clamp(min=1)
+        return s - self.inner_.step_lr(key, t) * step, mse
 
     def _masked_mse(self, fast, items, ratings, mask, feats, dropout_masks=None) -> torch.Tensor:
         pred = self._predict(fast, items, feats, dropout_masks)
@@ -992,11 +1048,52 @@ class MetaLearner(Recommender):
                 break
         if best_state is not None:
             self._restore(best_state)
+            if cfg.calibrate_prior and not stopped:
+                self._calibrate_prior(val, best_crit, should_stop)
         # Stopped before any step: nothing was learned, stay unfitted. A run of 0 steps by
         # configuration is the warm-started model itself and counts as fitted.
         self.fitted_ = self.fitted_ or not stopped
         self.train_seconds_ = time.perf_counter() - t0
         return self
+
+    def _calibrate_prior(
+        self, val, crit: float, should_stop: Callable[[], bool] | None = None
+    ) -> None:
+        """Scale the prior precision of the user state by the factor of `PRIOR_SCALES` with the
+        best validation criterion (1 unless another is better by more than 1e-4).
+
+        How far a new user's ratings should move the state depends on the data (its scale, its
+        noise, how many ratings users give); the meta-objective sets the prior on training
+        episodes, this confirms it on the validation users, as the fold-in baselines choose
+        their penalties. ``prior_scale_`` says what was chosen.
+        """
+        self.prior_scale_ = 1.0
+        if self.config.inner_objective != "posterior" or not val:
+            return
+        key = param_key("user_init")
+        params = [self.inner_.log_prec[key]]
+        if self.config.inner_solver == "diagonal":
+            params.append(self.inner_.log_c[key])  # its step size follows the precision
+        base = [p.detach().clone() for p in params]
+
+        def use(scale: float) -> None:
+            with torch.no_grad():
+                for p, b in zip(params, base, strict=True):
+                    p.copy_(b + math.log(scale))
+
+        best = (crit - 1e-4, 1.0, self.best_val_mae_)
+        try:
+            for scale in PRIOR_SCALES:
+                if scale == 1.0:
+                    continue
+                use(scale)
+                mae, score = self._val_scores(val, should_stop)
+                if score < best[0]:
+                    best = (score, scale, mae)
+        except _Stopped:
+            best = (crit, 1.0, self.best_val_mae_)
+        use(best[1])
+        self.prior_scale_, self.best_val_mae_ = best[1], best[2]
 
     def _pretrain(
         self,
@@ -1045,6 +1142,7 @@ class MetaLearner(Recommender):
         self._fast_names = self._adapted_names()
         self._inner_init = source._inner_init
         self.inner_ = self._make_inner(*self._inner_init)  # this learner's own inner rule
+        self._hold_state_path()
         return self._train(data, train_users, val_users, callback, should_stop, time.perf_counter())
 
     def _snapshot(self) -> tuple[dict, dict]:
