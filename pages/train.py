@@ -206,24 +206,15 @@ def _done(job, snap, head: str, elsewhere: bool) -> None:
         st.warning(f"{head} {check.describe()} {then}")
         here = not elsewhere
         using = used is not None and current is not None and current.name == used.name
-        if (
-            here
-            and not using
-            and st.button(
-                f"Use {display_name(winner)} as the active model", key="train_use_baseline"
-            )
-        ):
+        offer_baseline = here and not using
+        offer_model = here and entry is not None and not chosen
+        label = f"Use {display_name(winner)} as the active model"
+        if offer_baseline and st.button(label, key="train_use_baseline"):
             with st.spinner(f"Fitting {display_name(winner)}…"):
                 state.use_baseline(job, winner)
             st.rerun()  # the whole app: the sidebar shows the new active model
-        if (
-            here
-            and entry is not None
-            and not chosen
-            and st.button(
-                f"Use this model anyway ({state.plain(entry.name)})", key="train_use_anyway"
-            )
-        ):
+        anyway = f"Use this model anyway ({state.plain(getattr(entry, 'name', ''))})"
+        if offer_model and st.button(anyway, key="train_use_anyway"):
             state.set_active_model(entry.name)
             st.rerun()
     if check is not None:
