@@ -56,12 +56,15 @@ class CheckConfig:
     baseline_seed: int = 0  # the baselines' fits (the playground fits its baselines with 0)
     n_boot: int = 1000
     baselines: tuple[str, ...] = CHECK_BASELINES
+    # Fewer check users than this at a k give no verdict there: a bootstrap over 2 or 3 users
+    # calls any difference significant.
+    min_users: int = 5
 
     def __post_init__(self) -> None:
         if not self.ks or min(self.ks) < 0:
             raise ValueError(f"ks must be support sizes >= 0, got {self.ks}")
-        if self.query < 1 or self.repeats < 1 or self.n_boot < 1:
-            raise ValueError("query, repeats and n_boot must be at least 1")
+        if min(self.query, self.repeats, self.n_boot, self.min_users) < 1:
+            raise ValueError("query, repeats, n_boot and min_users must be at least 1")
         if not self.baselines:
             raise ValueError("the check needs at least one baseline")
 
@@ -108,6 +111,7 @@ class ModelCheck:
     ks: tuple[int, ...]
     baselines: tuple[str, ...]
     baseline_seed: int = 0  # `fit_check_baselines(seed=...)` refits the very same baselines
+    min_users: int = 5  # a difference on fewer check users is no verdict (`CheckConfig`)
 
     def mae(self, method: str, k: int) -> float:
         """`method`'s MAE at `k` (`MODEL` for the model); KeyError if it was not scored."""
@@ -125,18 +129,31 @@ class ModelCheck:
         """The baseline with the lowest MAE averaged over k."""
         return min(self.baselines, key=self.mean_mae)
 
+    def counts(self, d: CheckDiff) -> bool:
+        """Whether `d` is on enough check users to count towards a verdict."""
+        return d.users >= self.min_users
+
     def worse_than(self, baseline: str) -> tuple[int, ...]:
         """The k at which `baseline` is significantly better than the model."""
-        return tuple(d.k for d in self.diffs if d.baseline == baseline and d.worse)
+        return tuple(
+            d.k for d in self.diffs if d.baseline == baseline and d.worse and self.counts(d)
+        )
 
     def better_than(self, baseline: str) -> tuple[int, ...]:
         """The k at which the model is significantly better than `baseline`."""
-        return tuple(d.k for d in self.diffs if d.baseline == baseline and d.better)
+        return tuple(
+            d.k for d in self.diffs if d.baseline == baseline and d.better and self.counts(d)
+        )
+
+    @property
+    def decided(self) -> bool:
+        """Whether some k has enough check users for a verdict (`min_users`)."""
+        return any(self.counts(d) for d in self.diffs)
 
     @property
     def worse(self) -> bool:
         """Some baseline is significantly better than the model at some k."""
-        return any(d.worse for d in self.diffs)
+        return any(self.worse_than(b) for b in self.baselines)
 
     @property
     def better(self) -> bool:
@@ -166,6 +183,12 @@ class ModelCheck:
             also = f" {_join(others)} {verb} better at some k too." if others else ""
             return f"{head}{b} is better than this model at {_ks(ks)} (MAE {pair}).{also}"
         b = self.best
+        if not self.decided:
+            pair = _pair(self.mean_mae(MODEL), self.mean_mae(b))
+            return (
+                f"{head}too few for a verdict (it takes {self.min_users}): this model's MAE "
+                f"against the best baseline's, {b}, is {pair} over {_ks(self.ks)}."
+            )
         if self.better:
             ks = self.better_than(b)
             pair = _pair(_mean(self, MODEL, ks), _mean(self, b, ks))
@@ -190,7 +213,9 @@ class ModelCheck:
             lines.append(f"{k:>4}{cells}")
         lines.append("model - baseline (paired per-user MAE difference, bootstrap 95% CI):")
         for d in self.diffs:
-            flag = " worse" if d.worse else (" better" if d.better else "")
+            flag = (
+                "" if not self.counts(d) else " worse" if d.worse else " better" if d.better else ""
+            )
             lines.append(
                 f"  {d.baseline:<{width}} k={d.k:<3} {d.diff:+.4f} "
                 f"[{d.ci95[0]:+.4f}, {d.ci95[1]:+.4f}]{flag}"
@@ -362,4 +387,6 @@ def run_model_check(
                 per_user[(MODEL, k)], per_user[(name, k)], n_boot=cfg.n_boot, seed=cfg.seed
             )
             diffs.append(CheckDiff(name, k, d, (lo, hi), len(per_user[(MODEL, k)])))
-    return ModelCheck(tuple(rows), tuple(diffs), users, ks, cfg.baselines, cfg.baseline_seed)
+    return ModelCheck(
+        tuple(rows), tuple(diffs), users, ks, cfg.baselines, cfg.baseline_seed, cfg.min_users
+    )

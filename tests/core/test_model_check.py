@@ -164,3 +164,18 @@ def test_the_sentence_says_which_baseline_is_better_where():
     assert text[2].split() == ["1", "0.7800", "0.8000", "0.7400"]
     assert "  user_bias_levels   k=1   +0.0400 [+0.0100, +0.0700] worse" in text
     assert text[-1] == worse.describe()
+
+
+def test_too_few_check_users_give_no_verdict(setup):
+    data, train, val, fitted = setup
+    bad = Constant(1.0).fit(data, train)
+    few = run_model_check(bad, data, train, val[:3], baselines=fitted)  # below min_users = 5
+    assert few.users == 3 and all(d.worse for d in few.diffs)  # every interval above 0, but
+    assert not few.decided and not few.worse and not few.better and few.winner is None
+    assert few.describe().startswith(
+        "On your 3 check users, too few for a verdict (it takes 5): this model's MAE against "
+        f"the best baseline's, {few.best}, is "
+    )
+    assert " worse" not in few.to_text()
+    cfg = CheckConfig(min_users=3)
+    assert run_model_check(bad, data, train, val[:3], config=cfg, baselines=fitted).worse
