@@ -199,7 +199,7 @@ class ModelCheck:
         pair = _pair(self.mean_mae(MODEL), self.mean_mae(b))
         return (
             f"{head}this model is about as good as the best baseline, {b} (MAE {pair} over "
-            f"{_ks(self.ks)}): no baseline is better than it beyond the noise of so few users."
+            f"{_ks(self.ks)}): no baseline is significantly better than it at any k."
         )
 
     def to_text(self) -> str:

@@ -138,8 +138,8 @@ def test_the_sentence_says_which_baseline_is_better_where():
     assert not tie.worse and not tie.better and tie.best == "user_bias_levels"
     assert tie.describe() == (
         "On your 61 check users, this model is about as good as the best baseline, "
-        "user_bias_levels (MAE 0.75 vs 0.73 over k = 1, 3 and 5): no baseline is better than "
-        "it beyond the noise of so few users."
+        "user_bias_levels (MAE 0.75 vs 0.73 over k = 1, 3 and 5): no baseline is significantly "
+        "better than it at any k."
     )
     worse = _check(
         model,
