@@ -19,7 +19,7 @@ import html
 import os
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from metarec_core.evaluation.report import EvaluationReport
 from metarec_core.interactive.projection import Projection, fit_projection
 from metarec_core.interactive.session import PLAYGROUND_BASELINES
 from metarec_core.methods.base import Recommender
-from metarec_core.methods.registry import BASELINE, available_methods
+from metarec_core.methods.registry import BASELINE, available_methods, display_name, method_class
 from metarec_core.runtime import limit_torch_threads
 from metarec_core.workspace import (
     Workspace,
@@ -331,6 +331,50 @@ def entry_from_training(job: Any, name: str) -> ModelEntry:
         source="trained in this session",
         config=job.config,
     )
+
+
+def baseline_of(entry: ModelEntry | None) -> str | None:
+    """The registry name of the baseline `entry`'s model is (None: not a baseline)."""
+    if entry is None:
+        return None
+    name = getattr(type(entry.model), "name", None)
+    if name not in available_methods(BASELINE):
+        return None
+    return name if method_class(name) is type(entry.model) else None
+
+
+def beside(entry: ModelEntry | None, names: Sequence[str]) -> tuple[str, ...]:
+    """The baselines `names` to show beside `entry`, without the one `entry` itself is."""
+    own = baseline_of(entry)
+    return tuple(n for n in names if n != own)
+
+
+def baseline_entry_of(job: Any, name: str) -> ModelEntry | None:
+    """The model entry made from baseline `name` of training `job`'s model check, if any."""
+    for m in models().values():
+        if m.extra.get("check_job") == job.id and m.extra.get("baseline") == name:
+            return m
+    return None
+
+
+def use_baseline(job: Any, name: str) -> ModelEntry:
+    """Make baseline `name`, as the model check of training `job` fitted it (same users, same
+    seed), a model entry of `job`'s data and the active model (registered once per job)."""
+    from metarec_core.evaluation.check import fit_check_baselines
+
+    entry = baseline_entry_of(job, name)
+    if entry is not None:
+        set_active_model(entry.name)
+        return entry
+    check = job.baseline_check
+    seed = 0 if check is None else check.baseline_seed
+    model = fit_check_baselines(job.data, job.train_users, job.val_users, [name], seed=seed)[name]
+    entry = entry_from_training(job, unique_name(f"{display_name(name)} (baseline)"))
+    entry.model = model
+    entry.config = None
+    entry.source = "a baseline the model check found better"
+    entry.extra.update(check_job=job.id, baseline=name)
+    return add_model(entry, data=job.data)
 
 
 def checkpoint_bytes(entry: ModelEntry, data: RatingsDataset) -> bytes:

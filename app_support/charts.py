@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import plotly.graph_objects as go
@@ -83,3 +83,50 @@ def min_span_range(values: Sequence[float], span: float) -> list[float] | None:
         return None
     mid = (lo + hi) / 2
     return [mid - span / 2, mid + span / 2]
+
+
+# The model check's colours: the model stands out, the baselines are muted.
+CHECK_COLOURS = {
+    "model": "#4c6ef5",
+    "user_bias": "#adb5bd",
+    "mf_foldin": "#868e96",
+    "user_bias_levels": "#f59f00",
+    "mf_foldin_levels": "#e8590c",
+}
+
+
+def model_check_figure(check: Any, label: Callable[[str], str], model_label: str) -> go.Figure:
+    """MAE against the number of ratings k for the model and each baseline of a
+    `metarec_core.evaluation.check.ModelCheck`, with their bootstrap 95% intervals as error
+    bars; `label(name)` names a baseline, `model_label` the model (Plotly-escaped by the caller)."""
+    fig = go.Figure()
+    for name in ("model", *check.baselines):
+        rows = [r for r in check.rows if r.method == name]
+        model = name == "model"
+        fig.add_trace(
+            go.Scatter(
+                x=[r.k for r in rows],
+                y=[r.mae for r in rows],
+                error_y=dict(
+                    type="data",
+                    symmetric=False,
+                    array=[r.ci95[1] - r.mae for r in rows],
+                    arrayminus=[r.mae - r.ci95[0] for r in rows],
+                    thickness=1,
+                ),
+                mode="lines+markers",
+                name=model_label if model else label(name),
+                line=dict(color=CHECK_COLOURS.get(name), width=3 if model else 1.5),
+            )
+        )
+    fig.update_xaxes(tickvals=list(check.ks))
+    return titled(
+        fig,
+        dict(text="Model check: error on the check users", x=0, xanchor="left"),
+        "Ratings the new user gave (k)",
+        "Average error (MAE)",
+        height=400,
+        # the legend below the x-axis title: five names do not fit beside a narrow column
+        margin=dict(t=50, b=110, l=64, r=10),
+        legend=dict(orientation="h", yanchor="top", y=-0.22, x=0),
+    )

@@ -140,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=registry.DEVICES)
+    p.add_argument(
+        "--no-check",
+        action="store_true",
+        help="skip the model check (the model against the fold-in baselines on the "
+        "validation users at k = 1, 3, 5, 10)",
+    )
 
     p = sub.add_parser("recommend", help="adapt a trained model to a new user's ratings")
     p.add_argument(
@@ -222,7 +228,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     overrides = {} if args.steps is None else {"steps": args.steps}
     learner = make_learner(args.algo, seed=args.seed, device=args.device, **overrides)
     # The CLI runs the same background job as the app, so Ctrl-C cancels it cleanly.
-    job = TrainingJob(data, learner.config, split_seed=args.seed, learner_factory=lambda _: learner)
+    job = TrainingJob(
+        data,
+        learner.config,
+        split_seed=args.seed,
+        learner_factory=lambda _: learner,
+        check=not args.no_check,
+    )
     snap = job.snapshot()
     print(
         f"training {args.algo} on {data.source or args.data}: {data.n_users:,} users "
@@ -273,6 +285,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"best validation MAE {snap.best_val_mae:.4f}{at}")
     else:
         print("no validation MAE (no validation users with enough ratings)")
+    check = job.baseline_check
+    if check is not None:
+        print(check.to_text())
+        if check.worse:
+            print(
+                f"note: on this data {check.winner} predicts the validation users better than "
+                "this model; evaluate both (`evaluate`) before using it"
+            )
+    elif not args.no_check:
+        print("no model check (no validation users with enough ratings)")
     return 0
 
 

@@ -44,6 +44,7 @@ from metarec_core.protocol.splits import split_users
 from metarec_core.runtime import PROCESS, job_workers, prepare_job_thread
 
 if TYPE_CHECKING:
+    from metarec_core.evaluation.check import ModelCheck
     from metarec_core.evaluation.runner import EvalConfig
     from metarec_core.job_worker import WorkerProcess
     from metarec_core.methods.base import Recommender
@@ -108,7 +109,7 @@ class JobSnapshot:
     `phase` is set by jobs with several phases (a training: warm start, pre-training,
     meta-training); then `fraction` and `eta` are those of the current phase. `cancelling`:
     `cancel()` was called and the worker has not stopped yet. `check`: what a finished
-    training's model was compared with (`learners.BaselineCheck`), or None.
+    training's model was checked against (`evaluation.check.ModelCheck`), or None.
     """
 
     job_id: str
@@ -734,7 +735,9 @@ class TrainingJob(BackgroundJob):
     `learner_factory(config)` builds the (unfitted) method; tests pass a fake one. A
     `FitConfig`'s method (one without meta-learning settings, as its capabilities declare) is
     fitted through the ``should_stop`` and ``progress`` hooks every method's `fit` takes, in
-    one phase "fit".
+    one phase "fit". After a training (not a `FitConfig`'s fit) with validation users, a model
+    that predicts ratings gets the model check (`evaluation.check`), phase "check", unless
+    `check` is False; its result is `baseline_check`.
     """
 
     kind = "training"
@@ -748,10 +751,12 @@ class TrainingJob(BackgroundJob):
         val_users: np.ndarray | None = None,
         split_seed: int = 0,
         learner_factory: Callable[[Any], Any] | None = None,
+        check: bool = True,
     ) -> None:
         super().__init__()
         self.data = data
         self.config = config
+        self.check = check
         if train_users is None and val_users is None:
             train_users, val_users = split_users(data, split_seed)
         elif train_users is None:
@@ -771,11 +776,9 @@ class TrainingJob(BackgroundJob):
         learner = self._factory(self.config)
         if _is_fit(self.config):
             return self._fit(ctx, learner)
-        compare = getattr(learner, "compare_with_baselines", None)
-        if self.val_users is None:
-            compare = None
+        checked = self.check and _checkable(learner) and self.val_users is not None
         phases = tuple(getattr(self.config, "phases", ("meta",)))
-        if compare is not None:
+        if checked:
             phases += ("check",)
         labels = _phase_labels()
 
@@ -821,7 +824,7 @@ class TrainingJob(BackgroundJob):
         if device is not None:
             ctx.set_device(str(device))
         check = None
-        if compare is not None and not ctx.should_stop():
+        if checked and not ctx.should_stop():
             # A diverged training still ends "done": say whether the model beats the plain
             # baselines on the same validation users, so that the app does not adopt a bad one.
             def checking(fraction: float, message: str) -> None:
@@ -834,13 +837,10 @@ class TrainingJob(BackgroundJob):
                 ctx.check_cancelled()
 
             checking(0.0, "fitting them")
-            check = compare(
-                self.data,
-                self.train_users,
-                self.val_users,
-                should_stop=ctx.should_stop,
-                progress=checking,
-            )
+            check = _model_check(
+                learner, self.data, self.train_users, self.val_users, self.config,
+                should_stop=ctx.should_stop, progress=checking,
+            )  # fmt: skip
             with self._lock:
                 self._check = check
         if not ctx.should_stop():
@@ -886,6 +886,7 @@ class TrainingJob(BackgroundJob):
             "config": self.config,
             "train_users": self.train_users,
             "val_users": self.val_users,
+            "check": self.check,
         }
 
     def _pack_result(self, result: Any) -> tuple[type, bytes]:
@@ -911,8 +912,8 @@ class TrainingJob(BackgroundJob):
         return cls.from_state(state, device=self.config.device)
 
     @property
-    def baseline_check(self) -> Any:
-        """The finished model's `learners.BaselineCheck` (None: not made, or not done)."""
+    def baseline_check(self) -> ModelCheck | None:
+        """The finished model's `evaluation.check.ModelCheck` (None: not made, or not done)."""
         with self._lock:
             return self._check if self._status == DONE else None
 
@@ -920,6 +921,29 @@ class TrainingJob(BackgroundJob):
 PRETRAIN_MESSAGE = "pre-training without the meta objective"
 WARM_START_MESSAGE = "warm start by matrix factorisation (ALS)"
 CHECK_MESSAGE = "comparing with the plain baselines on the validation users"
+
+
+def _checkable(learner: Any) -> bool:
+    """Whether the model check applies to `learner`: a method that predicts ratings."""
+    from metarec_core.methods.base import Recommender
+
+    return isinstance(learner, Recommender) and learner.capabilities.predicts_ratings
+
+
+def _model_check(
+    learner: Recommender,
+    data: RatingsDataset,
+    train_users: np.ndarray,
+    val_users: np.ndarray,
+    config: Any,
+    **hooks: Any,
+) -> ModelCheck | None:
+    """`evaluation.check.run_model_check` of a trained learner, its draws seeded by the
+    config's seed (the learner's validation episodes' seed)."""
+    from metarec_core.evaluation.check import CheckConfig, run_model_check
+
+    cfg = CheckConfig(seed=int(getattr(config, "seed", 0) or 0))
+    return run_model_check(learner, data, train_users, val_users, config=cfg, **hooks)
 
 
 def _phase_labels() -> dict[str, str]:

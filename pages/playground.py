@@ -64,7 +64,7 @@ def get_session(entry: state.ModelEntry, data) -> pg.PlaygroundSession:
 
 def ensure_baselines(s: pg.PlaygroundSession, entry: state.ModelEntry, data) -> None:
     """Give `s` its baselines (fitted once per dataset and split for the whole server)."""
-    names = pg.PLAYGROUND_BASELINES
+    names = state.beside(entry, pg.PLAYGROUND_BASELINES)  # an active baseline: not twice
     if tuple(s.baselines) == names:
         return
     args = (data, entry.train_users, entry.val_users)

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import app_state as state
-from app_support.charts import min_span_range
+from app_support.charts import min_span_range, model_check_figure
 from metarec_core import checkpoint, glossary
 from metarec_core.jobs import TrainingJob, poll_seconds
 from metarec_core.methods import registry
@@ -179,6 +179,58 @@ def _entry_of(job):
     return next((m for m in state.models().values() if m.extra.get("job") is job), None)
 
 
+def _done(job, snap, head: str, elsewhere: bool) -> None:
+    """A finished training: the verdict of its model check, and when a plain baseline predicts
+    the check users better, the offer to use that baseline (or the model anyway)."""
+    entry = _entry_of(job)
+    current = state.active_model()
+    chosen = entry is not None and current is not None and current.name == entry.name
+    check = snap.check
+    if check is None or not check.worse:
+        where = " It is kept for that dataset." if elsewhere else " The model is active."
+        verdict = "" if check is None else f" {check.describe()}"
+        st.success(f"{head}{verdict}{where}")
+    else:
+        winner = check.winner
+        used = state.baseline_entry_of(job, winner)
+        if chosen:
+            then = "You chose to use it anyway."
+        elif used is not None and current is not None and current.name == used.name:
+            then = f"It was not made active: {display_name(winner)} is the active model."
+        else:
+            then = (
+                "It was not made active: on this data a plain baseline predicts your users "
+                f"better. Use {display_name(winner)} instead, or check the learning rates and "
+                "train again."
+            )
+        st.warning(f"{head} {check.describe()} {then}")
+        here = not elsewhere
+        using = used is not None and current is not None and current.name == used.name
+        offer_baseline = here and not using
+        offer_model = here and entry is not None and not chosen
+        label = f"Use {display_name(winner)} as the active model"
+        if offer_baseline and st.button(label, key="train_use_baseline"):
+            with st.spinner(f"Fitting {display_name(winner)}…"):
+                state.use_baseline(job, winner)
+            st.rerun()  # the whole app: the sidebar shows the new active model
+        anyway = f"Use this model anyway ({state.plain(getattr(entry, 'name', ''))})"
+        if offer_model and st.button(anyway, key="train_use_anyway"):
+            state.set_active_model(entry.name)
+            st.rerun()
+    if check is not None:
+        model = "this model" if entry is None else state.chart_text(entry.name)
+        fig = model_check_figure(check, lambda n: state.chart_text(display_name(n)), model)
+        st.plotly_chart(fig, key="train_check_chart", width="stretch")
+        st.caption(
+            f"The check users: the {check.users:,} validation users, never trained on. Each "
+            "point is the average error on 10 hidden ratings of each user after the model (or "
+            "baseline) adapted to k of their other ratings; the bars are 95% confidence "
+            "intervals. The verdict compares each user's error under the model and a baseline "
+            "(paired), at each k.",
+            help=glossary.help_text("validation users"),
+        )
+
+
 st.title("Train a meta-learner")
 active = state.require_data()
 st.caption(
@@ -309,33 +361,7 @@ with right:
             head = f"Training done in {snap.elapsed:.1f} s ({snap.step} steps{best})."
             if isinstance(job.config, registry.FitConfig):  # one fit, no training steps
                 head = f"Fitting {display_name(job.config.name)} done in {snap.elapsed:.1f} s."
-            entry = _entry_of(job)
-            current = state.active_model()
-            chosen = entry is not None and current is not None and current.name == entry.name
-            if snap.check is not None and snap.check.worse:
-                verdict = snap.check.describe()
-                st.warning(
-                    f"{head} {verdict[:1].upper()}{verdict[1:]}: "
-                    + (
-                        "you chose to use it anyway."
-                        if chosen
-                        else "it was not made active. The plain baseline predicts these users "
-                        "better; check the learning rates and train again."
-                    )
-                )
-                offer = entry is not None and not chosen and not elsewhere
-                if offer and st.button(
-                    f"Use this model anyway ({state.plain(entry.name)})", key="train_use_anyway"
-                ):
-                    state.set_active_model(entry.name)
-                    st.rerun()  # the whole app: the sidebar shows the new active model
-            else:
-                where = " It is kept for that dataset." if elsewhere else " The model is active."
-                verdict = ""
-                if snap.check is not None:
-                    said = snap.check.describe()
-                    verdict = f" {said[:1].upper()}{said[1:]}."
-                st.success(f"{head}{verdict}{where}")
+            _done(job, snap, head, elsewhere)
         elif snap.status == "cancelled":
             st.warning(
                 "Fitting cancelled."

@@ -39,7 +39,8 @@ st.caption(
 # Baselines are listed by name and fitted only when a comparison uses them.
 candidates: dict[str, object] = {n: m.model for n, m in state.models_for_active_data().items()}
 candidates.update(dict.fromkeys(available_methods(BASELINE)))
-default = [entry.name, "mf_foldin_levels", "user_bias_levels"]
+# beside the active model, the level baselines (not the one it is, when it is a baseline)
+default = [entry.name, *state.beside(entry, ("mf_foldin_levels", "user_bias_levels"))]
 chosen = st.multiselect(
     "Models to compare",
     list(candidates),

@@ -246,3 +246,20 @@ class HeldTrainings:
         self.release()
         for job in self.jobs:
             assert job.wait(HOLD_WAIT).finished, "a held training never ended"
+
+
+def check_only_against(monkeypatch, *names: str) -> None:
+    """Trainings' model check compares with the baselines `names` only (the real check).
+
+    Why: a tiny training of a few steps loses to the MF fold-in baselines (the check says so
+    and the model is not made active); tests of the training flow that need a model passing
+    the check compare it with `user_bias`, which even a tiny training beats.
+    """
+    from metarec_core import jobs
+    from metarec_core.evaluation.check import CheckConfig, run_model_check
+
+    def check(learner, data, train_users, val_users, config, **hooks):
+        cfg = CheckConfig(seed=int(getattr(config, "seed", 0)), baselines=names)
+        return run_model_check(learner, data, train_users, val_users, config=cfg, **hooks)
+
+    monkeypatch.setattr(jobs, "_model_check", check)

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from helpers import (
+    check_only_against,
     clear_streamlit_caches,
     new_app,
     texts,
@@ -139,6 +140,7 @@ def test_taste_persona_and_hidden_items_not_searchable(with_model):
 
 
 def test_without_a_shipped_model_one_is_trained_in_the_background(tmp_path, monkeypatch):
+    check_only_against(monkeypatch, "user_bias")  # a tiny training passes this model check
     monkeypatch.setenv("METAREC_SAMPLE_DIR", str(write_sample_dir(tmp_path / "bare")))
     monkeypatch.setenv("METAREC_QUICK_STEPS", "2")
     at = new_app()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 from helpers import (
+    check_only_against,
     items_csv,
     new_app,
     ratings_csv,
@@ -12,6 +16,9 @@ from helpers import (
     train_page,
     wait_until,
 )
+
+from metarec_core.evaluation.check import CHECK_BASELINES
+from metarec_core.methods.registry import display_name
 
 # the app on a tiny sample folder, Streamlit caches cleared around each test (tests/conftest.py)
 pytestmark = pytest.mark.usefixtures("small_sample")
@@ -29,7 +36,8 @@ def test_train_page_shows_device_and_preset_defaults():
     assert at.number_input(key="train_inner_lr").value == pytest.approx(5e-6)
 
 
-def test_training_runs_in_the_background_until_done():
+def test_training_runs_in_the_background_until_done(monkeypatch):
+    check_only_against(monkeypatch, "user_bias")  # a tiny training passes this check
     at = train_page()
     at.checkbox(key="train_pretrain").uncheck()
     before = set(at.session_state["mr_models"])
@@ -43,7 +51,12 @@ def test_training_runs_in_the_background_until_done():
     assert models["metasgd"].model.fitted_
     assert not models["metasgd"].model.config.pretrain  # the form's checkbox, not the preset
     assert at.sidebar.selectbox(key="sidebar_model").value == "metasgd"
-    assert len(at.get("plotly_chart")) == 2
+    # the two training curves and the model check's chart
+    assert len(at.get("plotly_chart")) == 3
+    assert "On your 8 check users, this model is better than the best baseline, user_bias" in (
+        at.success[0].value
+    )
+    assert "train_use_baseline" not in [b.key for b in at.button]
     assert "Download checkpoint" in [b.label for b in at.get("download_button")]
 
 
@@ -140,8 +153,17 @@ def test_a_model_worse_than_the_baselines_is_not_made_active_without_a_choice(he
     models = at.session_state["mr_models"]
     assert "metasgd" in models and at.session_state["mr_active_model"] == before
     warning = " ".join(w.value for w in at.warning)
-    assert "worse than user_bias_levels on the 8 validation users" in warning
-    assert "it was not made active" in warning
+    check = trainings.jobs[0].baseline_check
+    assert check.worse and check.describe() in warning
+    assert f"On your 8 check users, {check.winner} is better than this model at k = " in warning
+    assert "It was not made active" in warning
+    # the model check's chart: the model and the four baselines, MAE by k with 95% intervals
+    figs = {c.proto.spec and json.loads(c.proto.spec)["layout"]["title"]["text"]: c
+            for c in at.get("plotly_chart")}  # fmt: skip
+    fig = json.loads(figs["Model check: error on the check users"].proto.spec)
+    assert [t["name"] for t in fig["data"]] == ["metasgd", *map(display_name, CHECK_BASELINES)]
+    assert all(t["x"] == [1, 3, 5, 10] and len(t["error_y"]["array"]) == 4 for t in fig["data"])
+    assert fig["data"][0]["y"] == pytest.approx([check.mae("model", k) for k in check.ks])
     assert at.sidebar.selectbox(key="sidebar_model").value == before
     # switching to other data and back makes the dataset's latest good model active, not it
     at.switch_page("pages/data.py").run()
@@ -151,8 +173,58 @@ def test_a_model_worse_than_the_baselines_is_not_made_active_without_a_choice(he
     assert not at.exception and at.session_state["mr_data"].is_sample
     assert at.session_state["mr_active_model"] == before
     at.switch_page("pages/train.py").run()
+    assert at.button(key="train_use_baseline").label == (
+        f"Use {display_name(check.winner)} as the active model"
+    )
     at.button(key="train_use_anyway").click().run()
     assert not at.exception
     assert at.session_state["mr_active_model"] == "metasgd"
     assert at.sidebar.selectbox(key="sidebar_model").value == "metasgd"
-    assert "you chose to use it anyway" in " ".join(w.value for w in at.warning)
+    assert "You chose to use it anyway." in " ".join(w.value for w in at.warning)
+
+
+def test_the_model_check_offers_the_better_baseline_as_the_active_model(held):
+    trainings = held()
+    at = train_page(train_outer_lr=1.0, train_inner_lr=10.0)  # ends "done" with a poor model
+    at.checkbox(key="train_pretrain").uncheck()
+    at.button(key="train_start").click().run()
+    trainings.wait_finished()
+    at.run()
+    job = trainings.jobs[0]
+    winner = job.baseline_check.winner
+    button = at.button(key="train_use_baseline")
+    assert button.label == f"Use {display_name(winner)} as the active model"
+    button.click().run()
+    assert not at.exception
+    name = f"{display_name(winner)} (baseline)"
+    entry = at.session_state["mr_models"][name]
+    assert at.session_state["mr_active_model"] == name
+    assert at.sidebar.selectbox(key="sidebar_model").value == name
+    # the very baseline the check fitted: same users, same seed, so the same predictions
+    from metarec_core.evaluation.check import fit_check_baselines
+
+    same = fit_check_baselines(job.data, job.train_users, job.val_users, [winner])[winner]
+    assert type(entry.model) is type(same) and entry.model.fitted_
+    items, ratings = np.array([0, 1, 2]), np.array([5.0, 1.0, 3.0])
+    np.testing.assert_array_equal(
+        entry.model.adapt(items, ratings).scores, same.adapt(items, ratings).scores
+    )
+    np.testing.assert_array_equal(entry.train_users, job.train_users)
+    assert "ws_key" in entry.extra  # saved in the workspace like a trained model
+    warning = " ".join(w.value for w in at.warning)
+    assert f"{display_name(winner)} is the active model" in warning
+    assert "train_use_baseline" not in [b.key for b in at.button]  # used: no second offer
+    assert at.session_state["mr_models"]["metasgd"].extra.get("worse")
+    # beside a baseline that is active, the playground and what-if do not list it twice
+    import app_state
+    from metarec_core.interactive.session import PLAYGROUND_BASELINES
+
+    assert app_state.baseline_of(entry) == winner
+    shown = app_state.beside(entry, PLAYGROUND_BASELINES)
+    assert winner not in shown and len(shown) == len(PLAYGROUND_BASELINES) - (
+        winner in PLAYGROUND_BASELINES
+    )
+    at.switch_page("pages/whatif.py").run()
+    assert not at.exception
+    picked = at.multiselect(key="wi_models").value
+    assert picked[0] == name and winner not in picked and len(picked) == len(set(picked))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from metarec_core.cli import main
+from metarec_core.evaluation.check import CHECK_BASELINES
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_RATINGS = ROOT / "sample_data" / "ratings.csv"
@@ -58,6 +60,15 @@ def test_train_reports_model_device_and_best_mae(tmp_path, capsys):
     assert "best validation MAE" in cap.out or "no validation MAE" in cap.out
     assert "900 train, 100 validation" in cap.err  # the seeded 90/10 user split
     assert "step" in cap.err  # the tqdm bar went to stderr
+    # the model check: a k x method MAE table, the paired differences with CIs, the sentence
+    lines = cap.out.splitlines()
+    at = lines.index("model check on 100 validation users: MAE by support size k")
+    assert lines[at + 1].split() == ["k", "model", *CHECK_BASELINES]
+    assert [ln.split()[0] for ln in lines[at + 2 : at + 6]] == ["1", "3", "5", "10"]
+    assert all(len(ln.split()) == 6 for ln in lines[at + 2 : at + 6])
+    diffs = [ln for ln in lines if re.match(r"  \w+ +k=\d+ +[+-]\d\.\d{4} \[[+-]", ln)]
+    assert len(diffs) == 16  # four baselines x four k
+    assert any(ln.startswith("On your 100 check users, ") for ln in lines)
     from metarec_core.checkpoint import load_checkpoint
 
     ck = load_checkpoint(out)
@@ -69,6 +80,21 @@ def test_train_reports_model_device_and_best_mae(tmp_path, capsys):
     train, val = split_users(load_ratings(SAMPLE_RATINGS), 1)
     np.testing.assert_array_equal(ck.train_users, train)
     np.testing.assert_array_equal(ck.val_users, val)
+
+
+def test_train_no_check_skips_the_model_check(tmp_path, capsys):
+    pytest.importorskip("metarec_core.methods.meta")
+    _need_sample()
+    out = tmp_path / "m.pt"
+    rc = main(
+        ["train", str(SAMPLE_RATINGS), "--out", str(out), "--steps", "2", "--no-check"]
+        + ["--device", "cpu", "--algo", "fomaml"]
+    )
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    assert "model check" not in cap.out and "check users" not in cap.out
+    assert "Comparing with the plain baselines" not in cap.err  # no check phase ran
+    assert out.exists()
 
 
 def test_recommend_table_and_json(model, tmp_path, capsys):

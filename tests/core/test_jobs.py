@@ -704,15 +704,23 @@ def test_a_diverged_training_is_done_but_flagged_worse_than_the_baselines(no_thr
     assert snap.status == "done", snap.error
     check = snap.check
     assert check is not None and check is job.baseline_check and check.worse
-    assert check.model_mae == pytest.approx(snap.best_val_mae)
-    name, mae = check.best
-    assert name in dict(check.baselines) and mae < check.model_mae
-    assert check.users == len(job.val_users)
-    assert f"worse than {name}" in snap.message
-    sane = TrainingJob(data, real_config(**tiny)).start()
-    snap = sane.wait(WAIT)
+    name = check.winner
+    assert name in check.baselines and check.worse_than(name)
+    assert check.mean_mae(name) < check.mean_mae("model")
+    assert check.users == len(job.val_users) and check.ks == (1, 3, 5, 10)
+    assert f"{name} is better than this model at k = " in snap.message
+    # a model that is the best fold-in baseline itself is never flagged (whatever the noise)
+    from metarec_core.methods.baselines import MFFoldInLevels
+
+    class FoldIn(MFFoldInLevels):
+        def fit(self, *a, callback=None, **k):
+            return super().fit(*a, **k)
+
+    sane = TrainingJob(data, real_config(**tiny), learner_factory=lambda c: FoldIn(seed=0))
+    snap = sane.start().wait(WAIT)
     assert snap.status == "done" and snap.check is not None and not snap.check.worse
-    assert "worse" not in snap.message
+    assert [d.diff for d in snap.check.diffs if d.baseline == "mf_foldin_levels"] == [0] * 4
+    assert "better than this model" not in snap.message
 
 
 # ----------------------------------------------------- cancel deadlines in every phase

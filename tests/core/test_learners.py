@@ -531,21 +531,16 @@ def test_resolve_device():
         resolve_device("tpu-ish")
 
 
-def test_baseline_check_counts_only_differences_beyond_the_noise():
-    from metarec_core.methods.meta import BaselineCheck
+def test_compare_with_baselines_is_the_model_check_with_the_learners_seed(data, fitted):
+    from metarec_core.evaluation.check import CheckConfig, ModelCheck, run_model_check
+    from metarec_core.methods.meta import CHECK_BASELINES, BaselineCheck
 
-    rows = (("item_mean", 0.9), ("user_bias_levels", 0.8))
-    bad = BaselineCheck(1.51, rows, 8, margin=0.05)
-    assert bad.best == ("user_bias_levels", 0.8) and bad.worse and not bad.better
-    assert bad.describe() == (
-        "this model is worse than user_bias_levels on the 8 validation users (MAE 1.51 vs 0.80)"
-    )
-    tie = BaselineCheck(0.82, rows, 3, margin=0.09)  # a few users: within the noise
-    assert not tie.worse and not tie.better and "about as good as" in tie.describe()
-    good = BaselineCheck(0.7, rows, 100, margin=0.01)
-    assert good.better and good.describe().startswith("this model is better than")
-    near = BaselineCheck(0.8012, rows, 100, margin=0.0)
-    assert near.worse and "(MAE 0.8012 vs 0.8000)" in near.describe()  # not "0.80 vs 0.80"
+    assert BaselineCheck is ModelCheck  # the name it had here still works
+    check = fitted.compare_with_baselines(data, TRAIN, VAL)
+    cfg = CheckConfig(seed=fitted.config.seed)
+    assert check == run_model_check(fitted, data, TRAIN, VAL, config=cfg)
+    assert check.baselines == CHECK_BASELINES and check.ks == (1, 3, 5, 10)
+    assert fitted.compare_with_baselines(data, TRAIN, None) is None
 
 
 def test_one_newton_step_is_the_closed_form_ridge_fold_in(data):

@@ -227,6 +227,51 @@ def test_new_user_flow(app) -> None:
     app.screenshot("05-whatif.png")
 
 
+def test_model_check_offers_the_better_baseline(app, tmp_path) -> None:
+    """A training the form allows but that ends poor (step sizes 1 and 10): the model check
+    says which baseline predicts the check users better, draws MAE by k, and its button makes
+    that baseline the active model. 100 users (10 check users: a verdict takes 5)."""
+    from helpers import items_csv, ratings_csv
+
+    page = app.page
+    (tmp_path / "many.csv").write_bytes(ratings_csv(n_users=100, n_items=60, per_user=25))
+    (tmp_path / "many_items.csv").write_bytes(items_csv(n_items=60))
+    choose_upload(app)
+    upload(app, "Items file (optional)", tmp_path / "many_items.csv")
+    upload(app, "Ratings file", tmp_path / "many.csv")
+    loaded = page.get_by_text(re.compile(r"Loaded many\.csv: 2,500 ratings of 100 users"))
+    expect(loaded).to_be_visible(timeout=LOAD_TIMEOUT)
+    app.wait()
+    app.goto("Train")
+    expect(page.get_by_role("heading", name="Train a meta-learner")).to_be_visible()
+    page.get_by_text("Warm start: plain training first", exact=True).click()  # off: faster
+    number_input(page, "Training steps (max)", 10)
+    number_input(page, "Users per training step", 8)
+    number_input(page, "Check every (steps)", 5)
+    number_input(page, "Training step size", 1)
+    number_input(page, "Adaptation step size", 10)
+    page.get_by_role("button", name="Start training", exact=True).click()
+    done = page.get_by_test_id("stAlert").filter(has_text="Training done in")
+    expect(done).to_be_visible(timeout=TRAIN_TIMEOUT)
+    expect(done).to_contain_text(re.compile(r"On your \d+ check users, \w+ is better than this"))
+    expect(done).to_contain_text("It was not made active")
+    app.wait()
+    expect_chart(page, "Model check: error on the check users")
+    app.assert_no_exception()
+    app.screenshot("06-model-check.png")
+    use = page.get_by_role("button", name=re.compile(r"^Use .+ as the active model$"))
+    expect(use).to_have_count(1)
+    baseline = re.match(r"Use (.+) as the active model", use.inner_text()).group(1)
+    with app.rerun():
+        use.click()
+    expect(done).to_contain_text(f"{baseline} is the active model", timeout=LOAD_TIMEOUT)
+    expect(page.get_by_role("button", name=re.compile(r"as the active model$"))).to_have_count(0)
+    sidebar = page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox")
+    active = sidebar.filter(has_text="Active model").get_by_role("combobox")
+    expect(active).to_have_value(f"{baseline} (baseline)")
+    app.assert_no_exception()
+
+
 def test_sample_playground_works_at_once(sample_app) -> None:
     """As `make run` serves it: the shipped sample and its pre-trained model are active, and a
     taste persona rating items one by one shows the learning curve against the baselines."""

@@ -42,6 +42,7 @@ import torch
 from torch.func import functional_call, grad, vmap
 
 from metarec_core.data.dataset import RatingScale, RatingsDataset
+from metarec_core.evaluation.check import CHECK_BASELINES, CheckConfig, ModelCheck, run_model_check
 from metarec_core.methods.base import AdaptationTrace, AdaptedUser, Capabilities, Recommender
 from metarec_core.methods.baselines import MFFoldIn, level_grid
 from metarec_core.methods.meta.config import LearnerConfig, preset, resolve_device
@@ -75,8 +76,6 @@ PHASE_LABELS = {
 # Rough shares of a fit's time per phase (measured on MovieLens 100K and 1M with the presets;
 # only used to pace a progress bar over the whole fit, never for results).
 PHASE_WEIGHTS = {"warm_start": 0.2, "pretrain": 0.15, "meta": 0.65}
-# The plain baselines a trained model is compared with on its validation users (cheap fits).
-CHECK_BASELINES = ("global_mean", "item_mean", "user_bias", "user_bias_levels")
 
 
 # Factors of the user state's prior precision tried on the validation users after training.
@@ -104,48 +103,8 @@ class TrainProgress:
     phase: str = "meta"
 
 
-@dataclass(frozen=True)
-class BaselineCheck:
-    """A trained model's validation MAE next to the plain baselines' on the same episodes."""
-
-    model_mae: float
-    baselines: tuple[tuple[str, float], ...]  # (method name, MAE), in `CHECK_BASELINES` order
-    users: int  # validation users
-    # two standard errors of the per-user MAE difference from the best baseline: a difference
-    # within it is noise of the few validation users (inf with a single user)
-    margin: float = 0.0
-
-    @property
-    def best(self) -> tuple[str, float]:
-        """The baseline with the lowest validation MAE."""
-        return min(self.baselines, key=lambda b: b[1])
-
-    @property
-    def worse(self) -> bool:
-        """Whether the model's validation MAE is above the best baseline's beyond `margin`."""
-        return self.model_mae - self.best[1] > self.margin
-
-    @property
-    def better(self) -> bool:
-        """Whether the model's validation MAE is below the best baseline's beyond `margin`."""
-        return self.best[1] - self.model_mae > self.margin
-
-    def describe(self) -> str:
-        name, mae = self.best
-        pair = _pair(self.model_mae, mae)
-        if self.worse or self.better:
-            verdict = "worse" if self.worse else "better"
-            return f"this model is {verdict} than {name} on the {self.users:,} validation users (MAE {pair})"
-        return (
-            f"this model is about as good as {name} on the {self.users:,} validation users "
-            f"(MAE {pair}: a difference within the noise of so few users)"
-        )
-
-
-def _pair(a: float, b: float) -> str:
-    """ "a vs b" with 2 decimals, or 4 where 2 would show a tie."""
-    d = 2 if f"{a:.2f}" != f"{b:.2f}" else 4
-    return f"{a:.{d}f} vs {b:.{d}f}"
+# The model check's result (`evaluation.check.ModelCheck`), under the name it had here.
+BaselineCheck = ModelCheck
 
 
 class _FitReporter:
@@ -833,58 +792,16 @@ class MetaLearner(Recommender):
         methods: Sequence[str] = CHECK_BASELINES,
         should_stop: Callable[[], bool] | None = None,
         progress: Callable[[float, str], None] | None = None,
-    ) -> BaselineCheck | None:
-        """This model's validation MAE next to plain baselines' on the same validation episodes.
-
-        The baselines (registry names) are fitted on `train_users` and tuned on `val_users`, as
-        the learner's early stopping is; every method is scored on the episodes of its
-        validation MAE (`val_support` sizes, `val_repeats` draws, query 10). None without
-        validation episodes, or once `should_stop()` says so. `progress(fraction, message)`
-        is told after each method.
-        """
-        from metarec_core.methods.registry import make_method
-
+    ) -> ModelCheck | None:
+        """The model check (`evaluation.check.run_model_check`) of this learner on `val_users`,
+        its episodes drawn with this learner's seed; None without validation users, or once
+        `should_stop()` says so."""
         self._check_fitted()
-        try:
-            episodes = self._val_episodes(data, val_users, should_stop)
-            if not episodes:
-                return None
-            batches = [(s, q) for s, q, _ in episodes]
-            model_mae = self._val_metrics(batches, should_stop)[0]
-
-            def per_row(method: Recommender) -> list[np.ndarray]:
-                """Each batch's per-row (user, draw) query MAE."""
-                out = []
-                for sup, qry in batches:
-                    _check_stop(should_stop)
-                    scores = np.asarray(method.score_many(sup), dtype=np.float64)
-                    out.append(
-                        np.array([np.abs(scores[b, i] - r).mean() for b, (i, r) in enumerate(qry)])
-                    )
-                return out
-
-            mine = np.concatenate(per_row(self))
-            rows, errors = [], {}
-            for name in methods:
-                _check_stop(should_stop)
-                method = make_method(name, seed=self.config.seed)
-                method.fit(data, train_users, val_users)
-                errors[name] = per_row(method)
-                rows.append((name, float(np.mean([e.mean() for e in errors[name]]))))
-                if progress is not None:
-                    progress(len(rows) / len(methods), f"{name} scored")
-        except _Stopped:
-            return None
-        # the noise of the comparison: the per-user mean difference from the best baseline
-        # (a user's draws and support sizes are not independent), its standard error x 2
-        best = min(rows, key=lambda r: r[1])[0]
-        users = np.concatenate([u for _, _, u in episodes])
-        _, idx = np.unique(users, return_inverse=True)
-        diff = mine - np.concatenate(errors[best])
-        per_user = np.bincount(idx, weights=diff) / np.bincount(idx)
-        n = len(per_user)
-        margin = 2 * float(per_user.std(ddof=1)) / math.sqrt(n) if n > 1 else math.inf
-        return BaselineCheck(float(model_mae), tuple(rows), n, margin)
+        cfg = CheckConfig(seed=self.config.seed, baselines=tuple(methods))
+        return run_model_check(
+            self, data, train_users, val_users, config=cfg, should_stop=should_stop,
+            progress=progress,
+        )  # fmt: skip
 
     def _optimizer(self) -> torch.optim.Optimizer:
         cfg = self.config
