@@ -105,6 +105,10 @@ def _max_diff(a: dict, b: dict) -> float:
         ("maml", {"inner_solver": "newton", "implicit": True}),
         ("fomaml", {"inner_solver": "newton"}),
         ("reptile", {"inner_solver": "newton"}),
+        ("metasgd", {"inner_solver": "newton", "adapt": "head"}),  # takes diagonal steps
+        ("maml", {"inner_solver": "diagonal"}),
+        ("metasgd", {"inner_solver": "diagonal", "implicit": True}),
+        ("fomaml", {"inner_solver": "diagonal"}),
     ],
 )
 def test_vectorised_meta_gradient_equals_per_task_loop(data, name, kw):
@@ -317,8 +321,15 @@ def test_adapted_groups_are_exactly_the_configured_ones(data, adapt, prefixes):
 
 def test_fit_early_stops_and_restores_the_best_weights(data):
     # A far too large outer lr makes validation worse after a few steps.
-    learner = _fit(
-        data, steps=60, eval_every=2, patience=2, outer_lr=0.5, item_lr=0.5, val_metric="mae"
+    learner = _fit(  # the prior calibration after training would move best_val_mae_ on
+        data,
+        steps=60,
+        eval_every=2,
+        patience=2,
+        outer_lr=0.5,
+        item_lr=0.5,
+        val_metric="mae",
+        calibrate_prior=False,
     )
     vals = [h.val_mae for h in learner.history_ if h.val_mae is not None]
     assert len(learner.history_) < 60  # stopped early
@@ -334,6 +345,7 @@ def test_early_stopping_on_validation_nll_keeps_the_lowest_nll_weights(data):
     learner = make_learner(
         "metasgd",
         **{**SMALL, "steps": 40, "eval_every": 2, "patience": 3, "outer_lr": 0.01},
+        calibrate_prior=False,  # it would move the final weights' prior after the last check
         dtype="float64",
         val_metric="nll",
         pretrain=False,  # the meta loop's own early stopping, from the warm start
@@ -548,7 +560,9 @@ def test_one_newton_step_is_the_closed_form_ridge_fold_in(data):
     state is then the ridge solution s0 + (QᵀQ + Λ)⁻¹ Qᵀ (r - r̂(s0)), on any rating scale,
     and further steps stay there. The diagonal solver does not reach it in one step."""
     for scale in (1.0, 10.0):  # ratings x10: the same solution, x10 in the state
-        learner = _set_up(data, "maml", hidden=(), inner_solver="newton", inner_steps=1)
+        learner = _set_up(
+            data, "maml", hidden=(), inner_solver="newton", inner_steps=1, outer_loss="mse"
+        )
         items, ratings = np.array([1, 2, 3, 7, 9]), np.array([4.0, 5.0, 2.0, 1.0, 3.0]) * scale
         with torch.no_grad():
             learner.model_.item_enc.mu.fill_(3.0 * scale)
@@ -561,10 +575,14 @@ def test_one_newton_step_is_the_closed_form_ridge_fold_in(data):
         ridge = s0 + torch.linalg.solve(Q.T @ Q + torch.diag(lam), Q.T @ resid)
         one = _adapted_state(learner, items, ratings)
         np.testing.assert_allclose(one, ridge.numpy(), atol=1e-8)
-        more = _set_up(data, "maml", hidden=(), inner_solver="newton", inner_steps=4)
+        more = _set_up(
+            data, "maml", hidden=(), inner_solver="newton", inner_steps=4, outer_loss="mse"
+        )
         more.model_.load_state_dict(learner.model_.state_dict())
         np.testing.assert_allclose(_adapted_state(more, items, ratings), ridge.numpy(), atol=1e-8)
-    diag = _set_up(data, "maml", hidden=(), inner_steps=1)
+    diag = _set_up(
+        data, "maml", hidden=(), inner_steps=1, outer_loss="mse", inner_solver="diagonal"
+    )
     diag.model_.load_state_dict(learner.model_.state_dict())
     assert np.abs(_adapted_state(diag, items, ratings) - ridge.numpy()).max() > 1e-3
 
@@ -574,13 +592,35 @@ def _adapted_state(learner: MetaLearner, items: np.ndarray, ratings: np.ndarray)
     return fast["user_init"][0].numpy()
 
 
-def test_the_newton_solver_needs_the_posterior_objective():
+def test_the_newton_step_fits_expected_ratings_whatever_scale_the_cut_points_learned(data):
+    """With an ordinal output whose cut points were squeezed (as plain training can leave
+    them: z = 3 already reads as the top level), a user who rates twenty items 3 is adapted to
+    expect 3; fitting z to the ratings instead (the diagonal step) expects far more."""
+    items, ratings = np.arange(20, 40), np.full(20, 3.0)
+    expected = {}
+    for solver in ("newton", "diagonal"):
+        learner = _set_up(data, "maml", inner_solver=solver, inner_steps=5)
+        out = learner.model_.ordinal
+        with torch.no_grad():
+            out.log_gaps.fill_(math.log(0.5))  # cut points 1.5, 2, 2.5, 3: half the scale's
+            out.log_spread.fill_(math.log(0.2))
+        fast, _, _ = learner._adapt_batch(learner._pad([(items, ratings)]))
+        state = {k: v[0] for k, v in fast.items()}
+        z = learner._predict(state, torch.as_tensor(items), None).detach()
+        expected[solver] = float(out.mean(z).mean())
+    assert abs(expected["newton"] - 3.0) < 0.25
+    assert expected["diagonal"] - 3.0 > 0.5
+
+
+def test_newton_steps_only_where_the_user_state_alone_adapts_on_the_posterior():
     with pytest.raises(ValueError, match="inner_solver"):
         LearnerConfig(inner_solver="exact")
-    with pytest.raises(ValueError, match="posterior"):
-        LearnerConfig(inner_solver="newton", inner_objective="mean")
-    with pytest.raises(ValueError, match="adapt='user'"):
-        LearnerConfig(inner_solver="newton", adapt="head")
+    assert LearnerConfig().newton_steps
+    assert not LearnerConfig(inner_solver="diagonal").newton_steps
+    assert not LearnerConfig(adapt="head").newton_steps  # the diagonal step there
+    from metarec_core.methods.meta import preset
+
+    assert not preset("melu").newton_steps
 
 
 @pytest.mark.parametrize("hidden", [(), (8,), (8, 8)])

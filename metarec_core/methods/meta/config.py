@@ -60,11 +60,12 @@ class LearnerConfig:
     # --- inner loop (adaptation to one user)
     adapt: str = "user"  # parameters adapted per user: user | head | all
     inner_objective: str = "posterior"  # posterior | mean
-    # posterior objective, adapt "user": "newton" solves the Gauss-Newton system of the state
-    # (d = factors + 1) at each step, so that one full step is the exact ridge fold-in of the
-    # MF part (any rating scale, any number of ratings); "diagonal" keeps only the diagonal
-    # of that system (the state's dimensions are treated as independent)
-    inner_solver: str = "diagonal"
+    # "newton" solves the Gauss-Newton system of the user state (d = factors + 1) at each
+    # step, on the expected rating, so that one full step is the exact ridge fold-in of the MF
+    # part (any rating scale, any number of ratings); "diagonal" keeps only the diagonal of
+    # that system, on the raw output. Newton needs the posterior objective and adapt "user"
+    # (`newton_steps`); other set-ups take the diagonal step.
+    inner_solver: str = "newton"
     inner_steps: int = 5
     # posterior: 0.5 is a full (diagonal or Gauss-) Newton step, as the objective is a sum of
     # squares (its Hessian is 2 (J^T J + prec)); mean: plain lr
@@ -102,7 +103,7 @@ class LearnerConfig:
     val_metric: str = "nll"
     # after training: scale the user state's prior precision by the factor (0.25..8) with the
     # best validation criterion (`MetaLearner._calibrate_prior`)
-    calibrate_prior: bool = False
+    calibrate_prior: bool = True
     # --- runtime
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | mps
@@ -121,14 +122,6 @@ class LearnerConfig:
         if self.inner_solver not in INNER_SOLVERS:
             raise ValueError(
                 f"inner_solver must be one of {'|'.join(INNER_SOLVERS)}, got {self.inner_solver!r}"
-            )
-        if self.inner_solver == "newton" and (
-            self.inner_objective != "posterior" or self.adapt != "user"
-        ):
-            raise ValueError(
-                "inner_solver='newton' adapts the user state alone: it needs "
-                f"inner_objective='posterior' and adapt='user' (got {self.inner_objective!r}, "
-                f"{self.adapt!r})"
             )
         if self.outer_loss not in OUTER_LOSSES:
             raise ValueError(
@@ -159,6 +152,15 @@ class LearnerConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         object.__setattr__(self, "val_support", tuple(int(k) for k in self.val_support))
+
+    @property
+    def newton_steps(self) -> bool:
+        """Whether the inner loop takes Gauss-Newton steps (see ``inner_solver``)."""
+        return (
+            self.inner_solver == "newton"
+            and self.inner_objective == "posterior"
+            and self.adapt == "user"
+        )
 
     @property
     def query_floor(self) -> int:

@@ -235,6 +235,13 @@ class OrdinalOutput(nn.Module):
         """Expected rating for each z."""
         return self.low + self.step * (1.0 - self.cdf(z)).sum(-1)
 
+    def mean_and_slope(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(expected rating, its derivative with respect to z) for each z."""
+        cdf = self.cdf(z)
+        mean = self.low + self.step * (1.0 - cdf).sum(-1)
+        slope = self.step * (cdf * (1.0 - cdf)).sum(-1) / self.log_spread.exp()
+        return mean, slope
+
     def point(self, z: torch.Tensor) -> torch.Tensor:
         """Median rating (+ a tie-breaking 1e-3 x (mean - median)) for each z."""
         mean = self.mean(z)

@@ -68,7 +68,7 @@ def _adapt(
         shift = model.implicit[items].sum(0) / (n + model.implicit_log_c.exp())
         start = {**start, "user_init": start["user_init"] + shift}
     fast = dict(start)
-    newton = cfg.inner_objective == "posterior" and cfg.inner_solver == "newton"
+    newton = cfg.newton_steps
     for t in range(cfg.inner_steps):
         if newton:  # the user state alone adapts
             fast = {"user_init": _newton(learner, fast, start, items, ratings, t, first_order)}
@@ -104,6 +104,13 @@ def _newton(learner, fast, start, items, ratings, t: int, first_order: bool) -> 
     if not s.requires_grad:  # evaluation without a graph: rows need one to differentiate
         s = s.detach().requires_grad_(True)
     pred = _forward(learner, {**fast, "user_init": s}, items)
+    out = learner.model_.ordinal
+    if out is not None:  # the expected rating, level by level
+        cuts = [out.cut0]
+        for gap in out.log_gaps.exp():
+            cuts.append(cuts[-1] + gap)
+        spread = out.log_spread.exp()
+        pred = out.low + out.step * sum(1 - torch.sigmoid((c - pred) / spread) for c in cuts)
     rows = [
         torch.autograd.grad(pj, s, create_graph=True, retain_graph=True)[0] for pj in pred
     ]

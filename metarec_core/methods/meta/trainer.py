@@ -293,7 +293,7 @@ class MetaLearner(Recommender):
                 ex2 = torch.cat([sq, torch.ones(1, **dt)])
                 prec = torch.cat([torch.full((f,), lam_p, **dt), torch.full((1,), lam_b, **dt)])
                 lp0[n] = prec.log()
-                if cfg.inner_solver == "newton":
+                if cfg.newton_steps:
                     # the Gauss-Newton system carries the scale: lr 1/2 is a full step
                     lr0[n] = torch.full((f + 1,), cfg.inner_lr, **dt)
                     lc0[n] = torch.zeros(f + 1, **dt)  # unused by the newton step
@@ -319,7 +319,7 @@ class MetaLearner(Recommender):
             learn |= {"log_prec", "log_c"}
         for kind in ("lr", "log_prec", "log_c"):
             for key, p in getattr(inner, kind).items():
-                unused = kind == "log_c" and key == "user_init" and cfg.inner_solver == "newton"
+                unused = kind == "log_c" and key == "user_init" and cfg.newton_steps
                 p.requires_grad_(kind in learn and not unused)
         return inner
 
@@ -417,7 +417,7 @@ class MetaLearner(Recommender):
         """Adapt one task (called under vmap). Returns fast weights and per-step losses."""
         grad_fn = grad(self._inner_loss, has_aux=True)
         posterior = self.config.inner_objective == "posterior"
-        newton = posterior and self.config.inner_solver == "newton"
+        newton = self.config.newton_steps
         n = mask.sum()
         fast = dict(fast0)
         if self.model_.implicit is not None:
@@ -450,15 +450,21 @@ class MetaLearner(Recommender):
         """One damped Gauss-Newton step of the user state on the posterior objective
         Σ m (r̂ - r)² + Σ prec (s - s0)²: s - lr_t ⊙ (JᵀMJ + diag prec)⁻¹ ∇, with J = ∂r̂/∂s.
 
-        With lr 1/2 (a full step) and a network whose decision layers add nothing, the first
-        step is the closed-form ridge fold-in of the MF part, whatever the scale of the
-        ratings. Returns (new state, support MSE before the step).
+        r̂ is the expected rating (the ordinal output's mean of z; z itself without one), so
+        the residuals are in rating units whatever scale the ordinal cut points have learned.
+        With lr 1/2 (a full step) and a model that is biased MF (no ordinal output, decision
+        layers adding nothing), the first step is the closed-form ridge fold-in, whatever the
+        scale of the ratings. Returns (new state, support MSE before the step).
         """
         key = "user_init"
         s, s0 = fast[key], fast0[key]
 
         # adapt="user": the item features are given and the head is the module's own
         r_hat, J = self.model_.head.value_and_jacobian(s, feats)  # (L,), (L, d)
+        ordinal = self.model_.ordinal
+        if ordinal is not None:  # fit the expected rating: z's scale is learned, the ratings' is not
+            r_hat, slope = ordinal.mean_and_slope(r_hat)
+            J = J * slope.unsqueeze(-1)
         err = (r_hat - ratings) * mask
         prec = self.inner_.log_prec[key].exp()
         hess = (J * mask.unsqueeze(-1)).T @ J + torch.diag(prec)
@@ -989,7 +995,7 @@ class MetaLearner(Recommender):
             return
         key = param_key("user_init")
         params = [self.inner_.log_prec[key]]
-        if self.config.inner_solver == "diagonal":
+        if not self.config.newton_steps:
             params.append(self.inner_.log_c[key])  # its step size follows the precision
         base = [p.detach().clone() for p in params]
 
