@@ -1117,6 +1117,9 @@ class MetaLearner(Recommender):
         if unknown:
             raise ValueError(f"unknown config fields in state: {sorted(unknown)}")
         cfg_dict["device"] = str(device)
+        # states from before the Newton inner solver were trained with, and adapt by, the
+        # diagonal step
+        cfg_dict.setdefault("inner_solver", "diagonal")
         cfg = LearnerConfig(**cfg_dict)
         target = learner_class(cfg)
         if not issubclass(target, cls):
