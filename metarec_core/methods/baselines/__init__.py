@@ -1,4 +1,5 @@
-"""Tuned non-meta baselines for new (cold-start) users, all behind the `Recommender` interface.
+"""Tuned non-meta baselines for new (cold-start) users, all behind the `Recommender` interface
+(those for new items, behind `ItemRecommender`, are in `baselines.items`).
 
 Every baseline is fitted on the ratings of the training users only. Regularisation is tuned on
 the validation users' own support/query split (`make_tasks` on ``val_users``, support sizes
@@ -38,6 +39,15 @@ from metarec_core.methods.baselines.levels import (
     snap_to_levels,
     tune_level_thresholds,
 )
+from metarec_core.methods.baselines.items import (
+    ITEM_BASELINE_CLASSES,
+    ItemBias,
+    ItemBiasLevels,
+    ItemContent,
+    ItemGlobalMean,
+    ItemMFFoldIn,
+    ItemMFFoldInLevels,
+)
 from metarec_core.methods.baselines.means import GlobalMean, ItemMean
 from metarec_core.methods.baselines.mf import MFFoldIn, _GroupRidge  # noqa: F401 (tests spy on ALS)
 from metarec_core.methods.baselines.popularity import Popularity
@@ -45,6 +55,13 @@ from metarec_core.methods.baselines.popularity import Popularity
 __all__ = [
     "BASELINE_CLASSES",
     "GlobalMean",
+    "ITEM_BASELINE_CLASSES",
+    "ItemBias",
+    "ItemBiasLevels",
+    "ItemContent",
+    "ItemGlobalMean",
+    "ItemMFFoldIn",
+    "ItemMFFoldInLevels",
     "ItemMean",
     "LEVEL_TIE_BREAK",
     "MAX_LEVELS",
