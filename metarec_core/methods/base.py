@@ -220,7 +220,9 @@ class AdaptedItem:
     support_users: np.ndarray
     support_ratings: np.ndarray
 
-    def audience(self, top_n: int = 20, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def audience(
+        self, top_n: int = 20, exclude: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The top-n (users, scores) to show the item to; `exclude` defaults to its raters."""
         excl = self.support_users if exclude is None else exclude
         order = top_items(self.scores, excl, top_n)

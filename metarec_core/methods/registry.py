@@ -312,6 +312,7 @@ def _check_cold(cold: str) -> None:
     if cold not in COLDS:
         raise ValueError(f"unknown cold-start subject {cold!r}; expected one of {COLDS}")
 
+
 # Modules of one's own that register methods (comma-separated import names, e.g.
 # ``METAREC_METHODS=my_methods``): imported on the registry's first use in each process (the
 # CLI, the app's server, a job's worker), so that their `register` calls run there too.
@@ -401,10 +402,7 @@ def available_methods(kind: str | None = None, cold: str = "users") -> list[str]
     table = _table(cold)
     kinds = ITEM_KINDS if cold == "items" else KINDS
     return [
-        s.name
-        for k in kinds
-        for s in table.values()
-        if s.kind == k and (kind is None or kind == k)
+        s.name for k in kinds for s in table.values() if s.kind == k and (kind is None or kind == k)
     ]
 
 

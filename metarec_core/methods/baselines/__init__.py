@@ -31,14 +31,6 @@ from metarec_core.methods import registry  # the one list (it imports no baselin
 from metarec_core.methods.base import LEVEL_TIE_BREAK, NotFittedError, Recommender
 from metarec_core.methods.baselines.bias import UserBias
 from metarec_core.methods.baselines.common import TUNE_QUERY, TUNE_SUPPORT
-from metarec_core.methods.baselines.levels import (
-    MAX_LEVELS,
-    MFFoldInLevels,
-    UserBiasLevels,
-    level_grid,
-    snap_to_levels,
-    tune_level_thresholds,
-)
 from metarec_core.methods.baselines.items import (
     ITEM_BASELINE_CLASSES,
     ItemBias,
@@ -47,6 +39,14 @@ from metarec_core.methods.baselines.items import (
     ItemGlobalMean,
     ItemMFFoldIn,
     ItemMFFoldInLevels,
+)
+from metarec_core.methods.baselines.levels import (
+    MAX_LEVELS,
+    MFFoldInLevels,
+    UserBiasLevels,
+    level_grid,
+    snap_to_levels,
+    tune_level_thresholds,
 )
 from metarec_core.methods.baselines.means import GlobalMean, ItemMean
 from metarec_core.methods.baselines.mf import MFFoldIn, _GroupRidge  # noqa: F401 (tests spy on ALS)

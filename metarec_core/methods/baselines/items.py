@@ -372,5 +372,12 @@ class ItemMFFoldInLevels(_ItemLevels, ItemMFFoldIn):
 
 ITEM_BASELINE_CLASSES: dict[str, type[ItemRecommender]] = {
     c.name: c
-    for c in (ItemGlobalMean, ItemContent, ItemBias, ItemMFFoldIn, ItemBiasLevels, ItemMFFoldInLevels)
+    for c in (
+        ItemGlobalMean,
+        ItemContent,
+        ItemBias,
+        ItemMFFoldIn,
+        ItemBiasLevels,
+        ItemMFFoldInLevels,
+    )
 }
