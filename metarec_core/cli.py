@@ -90,12 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--methods",
         type=_csv_names,
-        default=list(registry.default_methods()),
+        default=None,
         help="comma-separated, from: "
         + ", ".join(registry.available_methods())
         + " (default: "
         + ",".join(registry.default_methods())
+        + "); with --cold items, from: "
+        + ", ".join(registry.available_methods(cold="items"))
+        + " (default: "
+        + ",".join(registry.default_methods("items"))
         + ")",
+    )
+    p.add_argument(
+        "--cold",
+        choices=list(registry.COLDS),
+        default="users",
+        help="what arrives new: users (default) or items (folds over items; a new item's "
+        "support is its first k ratings, k = 0: its metadata alone)",
     )
     p.add_argument(
         "--support",
@@ -178,8 +189,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from metarec_core.evaluation.runner import EvalConfig, run_evaluation
 
     data = _load(args)
+    methods = args.methods or registry.default_methods(args.cold)
     cfg = EvalConfig(
-        methods=tuple(args.methods),
+        methods=tuple(methods),
+        cold=args.cold,
         support=tuple(args.support),
         query=args.query,
         folds=args.folds,
