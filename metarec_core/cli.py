@@ -111,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--support",
         type=_csv_ints,
-        default=[1, 3, 5, 10, 20],
-        help="support sizes k, comma-separated (0: each model's prior, before any rating)",
+        default=None,
+        help="support sizes k, comma-separated (0: each model's prior, before any rating; "
+        "default 1,3,5,10,20, with --cold items 0,1,3,5,10,20)",
     )
     p.add_argument("--query", type=int, default=10, help="query ratings per test user")
     p.add_argument("--folds", type=int, default=5)
@@ -193,7 +194,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     cfg = EvalConfig(
         methods=tuple(methods),
         cold=args.cold,
-        support=tuple(args.support),
+        support=tuple(args.support or ((0,) if args.cold == "items" else ()) + (1, 3, 5, 10, 20)),
         query=args.query,
         folds=args.folds,
         seed=args.seed,
