@@ -90,18 +90,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--methods",
         type=_csv_names,
-        default=list(registry.default_methods()),
+        default=None,
         help="comma-separated, from: "
         + ", ".join(registry.available_methods())
         + " (default: "
         + ",".join(registry.default_methods())
+        + "); with --cold items, from: "
+        + ", ".join(registry.available_methods(cold="items"))
+        + " (default: "
+        + ",".join(registry.default_methods("items"))
         + ")",
+    )
+    p.add_argument(
+        "--cold",
+        choices=list(registry.COLDS),
+        default="users",
+        help="what arrives new: users (default) or items (folds over items; a new item's "
+        "support is its first k ratings, k = 0: its metadata alone)",
     )
     p.add_argument(
         "--support",
         type=_csv_ints,
-        default=[1, 3, 5, 10, 20],
-        help="support sizes k, comma-separated (0: each model's prior, before any rating)",
+        default=None,
+        help="support sizes k, comma-separated (0: each model's prior, before any rating; "
+        "default 1,3,5,10,20, with --cold items 0,1,3,5,10,20)",
     )
     p.add_argument("--query", type=int, default=10, help="query ratings per test user")
     p.add_argument("--folds", type=int, default=5)
@@ -178,9 +190,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from metarec_core.evaluation.runner import EvalConfig, run_evaluation
 
     data = _load(args)
+    methods = args.methods or registry.default_methods(args.cold)
     cfg = EvalConfig(
-        methods=tuple(args.methods),
-        support=tuple(args.support),
+        methods=tuple(methods),
+        cold=args.cold,
+        support=tuple(args.support or ((0,) if args.cold == "items" else ()) + (1, 3, 5, 10, 20)),
         query=args.query,
         folds=args.folds,
         seed=args.seed,

@@ -23,6 +23,7 @@ __all__ = [
     "CSV_COLUMNS",
     "ROW_COLUMNS",
     "EvaluationReport",
+    "ItemKShotProtocol",
     "KShotProtocol",
     "MeluProtocol",
     "MethodRow",
@@ -388,6 +389,86 @@ class MeluProtocol(_Protocol):
         )
 
 
+ITEM_ROWS_NOTE = (
+    "new items (--cold items): a row's 'users' counts test items; its metrics are means over "
+    "items of per-item metrics over the item's query users (recall@10 is not measured)"
+)
+ITEM_PAIRED_NOTE = (
+    "each rating predictor vs the best other rating predictor at the same support size "
+    "(lowest mean MAE); mae_diff = mean per-item MAE(method) - MAE(vs), < 0: method better"
+)
+
+
+@dataclass(frozen=True)
+class ItemKShotProtocol:
+    """``--cold items``: K folds over items; every test item scored after each support size k
+    (its first k ratings; k = 0: metadata alone), its last `query` ratings hidden."""
+
+    folds: int
+    query: int  # hidden ratings (query users) per test item
+    support: tuple[int, ...]
+    seed: int
+    val_fraction: float  # of training items kept for tuning / early stopping
+    min_ratings: int  # a test item needs at least this many ratings
+    test_items: int
+    left_out: int  # test items with too few ratings
+    bootstrap_resamples: int
+    train_seeds: int
+
+    name: ClassVar[str] = "kshot_items"
+
+    @property
+    def train_seeds_note(self) -> str | None:
+        return KShotProtocol.train_seeds_note.fget(self)  # type: ignore[arg-type]
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        extra = self.train_seeds_note
+        return (ITEM_ROWS_NOTE, ITEM_PAIRED_NOTE, SECONDS_NOTE, *((extra,) if extra else ()))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "cold": "items",
+            "folds": self.folds,
+            "query": self.query,
+            "support": list(self.support),
+            "seed": self.seed,
+            "val_fraction": self.val_fraction,
+            "min_ratings": self.min_ratings,
+            "test_items": self.test_items,
+            "left_out": self.left_out,
+            "bootstrap_resamples": self.bootstrap_resamples,
+            "rows": ITEM_ROWS_NOTE,
+            "paired": ITEM_PAIRED_NOTE,
+            "seconds": SECONDS_NOTE,
+            "train_seeds": self.train_seeds,
+        }
+        if self.train_seeds_note:
+            out["train_seeds_note"] = self.train_seeds_note
+        return out
+
+    @classmethod
+    def from_reader(cls, r: _Reader) -> ItemKShotProtocol:
+        support = r._get("support", (list, tuple), _REQUIRED, False)
+        if not all(isinstance(k, int) and not isinstance(k, bool) for k in support):
+            raise ValueError(
+                f"evaluation report: {r._path('support')} = {support!r:.60} is not valid"
+            )
+        return cls(
+            folds=r.integer("folds"),
+            query=r.integer("query"),
+            support=tuple(support),
+            seed=r.integer("seed"),
+            val_fraction=r.number("val_fraction"),
+            min_ratings=r.integer("min_ratings"),
+            test_items=r.integer("test_items"),
+            left_out=r.integer("left_out"),
+            bootstrap_resamples=r.integer("bootstrap_resamples"),
+            train_seeds=r.integer("train_seeds", default=1),
+        )
+
+
 def _summary_from_dict(r: _Reader) -> DatasetSummary:
     """The inverse of `DatasetSummary.to_dict` (fields a report from an older version lacks
     get their defaults)."""
@@ -421,7 +502,7 @@ class EvaluationReport:
     (``"pairwise"`` in the JSON only when there are any)."""
 
     dataset: DatasetSummary
-    protocol: KShotProtocol | MeluProtocol
+    protocol: KShotProtocol | MeluProtocol | ItemKShotProtocol
     rows: tuple[MethodRow, ...]
     paired: tuple[PairedDifference, ...]
     pairwise: tuple[PairedDifference, ...] = ()
@@ -459,9 +540,13 @@ class EvaluationReport:
         p = r.sub("protocol")
         name = p.text("name")
         if name == KShotProtocol.name:
-            protocol: KShotProtocol | MeluProtocol = KShotProtocol.from_reader(p)
+            protocol: KShotProtocol | MeluProtocol | ItemKShotProtocol = (
+                KShotProtocol.from_reader(p)
+            )
         elif name == MeluProtocol.name:
             protocol = MeluProtocol.from_reader(p)
+        elif name == ItemKShotProtocol.name:
+            protocol = ItemKShotProtocol.from_reader(p)
         else:
             raise ValueError(f"evaluation report: unknown protocol {name!r}")
         rows = r._get("rows", (list,), _REQUIRED, False)
@@ -505,7 +590,13 @@ class EvaluationReport:
         ds, pr = self.dataset, self.protocol
         size = f"{ds.n_users} users, {ds.n_items} items, {ds.n_ratings} ratings"
         head = [f"dataset: {ds.source} ({size})"]
-        if isinstance(pr, MeluProtocol):
+        if isinstance(pr, ItemKShotProtocol):
+            head.append(
+                f"protocol: new items (--cold items), {pr.folds} folds, query {pr.query} users, "
+                f"{pr.test_items} test items with >= {pr.min_ratings} ratings "
+                f"({pr.left_out} left out), seed {pr.seed}"
+            )
+        elif isinstance(pr, MeluProtocol):
             head.append(
                 f"protocol: melu, query {pr.query}, support = all the rest, "
                 f"{pr.test_users} test users ({pr.left_out} users left out), seed {pr.seed}"
@@ -519,6 +610,8 @@ class EvaluationReport:
         if pr.train_seeds_note:
             head.append(pr.train_seeds_note)
         table = [list(ROW_COLUMNS)]
+        if isinstance(pr, ItemKShotProtocol):  # a row counts test items
+            table[0][ROW_COLUMNS.index("users")] = "items"
         for r in self.rows:
             table.append(
                 [

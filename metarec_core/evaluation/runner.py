@@ -40,6 +40,7 @@ from metarec_core.data.summary import summarize
 from metarec_core.evaluation import metrics
 from metarec_core.evaluation.report import (
     EvaluationReport,
+    ItemKShotProtocol,
     KShotProtocol,
     MeluProtocol,
     MethodRow,
@@ -52,6 +53,7 @@ from metarec_core.methods.registry import (
     default_methods,
     make_method,
 )
+from metarec_core.protocol.item_splits import item_folds, make_item_tasks, without_items
 from metarec_core.protocol.splits import (
     MELU_MAX_RATINGS,
     MELU_MIN_RATINGS,
@@ -105,16 +107,26 @@ class EvalConfig:
     train_seeds: int = 1  # fits per method and fold, per-user metrics averaged over them
     # methods also compared with every other rating predictor (the report's `pairwise`)
     compare_all: tuple[str, ...] = ()
+    # what arrives new: "users" (the default) or "items" (`item_splits`; the item methods of
+    # the registry; the users' default method set stands for the items' default set)
+    cold: str = "users"
 
     def __post_init__(self) -> None:
+        if self.cold not in ("users", "items"):
+            raise ValueError(f"unknown cold {self.cold!r}; expected 'users' or 'items'")
         methods = tuple(self.methods)
+        if self.cold == "items":
+            if methods == default_methods():
+                methods = default_methods("items")
+            if self.protocol != "kshot":
+                raise ValueError(f"--cold items has the kshot protocol only, got {self.protocol!r}")
         object.__setattr__(self, "compare_all", tuple(self.compare_all))
         support = tuple(sorted({int(k) for k in self.support}))
         object.__setattr__(self, "methods", methods)
         object.__setattr__(self, "support", support)
         if not methods:
             raise ValueError("no methods to evaluate")
-        known = available_methods()
+        known = available_methods(cold=self.cold)
         unknown = [m for m in methods if m not in known]
         if unknown:
             raise ValueError(
@@ -308,6 +320,8 @@ def run_evaluation(
     Raises `EvaluationCancelled` when `should_stop()` is True (checked before every fit and every
     support size, and passed to fits that accept it), ValueError on an unusable configuration.
     """
+    if cfg.cold == "items":
+        return _run_items(data, cfg, progress, should_stop)
     dataset = summarize(data)
     threshold = float(data.scale.relevant_threshold)
 
@@ -491,5 +505,166 @@ def run_evaluation(
                 paired.append(pair(m, min((o for o in raters if o != m), key=means.get), k))
             for m in (m for m in cfg.compare_all if m in raters):
                 pairwise += [pair(m, o, k) for o in raters if o != m]
+    prog.message("done")
+    return EvaluationReport(dataset, protocol, tuple(rows), tuple(paired), tuple(pairwise))
+
+
+# ---------------------------------------------------------------------------------------------
+# New items (--cold items)
+
+
+def _run_items(
+    data: RatingsDataset,
+    cfg: EvalConfig,
+    progress: Progress,
+    should_stop: Callable[[], bool] | None,
+) -> EvaluationReport:
+    """`run_evaluation` for ``cfg.cold == "items"`` (`protocol.item_splits` says how).
+
+    Every method is fitted on `without_items(data, test_items)`: no rating of a test item can
+    reach a fit, its tuning or its early stopping. Metrics are per test item over its query
+    users (MAE, RMSE, nDCG@3/@5 of the query users ranked by prediction), averaged over items.
+    """
+    dataset = summarize(data)
+    kmax, query = max(cfg.support), cfg.query
+    plan, left_out = [], 0
+    for fold in item_folds(data, cfg.folds, cfg.seed, VAL_FRACTION):
+        tasks, lo = make_item_tasks(
+            data, fold.test_items, query=query, min_support=kmax, seed=cfg.seed
+        )
+        left_out += lo
+        if tasks:
+            plan.append((fold, tasks))
+    n_test = sum(len(t) for _, t in plan)
+    if n_test == 0:
+        raise ValueError(
+            f"no test item has the {kmax + query} ratings needed for support {kmax} + query "
+            f"{query}; use smaller support sizes or fewer query ratings"
+        )
+    protocol = ItemKShotProtocol(
+        folds=cfg.folds,
+        query=query,
+        support=cfg.support,
+        seed=cfg.seed,
+        val_fraction=VAL_FRACTION,
+        min_ratings=kmax + query,
+        test_items=n_test,
+        left_out=left_out,
+        bootstrap_resamples=cfg.n_boot,
+        train_seeds=cfg.train_seeds,
+    )
+    ks = cfg.support
+    acc = {(m, k): _Acc() for m in cfg.methods for k in ks}
+    fit_seconds = dict.fromkeys(cfg.methods, 0.0)
+    fit_units = {m: FIT_UNITS.get(m, 1.0) for m in cfg.methods}
+    prog = _Progress(
+        progress, len(plan) * cfg.train_seeds * sum(u + len(ks) for u in fit_units.values())
+    )
+    low = float(data.scale.low)
+    try:
+        for f, (fold, tasks) in enumerate(plan):
+            seen = without_items(data, fold.test_items)
+            q_users = np.stack([t.query[0] for t in tasks]).astype(np.int64)
+            q_ratings = np.stack([t.query[1] for t in tasks]).astype(np.float64)
+            where = f"fold {f + 1}/{len(plan)}"
+            for name in cfg.methods:
+                fits: dict[int, list[_Acc]] = {k: [] for k in ks}
+                for s in range(cfg.train_seeds):
+                    if should_stop is not None and should_stop():
+                        raise EvaluationCancelled("evaluation cancelled")
+                    run = name if cfg.train_seeds == 1 else f"{name} (seed {cfg.seed + s})"
+                    head = f"{where}: fitting {run}"
+                    prog.message(head)
+                    method = make_method(name, seed=cfg.seed + s, device=cfg.device, cold="items")
+
+                    def inside(fraction: float, text: str, head=head, units=fit_units[name]):
+                        prog.within(units, fraction, f"{head}: {text}")
+
+                    t0 = time.perf_counter()
+                    method.fit(
+                        seen,
+                        fold.train_items,
+                        fold.val_items,
+                        should_stop=should_stop,
+                        progress=inside,
+                    )
+                    fit_seconds[name] += time.perf_counter() - t0
+                    prog.step(f"{where}: fitted {run}", fit_units[name])
+                    for k in ks:
+                        if should_stop is not None and should_stop():
+                            raise EvaluationCancelled("evaluation cancelled")
+                        t0 = time.perf_counter()
+                        pred = np.asarray(
+                            method.predict([t.new_item(k) for t in tasks], q_users), np.float64
+                        )
+                        if pred.shape != q_users.shape or not np.isfinite(pred).all():
+                            raise ValueError(
+                                f"method {name!r} returned predictions of shape {pred.shape} "
+                                f"(expected {q_users.shape}, all finite)"
+                            )
+                        a = _Acc()
+                        a.mae.append(metrics.mae(pred, q_ratings))
+                        a.rmse.append(metrics.rmse(pred, q_ratings))
+                        for n in NDCG_KS:
+                            a.ndcg[n].append(metrics.ndcg_at_k(pred, q_ratings, n, low=low))
+                        fits[k].append(a)
+                        acc[(name, k)].seconds += time.perf_counter() - t0
+                        prog.step(f"{where}: scored {run} at k={k}")
+                for k in ks:
+                    acc[(name, k)].add_mean_of(fits[k])
+    finally:
+        prog.close()
+
+    rows, per_item_mae = [], {}
+    for name in cfg.methods:
+        for k in ks:
+            a = acc[(name, k)]
+            per_item = a.cat("mae")
+            per_item_mae[(name, k)] = per_item
+            lo, hi = metrics.bootstrap_ci(per_item, n_boot=cfg.n_boot, seed=cfg.seed)
+            by_seed = None
+            if a.mae_by_run:
+                by_seed = tuple(_mean(np.concatenate(run)) for run in a.mae_by_run)
+            rows.append(
+                MethodRow(
+                    method=name,
+                    support=k,
+                    users=len(per_item),
+                    mae=_mean(per_item),
+                    rmse=_mean(a.cat("rmse")),
+                    ndcg_3=_mean(a.cat("3")),
+                    ndcg_5=_mean(a.cat("5")),
+                    recall_10=None,
+                    seconds=fit_seconds[name] + a.seconds,
+                    mae_ci95=(_finite(lo), _finite(hi)),
+                    recall_users=0,
+                    recall_excluded=0,
+                    fit_seconds=fit_seconds[name],
+                    score_seconds=a.seconds,
+                    mae_by_seed=by_seed,
+                )
+            )
+
+    def pair(m: str, vs: str, k: int) -> PairedDifference:
+        diff, lo, hi = metrics.paired_bootstrap_ci(
+            per_item_mae[(m, k)], per_item_mae[(vs, k)], n_boot=cfg.n_boot, seed=cfg.seed
+        )
+        return PairedDifference(
+            method=m,
+            vs=vs,
+            support=k,
+            mae_diff=_finite(diff),
+            ci95=(_finite(lo), _finite(hi)),
+            users=len(per_item_mae[(m, k)]),
+        )
+
+    paired, pairwise = [], []
+    if len(cfg.methods) >= 2:
+        for k in ks:
+            means = {m: float(per_item_mae[(m, k)].mean()) for m in cfg.methods}
+            for m in cfg.methods:
+                paired.append(pair(m, min((o for o in cfg.methods if o != m), key=means.get), k))
+            for m in cfg.compare_all:
+                pairwise += [pair(m, o, k) for o in cfg.methods if o != m]
     prog.message("done")
     return EvaluationReport(dataset, protocol, tuple(rows), tuple(paired), tuple(pairwise))

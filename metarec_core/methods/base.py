@@ -45,12 +45,15 @@ class Capabilities:
     - ``user_state``: `user_states()` gives a vector per user (the playground's taste map).
     - ``device``: fit and adapt run on a torch device (`make_method` passes ``device``).
     - ``meta_learned``: one of the MAML family (trained on the Train page, adapts by inner steps).
+    - ``cold``: what arrives new: ``"users"`` (a `Recommender`) or ``"items"`` (an
+      `ItemRecommender`, evaluated by ``evaluate --cold items``).
     """
 
     predicts_ratings: bool = True
     user_state: bool = False
     device: bool = False
     meta_learned: bool = False
+    cold: str = "users"
 
 
 @dataclass(frozen=True)
@@ -174,3 +177,97 @@ class Recommender(ABC):
     def from_state(cls, state: dict[str, Any], device: str = "cpu") -> Recommender:
         """Rebuild a fitted method from `to_state()`."""
         raise NotImplementedError(f"{cls.__name__} cannot be loaded yet")
+
+
+# ---------------------------------------------------------------------------------------------
+# New items (item cold start)
+
+
+@dataclass(frozen=True, eq=False)
+class NewItem:
+    """A new item as a method sees it: its metadata and the first ratings it received.
+
+    `genres` are genre names (those of the training data's items file; others are ignored);
+    `users` are inner user indices of the dataset the method was fitted on.
+    """
+
+    title: str
+    genres: tuple[str, ...]
+    users: np.ndarray  # (k,) int64
+    ratings: np.ndarray  # (k,) float
+
+    @classmethod
+    def of(
+        cls,
+        title: str = "",
+        genres: Sequence[str] = (),
+        users: Sequence[int] | np.ndarray = (),
+        ratings: Sequence[float] | np.ndarray = (),
+    ) -> NewItem:
+        """A new item from plain values (no ratings: metadata alone, k = 0)."""
+        u = np.asarray(users, dtype=np.int64).ravel()
+        r = np.asarray(ratings, dtype=np.float64).ravel()
+        if len(u) != len(r):
+            raise ValueError(f"a new item has {len(u)} users but {len(r)} ratings")
+        return cls(str(title), tuple(genres), u, r)
+
+
+@dataclass(frozen=True, eq=False)
+class AdaptedItem:
+    """A new item after adaptation: a predicted score for every user."""
+
+    scores: np.ndarray  # (n_users,)
+    support_users: np.ndarray
+    support_ratings: np.ndarray
+
+    def audience(
+        self, top_n: int = 20, exclude: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The top-n (users, scores) to show the item to; `exclude` defaults to its raters."""
+        excl = self.support_users if exclude is None else exclude
+        order = top_items(self.scores, excl, top_n)
+        return order, self.scores[order]
+
+
+class ItemRecommender(ABC):
+    """Base class of item cold-start methods: `fit` on training items, then predict how users
+    rate a new item from its metadata and its first (user, rating) pairs.
+
+    Subclasses keep constructor arguments as plain attributes and set fitted attributes with a
+    trailing underscore, as `Recommender`s do.
+    """
+
+    name: ClassVar[str]
+    capabilities: ClassVar[Capabilities] = Capabilities(cold="items")
+
+    @abstractmethod
+    def fit(
+        self,
+        data: RatingsDataset,
+        train_items: np.ndarray,
+        val_items: np.ndarray | None = None,
+        *,
+        should_stop: StopFlag | None = None,
+        progress: FitProgress | None = None,
+    ) -> ItemRecommender:
+        """Learn from the ratings of `train_items` only; tune on `val_items` (never test
+        items). `data` may hold other items' ratings: a method reads only these two sets."""
+
+    @abstractmethod
+    def predict(self, new_items: Sequence[NewItem], users: np.ndarray) -> np.ndarray:
+        """Predicted scores (B, Q) of `users` (B, Q) inner user indices for each new item."""
+
+    def score_items(self, new_items: Sequence[NewItem]) -> np.ndarray:
+        """Scores of every user for each new item: (B, n_users)."""
+        self._check_fitted()
+        n = int(self.n_users_)
+        return self.predict(new_items, np.broadcast_to(np.arange(n), (len(new_items), n)))
+
+    def adapt_item(self, new_item: NewItem) -> AdaptedItem:
+        """One new item, scored for every user."""
+        scores = self.score_items([new_item])[0]
+        return AdaptedItem(scores, new_item.users, new_item.ratings)
+
+    def _check_fitted(self) -> None:
+        if not getattr(self, "fitted_", False):
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit() first")

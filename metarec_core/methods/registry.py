@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from metarec_core import glossary
-from metarec_core.methods.base import Recommender
+from metarec_core.methods.base import ItemRecommender, Recommender
 
 if TYPE_CHECKING:
     from metarec_core.methods.base import Capabilities
@@ -44,6 +44,13 @@ if TYPE_CHECKING:
 BASELINE = "baseline"
 META_LEARNER = "meta-learner"
 KINDS = (BASELINE, META_LEARNER)
+# Item cold-start methods (`ItemRecommender`, ``capabilities.cold == "items"``) have names of
+# their own (``evaluate --cold items --methods ...``): `global_mean` for items is another entry
+# than `global_mean` for users. Every lookup takes ``cold`` ("users" by default).
+ITEM_BASELINE = "item-baseline"
+ITEM_META_LEARNER = "item-meta-learner"
+ITEM_KINDS = (ITEM_BASELINE, ITEM_META_LEARNER)
+COLDS = ("users", "items")
 
 # Where fit and adapt may run; "auto": CUDA, else Apple MPS, else CPU.
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -101,19 +108,30 @@ class MethodSpec:
     default: bool = False  # in the default evaluation set (CLI, evaluate, Evaluate page)
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"method {self.name!r}: kind {self.kind!r}, expected one of {KINDS}")
+        if self.kind not in KINDS + ITEM_KINDS:
+            raise ValueError(
+                f"method {self.name!r}: kind {self.kind!r}, expected one of {KINDS + ITEM_KINDS}"
+            )
+
+    @property
+    def cold(self) -> str:
+        """What arrives new for this method: "users" or "items"."""
+        return "items" if self.kind in ITEM_KINDS else "users"
 
     @classmethod
     def of(
         cls, target: type[Recommender], display: str, description: str, *, default: bool = False
     ) -> MethodSpec:
         """The entry of the class `target`: its ``name``, and its kind from its declared
-        ``capabilities.meta_learned``."""
-        kind = META_LEARNER if target.capabilities.meta_learned else BASELINE
+        ``capabilities.meta_learned`` and ``capabilities.cold``."""
+        caps = target.capabilities
+        if caps.cold == "items":
+            kind = ITEM_META_LEARNER if caps.meta_learned else ITEM_BASELINE
+        else:
+            kind = META_LEARNER if caps.meta_learned else BASELINE
         return cls(target.name, display, description, kind, ClassRef.of(target), default=default)
 
-    def load(self) -> type[Recommender]:
+    def load(self) -> type[Recommender] | type[ItemRecommender]:
         return self.ref()
 
     @property
@@ -227,8 +245,73 @@ _BUILTIN = (
     ),
 )
 
+
+def _item_base(name: str, attr: str, display: str, description: str, default: bool) -> MethodSpec:
+    ref = ClassRef("metarec_core.methods.baselines.items", attr)
+    return MethodSpec(name, display, description, ITEM_BASELINE, ref, default=default)
+
+
+# The item cold-start methods (`evaluate --cold items`), a namespace of their own.
+_BUILTIN_ITEMS = (
+    _item_base(
+        "global_mean",
+        "ItemGlobalMean",
+        "Overall average",
+        "Predicts the average of all training ratings for a new item: the floor to beat.",
+        True,
+    ),
+    _item_base(
+        "content",
+        "ItemContent",
+        "From the item's description",
+        "Predicts a new item's ratings from its genres, title words and year (ridge "
+        "regression) plus each user's rating habit; needs no rating of the item.",
+        True,
+    ),
+    _item_base(
+        "item_bias",
+        "ItemBias",
+        "Item average from its first ratings",
+        "The new item's first ratings, corrected for how generously each rater rates, "
+        "averaged and pulled towards the description's prediction.",
+        True,
+    ),
+    _item_base(
+        "mf_foldin",
+        "ItemMFFoldIn",
+        "MF fold-in for items",
+        "Matrix factorisation of the training items; a new item's vector is fitted to its "
+        "raters' taste vectors in one closed-form step, starting from its description.",
+        True,
+    ),
+    _item_base(
+        "item_bias_levels",
+        "ItemBiasLevels",
+        "Item average from its first ratings, rounded to stars",
+        "item_bias with each prediction rounded to a star level (tuned to lower the average "
+        "error).",
+        False,
+    ),
+    _item_base(
+        "mf_foldin_levels",
+        "ItemMFFoldInLevels",
+        "MF fold-in for items, rounded to stars",
+        "MF fold-in for items with each prediction rounded to a star level (tuned to lower the "
+        "average error).",
+        False,
+    ),
+)
+
 _METHODS: dict[str, MethodSpec] = {s.name: s for s in _BUILTIN}
 _BUILTIN_NAMES = frozenset(_METHODS)
+_ITEM_METHODS: dict[str, MethodSpec] = {s.name: s for s in _BUILTIN_ITEMS}
+_BUILTIN_ITEM_NAMES = frozenset(_ITEM_METHODS)
+
+
+def _check_cold(cold: str) -> None:
+    if cold not in COLDS:
+        raise ValueError(f"unknown cold-start subject {cold!r}; expected one of {COLDS}")
+
 
 # Modules of one's own that register methods (comma-separated import names, e.g.
 # ``METAREC_METHODS=my_methods``): imported on the registry's first use in each process (the
@@ -257,68 +340,81 @@ def _methods() -> dict[str, MethodSpec]:
 # registered methods calls `available_methods(kind)`).
 BASELINES = tuple(s.name for s in _BUILTIN if s.kind == BASELINE)
 META_LEARNERS = tuple(s.name for s in _BUILTIN if s.kind == META_LEARNER)
+ITEM_BASELINES = tuple(s.name for s in _BUILTIN_ITEMS if s.kind == ITEM_BASELINE)
 
 
-def builtin_classes(kind: str) -> dict[str, type[Recommender]]:
+def builtin_classes(kind: str) -> dict[str, type[Recommender] | type[ItemRecommender]]:
     """The built-in methods of one kind by name (their packages' maps of classes)."""
-    return {s.name: s.load() for s in _BUILTIN if s.kind == kind}
+    return {s.name: s.load() for s in _BUILTIN + _BUILTIN_ITEMS if s.kind == kind}
+
+
+def _table(cold: str) -> dict[str, MethodSpec]:
+    _check_cold(cold)
+    _methods()
+    return _ITEM_METHODS if cold == "items" else _METHODS
 
 
 def register(spec: MethodSpec) -> None:
-    """Add a method to the registry (its name must be new)."""
-    if spec.name in _METHODS:
+    """Add a method to the registry (its name must be new among the methods for the same
+    cold-start subject, users or items)."""
+    table = _table(spec.cold)
+    if spec.name in table:
         raise ValueError(f"method {spec.name!r} is registered already")
-    _METHODS[spec.name] = spec
+    table[spec.name] = spec
 
 
-def unregister(name: str) -> None:
+def unregister(name: str, cold: str = "users") -> None:
     """Remove a method added by `register` (a built-in one cannot be removed)."""
-    if name in _BUILTIN_NAMES:
+    builtin = _BUILTIN_ITEM_NAMES if cold == "items" else _BUILTIN_NAMES
+    if name in builtin:
         raise ValueError(f"method {name!r} is built in")
-    _METHODS.pop(name, None)
+    _table(cold).pop(name, None)
 
 
 def registered() -> list[MethodSpec]:
     """The entries added by `register` (what a job's worker process is sent, `adopt`)."""
-    return [s for s in _methods().values() if s.name not in _BUILTIN_NAMES]
+    users = [s for s in _methods().values() if s.name not in _BUILTIN_NAMES]
+    items = [s for s in _ITEM_METHODS.values() if s.name not in _BUILTIN_ITEM_NAMES]
+    return users + items
 
 
 def adopt(specs: Iterable[MethodSpec]) -> None:
     """Make `specs` the registered entries (a worker process: the server's, for each job)."""
     for s in registered():
-        _METHODS.pop(s.name)
+        _table(s.cold).pop(s.name)
     for s in specs:
         register(s)
 
 
-def spec(name: str) -> MethodSpec:
+def spec(name: str, cold: str = "users") -> MethodSpec:
     """The entry of `name`; ValueError naming the known methods for any other name."""
     try:
-        return _methods()[name]
+        return _table(cold)[name]
     except KeyError:
-        raise ValueError(
-            f"unknown method {name!r}; expected one of {', '.join(available_methods())}"
-        ) from None
+        known = ", ".join(available_methods(cold=cold))
+        what = "method" if cold == "users" else "new-item method"
+        raise ValueError(f"unknown {what} {name!r}; expected one of {known}") from None
 
 
-def available_methods(kind: str | None = None) -> list[str]:
-    """Registered method names (of one kind, if given), baselines first."""
+def available_methods(kind: str | None = None, cold: str = "users") -> list[str]:
+    """Registered method names (of one kind, if given), baselines first; ``cold="items"``:
+    the item cold-start methods."""
+    table = _table(cold)
+    kinds = ITEM_KINDS if cold == "items" else KINDS
     return [
-        s.name
-        for k in KINDS
-        for s in _methods().values()
-        if s.kind == k and (kind is None or kind == k)
+        s.name for k in kinds for s in table.values() if s.kind == k and (kind is None or kind == k)
     ]
 
 
-def default_methods() -> tuple[str, ...]:
+def default_methods(cold: str = "users") -> tuple[str, ...]:
     """The default evaluation set (CLI `evaluate`, `EvalConfig`, the Evaluate page)."""
-    return tuple(n for n in available_methods() if _METHODS[n].default)
+    table = _table(cold)
+    return tuple(n for n in available_methods(cold=cold) if table[n].default)
 
 
-def method_class(name: str) -> type[Recommender]:
+def method_class(name: str, cold: str = "users") -> type[Recommender] | type[ItemRecommender]:
     """The class of a registered method (its declared capabilities, `from_state`)."""
-    return spec(name).load()
+    return spec(name, cold).load()
 
 
 def display_name(name: str) -> str:
@@ -332,12 +428,14 @@ def describe(name: str) -> str:
     return _methods()[name].description if name in _methods() else ""
 
 
-def make_method(name: str, *, seed: int = 0, device: str = "auto") -> Recommender:
+def make_method(
+    name: str, *, seed: int = 0, device: str = "auto", cold: str = "users"
+) -> Recommender | ItemRecommender:
     """A fresh, unfitted method by name (a meta-learner: its preset); `device` goes to methods
-    that declare one."""
-    entry = spec(name)
+    that declare one; ``cold="items"``: an item cold-start method."""
+    entry = spec(name, cold)
     cls = entry.load()
-    if entry.factory is None and cls.capabilities.meta_learned:
+    if entry.factory is None and cls.capabilities.meta_learned and cold == "users":
         from metarec_core.methods.meta import make_learner
 
         return make_learner(name, seed=seed, device=device)

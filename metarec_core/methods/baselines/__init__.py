@@ -1,4 +1,5 @@
-"""Tuned non-meta baselines for new (cold-start) users, all behind the `Recommender` interface.
+"""Tuned non-meta baselines for new (cold-start) users, all behind the `Recommender` interface
+(those for new items, behind `ItemRecommender`, are in `baselines.items`).
 
 Every baseline is fitted on the ratings of the training users only. Regularisation is tuned on
 the validation users' own support/query split (`make_tasks` on ``val_users``, support sizes
@@ -30,6 +31,15 @@ from metarec_core.methods import registry  # the one list (it imports no baselin
 from metarec_core.methods.base import LEVEL_TIE_BREAK, NotFittedError, Recommender
 from metarec_core.methods.baselines.bias import UserBias
 from metarec_core.methods.baselines.common import TUNE_QUERY, TUNE_SUPPORT
+from metarec_core.methods.baselines.items import (
+    ITEM_BASELINE_CLASSES,
+    ItemBias,
+    ItemBiasLevels,
+    ItemContent,
+    ItemGlobalMean,
+    ItemMFFoldIn,
+    ItemMFFoldInLevels,
+)
 from metarec_core.methods.baselines.levels import (
     MAX_LEVELS,
     MFFoldInLevels,
@@ -45,6 +55,13 @@ from metarec_core.methods.baselines.popularity import Popularity
 __all__ = [
     "BASELINE_CLASSES",
     "GlobalMean",
+    "ITEM_BASELINE_CLASSES",
+    "ItemBias",
+    "ItemBiasLevels",
+    "ItemContent",
+    "ItemGlobalMean",
+    "ItemMFFoldIn",
+    "ItemMFFoldInLevels",
     "ItemMean",
     "LEVEL_TIE_BREAK",
     "MAX_LEVELS",

@@ -1,0 +1,97 @@
+"""Item metadata as numbers: genres, title words and release year (for new-item methods).
+
+The vocabulary (genre names, frequent title words, the year's centre) is fitted on training
+items only, so a new item's features never depend on test items.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from metarec_core.data.dataset import RatingsDataset
+
+_YEAR = re.compile(r"\((\d{4})\)")
+_WORD = re.compile(r"[a-z]{3,}")
+_STOP = frozenset({"the", "and", "for", "with", "from", "les", "der", "die", "des", "une"})
+MIN_WORD_ITEMS = 3  # a title word is a feature when at least this many training items have it
+MAX_WORDS = 500
+
+
+def title_year(title: str) -> int | None:
+    """The year in parentheses in a title ("Toy Story (1995)" -> 1995), if any."""
+    m = _YEAR.findall(title)
+    return int(m[-1]) if m else None
+
+
+def title_words(title: str) -> set[str]:
+    """Lower-case words of 3+ letters of a title, without the year and a few stop words."""
+    return set(_WORD.findall(_YEAR.sub(" ", title.lower()))) - _STOP
+
+
+@dataclass(frozen=True, eq=False)
+class ItemFeatures:
+    """Fitted featuriser: [genres | title words | year (centred, /10), its square, no year]."""
+
+    genres: tuple[str, ...]
+    words: tuple[str, ...]
+    year_centre: float
+
+    @property
+    def width(self) -> int:
+        return len(self.genres) + len(self.words) + 3
+
+    @classmethod
+    def fit(cls, data: RatingsDataset, train_items: np.ndarray) -> ItemFeatures:
+        """The vocabulary of the training items' metadata (empty without an items file)."""
+        if data.items is None:
+            return cls((), (), 0.0)
+        titles = [str(data.items.titles[i]) for i in np.asarray(train_items, dtype=np.int64)]
+        counts = Counter(w for t in titles for w in title_words(t))
+        words = sorted(
+            (w for w, c in counts.items() if c >= MIN_WORD_ITEMS),
+            key=lambda w: (-counts[w], w),
+        )[:MAX_WORDS]
+        years = [y for y in map(title_year, titles) if y is not None]
+        centre = float(np.mean(years)) if years else 0.0
+        return cls(tuple(data.items.genre_names), tuple(sorted(words)), centre)
+
+    def transform(self, titles: Sequence[str], genres: Sequence[Sequence[str]]) -> np.ndarray:
+        """(B, width) features of items given by title and genre names."""
+        g_col = {g: c for c, g in enumerate(self.genres)}
+        w_col = {w: len(self.genres) + c for c, w in enumerate(self.words)}
+        y0 = len(self.genres) + len(self.words)
+        X = np.zeros((len(titles), self.width))
+        for b, (title, gs) in enumerate(zip(titles, genres, strict=True)):
+            for g in gs:
+                if g in g_col:
+                    X[b, g_col[g]] = 1.0
+            for w in title_words(title):
+                if w in w_col:
+                    X[b, w_col[w]] = 1.0
+            year = title_year(title)
+            if year is None:
+                X[b, y0 + 2] = 1.0
+            else:
+                z = (year - self.year_centre) / 10.0
+                X[b, y0], X[b, y0 + 1] = z, z * z
+        return X
+
+
+def ridge(X: np.ndarray, y: np.ndarray, w: np.ndarray, lam: float) -> np.ndarray:
+    """Weighted ridge with an unpenalised intercept: coefficients (width + 1,), intercept last.
+
+    `y` may be (n,) or (n, d) (then (width + 1, d))."""
+    Xa = np.hstack([X, np.ones((len(X), 1))])
+    pen = np.full(Xa.shape[1], float(lam))
+    pen[-1] = 1e-8
+    A = Xa.T @ (Xa * w[:, None]) + np.diag(pen)
+    return np.linalg.solve(A, Xa.T @ (y * (w[:, None] if y.ndim == 2 else w)))
+
+
+def ridge_predict(X: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    return X @ coef[:-1] + coef[-1]
