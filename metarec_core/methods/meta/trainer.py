@@ -13,9 +13,15 @@ episodes are sampled and which learner pretrains it (`pretrainer`).
 
 Inner objective (``LearnerConfig.inner_objective``), see `model.InnerOptimizer`:
 - ``posterior``: sum of squared errors on the support + learned Gaussian prior around the
-  meta-learned start, step preconditioned by 1/(n_support + c): the update grows with the
-  evidence like a posterior (the closed-form ridge fold-in of the baselines is a special case).
+  meta-learned start: a MAP estimate of the user state. By default (``inner_solver="newton"``)
+  each step solves the state's Gauss-Newton system on the expected rating, so one full step of
+  a model that is biased MF is the closed-form ridge fold-in of the baselines, on any rating
+  scale; ``"diagonal"`` keeps the diagonal of that system (step preconditioned by
+  1/(n_support + c), on the raw output), the default before issue 14.
 - ``mean``: mean squared error on the support (MeLU).
+
+After training, the user state's prior precision is scaled by the factor with the best
+validation criterion (``calibrate_prior``, `MetaLearner._calibrate_prior`).
 
 Output and outer objective (``LearnerConfig.outer_loss``): by default ``ordinal``: the network's
 output z is the location of an ordered logit over the scale's levels (`model.OrdinalOutput`),
@@ -268,9 +274,11 @@ class MetaLearner(Recommender):
     def _make_inner(
         self, sq_factor: torch.Tensor | None, prior: tuple[float, float] | None
     ) -> InnerOptimizer:
-        """Initial inner-loop quantities; for the user state, a damped diagonal Newton step.
+        """Initial inner-loop quantities; for the user state, a full Gauss-Newton step
+        (``newton_steps``: lr 1/2, the prior precision from the MF fold-in) or a damped
+        diagonal Newton step.
 
-        With E[x_d²] the mean squared feature of state dimension d (q_id² for factors, 1 for the
+        Diagonal: with E[x_d²] the mean squared feature of state dimension d (q_id² for factors, 1 for the
         bias), the posterior objective's diagonal Hessian is 2 (n E[x_d²] + prec_d), so
         lr_d = inner_lr / (2 E[x_d²]) and c_d = prec_d / E[x_d²] make the first step a damped
         Newton step.
