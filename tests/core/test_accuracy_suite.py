@@ -78,6 +78,9 @@ def test_lowest_counts_every_method_in_the_report():
     s = summarize("toy", {**REPORT, "rows": rows}, subject="metasgd", baselines=BASE)
     assert [v.lowest for v in s.ks] == [False, True, False]
     assert not s.lowest_k1
+    # below every baseline is about the baselines alone: the ablation does not count there
+    assert s.ks[2].below_baselines and s.below_baselines_k1
+    assert not s.ks[0].below_baselines  # user_bias is below it at k=0
 
 
 def test_a_missing_pair_is_named_and_fails_the_verdict():
@@ -106,9 +109,10 @@ def test_monotone_in_k():
 def test_suite_markdown_says_no_where_a_verdict_fails():
     s = summarize("toy", REPORT, subject="metasgd", baselines=BASE)
     md = suite_markdown([s], {"toy": "held out"}, {"toy": ["`some command`"]})
-    assert "| toy | held out | metasgd | **no** | yes | **no** |" in md
+    assert "| toy | held out | metasgd | **no** | yes | yes | **no** |" in md
     assert (
-        "| 0 | 0.8050 | mf_foldin | 0.7900 | +0.0150 [-0.0020, +0.0300] | **no** | **no** | " in md
+        "| 0 | 0.8050 | mf_foldin | 0.7900 | +0.0150 [-0.0020, +0.0300] | **no** | **no** | **no** | "
+        in md
     )
     assert "| finetune (learner) | **yes** | +0.0500 (0 → 3) |" in md
     assert "`some command`" in md
