@@ -243,7 +243,7 @@ class ItemMetaLearner(ItemRecommender):
         for a in range(0, len(new_items), CHUNK):
             part = new_items[a : a + CHUNK]
             fast = self._adapt(centres[a : a + CHUNK], [(n.users, n.ratings) for n in part])
-            q = torch.as_tensor(users[a : a + CHUNK], device=L.device_)
+            q = torch.as_tensor(np.array(users[a : a + CHUNK]), device=L.device_)
             with torch.no_grad():
                 fq = L._batch_feats(q)
                 z = vmap(L._predict, in_dims=(0, 0, None if fq is None else 0))(fast, q, fq)
