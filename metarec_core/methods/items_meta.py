@@ -218,14 +218,11 @@ class ItemMetaLearner(ItemRecommender):
 
     def _states(self, starts: np.ndarray, supports) -> np.ndarray:
         """(B, d) adapted states, CHUNK items at a time."""
-        out = [
-            self._adapt(starts[a : a + CHUNK], supports[a : a + CHUNK])["user_init"]
-            .double()
-            .cpu()
-            .numpy()
-            for a in range(0, len(supports), CHUNK)
-        ]
-        return np.concatenate(out) if out else np.zeros((0, len(starts[0]) if len(starts) else 0))
+        out = [np.zeros((0, starts.shape[1]))]
+        for a in range(0, len(supports), CHUNK):
+            fast = self._adapt(starts[a : a + CHUNK], supports[a : a + CHUNK])
+            out.append(fast["user_init"].double().cpu().numpy())
+        return np.concatenate(out)
 
     def prior_states(self, new_items: Sequence[NewItem]) -> np.ndarray:
         """(B, d) each new item's state before any rating: s⁰(x_i) from its metadata."""
