@@ -302,6 +302,30 @@ _BUILTIN_ITEMS = (
     ),
 )
 
+
+def _item_meta(name: str, attr: str, display: str, description: str) -> MethodSpec:
+    """An item meta-learner entry: its class in methods/items_meta.py."""
+    ref = ClassRef("metarec_core.methods.items_meta", attr)
+    return MethodSpec(name, display, description, ITEM_META_LEARNER, ref)
+
+
+_BUILTIN_ITEMS += (
+    _item_meta(
+        "item_metasgd",
+        "ItemMetaSGD",
+        "Meta-SGD for new items",
+        "Meta-learns how a new item's vector moves from a start guessed from its description "
+        "with each of its first ratings (Meta-SGD with the item as the task).",
+    ),
+    _item_meta(
+        "item_finetune",
+        "ItemFinetune",
+        "Fine-tuned network for new items (no meta-learning)",
+        "The same network for new items trained by plain regression, then adapted to a new "
+        "item's first ratings: shows what meta-learning adds.",
+    ),
+)
+
 _METHODS: dict[str, MethodSpec] = {s.name: s for s in _BUILTIN}
 _BUILTIN_NAMES = frozenset(_METHODS)
 _ITEM_METHODS: dict[str, MethodSpec] = {s.name: s for s in _BUILTIN_ITEMS}
@@ -341,6 +365,7 @@ def _methods() -> dict[str, MethodSpec]:
 BASELINES = tuple(s.name for s in _BUILTIN if s.kind == BASELINE)
 META_LEARNERS = tuple(s.name for s in _BUILTIN if s.kind == META_LEARNER)
 ITEM_BASELINES = tuple(s.name for s in _BUILTIN_ITEMS if s.kind == ITEM_BASELINE)
+ITEM_META_LEARNERS = tuple(s.name for s in _BUILTIN_ITEMS if s.kind == ITEM_META_LEARNER)
 
 
 def builtin_classes(kind: str) -> dict[str, type[Recommender] | type[ItemRecommender]]:

@@ -1,0 +1,284 @@
+"""Item meta-learners: the MAML family with the new ITEM as the task, by reuse of `MetaLearner`.
+
+An item-cold task is a user-cold task on the transposed rating matrix: the new item plays the
+new user (its state, bias and factors, is adapted from its first ratings) and the users are
+the catalogue (their bias and factors are the learner's item tables). `ItemMetaLearner` is a
+thin adapter: it trains an unchanged `MetaLearner` (`make_learner(algorithm)`) on
+`transpose(data, training items)`, the ratings of the training and validation items only, with
+users and items swapped (item metadata cannot describe users, so the transposed catalogue has
+none); a new item is adapted by the learner's own inner loop on its (user, rating) pairs and
+its query users are scored by the learner's network.
+
+Metadata (the MetaEmb idea, its simplest honest version): a ridge regression from the item's
+metadata x_i (`ItemFeatures`: genres, title words, year) to the learner's adapted state of
+each training item (from up to `STATE_RATINGS` of its ratings; weights n_i / (n_i + 10)) gives a
+new item's state before any rating, s⁰(x_i). It is both the k = 0 prediction and the centre of
+the inner loop's prior (the learner's posterior objective pulls the state towards s⁰(x_i)
+with its meta-learned precision, so the metadata weighs less as ratings arrive, at the rate the
+meta-objective learned). Chosen over "content + the learner's adapted offset" because that
+needs a learner trained on residuals, which the ordinal output (trained on the scale's
+discrete levels) cannot take, and because a fixed additive blend would not fade with evidence.
+The ridge penalty α and a factor on the prior's precision are tuned on the validation items'
+own support/query split (`make_item_tasks`, k in `TUNE_ITEM_SUPPORT`, query `TUNE_QUERY`): the
+pair with the lowest MAE over all (validation item, k) wins. The network, the inner loop and
+its learned rates are the learner's, untouched; the centre is the only change, passed to the
+learner's inner loop per item.
+
+- ``item_metasgd`` (default item learner): `MetaSGD` on the transposed data.
+- ``item_finetune`` (its ablation): `Finetune`, the same network without the meta objective.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch.func import vmap
+
+from metarec_core.data.dataset import RatingsDataset
+from metarec_core.methods.base import (
+    Capabilities,
+    FitProgress,
+    ItemRecommender,
+    NewItem,
+    StopFlag,
+)
+from metarec_core.methods.baselines.items import TUNE_ITEM_SUPPORT, TUNE_QUERY, ItemContent
+from metarec_core.methods.item_features import ItemFeatures, ridge, ridge_predict
+from metarec_core.protocol.item_splits import fit_validation_items, make_item_tasks
+from metarec_core.protocol.splits import seeded_rng
+from metarec_core.protocol.tasks import user_ratings
+
+__all__ = ["ItemFinetune", "ItemMetaLearner", "ItemMetaSGD", "transpose"]
+
+STATE_RATINGS = 200  # ratings a training item's target state is adapted from (a seeded subset)
+SALT_STATE_RATINGS = 31  # seeded_rng salt of that subset (protocol salts are below 30)
+CHUNK = 128  # items adapted at once
+
+
+def transpose(data: RatingsDataset, items: np.ndarray) -> RatingsDataset:
+    """The ratings of `items` with users and items swapped: inner user j of the result is item
+    j of `data` (all items keep their index; only `items` have ratings) and inner item u is
+    user u. No item metadata (it describes items, which are the users here)."""
+    keep = np.zeros(data.n_items, dtype=bool)
+    keep[np.asarray(items, dtype=np.int64)] = True
+    rows = keep[data.item]
+    ts = None if data.timestamp is None else data.timestamp[rows]
+    return RatingsDataset(
+        user=data.item[rows].copy(),
+        item=data.user[rows].copy(),
+        rating=data.rating[rows].copy(),
+        timestamp=ts,
+        user_ids=data.item_ids,
+        item_ids=data.user_ids,
+        scale=data.scale,
+        items=None,
+        source=f"{data.source} (transposed: items as users)",
+    )
+
+
+class ItemMetaLearner(ItemRecommender):
+    """A `MetaLearner` of the preset `algorithm` trained with the item as the task, its prior
+    centred on a ridge regression of the adapted item states on the item's metadata (the
+    module doc says how and why). ``overrides`` are `LearnerConfig` fields (tests, benches)."""
+
+    name: ClassVar[str] = "item_metasgd"
+    algorithm: ClassVar[str] = "metasgd"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        device=True, meta_learned=True, cold="items"
+    )
+    RIDGE_GRID: ClassVar[tuple[float, ...]] = (1.0, 3.0, 10.0, 30.0, 100.0)
+    PREC_GRID: ClassVar[tuple[float, ...]] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+
+    def __init__(self, seed: int = 0, device: str = "auto", **overrides: Any) -> None:
+        self.seed = seed
+        self.device = device
+        self.overrides = dict(overrides)
+
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self,
+        data: RatingsDataset,
+        train_items: np.ndarray,
+        val_items: np.ndarray | None = None,
+        *,
+        should_stop: StopFlag | None = None,
+        progress: FitProgress | None = None,
+    ) -> ItemMetaLearner:
+        """Meta-train on the ratings of `train_items` (early stopping and the metadata prior's
+        tuning on `val_items`, carved from `train_items` when not given). A fit stopped by
+        `should_stop()` returns unfitted."""
+        from metarec_core.methods.meta import make_learner  # torch and the learners: on use
+
+        self.fitted_ = False
+        train_items = np.unique(np.asarray(train_items, dtype=np.int64))
+        if len(train_items) == 0:
+            raise ValueError("fit() needs at least one training item")
+        if train_items[0] < 0 or train_items[-1] >= data.n_items:
+            raise ValueError(f"train_items must be inner item indices in [0, {data.n_items})")
+        if val_items is None or len(val_items) == 0:
+            train_items, val_items = fit_validation_items(train_items, self.seed)
+        val_items = np.setdiff1d(np.asarray(val_items, dtype=np.int64), train_items)
+        seen = transpose(data, np.concatenate([train_items, val_items]))
+        if seen.n_ratings == 0:
+            raise ValueError("the training items have no ratings")
+        learner = make_learner(self.algorithm, seed=self.seed, device=self.device, **self.overrides)
+
+        def inside(fraction: float, message: str) -> None:
+            if progress is not None:
+                progress(0.95 * fraction, message)
+
+        learner.fit(seen, train_items, val_items, should_stop=should_stop, progress=inside)
+        if not learner.fitted_ or (should_stop is not None and should_stop()):
+            return self
+        self.learner_ = learner
+        self.n_users_, self.n_items_, self.scale_ = data.n_users, data.n_items, data.scale
+        self.features_ = ItemFeatures.fit(data, train_items)
+        self._fit_prior(data, seen, train_items, val_items)
+        if progress is not None:
+            progress(1.0, "metadata prior fitted")
+        self.fitted_ = True
+        return self
+
+    def _fit_prior(
+        self,
+        data: RatingsDataset,
+        seen: RatingsDataset,
+        train_items: np.ndarray,
+        val_items: np.ndarray,
+    ) -> None:
+        """The ridge from metadata to adapted states, (α, precision factor) tuned on `val_items`."""
+        pairs = []
+        for j, (u, r) in zip(train_items, user_ratings(seen, train_items), strict=True):
+            if len(u) > STATE_RATINGS:
+                pick = seeded_rng(self.seed, SALT_STATE_RATINGS, int(j)).permutation(len(u))
+                u, r = u[pick[:STATE_RATINGS]], r[pick[:STATE_RATINGS]]
+            pairs.append((u, r))
+        shared = self._shared_start()
+        starts = np.broadcast_to(shared["user_init"], (len(pairs), len(shared["user_init"])))
+        states = self._states(starts, pairs)
+        n = np.array([len(u) for u, _ in pairs], dtype=np.float64)
+        X = self.features_.transform(*ItemContent._meta(data, train_items))
+        w = n / (n + 10.0)
+        tasks, _ = make_item_tasks(data, val_items, query=TUNE_QUERY, seed=self.seed)
+        rows = [(t, k) for t in tasks for k in TUNE_ITEM_SUPPORT if k <= t.n_available]
+        base = {k: v.detach().clone() for k, v in self.learner_.inner_.log_prec.items()}
+        self.prior_reg_, self.prec_scale_ = self.RIDGE_GRID[2], 1.0
+        self.coef_ = ridge(X, states, w, self.prior_reg_)
+        if not rows:
+            return
+        new = [t.new_item(k) for t, k in rows]
+        qu = np.stack([t.query[0] for t, _ in rows]).astype(np.int64)
+        qr = np.stack([t.query[1] for t, _ in rows]).astype(np.float64)
+        best = (math.inf, self.prior_reg_, 1.0)
+        for scale in self.PREC_GRID:
+            self._scale_prec(base, scale)
+            for alpha in self.RIDGE_GRID:
+                self.coef_ = ridge(X, states, w, alpha)
+                mae = float(np.mean(np.abs(self._predict(new, qu) - qr)))
+                if mae < best[0] - 1e-6:
+                    best = (mae, alpha, scale)
+        _, self.prior_reg_, self.prec_scale_ = best
+        self._scale_prec(base, self.prec_scale_)
+        self.coef_ = ridge(X, states, w, self.prior_reg_)
+
+    def _scale_prec(self, base: dict[str, torch.Tensor], scale: float) -> None:
+        """The learner's prior precisions times `scale` (of their trained values, `base`)."""
+        with torch.no_grad():
+            for k, v in self.learner_.inner_.log_prec.items():
+                v.copy_(base[k] + math.log(scale))
+
+    # ------------------------------------------------------------------ adaptation
+    def _shared_start(self) -> dict[str, np.ndarray]:
+        L = self.learner_
+        return {k: v.detach().double().cpu().numpy() for k, v in L._fast0().items()}
+
+    def _adapt(self, starts: np.ndarray, supports: Sequence[tuple[np.ndarray, np.ndarray]]):
+        """Fast weights (batched) after the learner's inner loop on each support, the state's
+        prior centred on `starts` (B, d) instead of the shared learned start."""
+        L = self.learner_
+        s = L._pad(supports)
+        dt = dict(dtype=L._dtype, device=L.device_)
+        with torch.no_grad():
+            rest = {k: v.detach() for k, v in L._fast0().items() if k != "user_init"}
+            c = torch.as_tensor(np.ascontiguousarray(starts), **dt)
+            fs = L._batch_feats(s.items)
+            steps = L.config.inner_steps
+
+            def task(c0, si, sr, sm, sf):
+                fast, _, _ = L._inner_loop({**rest, "user_init": c0}, si, sr, sm, sf, True, steps)
+                return fast
+
+            mask = s.mask.to(s.ratings.dtype)
+            fdim = None if fs is None else 0
+            return vmap(task, in_dims=(0, 0, 0, 0, fdim))(c, s.items, s.ratings, mask, fs)
+
+    def _states(self, starts: np.ndarray, supports) -> np.ndarray:
+        """(B, d) adapted states, CHUNK items at a time."""
+        out = [np.zeros((0, starts.shape[1]))]
+        for a in range(0, len(supports), CHUNK):
+            fast = self._adapt(starts[a : a + CHUNK], supports[a : a + CHUNK])
+            out.append(fast["user_init"].double().cpu().numpy())
+        return np.concatenate(out)
+
+    def prior_states(self, new_items: Sequence[NewItem]) -> np.ndarray:
+        """(B, d) each new item's state before any rating: s⁰(x_i) from its metadata."""
+        self._check_fitted()
+        return self._centres(new_items)
+
+    def _centres(self, new_items: Sequence[NewItem]) -> np.ndarray:
+        X = self.features_.transform([n.title for n in new_items], [n.genres for n in new_items])
+        return ridge_predict(X, self.coef_)
+
+    def _predict(self, new_items: Sequence[NewItem], users: np.ndarray) -> np.ndarray:
+        L = self.learner_
+        centres = self._centres(new_items)
+        out = []
+        for a in range(0, len(new_items), CHUNK):
+            part = new_items[a : a + CHUNK]
+            fast = self._adapt(centres[a : a + CHUNK], [(n.users, n.ratings) for n in part])
+            q = torch.as_tensor(np.array(users[a : a + CHUNK]), device=L.device_)
+            with torch.no_grad():
+                fq = L._batch_feats(q)
+                z = vmap(L._predict, in_dims=(0, 0, None if fq is None else 0))(fast, q, fq)
+            out.append(L._ratings(z))
+        return np.concatenate(out) if out else np.zeros(users.shape)
+
+    def predict(self, new_items: Sequence[NewItem], users: np.ndarray) -> np.ndarray:
+        """Predicted ratings (B, Q) of `users` (B, Q) for each new item (the learner's point
+        prediction, clipped to the scale)."""
+        self._check_fitted()
+        users = np.asarray(users, dtype=np.int64)
+        if users.ndim != 2 or users.shape[0] != len(new_items):
+            raise ValueError(f"users must be (B={len(new_items)}, Q), got shape {users.shape}")
+        if users.size and (users.min() < 0 or users.max() >= self.n_users_):
+            raise ValueError(f"user index out of range [0, {self.n_users_})")
+        for b, n in enumerate(new_items):
+            if len(n.users) and (n.users.min() < 0 or n.users.max() >= self.n_users_):
+                raise ValueError(f"new item {b}: user index out of range [0, {self.n_users_})")
+        if len(new_items) == 0 or users.shape[1] == 0:
+            return np.zeros(users.shape)
+        return self._predict(list(new_items), users)
+
+
+class ItemMetaSGD(ItemMetaLearner):
+    """Meta-SGD with the new item as the task (the default item learner)."""
+
+    name: ClassVar[str] = "item_metasgd"
+    algorithm: ClassVar[str] = "metasgd"
+
+
+class ItemFinetune(ItemMetaLearner):
+    """The same network trained by plain regression (no meta objective), then adapted to a new
+    item by the same inner loop around the same metadata prior: what meta-learning adds."""
+
+    name: ClassVar[str] = "item_finetune"
+    algorithm: ClassVar[str] = "finetune"
+
+
+ITEM_LEARNER_CLASSES: dict[str, type[ItemRecommender]] = {
+    c.name: c for c in (ItemMetaSGD, ItemFinetune)
+}
