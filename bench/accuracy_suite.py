@@ -293,6 +293,30 @@ def _yes(ok: bool) -> str:
     return "yes" if ok else "**no**"
 
 
+def headline_markdown(summaries: Sequence[DatasetSummary], roles: dict[str, str]) -> str:
+    """One table over the datasets: the learner's MAE minus the best baseline's at each k
+    (paired 95% CI; bold where the CI excludes 0 either way)."""
+    ks = sorted({v.k for s in summaries for v in s.ks})
+    out = [
+        "| dataset | role | " + " | ".join(f"k={k}" for k in ks) + " |",
+        "|---|---|" + "---:|" * len(ks),
+    ]
+    for s in summaries:
+        by_k = {v.k: v for v in s.ks}
+        cells = []
+        for k in ks:
+            v = by_k.get(k)
+            if v is None or v.diff is None or v.diff_ci95 is None:
+                cells.append("–")
+                continue
+            lo, hi = v.diff_ci95
+            text = f"{v.diff:+.4f} [{lo:+.3f}, {hi:+.3f}]"
+            significant = lo is not None and hi is not None and (lo > 0 or hi < 0)
+            cells.append(f"**{text}**" if significant else text)
+        out.append(f"| {s.name} | {roles.get(s.name, '')} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
+
+
 def suite_markdown(
     summaries: Sequence[DatasetSummary],
     roles: dict[str, str],
@@ -321,6 +345,14 @@ def suite_markdown(
             f"| {s.name} | {roles.get(s.name, '')} | {s.subject} | {_yes(s.never_worse)} | "
             f"{_yes(s.below_baselines_k1)} | {_yes(s.lowest_k1)} | {_yes(s.no_rise)} |"
         )
+    if summaries:
+        out += [
+            "",
+            f"{summaries[0].subject} − the best baseline at each k, MAE (paired 95% CI over test "
+            "users; < 0: the learner better; bold: the CI excludes 0):",
+            "",
+            headline_markdown(summaries, roles).rstrip("\n"),
+        ]
     for s in summaries:
         out += [
             "",

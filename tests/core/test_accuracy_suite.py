@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from bench import accuracy, accuracy_suite
-from bench.accuracy_suite import SUITE, SuiteDataset, monotone, suite_markdown, summarize
+from bench.accuracy_suite import (
+    SUITE,
+    SuiteDataset,
+    headline_markdown,
+    monotone,
+    suite_markdown,
+    summarize,
+)
 from metarec_core.data.io import load_ratings
 from metarec_core.data.synthetic import SyntheticSpec
 from metarec_core.evaluation.report import EvaluationReport
@@ -218,3 +225,23 @@ def test_suite_config_defaults_and_quick():
         5,
     )
     assert np.isin(accuracy_suite.SUITE_BASELINES, accuracy_suite.SUITE_METHODS).all()
+
+
+def test_the_headline_table_gives_each_dataset_its_difference_and_marks_significant_ones():
+    s = summarize("toy", REPORT, subject="metasgd", baselines=BASE)
+    best = s.ks[1].best_baseline
+    pairs = [
+        {**p, "ci95": [-0.02, -0.005]}
+        if (p["method"], p["vs"], p["support"]) == ("metasgd", best, 1)
+        else p
+        for p in REPORT["pairwise"]
+    ]
+    s = summarize("toy", {**REPORT, "pairwise": pairs}, subject="metasgd", baselines=BASE)
+    table = headline_markdown([s], {"toy": "design"})
+    lines = table.splitlines()
+    assert lines[0] == "| dataset | role | k=0 | k=1 | k=3 |"
+    cells = lines[2].split(" | ")
+    assert cells[:2] == ["| toy", "design"]
+    assert cells[2] == "+0.0150 [-0.002, +0.030]"  # within the noise: plain
+    assert cells[3] == "**-0.0100 [-0.020, -0.005]**"  # the CI excludes 0: bold
+    assert table in suite_markdown([s], {"toy": "design"})
