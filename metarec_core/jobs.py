@@ -851,7 +851,9 @@ class TrainingJob(BackgroundJob):
             if snap.best_val_mae is not None:
                 parts.append(f"best validation MAE {snap.best_val_mae:.4f}")
             if check is not None and check.worse:
-                parts.append(check.describe())
+                from metarec_core.methods.registry import display_name
+
+                parts.append(check.describe(display_name))
             ctx.progress(message="; ".join(parts))
         return learner
 

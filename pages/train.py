@@ -188,7 +188,7 @@ def _done(job, snap, head: str, elsewhere: bool) -> None:
     check = snap.check
     if check is None or not check.worse:
         where = " It is kept for that dataset." if elsewhere else " The model is active."
-        verdict = "" if check is None else f" {check.describe()}"
+        verdict = "" if check is None else f" {check.describe(display_name)}"
         st.success(f"{head}{verdict}{where}")
     else:
         winner = check.winner
@@ -203,7 +203,7 @@ def _done(job, snap, head: str, elsewhere: bool) -> None:
                 f"better. Use {display_name(winner)} instead, or check the learning rates and "
                 "train again."
             )
-        st.warning(f"{head} {check.describe()} {then}")
+        st.warning(f"{head} {check.describe(display_name)} {then}")
         here = not elsewhere
         using = used is not None and current is not None and current.name == used.name
         offer_baseline = here and not using

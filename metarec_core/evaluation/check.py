@@ -170,8 +170,9 @@ class ModelCheck:
             return None
         return min(beats, key=lambda b: (-len(self.worse_than(b)), self.mean_mae(b)))
 
-    def describe(self) -> str:
-        """One plain sentence: which baseline beats the model where, or that none does."""
+    def describe(self, name: Callable[[str], str] = str) -> str:
+        """One plain sentence: which baseline beats the model where, or that none does
+        (baselines named by `name`, e.g. the registry's display names; default: as registered)."""
         head = f"On your {self.users:,} check users, "
         if self.worse:
             b = self.winner
@@ -180,25 +181,29 @@ class ModelCheck:
             pair = _pair(_mean(self, b, ks), _mean(self, MODEL, ks))
             others = [o for o in self.baselines if o != b and self.worse_than(o)]
             verb = "is" if len(others) == 1 else "are"
-            also = f" {_join(others)} {verb} better at some k too." if others else ""
-            return f"{head}{b} is better than this model at {_ks(ks)} (MAE {pair}).{also}"
+            also = (
+                f" {_join([name(o) for o in others])} {verb} better at some k too."
+                if others
+                else ""
+            )
+            return f"{head}{name(b)} is better than this model at {_ks(ks)} (MAE {pair}).{also}"
         b = self.best
         if not self.decided:
             pair = _pair(self.mean_mae(MODEL), self.mean_mae(b))
             return (
                 f"{head}too few for a verdict (it takes {self.min_users}): this model's MAE "
-                f"against the best baseline's, {b}, is {pair} over {_ks(self.ks)}."
+                f"against the best baseline's, {name(b)}, is {pair} over {_ks(self.ks)}."
             )
         if self.better:
             ks = self.better_than(b)
             pair = _pair(_mean(self, MODEL, ks), _mean(self, b, ks))
             return (
-                f"{head}this model is better than the best baseline, {b}, at {_ks(ks)} "
+                f"{head}this model is better than the best baseline, {name(b)}, at {_ks(ks)} "
                 f"(MAE {pair}), and no baseline is better than it at any k."
             )
         pair = _pair(self.mean_mae(MODEL), self.mean_mae(b))
         return (
-            f"{head}this model is about as good as the best baseline, {b} (MAE {pair} over "
+            f"{head}this model is about as good as the best baseline, {name(b)} (MAE {pair} over "
             f"{_ks(self.ks)}): no baseline is significantly better than it at any k."
         )
 

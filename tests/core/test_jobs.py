@@ -24,6 +24,7 @@ from metarec_core.jobs import (
     TrainingJob,
     describe_error,
 )
+from metarec_core.methods.registry import display_name
 from metarec_core.protocol.splits import split_users
 
 WAIT = 300.0  # generous bound for a job to end (on a loaded machine); never a speed assertion
@@ -708,7 +709,7 @@ def test_a_diverged_training_is_done_but_flagged_worse_than_the_baselines(no_thr
     assert name in check.baselines and check.worse_than(name)
     assert check.mean_mae(name) < check.mean_mae("model")
     assert check.users == len(job.val_users) and check.ks == (1, 3, 5, 10)
-    assert f"{name} is better than this model at k = " in snap.message
+    assert f"{display_name(name)} is better than this model at k = " in snap.message
     # a model that is the best fold-in baseline itself is never flagged (whatever the noise)
     from metarec_core.methods.baselines import MFFoldInLevels
 

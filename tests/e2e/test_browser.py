@@ -253,7 +253,7 @@ def test_model_check_offers_the_better_baseline(app, tmp_path) -> None:
     page.get_by_role("button", name="Start training", exact=True).click()
     done = page.get_by_test_id("stAlert").filter(has_text="Training done in")
     expect(done).to_be_visible(timeout=TRAIN_TIMEOUT)
-    expect(done).to_contain_text(re.compile(r"On your \d+ check users, \w+ is better than this"))
+    expect(done).to_contain_text(re.compile(r"On your \d+ check users, [^.]+ is better than this"))
     expect(done).to_contain_text("It was not made active")
     app.wait()
     expect_chart(page, "Model check: error on the check users")
