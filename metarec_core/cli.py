@@ -299,6 +299,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"best validation MAE {snap.best_val_mae:.4f}{at}")
     else:
         print("no validation MAE (no validation users with enough ratings)")
+    scale = getattr(job.result, "prior_scale_", None)
+    if scale is not None and scale != 1.0:
+        print(
+            f"prior of the new user's state scaled x{scale:g} on the validation users "
+            f"(validation MAE then {job.result.best_val_mae_:.4f})"
+        )
     check = job.baseline_check
     if check is not None:
         print(check.to_text())
