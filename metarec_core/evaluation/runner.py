@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -303,6 +303,28 @@ def _mean(x: np.ndarray) -> float | None:
     return float(x.mean()) if len(x) else None
 
 
+def _paired(
+    per_unit_mae: Mapping[tuple[str, int | None], np.ndarray],
+    m: str,
+    vs: str,
+    k: int | None,
+    cfg: EvalConfig,
+) -> PairedDifference:
+    """`m` − `vs` at support size `k`: the mean of the paired per-unit (user or item) MAE
+    differences with its bootstrap 95% CI."""
+    diff, lo, hi = metrics.paired_bootstrap_ci(
+        per_unit_mae[(m, k)], per_unit_mae[(vs, k)], n_boot=cfg.n_boot, seed=cfg.seed
+    )
+    return PairedDifference(
+        method=m,
+        vs=vs,
+        support=k,
+        mae_diff=_finite(diff),
+        ci95=(_finite(lo), _finite(hi)),
+        users=len(per_unit_mae[(m, k)]),
+    )
+
+
 def _finite(x: float) -> float | None:
     """None for NaN or ±inf (the report is strict JSON)."""
     return None if x is None or not math.isfinite(x) else float(x)
@@ -484,17 +506,7 @@ def run_evaluation(
             )
 
     def pair(m: str, vs: str, k: int | None) -> PairedDifference:
-        diff, lo, hi = metrics.paired_bootstrap_ci(
-            per_user_mae[(m, k)], per_user_mae[(vs, k)], n_boot=cfg.n_boot, seed=cfg.seed
-        )
-        return PairedDifference(
-            method=m,
-            vs=vs,
-            support=k,
-            mae_diff=_finite(diff),
-            ci95=(_finite(lo), _finite(hi)),
-            users=len(per_user_mae[(m, k)]),
-        )
+        return _paired(per_user_mae, m, vs, k, cfg)
 
     paired, pairwise = [], []
     raters = [m for m in cfg.methods if predicts[m]]
@@ -646,17 +658,7 @@ def _run_items(
             )
 
     def pair(m: str, vs: str, k: int) -> PairedDifference:
-        diff, lo, hi = metrics.paired_bootstrap_ci(
-            per_item_mae[(m, k)], per_item_mae[(vs, k)], n_boot=cfg.n_boot, seed=cfg.seed
-        )
-        return PairedDifference(
-            method=m,
-            vs=vs,
-            support=k,
-            mae_diff=_finite(diff),
-            ci95=(_finite(lo), _finite(hi)),
-            users=len(per_item_mae[(m, k)]),
-        )
+        return _paired(per_item_mae, m, vs, k, cfg)
 
     paired, pairwise = [], []
     if len(cfg.methods) >= 2:
