@@ -61,7 +61,7 @@ from metarec_core.protocol.splits import (
     melu_split,
     user_folds,
 )
-from metarec_core.protocol.tasks import MELU_QUERY, UserTask, make_tasks
+from metarec_core.protocol.tasks import MELU_QUERY, make_tasks
 
 __all__ = ["EvalConfig", "EvaluationCancelled", "run_evaluation"]
 
@@ -303,6 +303,24 @@ def _mean(x: np.ndarray) -> float | None:
     return float(x.mean()) if len(x) else None
 
 
+def _fold_plan(folds, make: Callable, cfg: EvalConfig, unit: str) -> tuple[list, int]:
+    """([(fold, its test tasks)] for the folds with any, the count of test units left out);
+    ValueError when no fold has a test `unit` ("user", "item") with enough ratings."""
+    plan, left_out = [], 0
+    for fold in folds:
+        tasks, lo = make(fold)
+        left_out += lo
+        if tasks:
+            plan.append((fold, tasks))
+    if not plan:
+        kmax, query = max(cfg.support), cfg.query
+        raise ValueError(
+            f"no test {unit} has the {kmax + query} ratings needed for support {kmax} + query "
+            f"{query}; use smaller support sizes or fewer query ratings"
+        )
+    return plan, left_out
+
+
 def _paired(
     per_unit_mae: Mapping[tuple[str, int | None], np.ndarray],
     m: str,
@@ -350,21 +368,15 @@ def run_evaluation(
     if cfg.protocol == "kshot":
         ks: tuple[int | None, ...] = cfg.support
         kmax, query = max(cfg.support), cfg.query
-        plan: list[tuple[object, list[UserTask]]] = []
-        left_out = 0
-        for fold in user_folds(data, cfg.folds, cfg.seed, VAL_FRACTION):
-            tasks, lo = make_tasks(
+        plan, left_out = _fold_plan(
+            user_folds(data, cfg.folds, cfg.seed, VAL_FRACTION),
+            lambda fold: make_tasks(
                 data, fold.test_users, query=query, min_support=kmax, seed=cfg.seed
-            )
-            left_out += lo
-            if tasks:
-                plan.append((fold, tasks))
+            ),
+            cfg,
+            "user",
+        )
         n_test = sum(len(t) for _, t in plan)
-        if n_test == 0:
-            raise ValueError(
-                f"no test user has the {kmax + query} ratings needed for support {kmax} + query "
-                f"{query}; use smaller support sizes or fewer query ratings"
-            )
         protocol: KShotProtocol | MeluProtocol = KShotProtocol(
             folds=cfg.folds,
             query=query,
@@ -539,20 +551,15 @@ def _run_items(
     """
     dataset = summarize(data)
     kmax, query = max(cfg.support), cfg.query
-    plan, left_out = [], 0
-    for fold in item_folds(data, cfg.folds, cfg.seed, VAL_FRACTION):
-        tasks, lo = make_item_tasks(
+    plan, left_out = _fold_plan(
+        item_folds(data, cfg.folds, cfg.seed, VAL_FRACTION),
+        lambda fold: make_item_tasks(
             data, fold.test_items, query=query, min_support=kmax, seed=cfg.seed
-        )
-        left_out += lo
-        if tasks:
-            plan.append((fold, tasks))
+        ),
+        cfg,
+        "item",
+    )
     n_test = sum(len(t) for _, t in plan)
-    if n_test == 0:
-        raise ValueError(
-            f"no test item has the {kmax + query} ratings needed for support {kmax} + query "
-            f"{query}; use smaller support sizes or fewer query ratings"
-        )
     protocol = ItemKShotProtocol(
         folds=cfg.folds,
         query=query,
