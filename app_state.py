@@ -7,14 +7,18 @@ and saves them on every change, and the workspace's background jobs live in a pr
 registry keyed by the token, so a reload, or the same link in a new tab, finds all of it again,
 running trainings included. A workspace expires after an idle time (its jobs are cancelled then)
 and has a disk cap. Nothing one workspace holds is visible in another. Only read-only derived
-objects are shared: the shipped sample dataset, and the playground's fitted baselines (cached in
+objects are shared: the shipped sample dataset, the shipped sample checkpoint as read from disk
+(each session adapts with its own copy of the learner), the playground's map of training users for
+that shipped model, and the playground's fitted baselines (cached in
 `metarec_core.interactive.session` by dataset fingerprint, so a session only gets those of data it
-holds); each session loads its own copy of the sample checkpoint.
+holds). A model trained or uploaded in a session is never shared.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import hashlib
 import html
 import os
 import re
@@ -415,9 +419,48 @@ def entry_from_checkpoint(loaded: Any, active: ActiveData, name: str, source: st
     )
 
 
+# Shared derived objects: at most this many per process (least recently used go first).
+SHARED_MAX_ENTRIES = 8
+K_SHARED = "shared_key"  # ModelEntry.extra: names a model that every session holds identically
+
+
+def _users_digest(users: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(users, dtype=np.int64).tobytes()).hexdigest()
+
+
+@st.cache_resource(show_spinner=False, max_entries=SHARED_MAX_ENTRIES)
+def _shared_projection(
+    fingerprint: str,
+    model_key: str,
+    users: str,
+    _model: Recommender,
+    _data: RatingsDataset,
+    _train_users: np.ndarray,
+) -> Projection | None:
+    """The map of training users of a model every session holds alike (the shipped sample
+    model), fitted once per process for the data of `fingerprint`; read-only."""
+    proj = fit_projection(_model, _data, _train_users)
+    if proj is not None:
+        for a in (proj.mean, proj.components, proj.points, proj.users, proj.explained):
+            a.setflags(write=False)
+    return proj
+
+
 def projection_for(entry: ModelEntry, data: RatingsDataset) -> Projection | None:
+    """`entry`'s map of training users (the playground's PCA), fitted on first use.
+
+    A model only this session holds gets its own; the shipped sample model (`K_SHARED`) gets
+    the process's one, keyed by the data's fingerprint, the checkpoint file and the users.
+    """
     if not entry.projection_done:
-        entry.projection = fit_projection(entry.model, data, entry.train_users)
+        key = entry.extra.get(K_SHARED)
+        if key is None or data.fingerprint() != entry.fingerprint:
+            entry.projection = fit_projection(entry.model, data, entry.train_users)
+        else:
+            entry.projection = _shared_projection(
+                data.fingerprint(), key, _users_digest(entry.train_users),
+                entry.model, data, entry.train_users,
+            )  # fmt: skip
         entry.projection_done = True
     return entry.projection
 
@@ -425,14 +468,32 @@ def projection_for(entry: ModelEntry, data: RatingsDataset) -> Projection | None
 # ----------------------------------------------------------------------------- start-up
 
 
-def _sample_checkpoint(path: str, data: RatingsDataset) -> Any:
-    """Each session loads its own copy: adapting runs `torch.func.functional_call`, which swaps
-    a module's parameters in place while it runs, so one learner must not serve two sessions'
-    threads at once."""
+def _file_key(path: str) -> str:
+    """A checkpoint file's identity for the shared caches: its path, size and change time."""
+    s = os.stat(path)
+    return f"{path}:{s.st_size}:{s.st_mtime_ns}"
+
+
+@st.cache_resource(
+    show_spinner="Loading the pre-trained sample model…", max_entries=SHARED_MAX_ENTRIES
+)
+def _shipped_checkpoint(file_key: str, fingerprint: str, _path: str, _data: RatingsDataset) -> Any:
+    """The sample checkpoint as read (and checked) once per process for the data of
+    `fingerprint`; never adapted with (sessions get copies)."""
     from metarec_core.checkpoint import load_checkpoint
 
-    with st.spinner("Loading the pre-trained sample model…"):
-        return load_checkpoint(path, data)
+    return load_checkpoint(_path, _data)
+
+
+def _sample_checkpoint(path: str, data: RatingsDataset, file_key: str) -> Any:
+    """This session's copy of the shipped checkpoint: adapting runs `torch.func.functional_call`,
+    which swaps a module's parameters in place while it runs, so one learner must not serve two
+    sessions' threads at once. The file is read once per process (a copy costs ~4 ms, reading
+    it ~25 ms of the page load)."""
+    from dataclasses import replace
+
+    shared = _shipped_checkpoint(file_key, data.fingerprint(), path, data)
+    return replace(shared, learner=copy.deepcopy(shared.learner))
 
 
 def ensure_defaults() -> None:
@@ -459,7 +520,8 @@ def load_or_train_sample_model() -> None:
     path = sample_dir() / "model.pt"
     if path.exists():
         try:
-            loaded = _sample_checkpoint(str(path), active.data)
+            key = _file_key(str(path))
+            loaded = _sample_checkpoint(str(path), active.data, key)
         except Exception as e:  # a stale checkpoint must not break the app: train instead
             st.session_state["mr_sample_model_error"] = str(e)
         else:
@@ -467,6 +529,7 @@ def load_or_train_sample_model() -> None:
                 loaded, active, "sample model", f"pre-trained ({path.name})"
             )
             entry.extra["shipped"] = True  # the workspace notes it; it reloads from the sample
+            entry.extra[K_SHARED] = key
             add_model(entry)
             return
     start_sample_training(active)
@@ -708,9 +771,11 @@ def _restore_model(
         path = sample_dir() / "model.pt"
         if sample.fingerprint() != fp or not path.exists():
             return None
-        loaded = _sample_checkpoint(str(path), sample)
+        key = _file_key(str(path))
+        loaded = _sample_checkpoint(str(path), sample, key)
         entry = entry_from_checkpoint(loaded, ActiveData(sample, "", True), name, source)
         entry.extra["shipped"] = True
+        entry.extra[K_SHARED] = key
         return entry
     saved = ws.load_model(str(rec["key"]))
     same = data if data is not None and data.fingerprint() == fp else None

@@ -13,7 +13,8 @@ the query string the app sets, and the message cache (`cached_message_hashes`, `
 For each N, a fresh server (`streamlit run app.py` on a free 127.0.0.1 port, a temporary
 workspace folder) and N sessions that each:
 
-1. open the app (the first script run, on Home),
+1. open the app (the first script run, on Home; with `--warmup` one untimed visit has opened it
+   first, so that the timed page loads are of a server past its first visitor's imports),
 2. switch to the Train page and start a `--steps`-step training of the sample data (the form's
    number inputs and its "Start training" submit button, found in the deltas by their keys),
    noting the place in line the page shows,
@@ -566,9 +567,19 @@ async def run_n(n: int, args: argparse.Namespace, files: list[Path]) -> dict:
     log: list[Action] = []
     try:
         rss0, cpu0, _ = server.stats()
+        out["rss_before_mib"] = rss0
+        out["warmup_s"] = None
+        if args.warmup:  # one visit first: the imports and shared caches of a fresh server
+            warm_log: list[Action] = []
+            w = WsSession(-1, server.url, time.monotonic(), warm_log)
+            try:
+                await w.open()
+            finally:
+                await w.close()
+            out["warmup_s"] = warm_log[0].server_s if warm_log else None
+            _, cpu0, _ = server.stats()
         wcpu0 = server.worker_stats()[1]
         client_cpu0 = time.process_time()  # this process: the N clients' own share of the cores
-        out["rss_before_mib"] = rss0
         sampler = asyncio.create_task(server.sample(0))
         t0 = time.monotonic()
         deadline = t0 + args.deadline
@@ -680,6 +691,15 @@ def markdown(runs: list[dict], command: str, machine: str, kinds: tuple[str, ...
             f"| {r['workers_rss_peak_mib']:.0f} / {r['workers_rss_after_close_mib']:.0f} "
             f"| {r['server_errors']} |"
         )
+    warm = [r for r in runs if r.get("warmup_s") is not None]
+    if warm:
+        lines += [
+            "",
+            "Warm-up (`--warmup`): one untimed visit opened the app before the sessions (the "
+            "fresh server's imports and shared caches); its page load took "
+            + ", ".join(f"{r['warmup_s']:.2f} s (N = {r['sessions']})" for r in warm)
+            + ".",
+        ]
     errors = [e for r in runs for e in r["errors"]]
     if errors:
         lines += ["", "Session errors:", "", *[f"- {e}" for e in errors]]
@@ -695,6 +715,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--deadline", type=float, default=300, help="seconds per N for the flows")
     ap.add_argument("--ttl", type=int, default=30, help="server.disconnectedSessionTTL (s)")
     ap.add_argument("--max-jobs", type=int, default=None, help="METAREC_MAX_JOBS for the server")
+    ap.add_argument(
+        "--warmup",
+        action="store_true",
+        help="one untimed visit before the N sessions (a server past its first visitor)",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "load_ws")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,9 @@ state.require_router()
 GREY, BLUE, RED = "#868e96", "#4c6ef5", "#e03131"
 
 
+# Built once per process (plotly validates every annotation as it is added: ~35 ms a page load);
+# the figure is only read afterwards (st.plotly_chart copies it to a dict).
+@st.cache_resource(show_spinner=False)
 def idea_figure() -> go.Figure:
     """The seed idea of MAML as a sketch: many training users' best models around one learned
     start (left), and a new user reached from that start in a few small steps (right)."""
