@@ -42,64 +42,103 @@ def _label(name: str) -> str:
 
 
 # ----------------------------------------------------------------------------- the models
+# The baselines (seconds to a minute) and the learner (minutes) are fitted by two jobs, so the
+# page is usable with the baselines while the learner fits (`item_session.playground_parts`).
+K_MERGED = "mr_item_models"  # (ids of the parts, their merged ItemModels): one object per set
 
 
-def _models(active: state.ActiveData) -> isn.ItemModels | None:
-    """The item models of the active data: shared (the sample) or this workspace's job's."""
+def _slot(index: int) -> str:
+    return SLOT if index == 0 else f"{SLOT}_learner"
+
+
+def _part(active: state.ActiveData, names: tuple[str, ...], slot: str) -> isn.ItemModels | None:
+    """A part's fitted models: shared (the sample) or this workspace's job's."""
     data = active.data
-    if active.is_sample and (shared := isn.shared_models(data, SEED)) is not None:
+    if active.is_sample and (shared := isn.shared_models(data, SEED, names)) is not None:
         return shared
-    job = state.jobs().get(SLOT)
-    if job is not None and job.matches(data, SEED) and job.status == "done" and job.result:
+    job = state.jobs().get(slot)
+    if job is not None and job.matches(data, SEED, names) and job.status == "done" and job.result:
         if active.is_sample:
             isn.share_models(job.result)
         return job.result
     return None
 
 
-def _start_job(data) -> None:
-    old = state.jobs().get(SLOT)
+def _start(data, names: tuple[str, ...], slot: str) -> None:
+    old = state.jobs().get(slot)
     if old is not None and old.is_active:
         old.cancel()  # it fits another dataset's models: that one is no longer active
-    state.jobs()[SLOT] = isn.ItemFitJob(data, seed=SEED).start()
+    state.jobs()[slot] = isn.ItemFitJob(data, seed=SEED, names=names).start()
 
 
-def _wait_for_models(active: state.ActiveData) -> None:
-    """Start (once) or follow the fitting job, then stop the page here."""
-    data = active.data
-    job = state.jobs().get(SLOT)
-    if job is None or not job.matches(data, SEED) or job.status == "done":
-        _start_job(data)  # first visit, another dataset's models, or a result gone from memory
-        job = state.jobs()[SLOT]
-    elif job.status in ("failed", "cancelled"):
-        if job.status == "failed":
-            st.error(state.plain(f"Fitting the item models failed: {job.snapshot().error}"))
-        else:
-            st.warning("Fitting the item models was cancelled.")
-        st.button("Fit them again", key="ni_refit", on_click=_start_job, args=(data,))
-        st.stop()
-    st.info(
-        "Fitting the models for new items on this dataset, once: "
-        + ", ".join(_label(n) for n in job.names)
-        + ". They never see a rating of the held-out items. The meta-learner takes the "
-        "longest (minutes on a CPU); you can use other pages meanwhile.",
-        icon=":material/hourglass_top:",
-    )
-    every = poll_seconds(job.snapshot())
+def _job(data, names: tuple[str, ...], slot: str):
+    """The job fitting a missing part: started on first need, kept when it failed or was
+    cancelled (the page offers to start it again)."""
+    job = state.jobs().get(slot)
+    if job is None or not job.matches(data, SEED, names) or job.status == "done":
+        _start(data, names, slot)  # first visit, another dataset, or a result gone from memory
+    return state.jobs()[slot]
+
+
+def _follow(pending: list[tuple[tuple[str, ...], str]], data) -> None:
+    """Progress of the jobs fitting `pending` parts, polled; a full rerun when one ends."""
+    jobs = [(names, slot, _job(data, names, slot)) for names, slot in pending]
+    active = [j for _, _, j in jobs if j.is_active]
+    every = min((poll_seconds(j.snapshot()) or 1.0) for j in active) if active else None
 
     @state.polling_fragment(every)
     def follow() -> None:
-        snap = job.snapshot()
-        if snap.queue_position is not None:
-            st.caption(snap.status_line)
-        st.progress(snap.fraction, text=f"{100 * snap.fraction:.0f}% · {state.plain(snap.message)}")
-        if snap.active:
-            st.button("Cancel", key="ni_cancel", on_click=job.cancel)
-        if snap.finished:
-            st.rerun()  # a full rerun shows the page (or the failure) and stops polling
+        for names, slot, job in jobs:
+            snap = job.snapshot()
+            what = ", ".join(_label(n) for n in names)
+            if snap.status == "failed":
+                st.error(state.plain(f"Fitting {what} failed: {snap.error}"))
+            elif snap.status == "cancelled":
+                st.warning(state.plain(f"Fitting {what} was cancelled."))
+            if not snap.active:
+                st.button(
+                    "Fit again", key=f"ni_refit_{slot}", on_click=_start, args=(data, names, slot)
+                )
+                continue
+            if snap.queue_position is not None:
+                st.caption(state.plain(f"{what}: {snap.status_line}"))
+            text = f"{what}: {100 * snap.fraction:.0f}% · {snap.message}"
+            st.progress(snap.fraction, text=state.plain(text))
+            st.button("Cancel", key=f"ni_cancel_{slot}", on_click=job.cancel)
+        if any(not j.is_active for j in active):
+            st.rerun()  # one ended: a full rerun uses its models (or says why not)
 
     follow()
-    st.stop()
+
+
+def _models(active: state.ActiveData) -> isn.ItemModels:
+    """The item models of the active data; the page stops here until the quick part is fitted."""
+    data = active.data
+    parts = isn.playground_parts()
+    slots = [_slot(i) for i in range(len(parts))]
+    got = [_part(active, names, slot) for names, slot in zip(parts, slots, strict=True)]
+    pending = [(n, s) for n, s, g in zip(parts, slots, got, strict=True) if g is None]
+    if got[0] is None:
+        st.info(
+            "Fitting the models for new items on this dataset, once: "
+            + ", ".join(_label(n) for names in parts for n in names)
+            + ". They never see a rating of the held-out items. The page opens when the plain "
+            "methods are ready (seconds to a minute); the meta-learner takes minutes on a CPU "
+            "and joins the comparison when it is done. You can use other pages meanwhile.",
+            icon=":material/hourglass_top:",
+        )
+        _follow(pending, data)
+        st.stop()
+    if pending:
+        with st.expander("Still fitting: the meta-learner joins the comparison when done", True):
+            _follow(pending, data)
+    present = [g for g in got if g is not None]
+    key = tuple(id(g) for g in present)
+    kept = st.session_state.get(K_MERGED)
+    if kept is None or kept[0] != key:
+        kept = (key, present[0] if len(present) == 1 else isn.merge_models(present))
+        st.session_state[K_MERGED] = kept
+    return kept[1]
 
 
 # ----------------------------------------------------------------------------- the session
@@ -195,13 +234,16 @@ st.caption(
     help=glossary.help_text("new item") + " " + glossary.help_text("audience"),
 )
 models = _models(active)
-if models is None:
-    _wait_for_models(active)
-assert models is not None
 
 session: isn.ItemSession | None = st.session_state.get(K_SESSION)
-if session is not None and (session.models is not models or session.data is not data):
-    session = None  # another dataset, or models fitted again
+if session is not None and session.data is not data:
+    session = None  # another dataset
+elif session is not None and session.models is not models:
+    try:
+        session.use_models(models)  # the learner joined the baselines: same item, same ratings
+        st.session_state.pop("ni_audience_model", None)  # its audience is shown first now
+    except ValueError:
+        session = None  # models of another held-out fold
 candidates = isn.heldout_items(data, models.fold)
 if session is None:
     if len(candidates) == 0:
@@ -333,7 +375,8 @@ with right:
             st.warning(state.plain(msg))
         v = s.view
         names = models.names
-        learner = next((n for n in names if isn.is_learner(n)), names[-1])
+        # the meta-learner's audience first (the first baseline's while it is being fitted)
+        learner = next((n for n in names if isn.is_learner(n)), names[0])
         st.subheader("Who to show it to", anchor=False)
         shown = st.selectbox(
             "Audience by",
@@ -394,12 +437,12 @@ with right:
         cols = {
             "model": st.column_config.TextColumn("Model"),
             "agree": st.column_config.ProgressColumn(
-                "Same audience as the meta-learner",
+                f"Same audience as {_label(learner)}",
                 format="percent",
                 min_value=0.0,
                 max_value=1.0,
-                help=f"Share of the meta-learner's top {s.top_n} users this model's top "
-                f"{s.top_n} holds too",
+                help=f"Share of {_label(learner)}'s top {s.top_n} users that this model's "
+                f"top {s.top_n} holds too",
             ),
         }
         if v.errors is not None:

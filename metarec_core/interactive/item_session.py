@@ -157,6 +157,32 @@ class ItemModels:
             }
 
 
+def playground_parts() -> tuple[tuple[str, ...], ...]:
+    """`ITEM_PLAYGROUND_METHODS` in the parts fitted by separate jobs, quick ones first: the
+    baselines (seconds to a minute), then the learners (minutes), so that the page can be used
+    with the baselines while the learner fits. Empty parts are left out."""
+    names = ITEM_PLAYGROUND_METHODS
+    parts = (
+        tuple(n for n in names if not is_learner(n)),
+        tuple(n for n in names if is_learner(n)),
+    )
+    return tuple(p for p in parts if p)
+
+
+def merge_models(parts: Sequence[ItemModels]) -> ItemModels:
+    """One `ItemModels` of several parts fitted on the same data, split and held-out fold."""
+    if not parts:
+        raise ValueError("no item models to merge")
+    first = parts[0]
+    for p in parts[1:]:
+        same = p.fingerprint == first.fingerprint and p.seed == first.seed
+        if not same or not np.array_equal(p.fold.test_items, first.fold.test_items):
+            raise ValueError("item models of different data or held-out items cannot be merged")
+    models = {n: m for p in parts for n, m in p.models.items()}
+    seconds = {n: t for p in parts for n, t in p.fit_seconds.items()}
+    return ItemModels(first.fingerprint, first.seed, first.fold, models, seconds)
+
+
 def default_factory(name: str, seed: int, settings: Mapping[str, Any]) -> ItemRecommender:
     """A fresh item method by registry name; a meta-learner gets `settings` (LearnerConfig
     fields) over its preset."""
@@ -241,9 +267,13 @@ class ItemFitJob(BackgroundJob):
         with self._lock:
             self._message = "waiting to start"
 
-    def matches(self, data: RatingsDataset, seed: int = 0) -> bool:
-        """Whether this job fits the models of `data`'s content with this split seed."""
-        return self.seed == int(seed) and self.data.fingerprint() == data.fingerprint()
+    def matches(
+        self, data: RatingsDataset, seed: int = 0, names: Sequence[str] | None = None
+    ) -> bool:
+        """Whether this job fits the models `names` (any, if None) of `data`'s content with
+        this split seed."""
+        same = self.seed == int(seed) and self.data.fingerprint() == data.fingerprint()
+        return same and (names is None or tuple(names) == self.names)
 
     def _portable(self) -> dict[str, Any] | None:
         if self._factory is not None:
@@ -272,26 +302,31 @@ class ItemFitJob(BackgroundJob):
 
 
 # The sample's fitted models are the same for every session (the sample is shared read-only
-# too): one process-wide entry per (fingerprint, seed), a few at most. Uploaded data's models
-# stay with the workspace's job that fitted them (the page), never here.
-SHARED_SIZE = 2
-_shared: dict[tuple[str, int], ItemModels] = {}
+# too): one process-wide entry per (fingerprint, seed, model names), a few at most. Uploaded
+# data's models stay with the workspace's job that fitted them (the page), never here.
+SHARED_SIZE = 4
+_shared: dict[tuple[str, int, tuple[str, ...]], ItemModels] = {}
 _shared_lock = threading.Lock()
 
 
 def share_models(models: ItemModels) -> None:
     """Keep `models` for every session (only for the shipped sample's data)."""
+    key = (models.fingerprint, models.seed, models.names)
     with _shared_lock:
-        _shared.pop((models.fingerprint, models.seed), None)
-        _shared[(models.fingerprint, models.seed)] = models
+        _shared.pop(key, None)
+        _shared[key] = models
         while len(_shared) > SHARED_SIZE:
             _shared.pop(next(iter(_shared)))
 
 
-def shared_models(data: RatingsDataset, seed: int = 0) -> ItemModels | None:
-    """The shared models of `data` (its content's fingerprint) and `seed`, if any."""
+def shared_models(
+    data: RatingsDataset, seed: int = 0, names: Sequence[str] | None = None
+) -> ItemModels | None:
+    """The shared models `names` (default `ITEM_PLAYGROUND_METHODS`) of `data` (its content's
+    fingerprint) and `seed`, if any."""
+    names = ITEM_PLAYGROUND_METHODS if names is None else tuple(names)
     with _shared_lock:
-        return _shared.get((data.fingerprint(), int(seed)))
+        return _shared.get((data.fingerprint(), int(seed), names))
 
 
 def clear_shared_models() -> None:
@@ -501,6 +536,18 @@ class ItemSession:
         return self._tastes[user]
 
     # -- changes -----------------------------------------------------------------------------
+    def use_models(self, models: ItemModels) -> ItemView:
+        """Go on with `models` (e.g. the baselines joined by the learner once it is fitted):
+        the same ratings, every view and curve point computed again."""
+        same = models.fingerprint == self.models.fingerprint and models.seed == self.models.seed
+        if not same or not np.array_equal(models.fold.test_items, self.models.fold.test_items):
+            raise ValueError("the new item models were fitted on other data or held-out items")
+        self.models, self.curve = models, []
+        for n in range(len(self.users)):
+            prefix = NewItem.of(self.title, self.genres, self.users[:n], self.ratings[:n])
+            self.curve.append(ItemCurvePoint(n, self._errors(models.scores(prefix))))
+        return self._refresh(previous=None)
+
     def reset(self) -> ItemView:
         """Remove every rating (the item stays): back to its metadata alone (k = 0)."""
         self.users, self.ratings, self.from_replay = [], [], []
@@ -558,11 +605,15 @@ class ItemSession:
             prev = None if previous is None else previous.audiences.get(name)
             moves[name] = rank_movement(prev, auds[name])
             over[name] = list_overlap(prev, auds[name])
-        errors = None
-        if self.task is not None:
-            hu, hr = self.task.query
-            low = float(self.data.scale.low)
-            errors = {name: item_errors(s, hu, hr, low) for name, s in scores.items()}
+        errors = self._errors(scores)
+        if errors is not None:
             self.curve.append(ItemCurvePoint(len(self.users), errors))
         self.view = ItemView(len(self.users), scores, auds, moves, over, errors)
         return self.view
+
+    def _errors(self, scores: Mapping[str, np.ndarray]) -> dict[str, ItemErrors] | None:
+        if self.task is None:
+            return None
+        hu, hr = self.task.query
+        low = float(self.data.scale.low)
+        return {name: item_errors(s, hu, hr, low) for name, s in scores.items()}

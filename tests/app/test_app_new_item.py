@@ -16,23 +16,32 @@ TINY_ITEM_LEARNER = dict(
     steps=10, eval_every=5, patience=1, factors=4, embedding_dim=8, hidden=(16,), meta_batch=16,
     val_repeats=1, device="cpu", pretrain=False,
 )  # fmt: skip
-_FITTED: dict[str, isn.ItemModels] = {}
+_FITTED: dict[str, list[isn.ItemModels]] = {}
 
 
-@pytest.fixture
-def item_models(small_sample):
-    """The tiny sample's item models, fitted once per test process and shared as the page
-    shares the sample's."""
+def fitted_parts() -> list[isn.ItemModels]:
+    """The tiny sample's item models (baselines, learner), fitted once per test process."""
     import app_state
 
     folder = app_state.sample_dir()
     data = load_ratings(folder / "ratings.csv", items=folder / "items.csv")
     fp = data.fingerprint()
     if fp not in _FITTED:
-        _FITTED[fp] = isn.fit_item_models(data, settings=TINY_ITEM_LEARNER)
+        _FITTED[fp] = [
+            isn.fit_item_models(data, names=names, settings=TINY_ITEM_LEARNER)
+            for names in isn.playground_parts()
+        ]
+    return _FITTED[fp]
+
+
+@pytest.fixture
+def item_models(small_sample):
+    """The tiny sample's item models, shared as the page shares the sample's."""
+    parts = fitted_parts()
     isn.clear_shared_models()
-    isn.share_models(_FITTED[fp])
-    yield _FITTED[fp]
+    for part in parts:
+        isn.share_models(part)
+    yield isn.merge_models(parts)
     isn.clear_shared_models()
 
 
@@ -152,4 +161,44 @@ def test_the_models_are_fitted_in_the_background_on_first_visit(small_sample, mo
     other.switch_page("pages/new_item.py").run()
     assert not other.exception and "mr_item_session" in other.session_state
     assert "Fitting the models" not in texts(other)
+    isn.clear_shared_models()
+
+
+def test_the_page_opens_with_the_baselines_and_the_learner_joins_when_fitted(
+    small_sample, monkeypatch
+):
+    import threading
+
+    base, learner = fitted_parts()
+    isn.clear_shared_models()
+    isn.share_models(base)
+    release = threading.Event()
+
+    def held_fit(job, ctx):
+        """The learner's job ends when the test says so, with the models fitted above."""
+        assert job.names == learner.names
+        assert release.wait(300), "the test never released the learner's fit"
+        return learner
+
+    monkeypatch.setattr(isn.ItemFitJob, "_work", held_fit)
+    at = item_page()
+    assert "Still fitting" in [e.label for e in at.expander][0]
+    assert at.get("progress")
+    assert at.selectbox(key="ni_audience_model").value == "content"  # the learner is not there
+    at.button(key="ni_next").click().run()
+    at.button(key="ni_next").click().run()
+    s = at.session_state["mr_item_session"]
+    rated = list(s.users)
+    assert len(table(at, MODELS)) == len(base.names)
+    release.set()
+    wait_until(at, lambda a: a.session_state["mr_item_session"].models.names != base.names)
+    assert not at.exception
+    s = at.session_state["mr_item_session"]
+    assert s.users == rated  # the same item and ratings, now seen by every model
+    assert set(s.models.names) == set(base.names) | set(learner.names)
+    assert [p.n for p in s.curve] == [0, 1, 2]
+    assert all(set(p.errors) == set(s.models.names) for p in s.curve)
+    assert at.selectbox(key="ni_audience_model").value == isn.ITEM_PLAYGROUND_LEARNER
+    assert len(table(at, MODELS)) == len(s.models.names)
+    assert not [e for e in at.expander if "Still fitting" in e.label]
     isn.clear_shared_models()

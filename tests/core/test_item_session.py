@@ -203,6 +203,43 @@ def test_shared_models_are_found_by_content_and_seed(data, models):
     assert isn.shared_models(data) is None
     isn.share_models(models)
     assert isn.shared_models(tiny_dataset()) is models  # same content, another object
+    assert isn.shared_models(data, names=("content",)) is None  # another part
     assert isn.shared_models(data, seed=1) is None
     assert isn.shared_models(tiny_dataset(seed=1)) is None
     isn.clear_shared_models()
+
+
+def test_the_learner_joins_the_baselines_without_losing_the_ratings(data, models):
+    assert isn.playground_parts() == (isn.ITEM_PLAYGROUND_BASELINES, (isn.ITEM_PLAYGROUND_LEARNER,))
+    base = isn.ItemModels(
+        models.fingerprint,
+        models.seed,
+        models.fold,
+        {n: models.models[n] for n in isn.ITEM_PLAYGROUND_BASELINES},
+        {},
+    )
+    rest = isn.ItemModels(
+        models.fingerprint,
+        models.seed,
+        models.fold,
+        {isn.ITEM_PLAYGROUND_LEARNER: models.models[isn.ITEM_PLAYGROUND_LEARNER]},
+        {},
+    )
+    joined = isn.merge_models([base, rest])
+    assert joined.names == models.names
+    item = int(isn.heldout_items(data, models.fold)[0])
+    s = isn.ItemSession.held_out(data, base, item)
+    s.add_next()
+    s.add_next()
+    s.use_models(joined)
+    full = isn.ItemSession.held_out(data, models, item)
+    full.add_next()
+    full.add_next()
+    assert s.users == full.users and [p.n for p in s.curve] == [0, 1, 2]
+    for a, b in zip(s.curve, full.curve, strict=True):
+        assert {n: e.mae for n, e in a.errors.items()} == {n: e.mae for n, e in b.errors.items()}
+    other = isn.ItemModels(models.fingerprint, 1, item_folds(data, 5, 1)[0], {}, {})
+    with pytest.raises(ValueError, match="other data or held-out items"):
+        s.use_models(other)
+    with pytest.raises(ValueError, match="cannot be merged"):
+        isn.merge_models([base, other])
