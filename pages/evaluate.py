@@ -271,9 +271,10 @@ def show_report(report: EvaluationReport) -> None:
             "nDCG@5",
         ),
     ):
-        fig = curve_figure(
-            report, value, ytitle, title, ci, label, f"Ratings seen of the new {unit} (k)"
+        x_title = "Ratings seen " + (
+            "of the new item (k)" if cold == "items" else "from the new user (k)"
         )
+        fig = curve_figure(report, value, ytitle, title, ci, label, x_title)
         if fig is None:
             col.caption(empty)
         else:
