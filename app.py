@@ -28,7 +28,7 @@ PAGES = [
         "pages/new_item.py",
         title="A new item arrives",
         icon=":material/new_releases:",
-        url_path="new-item",
+        url_path="new_item",
     ),
     st.Page(
         "pages/evaluate.py", title="Evaluate", icon=":material/analytics:", url_path="evaluate"

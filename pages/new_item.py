@@ -102,7 +102,7 @@ def _follow(pending: list[tuple[tuple[str, ...], str]], data) -> None:
                 continue
             if snap.queue_position is not None:
                 st.caption(state.plain(f"{what}: {snap.status_line}"))
-            text = f"{what}: {100 * snap.fraction:.0f}% · {snap.message}"
+            text = f"{100 * snap.fraction:.0f}% · {snap.message}"  # it names what it fits
             st.progress(snap.fraction, text=state.plain(text))
             st.button("Cancel", key=f"ni_cancel_{slot}", on_click=job.cancel)
         if any(not j.is_active for j in active):
@@ -419,7 +419,9 @@ with right:
             ),
         }
         if s.task is not None:
-            table["hidden"] = [m.hidden_rating for m in audience]
+            table["hidden"] = [
+                np.nan if m.hidden_rating is None else m.hidden_rating for m in audience
+            ]
             config["hidden"] = st.column_config.NumberColumn(
                 "Hidden rating",
                 format="%g ★",

@@ -202,3 +202,16 @@ def test_the_page_opens_with_the_baselines_and_the_learner_joins_when_fitted(
     assert len(table(at, MODELS)) == len(s.models.names)
     assert not [e for e in at.expander if "Still fitting" in e.label]
     isn.clear_shared_models()
+
+
+def test_the_pages_url_is_its_file_name():
+    # A fresh server's first visitor of a page's URL is served by Streamlit's legacy `pages/`
+    # mode, which finds a page by its file name (app_state.require_router): a URL of another
+    # name reads "Page not found" there.
+    import re
+    from pathlib import Path
+
+    app = (Path(__file__).resolve().parents[2] / "app.py").read_text()
+    pages = re.findall(r'st\.Page\(\s*"pages/(\w+)\.py".*?url_path="([^"]+)"', app, re.S)
+    assert ("new_item", "new_item") in pages
+    assert all(stem == url for stem, url in pages), pages
