@@ -420,11 +420,10 @@ with right:
         }
         if s.task is not None:
             table["hidden"] = [
-                np.nan if m.hidden_rating is None else m.hidden_rating for m in audience
+                "" if m.hidden_rating is None else f"{m.hidden_rating:g} ★" for m in audience
             ]
-            config["hidden"] = st.column_config.NumberColumn(
+            config["hidden"] = st.column_config.TextColumn(
                 "Hidden rating",
-                format="%g ★",
                 help="For the item's hidden raters: their real rating (empty for other users)",
             )
         st.dataframe(

@@ -71,6 +71,10 @@ def test_k0_audience_from_the_description_alone(item_models):
     assert s.task is not None and s.item in set(item_models.fold.test_items.tolist())
     assert s.users == [] and s.view.n_ratings == 0
     assert len(audience_users(at)) == isn.AUDIENCE_N
+    hidden = dict(zip(*s.task.query, strict=True))
+    for user, shown in zip(audience_users(at), table(at, AUDIENCE)["hidden"], strict=True):
+        u = s.data.user_ids.tolist().index(user)
+        assert shown == (f"{hidden[u]:g} ★" if u in hidden else "")  # blank for other users
     assert any("0 ratings so far · from the description alone" in c.value for c in at.caption)
     # the default audience is the meta-learner's
     assert at.selectbox(key="ni_audience_model").value == isn.ITEM_PLAYGROUND_LEARNER
