@@ -211,6 +211,7 @@ def error_chart(curve: list[isn.ItemCurvePoint], names: tuple[str, ...]) -> go.F
             mode="lines+markers",
             line=dict(width=3 if isn.is_learner(name) else 1.5),
         )
+    fig.update_xaxes(tickmode="linear", tick0=0, dtick=max(1, len(curve) // 10))  # whole ratings
     return titled(
         fig,
         "Error on the hidden raters after each rating",
@@ -438,12 +439,12 @@ with right:
         cols = {
             "model": st.column_config.TextColumn("Model"),
             "agree": st.column_config.ProgressColumn(
-                f"Same audience as {_label(learner)}",
+                "Same audience",
                 format="percent",
                 min_value=0.0,
                 max_value=1.0,
-                help=f"Share of {_label(learner)}'s top {s.top_n} users that this model's "
-                f"top {s.top_n} holds too",
+                help=f"Share of the top {s.top_n} users of {_label(learner)} that this "
+                f"model's top {s.top_n} holds too",
             ),
         }
         if v.errors is not None:
