@@ -25,6 +25,12 @@ PAGES = [
         url_path="playground",
     ),
     st.Page(
+        "pages/new_item.py",
+        title="A new item arrives",
+        icon=":material/new_releases:",
+        url_path="new_item",
+    ),
+    st.Page(
         "pages/evaluate.py", title="Evaluate", icon=":material/analytics:", url_path="evaluate"
     ),
     st.Page(

@@ -159,6 +159,25 @@ GLOSSARY: tuple[Entry, ...] = (
         "similar users land close together.",
     ),
     Entry(
+        "new item",
+        "a new item",
+        "An item the system has no rating of yet (a film released today): only its description "
+        "(title, genres, year) and then its first few ratings tell the models who will like it. "
+        "Also called item cold start.",
+    ),
+    Entry(
+        "held-out item",
+        "an item the models never saw",
+        "An item of a held-out group (fold) whose ratings were removed before fitting, so its "
+        "real ratings can be replayed as if it were new.",
+    ),
+    Entry(
+        "audience",
+        "who to show it to",
+        "The users a model would show a new item to: those with the highest predicted rating "
+        "for it, leaving out users who rated it already.",
+    ),
+    Entry(
         "persona",
         "a simulated new user",
         "A held-out real user or a made-up taste profile who rates items one at a time, with "

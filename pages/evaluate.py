@@ -16,6 +16,7 @@ from metarec_core import glossary
 from metarec_core.evaluation.report import (
     ROW_COLUMNS,
     EvaluationReport,
+    ItemKShotProtocol,
     MeluProtocol,
     MethodRow,
     PairedDifference,
@@ -24,10 +25,13 @@ from metarec_core.evaluation.runner import EvalConfig
 from metarec_core.jobs import EvaluationJob, poll_seconds
 from metarec_core.methods.registry import (
     BASELINE,
+    ITEM_BASELINE,
+    ITEM_META_LEARNER,
     META_LEARNER,
     available_methods,
     default_methods,
     display_name,
+    spec,
 )
 
 state.require_router()
@@ -57,6 +61,28 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
     return vals
 
 
+# "Who is new?": the evaluation's cold-start subject (EvalConfig.cold)
+COLDS = {"users": "New users", "items": "New items"}
+
+
+def method_label(cold: str) -> Callable[[str], str]:
+    """The plain name of a method of the registry's `cold` table (other names unchanged)."""
+    if cold == "users":
+        return display_name
+
+    def label(name: str) -> str:
+        try:
+            return spec(name, cold=cold).display
+        except ValueError:
+            return name
+
+    return label
+
+
+def report_cold(report: EvaluationReport) -> str:
+    return "items" if isinstance(report.protocol, ItemKShotProtocol) else "users"
+
+
 def _rgba(hex_color: str, alpha: float) -> str:
     h = hex_color.lstrip("#")
     r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
@@ -69,6 +95,8 @@ def curve_figure(
     ytitle: str,
     title: str = "",
     ci: Callable[[MethodRow], tuple[float | None, float | None] | None] = lambda r: None,
+    label: Callable[[str], str] = display_name,
+    x_title: str = "Ratings seen from the new user (k)",
 ) -> go.Figure | None:
     """One line per method over support size of the rows' `value`, with its 95% CI band
     (`ci`) when the report has one; None when no row has a value (e.g. only ranking methods:
@@ -97,8 +125,8 @@ def curve_figure(
                     array=[c[1] - y for c, y in zip(ci_, ys, strict=True)],
                     arrayminus=[y - c[0] for c, y in zip(ci_, ys, strict=True)],
                 )
-            label = state.chart_text(display_name(m))
-            fig.add_bar(x=[label], y=ys, name=label, marker_color=color, error_y=err)
+            name = state.chart_text(label(m))
+            fig.add_bar(x=[name], y=ys, name=name, marker_color=color, error_y=err)
             continue
         if all(c and None not in c for c in ci_):
             fig.add_scatter(
@@ -115,7 +143,7 @@ def curve_figure(
         fig.add_scatter(
             x=xs,
             y=ys,
-            name=state.chart_text(display_name(m)),
+            name=state.chart_text(label(m)),
             mode="lines+markers",
             line=dict(color=color),
         )
@@ -123,7 +151,7 @@ def curve_figure(
     titled(
         fig,
         dict(text=title, x=0, xanchor="left"),
-        "Ratings seen from the new user (k)" if not melu else "Method (MeLU set-up)",
+        x_title if not melu else "Method (MeLU set-up)",
         ytitle,
         height=400,
         margin=dict(t=50, b=40, l=60, r=10),
@@ -150,12 +178,12 @@ def unique_pairs(paired: tuple[PairedDifference, ...]) -> list[PairedDifference]
     return list(seen.values())
 
 
-def forest_figure(pairs: list[PairedDifference]) -> go.Figure:
+def forest_figure(
+    pairs: list[PairedDifference], label: Callable[[str], str] = display_name
+) -> go.Figure:
     """The paired MAE differences with their 95% CIs, one row per comparison, 0 marked."""
     labels = [
-        state.chart_text(
-            f"{display_name(p.method)} vs {display_name(p.vs)}, k={support_label(p.support)}"
-        )
+        state.chart_text(f"{label(p.method)} vs {label(p.vs)}, k={support_label(p.support)}")
         for p in pairs
     ]
     diffs = [p.mae_diff for p in pairs]
@@ -198,8 +226,20 @@ def _metric_column(label: str, help_text: str) -> st.column_config.NumberColumn:
 
 def show_report(report: EvaluationReport) -> None:
     p = report.protocol
+    cold = report_cold(report)
+    label, unit = method_label(cold), cold[:-1]  # "user" or "item"
     if isinstance(p, MeluProtocol):
         st.caption(state.plain(f"MeLU protocol: {json.dumps(p.to_dict())}"))
+    elif isinstance(p, ItemKShotProtocol):
+        note = p.train_seeds_note
+        st.caption(
+            f"New items, after their first k ratings (k-shot protocol: {p.folds} folds over "
+            f"items; k = 0: the item's description alone), {p.test_items:,} test items with at "
+            f"least {p.min_ratings} ratings ({p.left_out:,} left out), {p.query} hidden raters "
+            f"each, seed {p.seed}. Shaded bands: the 95% range of each average (bootstrap CI)."
+            + (f" {note[:1].upper()}{note[1:]}." if note else ""),
+            help=glossary.help_text("new item"),
+        )
     else:
         note = p.train_seeds_note
         st.caption(
@@ -231,14 +271,17 @@ def show_report(report: EvaluationReport) -> None:
             "nDCG@5",
         ),
     ):
-        fig = curve_figure(report, value, ytitle, title, ci)
+        x_title = "Ratings seen " + (
+            "of the new item (k)" if cold == "items" else "from the new user (k)"
+        )
+        fig = curve_figure(report, value, ytitle, title, ci, label, x_title)
         if fig is None:
             col.caption(empty)
         else:
             col.plotly_chart(fig, key=key, width="stretch")
             col.caption(glossary.lookup(term).meaning, help=glossary.help_text(term))
     table = pd.DataFrame([r.to_dict() for r in report.rows], columns=ROW_COLUMNS)
-    table["method"] = table["method"].map(display_name)
+    table["method"] = table["method"].map(label)
     st.subheader("Results", anchor=False)
     st.dataframe(
         table,
@@ -250,7 +293,7 @@ def show_report(report: EvaluationReport) -> None:
             "support": st.column_config.TextColumn(
                 "Ratings seen (k)", help=glossary.help_text("k-shot")
             ),
-            "users": st.column_config.NumberColumn("Users"),
+            "users": st.column_config.NumberColumn(f"{unit.title()}s"),
             "mae": _metric_column("MAE", glossary.help_text("MAE")),
             "rmse": _metric_column("RMSE", glossary.help_text("RMSE")),
             "ndcg@3": _metric_column("nDCG@3", "Like nDCG@5, for the first 3 recommendations."),
@@ -265,16 +308,16 @@ def show_report(report: EvaluationReport) -> None:
         pairs = unique_pairs(report.paired)
         st.subheader("Head-to-head", anchor=False)
         st.caption(
-            "Each method against the best other one at the same k, user by user on the same "
+            f"Each method against the best other one at the same k, {unit} by {unit} on the same "
             "hidden ratings: the difference in average error with its 95% range. Below 0 the "
             "first is better; a range that does not cross 0 (red) is unlikely to be noise.",
             help=glossary.help_text("paired difference") + " " + glossary.help_text("95% CI"),
         )
-        st.plotly_chart(forest_figure(pairs), key="eval_forest_chart", width="stretch")
+        st.plotly_chart(forest_figure(pairs, label), key="eval_forest_chart", width="stretch")
         paired = pd.DataFrame(
             {
-                "method": [display_name(p.method) for p in pairs],
-                "vs": [display_name(p.vs) for p in pairs],
+                "method": [label(p.method) for p in pairs],
+                "vs": [label(p.vs) for p in pairs],
                 "support": [support_label(p.support) for p in pairs],
                 "mae_diff": [p.mae_diff for p in pairs],
                 "ci_low": [p.ci95[0] for p in pairs],
@@ -315,33 +358,47 @@ def show_report(report: EvaluationReport) -> None:
 
 st.title("Evaluate")
 active = state.require_data()
+cold = st.radio(
+    "Who is new?",
+    list(COLDS),
+    format_func=COLDS.get,
+    horizontal=True,
+    key="eval_cold",
+    help="New users: a test user's first k ratings are seen. New items: a test item's first k "
+    "ratings are seen (k = 0: its description alone). "
+    + glossary.help_text("cold start")
+    + " "
+    + glossary.help_text("new item"),
+)
+unit, items = cold[:-1], cold == "items"  # "user" / "item"; widgets of items get keys of their own
 st.caption(
-    "How well does each method do for brand-new users? Users are split into groups (folds); a "
-    "test group's users are never seen in training. Each method sees a test user's first k "
-    "ratings and is scored on other, hidden ones. Meta-learners are trained once per fold and "
-    "training run (minutes on a CPU); the other methods take seconds.",
+    f"How well does each method do for brand-new {cold}? {unit.title()}s are split into groups "
+    f"(folds); a test group's {cold} are never seen in training. Each method sees a test "
+    f"{unit}'s first k ratings and is scored on other, hidden ones. Meta-learners are trained "
+    "once per fold and training run (minutes on a CPU); the other methods take seconds.",
     help=glossary.help_text("support set") + " " + glossary.help_text("query set"),
 )
 
 job = state.jobs().get("eval")
 running = job is not None and job.is_active
+kinds = (ITEM_BASELINE, ITEM_META_LEARNER) if items else (BASELINE, META_LEARNER)
 
 with st.form("eval_form"):
     methods = st.multiselect(
         "Methods",
-        available_methods(),
-        default=list(default_methods()),
-        key="eval_methods",
-        format_func=display_name,
-        help=f"Baselines: {', '.join(available_methods(BASELINE))}. Meta-learners: "
-        f"{', '.join(available_methods(META_LEARNER))}. "
+        available_methods(cold=cold),
+        default=list(default_methods(cold)),
+        key="eval_methods_items" if items else "eval_methods",
+        format_func=method_label(cold),
+        help=f"Baselines: {', '.join(available_methods(kinds[0], cold=cold))}. Meta-learners: "
+        f"{', '.join(available_methods(kinds[1], cold=cold))}. "
         "The Glossary page says what each does.",
     )
     c = st.columns(6)
     support = c[0].text_input(
         "Ratings seen (k)",
-        "1,3,5,10,20",
-        key="eval_support",
+        "0,1,3,5,10,20" if items else "1,3,5,10,20",
+        key="eval_support_items" if items else "eval_support",
         help=glossary.help_text(
             "k-shot",
             "How many ratings of each test user the methods see, comma-separated. 0 scores each "
@@ -355,14 +412,15 @@ with st.form("eval_form"):
         100,
         10,
         key="eval_query",
-        help=glossary.help_text("query set", "Ratings per test user kept hidden to score."),
+        help=glossary.help_text("query set", f"Ratings per test {unit} kept hidden to score."),
     )
     folds = c[2].number_input("Folds", 2, 10, 5, key="eval_folds")
     seed = c[3].number_input("Seed", 0, 2**31 - 1, 0, key="eval_seed")
     protocol = c[4].selectbox(
         "Set-up",
-        ["kshot", "melu"],
-        key="eval_protocol",
+        ["kshot"] if items else ["kshot", "melu"],
+        key="eval_protocol_items" if items else "eval_protocol",
+        disabled=items,
         format_func={"kshot": "After k ratings", "melu": "MeLU paper's split"}.get,
         help="After k ratings (protocol kshot): every test user is scored after each k. MeLU "
         "paper's split (protocol melu): users with 13-100 ratings, all but 10 ratings seen.",
@@ -391,6 +449,7 @@ if submitted and not running:
             seed=int(seed),
             protocol=protocol,
             train_seeds=int(train_seeds),
+            cold=cold,
         )
     except ValueError as e:
         st.error(state.plain(f"Cannot start: {e}"))

@@ -1,0 +1,501 @@
+"""A new item arrives: who would the models show it to, and how fast do its first ratings help?
+
+Thin: every number comes from `metarec_core.interactive.item_session` (held-out item fold, replay
+order, predictions, audiences, errors). The item models are fitted in a background job
+(`ItemFitJob`) in this workspace's job slot "items"; the shipped sample's models are shared by
+every session (`item_session.share_models`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+import app_state as state
+from app_support import format as fmt
+from app_support.charts import titled
+from metarec_core import glossary
+from metarec_core.interactive import item_session as isn
+from metarec_core.jobs import poll_seconds
+
+state.require_router()
+
+PLAY_INTERVAL_S = 1.0
+SLOT = "items"  # this workspace's job slot for the item models
+SEED = 0  # the held-out item fold's seed
+K_SESSION = "mr_item_session"
+K_PLAYING = "mr_item_playing"
+K_MESSAGE = "mr_item_message"
+# The "Which item?" choice outlives the radio (Streamlit drops a widget's state on runs that do
+# not draw it, e.g. on another page).
+K_MODE = "mr_item_mode"
+MODES = ("A held-out real item", "Describe a new item")
+RATER_CHOICES = 200  # users offered in the "rated by" picker (most active first)
+
+
+def _label(name: str) -> str:
+    """A model's plain name; the item learner is marked as the meta-learner."""
+    text = isn.item_display_name(name)
+    return f"{text} (meta-learner)" if isn.is_learner(name) else text
+
+
+# ----------------------------------------------------------------------------- the models
+# The baselines (seconds to a minute) and the learner (minutes) are fitted by two jobs, so the
+# page is usable with the baselines while the learner fits (`item_session.playground_parts`).
+K_MERGED = "mr_item_models"  # (ids of the parts, their merged ItemModels): one object per set
+
+
+def _slot(index: int) -> str:
+    return SLOT if index == 0 else f"{SLOT}_learner"
+
+
+def _part(active: state.ActiveData, names: tuple[str, ...], slot: str) -> isn.ItemModels | None:
+    """A part's fitted models: shared (the sample) or this workspace's job's."""
+    data = active.data
+    if active.is_sample and (shared := isn.shared_models(data, SEED, names)) is not None:
+        return shared
+    job = state.jobs().get(slot)
+    if job is not None and job.matches(data, SEED, names) and job.status == "done" and job.result:
+        if active.is_sample:
+            isn.share_models(job.result)
+        return job.result
+    return None
+
+
+def _start(data, names: tuple[str, ...], slot: str) -> None:
+    old = state.jobs().get(slot)
+    if old is not None and old.is_active:
+        old.cancel()  # it fits another dataset's models: that one is no longer active
+    state.jobs()[slot] = isn.ItemFitJob(data, seed=SEED, names=names).start()
+
+
+def _job(data, names: tuple[str, ...], slot: str):
+    """The job fitting a missing part: started on first need, kept when it failed or was
+    cancelled (the page offers to start it again)."""
+    job = state.jobs().get(slot)
+    if job is None or not job.matches(data, SEED, names) or job.status == "done":
+        _start(data, names, slot)  # first visit, another dataset, or a result gone from memory
+    return state.jobs()[slot]
+
+
+def _follow(pending: list[tuple[tuple[str, ...], str]], data) -> None:
+    """Progress of the jobs fitting `pending` parts, polled; a full rerun when one ends."""
+    jobs = [(names, slot, _job(data, names, slot)) for names, slot in pending]
+    active = [j for _, _, j in jobs if j.is_active]
+    every = min((poll_seconds(j.snapshot()) or 1.0) for j in active) if active else None
+
+    @state.polling_fragment(every)
+    def follow() -> None:
+        for names, slot, job in jobs:
+            snap = job.snapshot()
+            what = ", ".join(_label(n) for n in names)
+            if snap.status == "failed":
+                st.error(state.plain(f"Fitting {what} failed: {snap.error}"))
+            elif snap.status == "cancelled":
+                st.warning(state.plain(f"Fitting {what} was cancelled."))
+            if not snap.active:
+                st.button(
+                    "Fit again", key=f"ni_refit_{slot}", on_click=_start, args=(data, names, slot)
+                )
+                continue
+            if snap.queue_position is not None:
+                st.caption(state.plain(f"{what}: {snap.status_line}"))
+            text = f"{100 * snap.fraction:.0f}% · {snap.message}"  # it names what it fits
+            st.progress(snap.fraction, text=state.plain(text))
+            st.button("Cancel", key=f"ni_cancel_{slot}", on_click=job.cancel)
+        if any(not j.is_active for j in active):
+            st.rerun()  # one ended: a full rerun uses its models (or says why not)
+
+    follow()
+
+
+def _models(active: state.ActiveData) -> isn.ItemModels:
+    """The item models of the active data; the page stops here until the quick part is fitted."""
+    data = active.data
+    parts = isn.playground_parts()
+    slots = [_slot(i) for i in range(len(parts))]
+    got = [_part(active, names, slot) for names, slot in zip(parts, slots, strict=True)]
+    pending = [(n, s) for n, s, g in zip(parts, slots, got, strict=True) if g is None]
+    if got[0] is None:
+        st.info(
+            "Fitting the models for new items on this dataset, once: "
+            + ", ".join(_label(n) for names in parts for n in names)
+            + ". They never see a rating of the held-out items. The page opens when the plain "
+            "methods are ready (seconds to a minute); the meta-learner takes minutes on a CPU "
+            "and joins the comparison when it is done. You can use other pages meanwhile.",
+            icon=":material/hourglass_top:",
+        )
+        _follow(pending, data)
+        st.stop()
+    if pending:
+        with st.expander("Still fitting: the meta-learner joins the comparison when done", True):
+            _follow(pending, data)
+    present = [g for g in got if g is not None]
+    key = tuple(id(g) for g in present)
+    kept = st.session_state.get(K_MERGED)
+    if kept is None or kept[0] != key:
+        kept = (key, present[0] if len(present) == 1 else isn.merge_models(present))
+        st.session_state[K_MERGED] = kept
+    return kept[1]
+
+
+# ----------------------------------------------------------------------------- the session
+
+
+def _session() -> isn.ItemSession:
+    return st.session_state[K_SESSION]
+
+
+def _say(text: str) -> None:
+    st.session_state[K_MESSAGE] = text
+
+
+def _act(fn, *args) -> None:
+    """Run a session change; a ValueError becomes a message, never a traceback."""
+    try:
+        fn(*args)
+    except ValueError as e:
+        _say(str(e))
+
+
+def _use(make) -> None:
+    """Start over with the item `make()` builds (stops Play)."""
+    st.session_state[K_PLAYING] = False
+    try:
+        st.session_state[K_SESSION] = make()
+    except ValueError as e:
+        _say(str(e))
+
+
+def _on_mode() -> None:
+    st.session_state[K_MODE] = st.session_state["ni_mode"]
+
+
+def _on_next() -> None:
+    _act(_session().add_next)
+
+
+def _on_play() -> None:
+    st.session_state[K_PLAYING] = not st.session_state.get(K_PLAYING, False)
+
+
+def _on_reset() -> None:
+    st.session_state[K_PLAYING] = False
+    _act(_session().reset)
+
+
+def _on_rate() -> None:
+    user, rating = st.session_state.get("ni_rater"), st.session_state.get("ni_rating")
+    if user is None:
+        _say("Choose who rates the item first.")
+        return
+    _act(lambda: _session().add_rating(int(user), float(rating)))
+
+
+def _item_text(data, item: int) -> str:
+    return f"{fmt.item_label(data, item)} · {int(data.counts_per_item()[item])} ratings"
+
+
+# ----------------------------------------------------------------------------- charts
+
+
+def error_chart(curve: list[isn.ItemCurvePoint], names: tuple[str, ...]) -> go.Figure:
+    fig = go.Figure()
+    for name in names:
+        fig.add_scatter(
+            x=[p.n for p in curve],
+            y=[p.errors[name].mae for p in curve],
+            name=state.chart_text(_label(name)),
+            mode="lines+markers",
+            line=dict(width=3 if isn.is_learner(name) else 1.5),
+        )
+    fig.update_xaxes(tickmode="linear", tick0=0, dtick=max(1, len(curve) // 10))  # whole ratings
+    return titled(
+        fig,
+        "Error on the hidden raters after each rating",
+        "Ratings the item has received",
+        "Average error (MAE, stars)",
+        margin=dict(t=50, b=90, l=60, r=10),
+        legend=dict(orientation="h", y=-0.35),
+    )
+
+
+# ----------------------------------------------------------------------------- page
+
+st.title("A new item arrives")
+active = state.require_data()
+data = active.data
+st.caption(
+    "A film released today has a title and genres but no ratings. Before its first rating the "
+    "models guess from its description who will like it; then its first ratings arrive one by "
+    "one and the guesses sharpen. Real held-out items were never seen by the models: their "
+    f"last {isn.ITEM_QUERY} ratings stay hidden to measure each model's error.",
+    help=glossary.help_text("new item") + " " + glossary.help_text("audience"),
+)
+models = _models(active)
+
+session: isn.ItemSession | None = st.session_state.get(K_SESSION)
+if session is not None and session.data is not data:
+    session = None  # another dataset
+elif session is not None and session.models is not models:
+    try:
+        session.use_models(models)  # the learner joined the baselines: same item, same ratings
+        st.session_state.pop("ni_audience_model", None)  # its audience is shown first now
+    except ValueError:
+        session = None  # models of another held-out fold
+candidates = isn.heldout_items(data, models.fold)
+if session is None:
+    if len(candidates) == 0:
+        st.warning(
+            f"No held-out item has enough ratings to replay (it needs {isn.MIN_REVEAL} plus "
+            f"{isn.ITEM_QUERY} hidden); describe a new item instead."
+        )
+        st.session_state[K_MODE] = MODES[1]
+    first = int(candidates[0]) if len(candidates) else None
+    _use(
+        (lambda: isn.ItemSession.held_out(data, models, first))
+        if first is not None
+        else (lambda: isn.ItemSession.described(data, models, "A new item", ()))
+    )
+    session = st.session_state[K_SESSION]
+
+left, right = st.columns([1, 2], gap="large")
+genres = list(data.items.genre_names) if data.items is not None else []
+
+with left:
+    st.subheader("Which item?", anchor=False)
+    if "ni_mode" not in st.session_state:  # back from another page: the radio lost its state
+        st.session_state["ni_mode"] = st.session_state.get(K_MODE, MODES[0])
+    mode = st.radio(
+        "Which item?",
+        MODES,
+        key="ni_mode",
+        label_visibility="collapsed",
+        horizontal=True,
+        on_change=_on_mode,
+    )
+    if mode == MODES[0]:
+        if len(candidates):
+            item = st.selectbox(
+                "Held-out item (never seen by the models)",
+                [int(i) for i in candidates[:100]],
+                format_func=lambda i: _item_text(data, i),
+                key="ni_heldout_item",
+                help=glossary.help_text(
+                    "held-out item", "Most rated first; its real ratings replay one by one."
+                ),
+            )
+            if st.button("Use this item", key="ni_use_heldout"):
+                _use(lambda: isn.ItemSession.held_out(data, models, item))
+        else:
+            st.caption("No held-out item has enough ratings.")
+    else:
+        title = st.text_input("Title", key="ni_title", placeholder="e.g. Space Opera (2026)")
+        picked = st.multiselect(
+            "Genres",
+            genres,
+            key="ni_genres",
+            help="From this dataset's genre list. A year in brackets in the title counts too.",
+        )
+        if not genres:
+            st.caption("This dataset has no genres: the models only have the title's words.")
+        if st.button("Use this item", key="ni_use_described"):
+            _use(lambda: isn.ItemSession.described(data, models, title, picked))
+
+    session = _session()
+    st.markdown("**The item**")
+    what = ", ".join(session.genres) or "no genres"
+    st.text(f"{session.title or '(no title)'}\n{what}")
+    if session.task is not None:
+        st.caption(
+            f"Held-out real item: {session.task.n_available} ratings to replay, "
+            f"{len(session.hidden_users)} hidden."
+        )
+
+    st.subheader("Ratings arrive", anchor=False)
+    if session.task is not None:
+        c1, c2, c3 = st.columns([2, 1, 1])
+        c1.button(
+            "Add next rating",
+            key="ni_next",
+            disabled=not session.has_next(),
+            on_click=_on_next,
+            help="The item's next real rating, in a fixed (seeded) order.",
+        )
+        playing = st.session_state.get(K_PLAYING, False)
+        c2.button(
+            "Pause" if playing else "Play",
+            key="ni_play",
+            disabled=not session.has_next() and not playing,
+            on_click=_on_play,
+        )
+        c3.button("Reset", key="ni_reset", on_click=_on_reset)
+    else:
+        st.button("Reset", key="ni_reset", on_click=_on_reset)
+
+    with st.expander("A user of your choice rates it", expanded=session.task is None):
+        counts = data.counts_per_user()
+        order = np.lexsort((np.arange(data.n_users), -counts))
+        raters = [int(u) for u in order if session.can_rate(int(u))][:RATER_CHOICES]
+        st.selectbox(
+            "User",
+            raters,
+            format_func=lambda u: f"user {data.user_ids[u]} · {counts[u]} ratings",
+            key="ni_rater",
+            help="The most active users first; not the item's hidden raters.",
+        )
+        s = data.scale
+        step = s.step if s.step > 0 else (s.high - s.low) / 10
+        values = [float(v) for v in np.round(np.arange(s.low, s.high + step / 2, step), 6)]
+        st.select_slider(
+            "Their rating",
+            values,
+            value=values[-1],
+            key="ni_rating",
+            format_func=lambda v: f"{v:g} ★",
+        )
+        st.button("Add this rating", key="ni_rate", on_click=_on_rate)
+
+playing = bool(st.session_state.get(K_PLAYING)) and session.task is not None
+
+with right:
+
+    @state.polling_fragment(PLAY_INTERVAL_S if playing else None)
+    def results() -> None:
+        s = _session()
+        if st.session_state.get(K_PLAYING):
+            if s.has_next():
+                _act(s.add_next)
+            else:
+                st.session_state[K_PLAYING] = False
+                st.rerun()  # a full rerun turns the polling off
+        msg = st.session_state.pop(K_MESSAGE, None)
+        if msg is not None:
+            st.warning(state.plain(msg))
+        v = s.view
+        names = models.names
+        # the meta-learner's audience first (the first baseline's while it is being fitted)
+        learner = next((n for n in names if isn.is_learner(n)), names[0])
+        st.subheader("Who to show it to", anchor=False)
+        shown = st.selectbox(
+            "Audience by",
+            names,
+            index=names.index(learner),
+            format_func=_label,
+            key="ni_audience_model",
+            help=glossary.help_text("audience", "The model whose guesses rank the users below."),
+        )
+        head = f"{v.n_ratings} rating{'s' if v.n_ratings != 1 else ''} so far"
+        if v.n_ratings == 0:
+            head += " · from the description alone"
+        if v.overlap[shown] is not None:
+            n = len(v.audiences[shown])
+            head += (
+                f" · {round(v.overlap[shown] * n)}/{n} still in the top {n} since the last rating"
+            )
+        st.caption(head)
+        audience = s.audience(shown)
+        table = pd.DataFrame(
+            {
+                "rank": [m.rank for m in audience],
+                "movement": [fmt.movement_label(m.movement) for m in audience],
+                "user": [m.user_id for m in audience],
+                "predicted": [m.predicted for m in audience],
+                "tastes": [", ".join(m.tastes) for m in audience],
+            }
+        )
+        config = {
+            "rank": st.column_config.NumberColumn("Rank", width="small"),
+            "movement": st.column_config.TextColumn(
+                "Since last", width=100, help=fmt.MOVEMENT_HELP
+            ),
+            "user": st.column_config.TextColumn("User"),
+            "predicted": st.column_config.NumberColumn(
+                "Predicted", format="%.2f", help="The rating the model expects from this user"
+            ),
+            "tastes": st.column_config.TextColumn(
+                "Likes", help="Their favourite genres, from their ratings of other items"
+            ),
+        }
+        if s.task is not None:
+            table["hidden"] = [
+                "" if m.hidden_rating is None else f"{m.hidden_rating:g} ★" for m in audience
+            ]
+            config["hidden"] = st.column_config.TextColumn(
+                "Hidden rating",
+                help="For the item's hidden raters: their real rating (empty for other users)",
+            )
+        st.dataframe(
+            table, key="ni_audience", hide_index=True, width="stretch", column_config=config
+        )
+
+        st.subheader("The models side by side", anchor=False)
+        rows = {
+            "model": [_label(n) for n in names],
+            "agree": [s.agreement(n, learner) for n in names],
+        }
+        cols = {
+            "model": st.column_config.TextColumn("Model"),
+            "agree": st.column_config.ProgressColumn(
+                "Same audience",
+                format="percent",
+                min_value=0.0,
+                max_value=1.0,
+                help=f"Share of the top {s.top_n} users of {_label(learner)} that this "
+                f"model's top {s.top_n} holds too",
+            ),
+        }
+        if v.errors is not None:
+            rows["mae"] = [v.errors[n].mae for n in names]
+            rows["ndcg"] = [v.errors[n].ndcg for n in names]
+            cols["mae"] = st.column_config.NumberColumn(
+                "Error on hidden raters",
+                format="%.3f",
+                help=glossary.help_text("MAE", "Average error on the hidden ratings (stars)."),
+            )
+            cols["ndcg"] = st.column_config.NumberColumn(
+                f"Order of hidden raters (nDCG@{isn.CURVE_NDCG_K})",
+                format="%.3f",
+                help=glossary.help_text(
+                    "nDCG@5",
+                    "How well the hidden raters who liked it most come first (higher is better).",
+                ),
+            )
+        st.dataframe(
+            pd.DataFrame(rows), key="ni_models", hide_index=True, width="stretch",
+            column_config=cols,
+        )  # fmt: skip
+        if v.errors is not None and s.curve:
+            st.plotly_chart(error_chart(s.curve, names), key="ni_curve_chart", width="stretch")
+        else:
+            st.caption(
+                "A described item has no hidden ratings: there is no error to measure. Pick a "
+                "held-out real item to see it."
+            )
+        if s.users:
+            st.subheader("Ratings so far", anchor=False)
+            st.dataframe(
+                pd.DataFrame(
+                    {
+                        "order": np.arange(1, len(s.users) + 1),
+                        "user": [str(data.user_ids[u]) for u in s.users],
+                        "rating": s.ratings,
+                        "by": ["replay" if r else "you" for r in s.from_replay],
+                    }
+                ),
+                key="ni_rated",
+                hide_index=True,
+                width="stretch",
+                column_config={
+                    "order": st.column_config.NumberColumn("#", width="small"),
+                    "user": st.column_config.TextColumn("User"),
+                    "rating": st.column_config.NumberColumn("Rating", format="%g ★"),
+                    "by": st.column_config.TextColumn(
+                        "From", help="replay: the item's real rating; you: your choice"
+                    ),
+                },
+            )
+
+    results()
