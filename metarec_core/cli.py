@@ -75,6 +75,65 @@ def _add_synthetic_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_elicit_args(p: argparse.ArgumentParser) -> None:
+    """`evaluate --elicit`: the onboarding strategies' offline evaluation instead of k-shot."""
+    from metarec_core.elicitation import available_strategies
+
+    p.add_argument(
+        "--elicit",
+        type=_csv_names,
+        default=None,
+        help="evaluate these elicitation strategies (what to ask a new user first), "
+        "comma-separated, from: " + ", ".join(available_strategies()) + "; the methods default "
+        "to metasgd,mf_foldin_levels",
+    )
+    p.add_argument(
+        "--questions", type=int, default=20, help="with --elicit: questions per user (default 20)"
+    )
+    p.add_argument(
+        "--unknown",
+        choices=["cost", "skip", "both"],
+        default="cost",
+        help="with --elicit: an item the user has not rated costs a question (cost, the "
+        "default) or is never asked (skip: only rated items); both: measure both",
+    )
+    p.add_argument(
+        "--max-folds",
+        type=int,
+        default=None,
+        help="with --elicit: run only the first N of the folds (a busy machine)",
+    )
+
+
+def _cmd_elicit(args: argparse.Namespace) -> int:
+    from metarec_core.evaluation.elicitation import ElicitConfig, run_elicitation
+
+    if args.cold != "users" or args.protocol != "kshot" or args.support or args.train_seeds != 1:
+        raise ValueError(
+            "--elicit runs the k-shot protocol on new users: it takes no --cold items, "
+            "--protocol melu, --support or --train-seeds"
+        )
+    unknown = ("cost", "skip") if args.unknown == "both" else (args.unknown,)
+    cfg = ElicitConfig(
+        strategies=tuple(args.elicit),
+        methods=tuple(args.methods or ElicitConfig.methods),
+        questions=args.questions,
+        unknown=unknown,
+        query=args.query,
+        folds=args.folds,
+        max_folds=args.max_folds,
+        seed=args.seed,
+        device=args.device,
+    )
+    report = run_elicitation(_load(args), cfg, progress=True)
+    print(report.to_text())
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(report.to_json())
+        print(f"report written to {args.out}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m metarec_core", description=__doc__.splitlines()[0]
@@ -130,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         "user's metrics over the fits",
     )
     p.add_argument("--out", help="write the JSON report here")
+    _add_elicit_args(p)
 
     p = sub.add_parser(
         "make-sample",
@@ -189,6 +249,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from metarec_core.evaluation.runner import EvalConfig, run_evaluation
 
+    if args.elicit is not None:
+        return _cmd_elicit(args)
     data = _load(args)
     methods = args.methods or registry.default_methods(args.cold)
     cfg = EvalConfig(

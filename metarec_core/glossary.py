@@ -178,6 +178,13 @@ GLOSSARY: tuple[Entry, ...] = (
         "for it, leaving out users who rated it already.",
     ),
     Entry(
+        "elicitation",
+        "what to ask a newcomer first",
+        "Choosing which items a new user is asked to rate during onboarding (the most rated, "
+        "the most divisive, the most informative for the model, ...): the choice changes how "
+        "good the first recommendations are as much as the model does.",
+    ),
+    Entry(
         "persona",
         "a simulated new user",
         "A held-out real user or a made-up taste profile who rates items one at a time, with "

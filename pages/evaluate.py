@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import app_state as state
+from app_support import onboarding
 from app_support.charts import titled
 from app_support.format import support_label
 from metarec_core import glossary
@@ -358,6 +359,21 @@ def show_report(report: EvaluationReport) -> None:
 
 st.title("Evaluate")
 active = state.require_data()
+# Onboarding: which items to ask a new user first (app_support/onboarding.py draws it)
+if (
+    st.radio(
+        "What to evaluate",
+        ["Methods", "Onboarding"],
+        key="eval_mode",
+        horizontal=True,
+        help=glossary.help_text(
+            "elicitation", "Methods: the models after k ratings. Onboarding: what to ask first."
+        ),
+    )
+    == "Onboarding"
+):
+    onboarding.evaluate_mode(active)
+    st.stop()
 cold = st.radio(
     "Who is new?",
     list(COLDS),

@@ -9,6 +9,7 @@ import streamlit as st
 
 import app_state as state
 from app_support import format as fmt
+from app_support import onboarding
 from app_support.charts import titled
 from app_support.progress import run_stages
 from metarec_core.interactive import personas
@@ -25,7 +26,7 @@ K_MESSAGE = "mr_pg_message"
 # The "Who is rating?" choice outlives the radio: Streamlit drops a widget's state on runs that
 # do not draw it (another page), and the radio would come back as "Me" beside a persona.
 K_MODE = "mr_pg_mode"
-MODES = ("Me", "A held-out real user", "A taste persona")
+MODES = ("Me", "A held-out real user", "A taste persona", "Ask me")
 COLORS = {"mf_foldin_levels": "#2f9e44", "user_bias_levels": "#f08c00", "popularity": "#868e96"}
 
 
@@ -94,7 +95,7 @@ def _use_persona(make) -> None:
 
 def _on_mode() -> None:
     st.session_state[K_MODE] = st.session_state["pg_mode"]
-    if st.session_state["pg_mode"] == "Me":
+    if st.session_state["pg_mode"] in ("Me", "Ask me"):
         _use_persona(lambda: None)
 
 
@@ -289,7 +290,9 @@ with left:
         horizontal=True,
         on_change=_on_mode,
     )
-    if mode == "A held-out real user":
+    if mode == "Ask me":  # the app picks the next item to rate (app_support/onboarding.py)
+        onboarding.ask_me_panel(session, entry, data, _act)
+    elif mode == "A held-out real user":
         user = state.heldout_user_picker(
             data,
             entry.heldout_users,
