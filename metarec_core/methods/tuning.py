@@ -403,7 +403,7 @@ def tuned_class(base: type[MetaLearner]) -> type[MetaLearner]:
     if issubclass(base, Tuned):
         return base
     attrs = {"name": base.name, "__module__": __name__, "__doc__": Tuned.__doc__}
-    return type(f"Tuned{base.__name__}", (Tuned, base), attrs)
+    return type(f"{base.__name__}WithSearch", (Tuned, base), attrs)
 
 
 def tuned_learner(config: LearnerConfig, trials: int = SearchConfig.trials) -> MetaLearner:
