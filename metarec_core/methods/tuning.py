@@ -60,7 +60,9 @@ class SearchConfig:
 
     # trial trainings in all (6: 4 candidates, then the better 2 with twice the steps)
     trials: int = 6
-    trial_steps: int = 300  # meta-steps of a first-round trial; each round doubles it
+    # meta-steps of a first-round trial (at most a quarter of the learner's own), doubled
+    # each round
+    trial_steps: int = 300
     time_cap_s: float | None = None  # no new trial starts once the search has run this long
     # an alternative replaces the preset only with a validation MAE lower by more than this
     # (the MAE of a few hundred validation users moves by about that between seeds)
@@ -232,8 +234,8 @@ def search(
     make: Callable[[LearnerConfig], MetaLearner] = _make,
 ) -> SearchResult:
     """Successive halving over `candidates(base)` within ``config.trials`` trial trainings:
-    each trial fits ``make(setting)`` on `train_users` with ``trial_steps`` (doubling each
-    round) and is scored by its validation MAE on `val_users`, which are the only users it is
+    each trial fits ``make(setting)`` on `train_users` with ``trial_steps`` (at most a
+    quarter of ``base.steps``; doubling each round) and is scored by its validation MAE on `val_users`, which are the only users it is
     scored on. `should_stop()` ends the search (``stopped``, the preset chosen); `progress`
     gets the fraction of the planned trial steps done."""
     cfg = config or SearchConfig()
@@ -242,7 +244,8 @@ def search(
         raise ValueError("the search scores its trials on validation users, and none were given")
     cands = candidates(base)
     sizes = plan(len(cands), cfg.trials)
-    budgets = [min(base.steps, cfg.trial_steps * 2**r) for r in range(len(sizes))]
+    first = min(cfg.trial_steps, max(1, base.steps // 4))
+    budgets = [min(base.steps, first * 2**r) for r in range(len(sizes))]
     planned = sum(n * b for n, b in zip(sizes, budgets, strict=True)) or 1
     t0 = time.perf_counter()
     trials: list[Trial] = []

@@ -86,6 +86,13 @@ def test_the_search_keeps_to_its_budget_and_picks_the_lowest_validation_mae():
     assert "<- chosen" in result.to_text()
 
 
+def test_a_trial_gets_at_most_a_quarter_of_the_learners_steps():
+    make, _ = fake(lambda c: 0.7)
+    short = dataclasses.replace(BASE, steps=80)
+    result = search(short, None, TRAIN, VAL, SearchConfig(trials=6), make=make)
+    assert [t.steps for t in result.trials] == [20] * 4 + [40] * 2
+
+
 def test_the_preset_wins_ties_and_a_diverged_setting_loses():
     make, _ = fake(lambda c: None if c.mf_reg is None else 0.70 - (c.factors == 10) * 0.0005)
     result = search(BASE, None, TRAIN, VAL, SearchConfig(trials=6, trial_steps=5), make=make)
