@@ -213,6 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=registry.DEVICES)
     p.add_argument(
+        "--search",
+        type=int,
+        default=0,
+        metavar="N",
+        help="first tune the settings that depend on the data (factors, regularisation, "
+        "learning rate) for this dataset: N short trial trainings scored on the validation "
+        "users, then the chosen setting is trained (default 0: the preset as it is)",
+    )
+    p.add_argument(
         "--no-check",
         action="store_true",
         help="skip the model check (the model against the fold-in baselines on the "
@@ -300,9 +309,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps must be at least 1, got {args.steps}")
+    if args.search < 0:
+        raise ValueError(f"--search must be 0 (no search) or a number of trials, got {args.search}")
     data = _load(args)
     overrides = {} if args.steps is None else {"steps": args.steps}
     learner = make_learner(args.algo, seed=args.seed, device=args.device, **overrides)
+    if args.search:
+        from metarec_core.methods.tuning import tuned_learner
+
+        learner = tuned_learner(learner.config, args.search)
     # The CLI runs the same background job as the app, so Ctrl-C cancels it cleanly.
     job = TrainingJob(
         data,
@@ -351,6 +366,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         job.result, data, args.out, train_users=job.train_users, val_users=job.val_users
     )
     print(f"model written to {path}")
+    result = getattr(job.result, "search_", None)
+    if result is not None:
+        print(result.to_text())
     print(
         f"algorithm {args.algo}, device {snap.device}, {snap.step:,} steps in {snap.elapsed:.1f} s"
     )

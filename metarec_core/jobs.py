@@ -778,6 +778,8 @@ class TrainingJob(BackgroundJob):
             return self._fit(ctx, learner)
         checked = self.check and _checkable(learner) and self.val_users is not None
         phases = tuple(getattr(self.config, "phases", ("meta",)))
+        if getattr(learner, "search_config", None) is not None:  # methods/tuning.py's search
+            phases = ("search", *phases)
         if checked:
             phases += ("check",)
         labels = _phase_labels()
@@ -795,11 +797,11 @@ class TrainingJob(BackgroundJob):
                 len(phases),
                 int(p.step),
                 int(p.total),
-                unit="percent" if name == "warm_start" else "step",
+                unit="percent" if name in ("warm_start", "search") else "step",
             )
             if name != "meta":  # not meta-steps: the phase and a message, no curves
-                what = WARM_START_MESSAGE if name == "warm_start" else PRETRAIN_MESSAGE
-                detail = f"{p.step}%" if name == "warm_start" else _train_message(p)
+                what = _PHASE_MESSAGES.get(name, PRETRAIN_MESSAGE)
+                detail = f"{p.step}%" if name in ("warm_start", "search") else _train_message(p)
                 self._update(fraction=phase.fraction, message=f"{what}: {detail}", phase=phase)
                 ctx.check_cancelled()
                 return
@@ -923,6 +925,8 @@ class TrainingJob(BackgroundJob):
 PRETRAIN_MESSAGE = "pre-training without the meta objective"
 WARM_START_MESSAGE = "warm start by matrix factorisation (ALS)"
 CHECK_MESSAGE = "comparing with the plain baselines on the validation users"
+SEARCH_MESSAGE = "trying settings for this dataset on the validation users"
+_PHASE_MESSAGES = {"warm_start": WARM_START_MESSAGE, "search": SEARCH_MESSAGE}
 
 
 def _checkable(learner: Any) -> bool:
@@ -954,7 +958,7 @@ def _phase_labels() -> dict[str, str]:
         from metarec_core.methods.meta import PHASE_LABELS
     except ImportError:
         return {}
-    return PHASE_LABELS
+    return {**PHASE_LABELS, "search": "Search for this dataset's settings"}
 
 
 def _train_message(p: TrainProgress) -> str:

@@ -19,6 +19,7 @@ from metarec_core.jobs import TrainingJob, poll_seconds
 from metarec_core.methods import registry
 from metarec_core.methods.meta import ADAPT_GROUPS, LearnerConfig, preset, resolve_device
 from metarec_core.methods.registry import describe, display_name
+from metarec_core.methods.tuning import SearchConfig, TunedFactory
 
 state.require_router()
 
@@ -231,6 +232,29 @@ def _done(job, snap, head: str, elsewhere: bool) -> None:
         )
 
 
+SEARCH_HELP = (
+    "Before the training, try a few settings that depend on the data (taste vector size, the "
+    "warm start's regularisation, training step size, adaptation steps) in short trial "
+    "trainings, each scored on the check users (never on anyone the model is tested on); the "
+    "best is then trained in full. Each trial takes a fraction of a full training."
+)
+
+
+def _search_table(job, snap) -> None:
+    """The trials of a finished training's search for this dataset's settings, if it ran one."""
+    result = getattr(job.result, "search_", None) if snap.status == "done" else None
+    if result is None or not result.trials:
+        return
+    st.markdown(f"**Settings tried for this dataset** ({len(result.trials)} trial trainings)")
+    st.dataframe(result.rows(), hide_index=True, key="train_search_trials_table")
+    st.caption(
+        f"Chosen: {result.to_text().splitlines()[-1].removeprefix('chosen: ')}. Each trial "
+        f"trained for the steps shown and was scored on the {result.n_val_users:,} check users "
+        "(lower is better); successive halving gave the better half longer trials.",
+        help=glossary.help_text("validation users"),
+    )
+
+
 st.title("Train a meta-learner")
 active = state.require_data()
 st.caption(
@@ -299,6 +323,12 @@ with left:
             st.checkbox(
                 FIELDS["train_pretrain"][1], key="train_pretrain", help=FIELDS["train_pretrain"][2]
             )
+            c1, c2 = st.columns(2)
+            c1.checkbox("Tune for this dataset", key="train_search", help=SEARCH_HELP)
+            c2.number_input(
+                "Trial trainings", 1, 50, SearchConfig.trials, key="train_search_trials",
+                help=SEARCH_HELP,
+            )  # fmt: skip
         submitted = st.form_submit_button(
             "Start training", type="primary", disabled=running, key="train_start"
         )
@@ -312,7 +342,12 @@ if submitted and not running:
     try:
         cfg = _config_from_form()
         resolve_device(cfg.device)
-        state.jobs()["train"] = TrainingJob(active.data, cfg, split_seed=cfg.seed).start()
+        tune = meta and st.session_state.get("train_search", False)
+        trials = int(st.session_state.get("train_search_trials", SearchConfig.trials))
+        factory = TunedFactory(trials) if tune else None
+        state.jobs()["train"] = TrainingJob(
+            active.data, cfg, split_seed=cfg.seed, learner_factory=factory
+        ).start()
     except ValueError as e:
         st.error(state.plain(f"Cannot start training: {e}"))
     else:
@@ -371,6 +406,7 @@ with right:
         else:
             st.error(state.plain(f"Training failed: {snap.error}"))
         st.caption(f"Device: {snap.device or 'unknown'} · {state.plain(snap.message)}")
+        _search_table(job, snap)
         if not isinstance(job.config, registry.FitConfig):  # a fit has no training curves
             _curves(snap)
         if (running and snap.finished) or (snap.status == "done" and not state.is_collected(job)):

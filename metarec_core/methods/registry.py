@@ -327,6 +327,18 @@ _BUILTIN_ITEMS += (
 )
 
 _METHODS: dict[str, MethodSpec] = {s.name: s for s in _BUILTIN}
+# A learner tuned for the data (methods/tuning.py: a short search of its settings on the
+# validation users before its training). Built in, but not one of the algorithms' presets
+# (`META_LEARNERS`, `algorithms.ALGORITHM_CLASSES`), which tuning.py imports.
+_TUNED = MethodSpec(
+    "metasgd_tuned",
+    "Meta-SGD tuned for the data",
+    "Meta-SGD after a few short trial trainings that choose its factors, regularisation and "
+    "learning rate on the validation users.",
+    META_LEARNER,
+    ClassRef("metarec_core.methods.tuning", "TunedMetaSGD"),
+)
+_METHODS[_TUNED.name] = _TUNED
 _BUILTIN_NAMES = frozenset(_METHODS)
 _ITEM_METHODS: dict[str, MethodSpec] = {s.name: s for s in _BUILTIN_ITEMS}
 _BUILTIN_ITEM_NAMES = frozenset(_ITEM_METHODS)
