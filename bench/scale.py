@@ -45,18 +45,24 @@ SIZES = {
 BIG = 1 << 40  # no size cap when a benchmark reads its own files
 
 
+def _status_mb(field: str) -> float:
+    """A memory field of /proc/self/status (VmRSS, VmHWM), MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")  # pragma: no cover
+
+
 def _rss_mb() -> float:
-    """Peak resident set size of this process so far, MiB (Linux: ru_maxrss is in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident set size of this process so far, MiB. VmHWM, not ru_maxrss: Linux keeps
+    ru_maxrss across fork and exec, so a child would report its parent's peak."""
+    return _status_mb("VmHWM")
 
 
 def _now_rss_mb() -> float:
     """Current resident set size, MiB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")  # pragma: no cover
+    return _status_mb("VmRSS")
 
 
 class _Clock:
