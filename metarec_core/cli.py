@@ -300,6 +300,16 @@ def _cmd_make_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def bar_counts(snap) -> tuple[int, int | None]:
+    """(done, total) for `train`'s progress bar: the running phase's own count (the warm
+    start's percent, pre-training's steps), else the meta-training steps. Counting only the
+    latter left the bar at "0/4000" through minutes of pre-training."""
+    ph = snap.phase
+    if ph is not None and ph.name != "meta" and ph.total:
+        return ph.step, ph.total
+    return snap.step, snap.total
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -338,8 +348,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         job.start()
         while not snap.finished:
             snap = job.wait(0.2)
-            bar.total = snap.total or bar.total
-            bar.update(snap.step - bar.n)
+            step, total = bar_counts(snap)
+            bar.total = total or bar.total
+            bar.update(step - bar.n)
             ph = snap.phase
             if ph is not None and ph.name != "meta":  # warm start, pre-training, check
                 bar.set_description_str(ph.describe(), refresh=False)

@@ -244,7 +244,12 @@ else:
     else:
         left, right = st.columns(2)
         up = left.file_uploader(
-            "Ratings file", key="upload_ratings", help="Any format the core reads"
+            "Ratings file",
+            key="upload_ratings",
+            help=f"Any format the core reads, up to {st.get_option('server.maxUploadSize')} MB "
+            "(about 9 million ratings as user,item,rating,timestamp; MovieLens-1M: 24 MB). "
+            "Larger files: `python -m metarec_core validate FILE --max-mb N` and the other "
+            "commands.",
         )
         up_items = right.file_uploader(
             "Items file (optional)",

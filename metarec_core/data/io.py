@@ -333,10 +333,20 @@ class _Text:
 
 
 def _read_text(source: Source, label: str, max_bytes: int, notes: list[str]) -> _Text:
-    text, unicode = _decode(_read_bytes(source, label, max_bytes), label, notes)
-    text = _line_breaks(text, unicode, label, notes)
-    data = text.encode("utf-8", "surrogatepass")
+    raw = _read_bytes(source, label, max_bytes)
+    decoded, unicode = _decode(raw, label, notes)
+    text = _line_breaks(decoded, unicode, label, notes)
+    if text is decoded and unicode and not raw.startswith(_ANY_BOM):
+        # Valid UTF-8 without a mark and no line break replaced: the file's bytes are the text's
+        # encoding already (a copy of the file less in memory; ~10% of a large load's peak).
+        data = raw
+    else:
+        data = text.encode("utf-8", "surrogatepass")
+    del raw, decoded
     return _Text(text, data, _count_lines(data, label))
+
+
+_ANY_BOM = (b"\xef\xbb\xbf", *(bom for bom, _, _ in _BOMS))
 
 
 def read_text(source: Source, label: str, max_bytes: int = DEFAULT_MAX_BYTES) -> str:

@@ -10,6 +10,10 @@ How a rating comes about (all draws from one ``numpy.random.default_rng(seed)``)
 - Affinity = genre taste . item genres + user factors . item factors. Users rate the items
   they are drawn to: item i is chosen by user u with weight popularity_i * exp(affinity),
   without replacement (Gumbel top-k), so what is rated is not random, as in real data.
+  A large dataset (more than `DENSE_CELLS` user-item cells) draws the same way in chunks of
+  users, by successive sampling (weighted draws with replacement, repeats dropped: the same
+  distribution as Gumbel top-k) instead of one Gumbel key per cell, so that 10 million
+  ratings take minutes and memory stays bounded (see `_choose_sampled`).
 - Latent score = bias_u + quality_i + affinity + noise; scores are cut into 1-5 stars at the
   quantiles of MovieLens-100K's rating distribution (6/11/27/34/21 %), so mean ~3.5, mode 4.
 
@@ -35,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from metarec_core.data.dataset import RatingsDataset
-from metarec_core.data.io import ML100K_GENRES, load_ratings
+from metarec_core.data.io import DEFAULT_MAX_BYTES, ML100K_GENRES, load_ratings
 from metarec_core.data.summary import summarize
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_data"
@@ -287,6 +291,132 @@ def _affinity(taste: np.ndarray, g_norm: np.ndarray, user_f: np.ndarray, item_f:
     return out
 
 
+# Above this many user-item cells the choice of rated items is sampled in chunks of users
+# (`_choose_sampled`) rather than keyed cell by cell: the dense draw needs ~50 bytes and a
+# Gumbel draw per cell (100,000 users x 20,000 items: 100 GB and ~15 minutes). The sample data
+# and the accuracy suite's variants (at most 2 million cells) stay on the dense draw.
+DENSE_CELLS = 5_000_000
+# Cells of one chunk of users in the sampled draw (a few float64 arrays of this size at once).
+_SAMPLED_CELLS = 4_000_000
+
+
+def _pair_affinity(
+    users: np.ndarray,
+    items: np.ndarray,
+    taste: np.ndarray,
+    g_norm: np.ndarray,
+    user_f: np.ndarray,
+    item_f: np.ndarray,
+) -> np.ndarray:
+    """`_affinity` of the given (user, item) pairs only, in chunks of a million pairs."""
+    out = np.empty(len(users))
+    step = 1_000_000
+    for s in range(0, len(users), step):
+        u, i = users[s : s + step], items[s : s + step]
+        out[s : s + step] = (taste[u] * g_norm[i]).sum(-1) + (user_f[u] * item_f[i]).sum(-1)
+    return out
+
+
+def _choose_sampled(
+    rng: np.random.Generator,
+    counts: np.ndarray,
+    log_pop: np.ndarray,
+    taste: np.ndarray,
+    g_norm: np.ndarray,
+    user_f: np.ndarray,
+    item_f: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(users, items) of the chosen pairs, sorted by user then item, for a large dataset.
+
+    Each user draws items with replacement with weight popularity * exp(affinity) and keeps the
+    first `counts[u]` distinct ones: successive sampling, the same distribution as the dense
+    draw's Gumbel top-k, with a few draws per rating instead of a key per cell. Users are taken
+    in chunks of `_SAMPLED_CELLS` cells, so memory is O(chunk + ratings).
+    """
+    n_users, n_items = len(taste), len(g_norm)
+    left = np.concatenate([taste, user_f], axis=1)
+    right = np.concatenate([g_norm, item_f], axis=1)
+    chunk = max(1, _SAMPLED_CELLS // n_items)
+    picks = np.empty(int(counts.sum()), dtype=np.int64)  # each user's items in draw order
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    for s in range(0, n_users, chunk):
+        e = min(n_users, s + chunk)
+        logits = log_pop[None, :] + left[s:e] @ right.T  # BLAS: only the draw's weights
+        logits -= logits.max(1, keepdims=True)
+        weights = np.exp(logits)
+        del logits
+        _draw_chunk(rng, weights, counts[s:e], picks[starts[s] : starts[e]])
+    _rate_every_item(picks, starts, counts, n_items)
+    users = np.repeat(np.arange(n_users), counts)
+    order = np.lexsort((picks, users))
+    return users[order], picks[order]
+
+
+def _draw_chunk(
+    rng: np.random.Generator, weights: np.ndarray, need: np.ndarray, out: np.ndarray
+) -> None:
+    """Write into `out` (users' slots one after another) each row's first `need[r]` distinct
+    draws with replacement from `weights[r]` (rows: users of one chunk; weights > 0)."""
+    n_rows, n_items = weights.shape
+    taken = np.zeros(weights.shape, dtype=bool)
+    have = np.zeros(n_rows, dtype=np.int64)
+    slot = np.concatenate([[0], np.cumsum(need)])[:-1]
+    cdf = np.cumsum(weights, axis=1)
+    total = cdf[:, -1].copy()
+    cdf /= total[:, None]
+    cdf += np.arange(n_rows)[:, None]  # row r's cdf in (r, r + 1]: one sorted array
+    flat = cdf.ravel()
+    for _ in range(200):
+        short = np.flatnonzero(have < need)
+        if len(short) == 0:
+            return
+        missing = need[short] - have[short]
+        free = 1.0 - (weights[short] * taken[short]).sum(1) / total[short]
+        # Enough draws that most rows finish this round: repeats are drawn at the rate of
+        # the mass already taken.
+        n_draw = np.minimum(
+            np.ceil(1.3 * missing / np.maximum(free, 1e-3)).astype(np.int64) + 4, 50 * n_items
+        )
+        rows = np.repeat(short, n_draw)
+        pos = np.searchsorted(flat, rows + rng.random(len(rows)), side="right")
+        items = np.minimum(pos - rows * n_items, n_items - 1)
+        cell = rows * n_items + items
+        # First occurrence of each new cell, in draw order; then each row's first `missing`.
+        first = np.sort(np.unique(cell, return_index=True)[1])
+        first = first[~taken.ravel()[cell[first]]]
+        r, it = rows[first], items[first]
+        group_start = np.searchsorted(r, r, side="left")
+        rank = np.arange(len(r)) - group_start + have[r]
+        keep = rank < need[r]
+        r, it, rank = r[keep], it[keep], rank[keep]
+        taken[r, it] = True
+        out[slot[r] + rank] = it
+        have += np.bincount(r, minlength=n_rows)
+    raise RuntimeError("sampled draw did not finish: weights too skewed")  # pragma: no cover
+
+
+def _rate_every_item(
+    picks: np.ndarray, starts: np.ndarray, counts: np.ndarray, n_items: int
+) -> None:
+    """Give each item nobody drew to the most active user whose last-drawn (least wanted)
+    item still has another rater, in place of that item (as the dense draw does)."""
+    raters = np.bincount(picks, minlength=n_items)
+    donors = np.argsort(-counts, kind="stable")
+    back = np.zeros(len(counts), dtype=np.int64)  # how many of each user's last items given
+    d = 0
+    for i in np.flatnonzero(raters == 0):
+        while d < len(donors):
+            u = donors[d]
+            at = starts[u + 1] - 1 - back[u]
+            if back[u] < counts[u] - 1 and raters[picks[at]] > 1:
+                raters[picks[at]] -= 1
+                picks[at] = i
+                raters[i] += 1
+                back[u] += 1
+                break
+            d += 1
+
+
 def _generate(spec: SyntheticSpec, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     n_users, n_items, n_ratings = spec.n_users, spec.n_items, spec.n_ratings
     rng = np.random.default_rng(seed)
@@ -311,10 +441,30 @@ def _generate(spec: SyntheticSpec, seed: int) -> tuple[pd.DataFrame, pd.DataFram
     taste += strong * rng.choice([-1.0, 1.0], size=(n_users, n_g), p=[0.4, 0.6]) * 0.9
     user_f = rng.normal(0.0, 0.45, (n_users, dim))
 
-    # Affinity of every (user, item).
     g_norm = item_genres / np.sqrt(item_genres.sum(1, keepdims=True))
-    affinity = _affinity(taste, g_norm, user_f, item_f)
+    if n_users * n_items > DENSE_CELLS:
+        users, items = _choose_sampled(rng, counts, log_pop, taste, g_norm, user_f, item_f)
+        aff = _pair_affinity(users, items, taste, g_norm, user_f, item_f)
+    else:
+        users, items, aff = _choose_dense(rng, counts, log_pop, taste, g_norm, user_f, item_f)
+    noise = rng.normal(0.0, 0.55, len(users))
+    score = user_bias[users] + quality[items] + aff + noise
+    return _finish(rng, spec, users, items, score, item_genres, years)
 
+
+def _choose_dense(
+    rng: np.random.Generator,
+    counts: np.ndarray,
+    log_pop: np.ndarray,
+    taste: np.ndarray,
+    g_norm: np.ndarray,
+    user_f: np.ndarray,
+    item_f: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(users, items, affinity) of the chosen pairs, sorted by user then item: one Gumbel key
+    per (user, item) cell (the sample data's draw; memory ~50 bytes a cell)."""
+    n_users, n_items = len(taste), len(g_norm)
+    affinity = _affinity(taste, g_norm, user_f, item_f)
     # Which items each user rates: Gumbel top-k on log popularity + affinity.
     keys = log_pop[None, :] + affinity + rng.gumbel(size=(n_users, n_items))
     chosen = np.zeros((n_users, n_items), dtype=bool)
@@ -338,8 +488,20 @@ def _generate(spec: SyntheticSpec, seed: int) -> tuple[pd.DataFrame, pd.DataFram
         worst[u] = rated[np.argmin(keys[u, rated])]
 
     users, items = np.nonzero(chosen)  # sorted by user, then item
-    noise = rng.normal(0.0, 0.55, len(users))
-    score = user_bias[users] + quality[items] + affinity[users, items] + noise
+    return users, items, affinity[users, items]
+
+
+def _finish(
+    rng: np.random.Generator,
+    spec: SyntheticSpec,
+    users: np.ndarray,
+    items: np.ndarray,
+    score: np.ndarray,
+    item_genres: np.ndarray,
+    years: np.ndarray,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stars, timestamps, titles and genres: the frames `generate` returns."""
+    n_users, n_items = spec.n_users, spec.n_items
     if spec.scale == DEFAULT_SCALE:
         cuts = np.quantile(score, _STAR_CDF)
         stars = 1 + np.searchsorted(cuts, score, side="right")
@@ -377,6 +539,18 @@ def _csv_bytes(frame: pd.DataFrame) -> bytes:
     writer.writerow(frame.columns)
     writer.writerows(frame.itertuples(index=False, name=None))
     return buf.getvalue().encode("utf-8")
+
+
+_CSV_CHUNK_ROWS = 500_000
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    """Write `_csv_bytes(frame)` to `path` a chunk of rows at a time (bounded memory)."""
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(frame.columns)
+        for s in range(0, len(frame), _CSV_CHUNK_ROWS):
+            writer.writerows(frame.iloc[s : s + _CSV_CHUNK_ROWS].itertuples(index=False, name=None))
 
 
 _README = """# Sample data (synthetic)
@@ -466,9 +640,12 @@ def write_sample(out_dir: Path, seed: int = 0, spec: SyntheticSpec | None = None
     out_dir.mkdir(parents=True, exist_ok=True)
     ratings, items = _generate(spec, seed)
     paths = [out_dir / "ratings.csv", out_dir / "items.csv", out_dir / "README.md"]
-    paths[0].write_bytes(_csv_bytes(ratings))
-    paths[1].write_bytes(_csv_bytes(items))
-    data = load_ratings(paths[0], items=paths[1])
+    _write_csv(ratings, paths[0])
+    _write_csv(items, paths[1])
+    del ratings
+    # The summary reads the file back whatever its size (the loader's size cap is for uploads).
+    size = max(DEFAULT_MAX_BYTES, paths[0].stat().st_size, paths[1].stat().st_size)
+    data = load_ratings(paths[0], items=paths[1], max_bytes=size)
     summary = summarize(data).to_text()
     if spec.is_default():
         text = _README.format(seed=seed, summary=summary)

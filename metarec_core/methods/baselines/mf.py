@@ -18,10 +18,23 @@ class _GroupRidge:
     Groups are padded in blocks of similar size (sorted by row count) so the batched solve
     wastes little memory; the block layout is computed once and reused every ALS round.
     Groups without rows get w = 0.
+
+    With `key` (row n's index into a table: the item of a rating when grouping by user),
+    `solve` takes that table (n_keys, d) instead of per-row features and gathers each block
+    straight from it: no (rows, d) array per solve (on ML-1M that copy and the masking were
+    a third of an ALS round). Padding reads a zero row and a zero target.
     """
 
-    def __init__(self, group: np.ndarray, n_groups: int, block_elems: int = 1 << 17) -> None:
+    def __init__(
+        self,
+        group: np.ndarray,
+        n_groups: int,
+        block_elems: int = 1 << 17,
+        key: np.ndarray | None = None,
+    ) -> None:
         self.n_groups = n_groups
+        self.key = key
+        n_rows = len(group)
         order = np.argsort(group, kind="stable")
         counts = np.bincount(group, minlength=n_groups)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
@@ -38,6 +51,10 @@ class _GroupRidge:
             ar = np.arange(L)
             mask = ar[None, :] < counts[gs][:, None]
             idx = order[np.where(mask, starts[gs][:, None] + ar[None, :], 0)]
+            if key is not None:
+                # padded cells point past the end: at the zero row / zero target
+                idx = np.where(mask, idx, n_rows)
+                mask = np.where(mask, key[np.minimum(idx, n_rows - 1)], -1)
             self.blocks.append((gs, idx, mask))
             pos = end
 
@@ -48,19 +65,35 @@ class _GroupRidge:
         reg: np.ndarray,
         should_stop: StopFlag | None = None,
     ) -> np.ndarray:
-        """The ridge solutions; raises `_FitStopped` between blocks once `should_stop()`."""
+        """The ridge solutions; raises `_FitStopped` between blocks once `should_stop()`.
+
+        `feats`: (rows, d) per-row features, or with `key` the (n_keys, d) table.
+        """
         out = np.zeros((self.n_groups, feats.shape[1]))
         reg_m = np.diag(reg)
+        if self.key is not None:
+            table = np.concatenate([feats, np.zeros((1, feats.shape[1]))])  # row -1: padding
+            target = np.concatenate([target, [0.0]])
         for gs, idx, mask in self.blocks:
             # a solve takes seconds on a million ratings: a cancel must not wait for all blocks
             if should_stop is not None and should_stop():
                 raise _FitStopped
-            X = feats[idx] * mask[..., None]
+            if self.key is not None:
+                X = table[mask]  # mask holds each cell's key here (-1: padding)
+                t = target[idx]
+            else:
+                X = feats[idx] * mask[..., None]
+                t = target[idx] * mask
             Xt = X.transpose(0, 2, 1)
             A = Xt @ X + reg_m
-            rhs = Xt @ (target[idx] * mask)[..., None]
+            rhs = Xt @ t[..., None]
             out[gs] = np.linalg.solve(A, rhs)[..., 0]
         return out
+
+
+def _with_ones(factors: np.ndarray) -> np.ndarray:
+    """[factors, 1]: a table row's features for a factor and a bias."""
+    return np.concatenate([factors, np.ones((len(factors), 1))], axis=1)
 
 
 class MFFoldIn(_Baseline):
@@ -132,11 +165,13 @@ class MFFoldIn(_Baseline):
                 where = f"λ {n}/{len(reg_grid)}, " if len(reg_grid) > 1 else ""
                 P, bu, Q, bi = self._als(u, i, r, data.n_items, lam, should_stop, tick, where)
                 self.item_factors_, self.item_bias_ = Q, bi
+                # the support's normal equations do not depend on the fold-in penalties
+                normal = self._normal_equations(*val[:3]) if val is not None else None
                 for fr in fold_grid:
                     if should_stop is not None and should_stop():
                         raise _FitStopped
                     self.fold_reg_ = fr
-                    score = self._val_mae(val) if val is not None else 0.0
+                    score = self._val_mae(val, self._solve(*normal)) if val is not None else 0.0
                     if score < best[0]:
                         best = (score, lam, fr, P, bu, Q, bi)
                 tick(f"{where}fold-in penalties tuned")
@@ -168,14 +203,15 @@ class MFFoldIn(_Baseline):
         P = np.zeros((n_users, f))
         y = r - self.global_mean_
         reg = np.full(f + 1, lam)
-        ones = np.ones((len(r), 1))
-        by_user, by_item = _GroupRidge(u, n_users), _GroupRidge(i, n_items)
+        # each side's rows gathered from the other side's [factors, 1] table, per block
+        by_user = _GroupRidge(u, n_users, key=i)
+        by_item = _GroupRidge(i, n_items, key=u)
         for it in range(1, self.iters + 1):
-            w = by_user.solve(np.hstack([Q[i], ones]), y - bi[i], reg, should_stop)
+            w = by_user.solve(_with_ones(Q), y - bi[i], reg, should_stop)
             P, bu = w[:, :f], w[:, f]
             if tick is not None:
                 tick(f"{where}ALS round {it}/{self.iters}: users")
-            w = by_item.solve(np.hstack([P[u], ones]), y - bu[u], reg, should_stop)
+            w = by_item.solve(_with_ones(P), y - bu[u], reg, should_stop)
             Q, bi = w[:, :f], w[:, f]
             if tick is not None:
                 tick(f"{where}ALS round {it}/{self.iters}: items")
@@ -183,13 +219,22 @@ class MFFoldIn(_Baseline):
 
     def _user_state(self, items: np.ndarray, ratings: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """(B, factors + 1): the ridge fold-in [p_u, b_u] of each padded support set."""
-        f = self.item_factors_.shape[1]
+        return self._solve(*self._normal_equations(items, ratings, mask))
+
+    def _normal_equations(
+        self, items: np.ndarray, ratings: np.ndarray, mask: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(X'X, X'y) of each padded support set, X = [q_i, 1]: the fold-in before its penalty."""
         X = np.concatenate([self.item_factors_[items], np.ones(items.shape + (1,))], axis=2)
         X = X * mask[..., None]
         y = (ratings - self.global_mean_ - self.item_bias_[items]) * mask
+        return np.einsum("bkf,bkg->bfg", X, X), np.einsum("bkf,bk->bf", X, y)
+
+    def _solve(self, gram: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+        """The fold-in [p_u, b_u] from the normal equations and `fold_reg_`."""
+        f = self.item_factors_.shape[1]
         lp, lb = self.fold_reg_
-        A = np.einsum("bkf,bkg->bfg", X, X) + np.diag(np.r_[np.full(f, lp), lb])
-        rhs = np.einsum("bkf,bk->bf", X, y)
+        A = gram + np.diag(np.r_[np.full(f, lp), lb])
         return np.linalg.solve(A, rhs[..., None])[..., 0]
 
     def _predict(self, state: np.ndarray, items: np.ndarray) -> np.ndarray:
