@@ -103,10 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--cold",
-        choices=list(registry.COLDS),
+        choices=[*registry.COLDS, "both"],
         default="users",
-        help="what arrives new: users (default) or items (folds over items; a new item's "
-        "support is its first k ratings, k = 0: its metadata alone)",
+        help="what arrives new: users (default), items (folds over items; a new item's "
+        "support is its first k ratings, k = 0: its metadata alone) or both (new users rated "
+        "on new items: support from warm items, query on new items known by metadata alone; "
+        "the users' rating predictors, new items' parameters regressed from metadata)",
     )
     p.add_argument(
         "--support",
@@ -119,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--protocol", choices=["kshot", "melu"], default="kshot")
+    p.add_argument(
+        "--state",
+        choices=["warm", "user", "item", "both"],
+        default=None,
+        help="with --protocol melu: MeLU's state (existing/new users x existing/new items; "
+        "items split by release year; docs/protocol.md)",
+    )
     p.add_argument(
         "--device", default="auto", help="|".join(registry.DEVICES) + " (meta-learners only)"
     )
@@ -190,10 +199,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from metarec_core.evaluation.runner import EvalConfig, run_evaluation
 
     data = _load(args)
-    methods = args.methods or registry.default_methods(args.cold)
+    if args.state is not None and args.protocol != "melu":
+        raise ValueError("--state needs --protocol melu")
+    methods = args.methods or registry.default_methods("items" if args.cold == "items" else "users")
     cfg = EvalConfig(
         methods=tuple(methods),
         cold=args.cold,
+        state=args.state,
         support=tuple(args.support or ((0,) if args.cold == "items" else ()) + (1, 3, 5, 10, 20)),
         query=args.query,
         folds=args.folds,
