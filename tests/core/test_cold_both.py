@@ -240,3 +240,34 @@ def test_cli_evaluates_both_and_a_melu_state(tmp_path, capsys):
     assert "state item" in capsys.readouterr().out
     assert cli.main([*base, "--state", "item"]) == 2
     assert "--state needs --protocol melu" in capsys.readouterr().err
+
+
+def test_a_learner_gets_its_new_items_rows_from_metadata(data):
+    from metarec_core.methods.meta import make_learner
+
+    fold = both_folds(data, 3, seed=0)[0]
+    seen = without_items(data, fold.new_items)
+    tiny = dict(steps=30, eval_every=10, factors=4, embedding_dim=8, hidden=(16,), meta_batch=16)
+    learner = make_learner("metasgd", seed=0, device="cpu", **tiny)
+    learner.fit(seen, fold.train_users, fold.val_users)
+    tasks, _ = make_both_tasks(data, fold.test_users, fold.new_items, query=10, min_support=5)
+    q, r = np.stack([t.query[0] for t in tasks]), np.stack([t.query[1] for t in tasks])
+
+    def mae() -> float:
+        scores = learner.score_many([t.support(5) for t in tasks])
+        return float(np.abs(np.take_along_axis(scores, q, 1) - r).mean())
+
+    enc = learner.model_.item_enc
+    warm = enc.bias.detach().clone()
+    before = mae()
+    fill_new_items(learner, seen, fold.train_users, fold.new_items)
+    rest = np.setdiff1d(np.arange(data.n_items), fold.new_items)
+    assert torch_equal(enc.bias.detach()[rest], warm[rest])  # warm items untouched
+    assert mae() < before - 0.05  # the genre effect, from metadata
+    fitted = enc.bias.detach()[fold.new_items].numpy()
+    genre = np.array([data.items.genre_list(int(i))[0] for i in fold.new_items])
+    assert fitted[genre == "Sci-Fi"].mean() > fitted[genre == "Romance"].mean()
+
+
+def torch_equal(a, b) -> bool:
+    return bool((a == b).all())
