@@ -7,7 +7,12 @@ Protocols (see `metarec_core.protocol.tasks`):
   first k of the user's seeded permutation, query = the last ``query`` ratings. The same users and
   queries serve every k and every method, so rows are directly comparable.
 - ``melu``: the MeLU split (users with 13-100 ratings, 20% new users), query = 10 random ratings,
-  support = all the rest (``"support": "all"``).
+  support = all the rest (``"support": "all"``). With ``state`` (warm, user, item, both): MeLU's
+  four states, items split by release year (`protocol.both_splits`).
+- ``cold="both"``: new users rated on new items (`protocol.both_splits`): support from warm
+  items, query on the fold's new items; every method is fitted without any rating of a test
+  user or a new item, then given its new items' parameters from metadata (`methods.both`).
+- ``cold="items"``: folds over items (`protocol.item_splits`, `_run_items`).
 
 Rows average per-user metrics (see `metarec_core.evaluation.metrics`) over the test users of all folds.
 ``mae_ci95`` is a seeded bootstrap 95% interval of the row's mean MAE. ``paired`` compares, at each
