@@ -1091,6 +1091,7 @@ def load_checkpoint(
     max_bytes: int = DEFAULT_MAX_BYTES,
     limits: CheckpointLimits | None = None,
     learner_from_state: Callable[[dict[str, Any]], Any] | None = None,
+    cold: str | None = "users",
 ) -> LoadedCheckpoint:
     """Read a checkpoint from a path, bytes or a file object, safely (weights only).
 
@@ -1099,7 +1100,8 @@ def load_checkpoint(
     unless `strict`, which requires the same dataset fingerprint. The model is rebuilt on
     `device`. `name` labels bytes in messages. Everything the file declares is bounded by
     `limits` (default: `CheckpointLimits.for_dataset(data, max_bytes)`) before it is unpacked,
-    expanded or built. Raises `CheckpointError`.
+    expanded or built. `cold`: the kind of model the caller can use ("users": a `Recommender`,
+    the default; "items": a new-item model; None: either). Raises `CheckpointError`.
     """
     from metarec_core.methods.meta import STATE_FORMAT
 
@@ -1145,9 +1147,19 @@ def load_checkpoint(
         it.get("genres"), label, "items.genres", n_items, len(genre_names), limits
     )
     genres = None if genres_t is None else genres_t.numpy().astype(bool)
+    want = cold
     cold = obj.get("cold", "users")
     if cold not in ("users", "items"):
         raise CheckpointError(f"{label}: the checkpoint is damaged: 'cold' is {str(cold)[:20]!r}")
+    if want is not None and cold != want:
+        raise CheckpointError(
+            f"{label}: the checkpoint holds a model for new {cold}, not for new {want} "
+            + (
+                "(use it with `python -m metarec_core audience`)"
+                if cold == "items"
+                else "(a new-item model comes from `train --cold items`)"
+            )
+        )
     user_ids = None
     if cold == "items":
         n_users = _int_field(

@@ -449,12 +449,7 @@ def _cmd_audience(args: argparse.Namespace) -> int:
     with open(source, "rb") as fh:  # FileNotFoundError: exit 2 with its name
         is_checkpoint = fh.read(4) == b"PK\x03\x04"
     if is_checkpoint:
-        ck = load_checkpoint(source, max_bytes=int(args.max_mb * 2**20))
-        if ck.cold != "items":
-            raise ValueError(
-                f"{source} is a model for new users ({ck.method}); `audience` needs a new-item "
-                "model: `train --cold items`, or give a ratings file and --method"
-            )
+        ck = load_checkpoint(source, max_bytes=int(args.max_mb * 2**20), cold="items")
         model, user_ids, scale = ck.learner, ck.user_ids, ck.scale
         trained_on, method_name = ck.dataset_name, ck.method
     else:

@@ -59,12 +59,12 @@ def saved(data, fold):
 @pytest.mark.parametrize("name", [*registry.ITEM_BASELINES, *registry.ITEM_META_LEARNERS])
 def test_round_trip_gives_the_same_predictions(saved, data, probe, name):
     model, raw = saved[name]
-    ck = load_checkpoint(io.BytesIO(raw), data)
+    ck = load_checkpoint(io.BytesIO(raw), data, cold="items")
     assert ck.cold == "items" and ck.method == name and type(ck.learner) is type(model)
     assert list(ck.user_ids) == [str(u) for u in data.user_ids]
     new, users = probe
     np.testing.assert_allclose(ck.learner.predict(new, users), model.predict(new, users), atol=1e-6)
-    again = load_checkpoint(raw)  # without a dataset (the CLI)
+    again = load_checkpoint(raw, cold=None)  # without a dataset (the CLI), any kind
     np.testing.assert_allclose(
         again.learner.predict(new, users), model.predict(new, users), atol=1e-6
     )
@@ -115,7 +115,7 @@ def _edited(raw: bytes, edit) -> bytes:
 def test_a_crafted_item_checkpoint_is_refused_with_a_clear_message(saved, name, edit, message):
     raw = _edited(saved[name][1], edit)
     with pytest.raises(CheckpointError, match=message):
-        load_checkpoint(io.BytesIO(raw), name="bad.pt")
+        load_checkpoint(io.BytesIO(raw), name="bad.pt", cold="items")
 
 
 def test_an_item_model_of_other_users_is_refused(saved, data):
@@ -123,7 +123,12 @@ def test_an_item_model_of_other_users_is_refused(saved, data):
     if other.n_items != data.n_items:
         pytest.skip("the other dataset has another catalogue")
     with pytest.raises(CheckpointError, match="other users"):
-        load_checkpoint(io.BytesIO(saved["content"][1]), other)
+        load_checkpoint(io.BytesIO(saved["content"][1]), other, cold="items")
+
+
+def test_a_caller_of_user_models_is_told_it_got_an_item_model(saved):
+    with pytest.raises(CheckpointError, match="model for new items, not for new users"):
+        load_checkpoint(io.BytesIO(saved["content"][1]), name="items.pt")
 
 
 # --------------------------------------------------------------------------- audience
@@ -205,3 +210,5 @@ def test_cli_trains_an_item_model_and_lists_its_audience(tmp_path, capsys):
     assert cli.main(["audience", *data_args, "--method", "nonesuch"]) == 2
     assert "unknown new-item method 'nonesuch'" in capsys.readouterr().err
     assert cli.main(["audience", str(tmp_path / "missing.pt")]) == 2
+    assert cli.main(["recommend", str(model), "--ratings", str(tmp_path / "first.csv")]) == 2
+    assert "model for new items, not for new users" in capsys.readouterr().err
