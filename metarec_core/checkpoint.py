@@ -77,6 +77,9 @@ PICKLE_BYTES_PER_ITEM = 256
 MAX_PICKLE_BYTES = 16 * 2**20
 TENSOR_BASE_BYTES = 64 * 2**20
 TENSOR_BYTES_PER_ITEM = 64 * 2**10
+# A new-item model ("cold": "items") scores users: its per-user tables and the raw user ids.
+TENSOR_BYTES_PER_USER = 4 * 2**10
+PICKLE_BYTES_PER_USER = 64
 
 
 @dataclass(frozen=True)
@@ -106,13 +109,20 @@ class CheckpointLimits:
     ) -> CheckpointLimits:
         """Limits for a checkpoint of `data`'s catalogue (or of any, without `data`)."""
         if data is None:
-            items, for_items = MAX_ITEMS, None
+            items, users, for_items = MAX_ITEMS, 0, None
         else:
             # A model of another, not much larger catalogue still reads far enough to be told
             # apart by its item count; the bases cover that.
             items, for_items = int(data.n_items), int(data.n_items)
-        tensors = min(max_bytes, TENSOR_BASE_BYTES + items * TENSOR_BYTES_PER_ITEM)
-        pickled = min(MAX_PICKLE_BYTES, PICKLE_BASE_BYTES + items * PICKLE_BYTES_PER_ITEM)
+            users = int(data.n_users)  # a new-item model stores per-user tables and user ids
+        tensors = min(
+            max_bytes,
+            TENSOR_BASE_BYTES + items * TENSOR_BYTES_PER_ITEM + users * TENSOR_BYTES_PER_USER,
+        )
+        pickled = min(
+            MAX_PICKLE_BYTES,
+            PICKLE_BASE_BYTES + items * PICKLE_BYTES_PER_ITEM + users * PICKLE_BYTES_PER_USER,
+        )
         return cls(
             max_items=MAX_ITEMS,
             max_uncompressed_bytes=tensors + pickled,
@@ -152,6 +162,14 @@ class LoadedCheckpoint:
     # The inner user indices it was trained and validated on (None: format 1, not stored).
     train_users: np.ndarray | None = None
     val_users: np.ndarray | None = None
+    # What the model takes new: "users" (a `Recommender`) or "items" (an `ItemRecommender`,
+    # which scores users: `user_ids` are the raw user ids in its inner order).
+    cold: str = "users"
+    user_ids: np.ndarray | None = None
+
+    def user_index(self) -> dict[str, int]:
+        """Raw user id -> inner index (an item model's; {} for a user model)."""
+        return {} if self.user_ids is None else {str(u): i for i, u in enumerate(self.user_ids)}
 
     @property
     def n_items(self) -> int:
@@ -213,6 +231,8 @@ def _payload(
 
     if not learner.fitted_:
         raise ValueError(f"{type(learner).__name__} is not fitted; train it before saving")
+    if learner.capabilities.cold == "items":
+        return _item_payload(learner, data)
     if learner.n_items != data.n_items:
         raise ValueError(
             f"the model scores {learner.n_items:,} items but the dataset has {data.n_items:,}; "
@@ -239,6 +259,61 @@ def _payload(
             "train": _users(train_users, data, "training"),
             "validation": _users(val_users, data, "validation"),
         },
+        "dataset": {
+            "name": str(data.source),
+            "fingerprint": data.fingerprint(),
+            "n_users": int(data.n_users),
+            "n_items": int(data.n_items),
+            "n_ratings": int(data.n_ratings),
+        },
+        "scale": {
+            "low": float(data.scale.low),
+            "high": float(data.scale.high),
+            "step": float(data.scale.step),
+        },
+        "items": {
+            "ids": [str(x) for x in data.item_ids],
+            "titles": None if items is None else [str(t) for t in items.titles],
+            "genre_names": [] if items is None else [str(g) for g in items.genre_names],
+            "genres": None if items is None else _genres(items.genres),
+        },
+    }
+
+
+def _item_payload(learner: Any, data: RatingsDataset) -> dict[str, Any]:
+    """The payload of an item cold-start method (``"cold": "items"``): as a user model's, with
+    the raw user ids (the model scores users) and no user split."""
+    if (learner.n_items_, learner.n_users_) != (data.n_items, data.n_users):
+        raise ValueError(
+            f"the model was fitted on {learner.n_users_:,} users and {learner.n_items_:,} items "
+            f"but the dataset has {data.n_users:,} and {data.n_items:,}; save it with the "
+            "dataset it was trained on"
+        )
+    out = _payload_common(learner, data)
+    inner = getattr(learner, "learner_", None)  # an item meta-learner's transposed learner
+    out.update(
+        cold="items",
+        algorithm=getattr(learner, "algorithm", None),
+        method=learner.name,
+        config={"seed": int(learner.seed)},
+        best_val_mae=None if inner is None else getattr(inner, "best_val_mae_", None),
+        users={"train": None, "validation": None},
+        user_ids=[str(x) for x in data.user_ids],
+    )
+    return out
+
+
+def _payload_common(learner: Any, data: RatingsDataset) -> dict[str, Any]:
+    """What every payload holds: header, state, dataset, scale and item index."""
+    from metarec_core import __version__
+
+    items = data.items
+    return {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "library_version": __version__,
+        "learner": learner.to_state(),
         "dataset": {
             "name": str(data.source),
             "fingerprint": data.fingerprint(),
@@ -520,22 +595,25 @@ def _is_tensor(v: Any) -> bool:
     return isinstance(v, torch.Tensor)
 
 
-def _method_class(state: dict[str, Any], method: Any, version: int, label: str) -> type:
+def _method_class(
+    state: dict[str, Any], method: Any, version: int, label: str, cold: str = "users"
+) -> type:
     """The class that rebuilds `state`: a meta-learner's state says so itself (format 1 has
-    no other kind); any other is the registered method the checkpoint names."""
+    no other kind); any other is the registered method the checkpoint names (for `cold`)."""
     from metarec_core.methods import registry
     from metarec_core.methods.meta import STATE_FORMAT, MetaLearner
 
-    if state.get("format") == STATE_FORMAT or version < 2:
+    if cold == "users" and (state.get("format") == STATE_FORMAT or version < 2):
         return MetaLearner
     if not isinstance(method, str):
         raise CheckpointError(f"{label}: the checkpoint is damaged: it names no method")
     try:
-        return registry.method_class(method)
+        return registry.method_class(method, cold)
     except ValueError:
+        what = "method" if cold == "users" else "new-item method"
         raise CheckpointError(
-            f"{label}: the checkpoint holds a {method[:60]!r} model, a method this MetaRec does "
-            f"not know (it knows {', '.join(registry.available_methods())})"
+            f"{label}: the checkpoint holds a {method[:60]!r} model, a {what} this MetaRec does "
+            f"not know (it knows {', '.join(registry.available_methods(cold=cold))})"
         ) from None
 
 
@@ -969,6 +1047,16 @@ def _check_learner_state(
         )
 
 
+def check_learner_state(
+    state: dict[str, Any], n_items: int, scale: RatingScale, *, max_width: int = MAX_FACTORS
+) -> None:
+    """`_check_learner_state` for a MetaLearner state inside another method's state (the item
+    learners'): its declared sizes against the limits and what it stores; `CheckpointError`
+    (a ValueError)."""
+    limits = CheckpointLimits(max_factors=min(max_width, MAX_FACTORS))
+    _check_learner_state(state, "its learner", n_items, scale, limits)
+
+
 def _check_weights(
     tensors: list[tuple[str, Any]], label: str, limits: CheckpointLimits, scale: RatingScale
 ) -> None:
@@ -1003,6 +1091,7 @@ def load_checkpoint(
     max_bytes: int = DEFAULT_MAX_BYTES,
     limits: CheckpointLimits | None = None,
     learner_from_state: Callable[[dict[str, Any]], Any] | None = None,
+    cold: str | None = "users",
 ) -> LoadedCheckpoint:
     """Read a checkpoint from a path, bytes or a file object, safely (weights only).
 
@@ -1011,7 +1100,8 @@ def load_checkpoint(
     unless `strict`, which requires the same dataset fingerprint. The model is rebuilt on
     `device`. `name` labels bytes in messages. Everything the file declares is bounded by
     `limits` (default: `CheckpointLimits.for_dataset(data, max_bytes)`) before it is unpacked,
-    expanded or built. Raises `CheckpointError`.
+    expanded or built. `cold`: the kind of model the caller can use ("users": a `Recommender`,
+    the default; "items": a new-item model; None: either). Raises `CheckpointError`.
     """
     from metarec_core.methods.meta import STATE_FORMAT
 
@@ -1057,9 +1147,37 @@ def load_checkpoint(
         it.get("genres"), label, "items.genres", n_items, len(genre_names), limits
     )
     genres = None if genres_t is None else genres_t.numpy().astype(bool)
+    want = cold
+    cold = obj.get("cold", "users")
+    if cold not in ("users", "items"):
+        raise CheckpointError(f"{label}: the checkpoint is damaged: 'cold' is {str(cold)[:20]!r}")
+    if want is not None and cold != want:
+        raise CheckpointError(
+            f"{label}: the checkpoint holds a model for new {cold}, not for new {want} "
+            + (
+                "(use it with `python -m metarec_core audience`)"
+                if cold == "items"
+                else "(a new-item model comes from `train --cold items`)"
+            )
+        )
+    user_ids = None
+    if cold == "items":
+        n_users = _int_field(
+            ds, "n_users", label, "dataset.", low=1, high=limits.max_users, what="users"
+        )
+        user_ids = _texts(
+            _require(obj, "user_ids", list, label), label, "user ids", n_users, limits
+        )
+        if data is not None and not np.array_equal(user_ids, data.user_ids.astype(str)):
+            raise CheckpointError(
+                f"{_trained_on(label, ck_name, n_items)} and {n_users:,} users; the active "
+                f"dataset {data.source or 'the active dataset'!r} has other users "
+                f"({data.n_users:,}). A new-item model scores the users it was trained with: "
+                "load that dataset, or train a new model"
+            )
     cls = None
     if learner_from_state is None:
-        cls = _method_class(state, obj.get("method"), version, label)
+        cls = _method_class(state, obj.get("method"), version, label, cold)
     if state.get("format") == STATE_FORMAT:
         _check_learner_state(state, label, n_items, scale, limits)
     elif cls is not None:
@@ -1084,7 +1202,12 @@ def load_checkpoint(
         raise CheckpointError(
             f"{label}: the checkpoint could not be turned back into a model: {_first_line(e)}"
         ) from None
-    n_model = learner.n_items
+    n_model = learner.n_items_ if cold == "items" else learner.n_items
+    if cold == "items" and learner.n_users_ != len(user_ids):
+        raise CheckpointError(
+            f"{label}: the checkpoint is damaged: its model scores {learner.n_users_:,} users "
+            f"but it lists {len(user_ids):,} user ids"
+        )
     if n_model != n_items:
         raise CheckpointError(
             f"{label}: the checkpoint is damaged: its model scores {n_model:,} items but "
@@ -1127,6 +1250,8 @@ def load_checkpoint(
         notes=tuple(notes),
         train_users=train_users,
         val_users=val_users,
+        cold=cold,
+        user_ids=user_ids,
     )
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m metarec_core {validate,evaluate,make-sample,train,recommend}``.
+"""Command line: ``python -m metarec_core {validate,evaluate,make-sample,train,recommend,audience}``.
 
 Errors in the user's input end with exit code 2 and one clear message on stderr, never a
 traceback.
@@ -162,10 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--cold",
-        choices=list(registry.COLDS),
+        choices=[*registry.COLDS, "both"],
         default="users",
-        help="what arrives new: users (default) or items (folds over items; a new item's "
-        "support is its first k ratings, k = 0: its metadata alone)",
+        help="what arrives new: users (default), items (folds over items; a new item's "
+        "support is its first k ratings, k = 0: its metadata alone) or both (new users rated "
+        "on new items: support from warm items, query on new items known by metadata alone; "
+        "the users' rating predictors, new items' parameters regressed from metadata)",
     )
     p.add_argument(
         "--support",
@@ -178,6 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--protocol", choices=["kshot", "melu"], default="kshot")
+    p.add_argument(
+        "--state",
+        choices=["warm", "user", "item", "both"],
+        default=None,
+        help="with --protocol melu: MeLU's state (existing/new users x existing/new items; "
+        "items split by release year; docs/protocol.md)",
+    )
     p.add_argument(
         "--device", default="auto", help="|".join(registry.DEVICES) + " (meta-learners only)"
     )
@@ -205,7 +214,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--algo",
         default="metasgd",
-        choices=registry.available_methods(registry.META_LEARNER),
+        choices=[
+            *registry.available_methods(registry.META_LEARNER),
+            *registry.available_methods(cold="items"),
+        ],
+        help="a meta-learner; with --cold items any new-item method (default item_metasgd)",
+    )
+    p.add_argument(
+        "--cold",
+        choices=["users", "items"],
+        default="users",
+        help="items: train a new-item model (on every rated item; validation items carved "
+        "from them) for `audience`",
     )
     p.add_argument(
         "--steps", type=int, default=None, help="meta-training steps (default: the preset's)"
@@ -226,6 +246,39 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip the model check (the model against the fold-in baselines on the "
         "validation users at k = 1, 3, 5, 10)",
+    )
+
+    p = sub.add_parser(
+        "audience",
+        help="a new item arrives: the users a new-item model predicts to rate it highest",
+    )
+    p.add_argument(
+        "source",
+        help="a new-item model (a checkpoint of `train --cold items`), or a ratings file to fit "
+        "--method on first",
+    )
+    p.add_argument("--item-title", default="", help="the new item's title (its words count)")
+    p.add_argument("--genres", default="", help="the new item's genres, separated by | or commas")
+    p.add_argument("--year", type=int, default=None, help="its release year")
+    p.add_argument(
+        "--ratings",
+        help="CSV of the item's first ratings: user,rating (raw user ids); none: metadata alone",
+    )
+    p.add_argument("--top", type=int, default=10)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--items", help="with a ratings file: item metadata (u.item, movies.csv, ...)")
+    p.add_argument(
+        "--method",
+        default="content",
+        help="with a ratings file: the new-item method to fit, from: "
+        + ", ".join(registry.available_methods(cold="items")),
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--max-mb",
+        type=float,
+        default=DEFAULT_MAX_BYTES / 2**20,
+        help="refuse files larger than this (MiB)",
     )
 
     p = sub.add_parser("recommend", help="adapt a trained model to a new user's ratings")
@@ -261,10 +314,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.elicit is not None:
         return _cmd_elicit(args)
     data = _load(args)
-    methods = args.methods or registry.default_methods(args.cold)
+    if args.state is not None and args.protocol != "melu":
+        raise ValueError("--state needs --protocol melu")
+    methods = args.methods or registry.default_methods("items" if args.cold == "items" else "users")
     cfg = EvalConfig(
         methods=tuple(methods),
         cold=args.cold,
+        state=args.state,
         support=tuple(args.support or ((0,) if args.cold == "items" else ()) + (1, 3, 5, 10, 20)),
         query=args.query,
         folds=args.folds,
@@ -311,6 +367,10 @@ def bar_counts(snap) -> tuple[int, int | None]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    if args.cold == "items":
+        return _train_items(args)
+    if args.algo not in registry.available_methods(registry.META_LEARNER):
+        raise ValueError(f"--algo {args.algo} is a new-item method: add --cold items")
     from tqdm import tqdm
 
     from metarec_core.checkpoint import save_checkpoint
@@ -409,6 +469,133 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_items(data, name: str, seed: int, device: str = "auto", steps: int | None = None):
+    """A new-item method fitted on every rated item of `data` (validation items carved from
+    them); returns (method, train items, validation items)."""
+    import numpy as np
+
+    from metarec_core.protocol.item_splits import fit_validation_items
+
+    rated = np.flatnonzero(data.counts_per_item() > 0)
+    if len(rated) < 2:
+        raise ValueError(
+            f"a new-item model needs at least 2 rated items; the data has {len(rated)}"
+        )
+    train, val = fit_validation_items(rated, seed)
+    method = registry.make_method(name, seed=seed, device=device, cold="items")
+    if steps is not None:
+        if not hasattr(method, "overrides"):
+            raise ValueError(f"--steps applies to the new-item meta-learners, not {name}")
+        method.overrides["steps"] = steps
+    return method, train, val
+
+
+def _train_items(args: argparse.Namespace) -> int:
+    """`train --cold items`: fit a new-item method and save its checkpoint."""
+    from tqdm import tqdm
+
+    from metarec_core.checkpoint import save_checkpoint
+
+    if args.steps is not None and args.steps < 1:
+        raise ValueError(f"--steps must be at least 1, got {args.steps}")
+    name = "item_metasgd" if args.algo == "metasgd" else args.algo
+    registry.spec(name, "items")  # an unknown new-item method: a clear error
+    data = _load(args)
+    method, train, val = _fit_items(data, name, args.seed, args.device, args.steps)
+    print(
+        f"training {name} (new items) on {data.source or args.data}: {len(train):,} training "
+        f"and {len(val):,} validation items, {data.n_users:,} users",
+        file=sys.stderr,
+    )
+    bar = tqdm(total=1.0, file=sys.stderr, bar_format="{l_bar}{bar}| {desc}")
+
+    def progress(fraction: float, message: str) -> None:
+        bar.n = min(1.0, float(fraction))
+        bar.set_description_str(message[:60], refresh=True)
+
+    try:
+        method.fit(data, train, val, progress=progress)
+    except KeyboardInterrupt:
+        bar.close()
+        print("training cancelled; no model was written", file=sys.stderr)
+        return 130
+    bar.close()
+    if not method.fitted_:
+        print("error: the fit stopped before it finished; no model was written", file=sys.stderr)
+        return 1
+    path = save_checkpoint(method, data, args.out)
+    print(f"model written to {path}")
+    print(f"new-item method {name}: use it with `python -m metarec_core audience {path} ...`")
+    return 0
+
+
+def _cmd_audience(args: argparse.Namespace) -> int:
+    from metarec_core.checkpoint import load_checkpoint
+    from metarec_core.interactive.audience import audience, read_item_ratings, with_year
+    from metarec_core.methods.base import NewItem
+
+    if args.top < 1:
+        raise ValueError(f"--top must be at least 1, got {args.top}")
+    source = Path(args.source)
+    with open(source, "rb") as fh:  # FileNotFoundError: exit 2 with its name
+        is_checkpoint = fh.read(4) == b"PK\x03\x04"
+    if is_checkpoint:
+        ck = load_checkpoint(source, max_bytes=int(args.max_mb * 2**20), cold="items")
+        model, user_ids, scale = ck.learner, ck.user_ids, ck.scale
+        trained_on, method_name = ck.dataset_name, ck.method
+    else:
+        from metarec_core.data.io import load_ratings
+
+        data = load_ratings(source, items=args.items, max_bytes=int(args.max_mb * 2**20))
+        model, train, val = _fit_items(data, args.method, args.seed)
+        print(f"fitting {args.method} on {len(train):,} items of {source}", file=sys.stderr)
+        model.fit(data, train, val)
+        user_ids, scale = data.user_ids, data.scale
+        trained_on, method_name = data.source or str(source), args.method
+    genres = tuple(g.strip() for g in args.genres.replace(",", "|").split("|") if g.strip())
+    known = getattr(getattr(model, "features_", None), "genres", ())
+    for g in genres:
+        if known and g not in known:
+            print(
+                f"warning: genre {g!r} is not one of the model's ({', '.join(known)}); ignored",
+                file=sys.stderr,
+            )
+    users, ratings, unknown, dupes = (), (), (), 0
+    if args.ratings:
+        index = {str(u): i for i, u in enumerate(user_ids)}
+        got = read_item_ratings(args.ratings, index, scale)
+        users, ratings, unknown, dupes = got.users, got.ratings, got.unknown_ids, got.duplicates
+        if unknown:
+            print(f"warning: {len(unknown)} unknown user(s) ignored", file=sys.stderr)
+    title = with_year(args.item_title, args.year)
+    item = NewItem.of(title, genres, users, ratings)
+    result = audience(model, item, args.top)
+    rows = result.rows(user_ids)
+    if args.json:
+        out = {
+            "model": str(source),
+            "method": method_name,
+            "item": {"title": title, "genres": list(genres)},
+            "ratings_used": len(users),
+            "unknown_users": list(unknown),
+            "duplicates": dupes,
+            "excluded_raters": result.excluded,
+            "audience": rows,
+        }
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+        return 0
+    print(
+        f"top {len(rows)} users for the new item {title or '(untitled)'!r} "
+        f"({', '.join(genres) or 'no genres'}) after {len(users)} rating(s); "
+        f"{method_name} trained on {trained_on}; its {result.excluded} rater(s) left out"
+    )
+    w = max([4, *(len(str(r["user"])) for r in rows)])
+    print(f"{'rank':>4}  {'user':<{w}}  predicted")
+    for r in rows:
+        print(f"{r['rank']:>4}  {str(r['user']):<{w}}  {r['predicted_rating']:>9.2f}")
+    return 0
+
+
 def _cmd_recommend(args: argparse.Namespace) -> int:
     from metarec_core.checkpoint import load_checkpoint
     from metarec_core.data.io import read_user_ratings
@@ -468,6 +655,7 @@ COMMANDS = {
     "make-sample": _cmd_make_sample,
     "train": _cmd_train,
     "recommend": _cmd_recommend,
+    "audience": _cmd_audience,
 }
 
 
@@ -478,7 +666,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
-    if args.command in ("evaluate", "train", "recommend"):
+    if args.command in ("evaluate", "train", "recommend", "audience"):
         from metarec_core.runtime import limit_torch_threads
 
         limit_torch_threads()

@@ -22,10 +22,12 @@ from metarec_core.data.summary import DatasetSummary
 __all__ = [
     "CSV_COLUMNS",
     "ROW_COLUMNS",
+    "BothKShotProtocol",
     "EvaluationReport",
     "ItemKShotProtocol",
     "KShotProtocol",
     "MeluProtocol",
+    "MeluStateProtocol",
     "MethodRow",
     "PairedDifference",
     "SupportSizes",
@@ -389,6 +391,74 @@ class MeluProtocol(_Protocol):
         )
 
 
+NEW_ITEMS_NOTE = (
+    "new items (--cold both, melu states item and both): the methods' new items' parameters "
+    "are regressed from their metadata (methods/both.py); recall@10 is not measured"
+)
+
+
+@dataclass(frozen=True)
+class BothKShotProtocol(KShotProtocol):
+    """``--cold both``: user fold f with item fold f; a test user's support is its first k
+    ratings of warm items, its query `query` of its ratings of the fold's new items."""
+
+    new_items: int  # test items over all folds (metadata only)
+
+    name: ClassVar[str] = "kshot_both"
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return (*super().notes, NEW_ITEMS_NOTE)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "cold": "both", "new_items": self.new_items}
+
+    @classmethod
+    def from_reader(cls, r: _Reader) -> BothKShotProtocol:
+        base = KShotProtocol.from_reader(r)
+        return cls(**base.__dict__, new_items=r.integer("new_items"))
+
+
+@dataclass(frozen=True)
+class MeluStateProtocol(MeluProtocol):
+    """``--protocol melu --state S``: MeLU's users split and a release-year item split; the
+    state's test users and query items (protocol/both_splits.py)."""
+
+    state: str  # warm, user, item or both
+    cut_year: int  # items released in or after it are new
+    new_items: int
+    new_users: int
+    fit_ratings: int  # ratings every state's methods are fitted on
+
+    name: ClassVar[str] = "melu_state"
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return (*super().notes, NEW_ITEMS_NOTE)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **super().to_dict(),
+            "state": self.state,
+            "cut_year": self.cut_year,
+            "new_items": self.new_items,
+            "new_users": self.new_users,
+            "fit_ratings": self.fit_ratings,
+        }
+
+    @classmethod
+    def from_reader(cls, r: _Reader) -> MeluStateProtocol:
+        base = MeluProtocol.from_reader(r)
+        return cls(
+            **base.__dict__,
+            state=r.text("state"),
+            cut_year=r.integer("cut_year"),
+            new_items=r.integer("new_items"),
+            new_users=r.integer("new_users"),
+            fit_ratings=r.integer("fit_ratings"),
+        )
+
+
 ITEM_ROWS_NOTE = (
     "new items (--cold items): a row's 'users' counts test items; its metrics are means over "
     "items of per-item metrics over the item's query users (recall@10 is not measured)"
@@ -539,10 +609,13 @@ class EvaluationReport:
         r = _Reader(d, "report")
         p = r.sub("protocol")
         name = p.text("name")
-        if name == KShotProtocol.name:
-            protocol: KShotProtocol | MeluProtocol | ItemKShotProtocol = (
-                KShotProtocol.from_reader(p)
-            )
+        protocol: KShotProtocol | MeluProtocol | ItemKShotProtocol
+        if name == BothKShotProtocol.name:
+            protocol = BothKShotProtocol.from_reader(p)
+        elif name == MeluStateProtocol.name:
+            protocol = MeluStateProtocol.from_reader(p)
+        elif name == KShotProtocol.name:
+            protocol = KShotProtocol.from_reader(p)
         elif name == MeluProtocol.name:
             protocol = MeluProtocol.from_reader(p)
         elif name == ItemKShotProtocol.name:
@@ -590,7 +663,21 @@ class EvaluationReport:
         ds, pr = self.dataset, self.protocol
         size = f"{ds.n_users} users, {ds.n_items} items, {ds.n_ratings} ratings"
         head = [f"dataset: {ds.source} ({size})"]
-        if isinstance(pr, ItemKShotProtocol):
+        if isinstance(pr, BothKShotProtocol):
+            head.append(
+                f"protocol: new users on new items (--cold both), {pr.folds} folds, support "
+                f"from warm items, query {pr.query} ratings of new items ({pr.new_items} new "
+                f"items in all), {pr.test_users} test users ({pr.left_out} left out), "
+                f"seed {pr.seed}"
+            )
+        elif isinstance(pr, MeluStateProtocol):
+            head.append(
+                f"protocol: melu, state {pr.state}, query {pr.query}, support = the user's other "
+                f"ratings of existing items, new items: released {pr.cut_year} or later "
+                f"({pr.new_items}), {pr.new_users} new users, {pr.test_users} test users "
+                f"({pr.left_out} users left out), seed {pr.seed}"
+            )
+        elif isinstance(pr, ItemKShotProtocol):
             head.append(
                 f"protocol: new items (--cold items), {pr.folds} folds, query {pr.query} users, "
                 f"{pr.test_items} test items with >= {pr.min_ratings} ratings "

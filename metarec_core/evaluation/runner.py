@@ -7,7 +7,12 @@ Protocols (see `metarec_core.protocol.tasks`):
   first k of the user's seeded permutation, query = the last ``query`` ratings. The same users and
   queries serve every k and every method, so rows are directly comparable.
 - ``melu``: the MeLU split (users with 13-100 ratings, 20% new users), query = 10 random ratings,
-  support = all the rest (``"support": "all"``).
+  support = all the rest (``"support": "all"``). With ``state`` (warm, user, item, both): MeLU's
+  four states, items split by release year (`protocol.both_splits`).
+- ``cold="both"``: new users rated on new items (`protocol.both_splits`): support from warm
+  items, query on the fold's new items; every method is fitted without any rating of a test
+  user or a new item, then given its new items' parameters from metadata (`methods.both`).
+- ``cold="items"``: folds over items (`protocol.item_splits`, `_run_items`).
 
 Rows average per-user metrics (see `metarec_core.evaluation.metrics`) over the test users of all folds.
 ``mae_ci95`` is a seeded bootstrap 95% interval of the row's mean MAE. ``paired`` compares, at each
@@ -39,25 +44,38 @@ from metarec_core.data.dataset import RatingScale, RatingsDataset
 from metarec_core.data.summary import summarize
 from metarec_core.evaluation import metrics
 from metarec_core.evaluation.report import (
+    BothKShotProtocol,
     EvaluationReport,
     ItemKShotProtocol,
     KShotProtocol,
     MeluProtocol,
+    MeluStateProtocol,
     MethodRow,
     PairedDifference,
     SupportSizes,
 )
+from metarec_core.methods.both import fill_new_items
 from metarec_core.methods.registry import (
     META_LEARNERS,
     available_methods,
     default_methods,
     make_method,
+    method_class,
+)
+from metarec_core.protocol.both_splits import (
+    MELU_MIN_SUPPORT,
+    MELU_STATES,
+    both_folds,
+    make_both_tasks,
+    melu_state_tasks,
+    melu_states,
 )
 from metarec_core.protocol.item_splits import item_folds, make_item_tasks, without_items
 from metarec_core.protocol.splits import (
     MELU_MAX_RATINGS,
     MELU_MIN_RATINGS,
     MELU_TEST_FRACTION,
+    Fold,
     melu_split,
     user_folds,
 )
@@ -66,6 +84,7 @@ from metarec_core.protocol.tasks import MELU_QUERY, make_tasks
 __all__ = ["EvalConfig", "EvaluationCancelled", "run_evaluation"]
 
 VAL_FRACTION = 0.1
+COLDS = ("users", "items", "both")
 RECALL_K = 10
 NDCG_KS = (3, 5)
 # scores of at most this many (user, item) cells are held at once
@@ -107,26 +126,51 @@ class EvalConfig:
     train_seeds: int = 1  # fits per method and fold, per-user metrics averaged over them
     # methods also compared with every other rating predictor (the report's `pairwise`)
     compare_all: tuple[str, ...] = ()
-    # what arrives new: "users" (the default) or "items" (`item_splits`; the item methods of
-    # the registry; the users' default method set stands for the items' default set)
+    # what arrives new: "users" (the default), "items" (`item_splits`; the item methods of
+    # the registry; the users' default method set stands for the items' default set) or
+    # "both" (`both_splits`; the users' rating predictors, new items' parameters from metadata)
     cold: str = "users"
+    # the melu protocol's state (MeLU's four: warm, user, item, both; `both_splits`); None:
+    # the users' melu protocol of before (no item split)
+    state: str | None = None
 
     def __post_init__(self) -> None:
-        if self.cold not in ("users", "items"):
-            raise ValueError(f"unknown cold {self.cold!r}; expected 'users' or 'items'")
+        if self.cold not in COLDS:
+            raise ValueError(f"unknown cold {self.cold!r}; expected one of {', '.join(COLDS)}")
         methods = tuple(self.methods)
         if self.cold == "items":
             if methods == default_methods():
                 methods = default_methods("items")
             if self.protocol != "kshot":
                 raise ValueError(f"--cold items has the kshot protocol only, got {self.protocol!r}")
+        if self.state is not None:
+            if self.state not in MELU_STATES:
+                raise ValueError(
+                    f"unknown melu state {self.state!r}; expected one of {', '.join(MELU_STATES)}"
+                )
+            if self.protocol != "melu" or self.cold != "users":
+                raise ValueError("a melu state needs --protocol melu (and no --cold)")
+        if self.cold == "both" and self.protocol != "kshot":
+            raise ValueError(
+                f"--cold both has the kshot protocol only, got {self.protocol!r} (MeLU's "
+                "both-new state: --protocol melu --state both)"
+            )
+        if self.cold == "both" or self.state is not None:
+            if methods == default_methods():
+                methods = tuple(m for m in methods if _predicts(m))
+            ranking = [m for m in methods if m in available_methods() and not _predicts(m)]
+            if ranking:
+                raise ValueError(
+                    f"{', '.join(ranking)} predicts no rating of a new item (it ranks by rating "
+                    "counts); leave it out with new items"
+                )
         object.__setattr__(self, "compare_all", tuple(self.compare_all))
         support = tuple(sorted({int(k) for k in self.support}))
         object.__setattr__(self, "methods", methods)
         object.__setattr__(self, "support", support)
         if not methods:
             raise ValueError("no methods to evaluate")
-        known = available_methods(cold=self.cold)
+        known = available_methods(cold="items" if self.cold == "items" else "users")
         unknown = [m for m in methods if m not in known]
         if unknown:
             raise ValueError(
@@ -156,6 +200,14 @@ class EvalConfig:
                 f"compare_all names {', '.join(map(repr, stray))}, which is not among the "
                 f"methods evaluated ({', '.join(methods)})"
             )
+
+
+def _predicts(name: str) -> bool:
+    """Whether a users' method predicts ratings (False: ranking only, e.g. popularity)."""
+    try:
+        return bool(method_class(name).capabilities.predicts_ratings)
+    except ValueError:
+        return True  # an unknown name: the known-methods check below names it
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,8 +416,78 @@ def run_evaluation(
         return _run_items(data, cfg, progress, should_stop)
     dataset = summarize(data)
     threshold = float(data.scale.relevant_threshold)
+    # per fold index: the data its methods are fitted on and the new items whose parameters
+    # come from metadata (`methods.both`); absent: the whole data, no new item
+    fit_data: dict[int, RatingsDataset] = {}
+    new_items: dict[int, np.ndarray] = {}
 
-    if cfg.protocol == "kshot":
+    if cfg.cold == "both":
+        ks: tuple[int | None, ...] = cfg.support
+        kmax, query = max(cfg.support), cfg.query
+        folds = both_folds(data, cfg.folds, cfg.seed, VAL_FRACTION)
+        plan, left_out = _fold_plan(
+            folds,
+            lambda fold: make_both_tasks(
+                data, fold.test_users, fold.new_items, query=query, min_support=kmax, seed=cfg.seed
+            ),
+            cfg,
+            "user",
+        )
+        for fold, _ in plan:
+            fit_data[fold.index] = without_items(data, fold.new_items)
+            new_items[fold.index] = fold.new_items
+        protocol: KShotProtocol | MeluProtocol | BothKShotProtocol | MeluStateProtocol
+        protocol = BothKShotProtocol(
+            folds=cfg.folds,
+            query=query,
+            support=cfg.support,
+            seed=cfg.seed,
+            val_fraction=VAL_FRACTION,
+            min_ratings=kmax + query,
+            test_users=sum(len(t) for _, t in plan),
+            left_out=left_out,
+            relevant_threshold=threshold,
+            bootstrap_resamples=cfg.n_boot,
+            train_seeds=cfg.train_seeds,
+            new_items=int(sum(len(f.new_items) for f in folds)),
+        )
+    elif cfg.state is not None:
+        ks = (None,)
+        st = melu_states(data, cfg.seed, VAL_FRACTION)
+        tasks, lo = melu_state_tasks(data, st, cfg.state, seed=cfg.seed)
+        if not tasks:
+            raise ValueError(
+                f"no test user of the melu state {cfg.state!r} has {MELU_MIN_SUPPORT} support "
+                f"and {MELU_QUERY} query ratings on this dataset"
+            )
+        fold = Fold(0, st.train_users, st.val_users, st.new_users)
+        plan = [(fold, tasks)]
+        fit_data[0], new_items[0] = st.fit_data, st.new_items
+        sizes = np.array([t.n_available for t in tasks])
+        protocol = MeluStateProtocol(
+            query=MELU_QUERY,
+            seed=cfg.seed,
+            val_fraction=VAL_FRACTION,
+            min_ratings=MELU_MIN_RATINGS,
+            max_ratings=MELU_MAX_RATINGS,
+            test_fraction=MELU_TEST_FRACTION,
+            train_users=len(st.train_users),
+            val_users=len(st.val_users),
+            test_users=len(tasks),
+            left_out=st.left_out_users + lo,
+            support_sizes=SupportSizes(
+                min=int(sizes.min()), median=float(np.median(sizes)), max=int(sizes.max())
+            ),
+            relevant_threshold=threshold,
+            bootstrap_resamples=cfg.n_boot,
+            train_seeds=cfg.train_seeds,
+            state=cfg.state,
+            cut_year=st.cut_year,
+            new_items=len(st.new_items),
+            new_users=len(st.new_users),
+            fit_ratings=st.fit_data.n_ratings,
+        )
+    elif cfg.protocol == "kshot":
         ks: tuple[int | None, ...] = cfg.support
         kmax, query = max(cfg.support), cfg.query
         plan, left_out = _fold_plan(
@@ -377,7 +499,7 @@ def run_evaluation(
             "user",
         )
         n_test = sum(len(t) for _, t in plan)
-        protocol: KShotProtocol | MeluProtocol = KShotProtocol(
+        protocol = KShotProtocol(
             folds=cfg.folds,
             query=query,
             support=cfg.support,
@@ -437,6 +559,8 @@ def run_evaluation(
             q_items = np.stack([t.query[0] for t in tasks]).astype(np.int64)
             q_ratings = np.stack([t.query[1] for t in tasks]).astype(np.float64)
             where = f"fold {f + 1}/{len(plan)}" if cfg.protocol == "kshot" else "melu split"
+            if cfg.state is not None:
+                where = f"melu state {cfg.state}"
             for name in cfg.methods:
                 fits: dict[int | None, list[_Acc]] = {k: [] for k in ks}
                 for s in range(cfg.train_seeds):
@@ -454,7 +578,10 @@ def run_evaluation(
                         prog.within(units, fraction, f"{head}: {text}")
 
                     t0 = time.perf_counter()
-                    _fit(method, data, fold, should_stop, inside)
+                    seen = fit_data.get(f_index := getattr(fold, "index", f), data)
+                    _fit(method, seen, fold, should_stop, inside)
+                    if f_index in new_items and method.fitted_:
+                        fill_new_items(method, seen, fold.train_users, new_items[f_index])
                     fit_seconds[name] += time.perf_counter() - t0
                     predicts[name] = bool(method.capabilities.predicts_ratings)
                     prog.step(f"{where}: fitted {run}", fit_units[name])
@@ -506,11 +633,13 @@ def run_evaluation(
                     rmse=rmse,
                     ndcg_3=_mean(a.cat("3")),
                     ndcg_5=_mean(a.cat("5")),
-                    recall_10=_mean(recall),
+                    # recall@10 ranks the whole catalogue; with new items the query is
+                    # theirs alone, so it is not measured there
+                    recall_10=None if new_items else _mean(recall),
                     seconds=fit_seconds[name] + a.seconds,
                     mae_ci95=mae_ci,
-                    recall_users=int((~np.isnan(recall)).sum()),
-                    recall_excluded=int(np.isnan(recall).sum()),
+                    recall_users=0 if new_items else int((~np.isnan(recall)).sum()),
+                    recall_excluded=0 if new_items else int(np.isnan(recall).sum()),
                     fit_seconds=fit_seconds[name],
                     score_seconds=a.seconds,
                     mae_by_seed=by_seed,

@@ -10,6 +10,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +21,8 @@ _WORD = re.compile(r"[a-z]{3,}")
 _STOP = frozenset({"the", "and", "for", "with", "from", "les", "der", "die", "des", "une"})
 MIN_WORD_ITEMS = 3  # a title word is a feature when at least this many training items have it
 MAX_WORDS = 500
+MAX_GENRES = 1_000  # in a saved featuriser (a checkpoint's bound)
+MAX_NAME_CHARS = 200  # one genre name or title word in a saved featuriser
 
 
 def title_year(title: str) -> int | None:
@@ -60,6 +63,19 @@ class ItemFeatures:
         centre = float(np.mean(years)) if years else 0.0
         return cls(tuple(data.items.genre_names), tuple(sorted(words)), centre)
 
+    def to_state(self) -> dict[str, Any]:
+        """Plain values (`from_state` rebuilds the featuriser)."""
+        return {
+            "genres": list(self.genres),
+            "words": list(self.words),
+            "year_centre": float(self.year_centre),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> ItemFeatures:
+        check_features_state(state)
+        return cls(tuple(state["genres"]), tuple(state["words"]), float(state["year_centre"]))
+
     def transform(self, titles: Sequence[str], genres: Sequence[Sequence[str]]) -> np.ndarray:
         """(B, width) features of items given by title and genre names."""
         g_col = {g: c for c, g in enumerate(self.genres)}
@@ -95,3 +111,19 @@ def ridge(X: np.ndarray, y: np.ndarray, w: np.ndarray, lam: float) -> np.ndarray
 
 def ridge_predict(X: np.ndarray, coef: np.ndarray) -> np.ndarray:
     return X @ coef[:-1] + coef[-1]
+
+
+def check_features_state(state: Any) -> int:
+    """The width of a saved featuriser; ValueError naming what is wrong with it."""
+    if not isinstance(state, dict) or set(state) != {"genres", "words", "year_centre"}:
+        raise ValueError("features are not {genres, words, year_centre}")
+    for key, most in (("genres", MAX_GENRES), ("words", MAX_WORDS)):
+        names = state[key]
+        if not isinstance(names, list) or len(names) > most:
+            raise ValueError(f"features.{key} is not a list of at most {most:,} names")
+        if not all(isinstance(n, str) and len(n) <= MAX_NAME_CHARS for n in names):
+            raise ValueError(f"features.{key} holds something other than short names")
+    y = state["year_centre"]
+    if not isinstance(y, int | float) or isinstance(y, bool) or not abs(y) < 1e5:
+        raise ValueError("features.year_centre is not a year")
+    return len(state["genres"]) + len(state["words"]) + 3

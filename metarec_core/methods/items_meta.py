@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch.func import vmap
 
-from metarec_core.data.dataset import RatingsDataset
+from metarec_core.data.dataset import RatingScale, RatingsDataset
 from metarec_core.methods.base import (
     Capabilities,
     FitProgress,
@@ -47,7 +47,12 @@ from metarec_core.methods.base import (
     StopFlag,
 )
 from metarec_core.methods.baselines.items import TUNE_ITEM_SUPPORT, TUNE_QUERY, ItemContent
-from metarec_core.methods.item_features import ItemFeatures, ridge, ridge_predict
+from metarec_core.methods.item_features import (
+    ItemFeatures,
+    check_features_state,
+    ridge,
+    ridge_predict,
+)
 from metarec_core.protocol.item_splits import fit_validation_items, make_item_tasks
 from metarec_core.protocol.splits import seeded_rng
 from metarec_core.protocol.tasks import user_ratings
@@ -57,6 +62,8 @@ __all__ = ["ItemFinetune", "ItemMetaLearner", "ItemMetaSGD", "transpose"]
 STATE_RATINGS = 200  # ratings a training item's target state is adapted from (a seeded subset)
 SALT_STATE_RATINGS = 31  # seeded_rng salt of that subset (protocol salts are below 30)
 CHUNK = 128  # items adapted at once
+ITEM_LEARNER_FORMAT = "metarec-item-learner"
+ITEM_LEARNER_VERSION = 1
 
 
 def transpose(data: RatingsDataset, items: np.ndarray) -> RatingsDataset:
@@ -184,6 +191,96 @@ class ItemMetaLearner(ItemRecommender):
         _, self.prior_reg_, self.prec_scale_ = best
         self._scale_prec(base, self.prec_scale_)
         self.coef_ = ridge(X, states, w, self.prior_reg_)
+
+    # ------------------------------------------------------------------ persistence
+    def to_state(self) -> dict[str, Any]:
+        """The transposed learner's state (`MetaLearner.to_state`, its prior precisions as
+        tuned), the featuriser and the metadata ridge, as tensors and plain values."""
+        self._check_fitted()
+        return {
+            "format": ITEM_LEARNER_FORMAT,
+            "version": ITEM_LEARNER_VERSION,
+            "name": self.name,
+            "seed": int(self.seed),
+            "n_users": int(self.n_users_),
+            "n_items": int(self.n_items_),
+            "scale": [float(self.scale_.low), float(self.scale_.high), float(self.scale_.step)],
+            "features": self.features_.to_state(),
+            "coef": torch.from_numpy(np.array(self.coef_, dtype=np.float64)),
+            "prior_reg": float(self.prior_reg_),
+            "prec_scale": float(self.prec_scale_),
+            "learner": self.learner_.to_state(),
+        }
+
+    @classmethod
+    def check_state(cls, state: dict[str, Any], *, max_width: int = 2**31) -> None:
+        """Raise ValueError naming the first entry of `state` that is not what this class
+        builds from (its own entries here, the transposed learner's by the checkpoint's
+        checks of a learner); builds nothing."""
+        from metarec_core.checkpoint import check_learner_state
+
+        def need(cond: bool, what: str) -> None:
+            if not cond:
+                raise ValueError(what)
+
+        need(isinstance(state, dict), "the state is not a dictionary")
+        need(state.get("format") == ITEM_LEARNER_FORMAT, "not an item learner state")
+        need(state.get("name") == cls.name, f"the state is of {str(state.get('name'))[:60]!r}")
+        need(
+            state.get("version") == ITEM_LEARNER_VERSION,
+            f"state version {state.get('version')!r} (this code reads {ITEM_LEARNER_VERSION})",
+        )
+        ints = {k: state.get(k) for k in ("n_users", "n_items", "seed")}
+        for k, v in ints.items():
+            need(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"{k} is not an integer"
+            )
+        need(ints["n_users"] >= 1 and ints["n_items"] >= 1, "n_users or n_items is 0")
+        sc = state.get("scale")
+        need(
+            isinstance(sc, list)
+            and len(sc) == 3
+            and all(isinstance(x, float) and math.isfinite(x) for x in sc)
+            and sc[0] < sc[1]
+            and sc[2] > 0,
+            "scale is not [low, high, step]",
+        )
+        for k in ("prior_reg", "prec_scale"):
+            v = state.get(k)
+            need(isinstance(v, float) and math.isfinite(v) and v > 0, f"{k} is not a number > 0")
+        width = check_features_state(state.get("features")) + 1
+        learner = state.get("learner")
+        need(isinstance(learner, dict), "learner is not a dictionary")
+        check_learner_state(
+            learner, ints["n_users"], RatingScale(*sc), max_width=max_width
+        )  # the transposed learner scores users
+        d = int(learner["config"]["factors"]) + 1
+        coef = state.get("coef")
+        need(
+            isinstance(coef, torch.Tensor) and coef.is_floating_point(),
+            "coef is not a float tensor",
+        )
+        need(
+            tuple(coef.shape) == (width, d),
+            f"coef has shape {tuple(coef.shape)}, expected {(width, d)}",
+        )
+        need(bool(torch.isfinite(coef).all()), "coef holds NaN or infinite values")
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], device: str = "cpu") -> ItemMetaLearner:
+        """Rebuild the fitted item learner from `to_state()` (checked first)."""
+        from metarec_core.methods.meta import MetaLearner
+
+        cls.check_state(state)
+        obj = cls(seed=state["seed"], device=device)
+        obj.learner_ = MetaLearner.from_state(state["learner"], device=device)
+        obj.n_users_, obj.n_items_ = state["n_users"], state["n_items"]
+        obj.scale_ = RatingScale(*map(float, state["scale"]))
+        obj.features_ = ItemFeatures.from_state(state["features"])
+        obj.coef_ = state["coef"].numpy().astype(np.float64, copy=True)
+        obj.prior_reg_, obj.prec_scale_ = state["prior_reg"], state["prec_scale"]
+        obj.fitted_ = True
+        return obj
 
     def _scale_prec(self, base: dict[str, torch.Tensor], scale: float) -> None:
         """The learner's prior precisions times `scale` (of their trained values, `base`)."""

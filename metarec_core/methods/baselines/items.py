@@ -27,11 +27,11 @@ ridge on the training items, λ_u tuned, λ_i = 5; k the new item's support rati
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
-from metarec_core.data.dataset import RatingsDataset
+from metarec_core.data.dataset import RatingScale, RatingsDataset
 from metarec_core.methods.base import (
     LEVEL_TIE_BREAK,
     Capabilities,
@@ -43,7 +43,12 @@ from metarec_core.methods.base import (
 from metarec_core.methods.baselines.common import _FitStopped
 from metarec_core.methods.baselines.levels import level_grid, snap_to_levels, tune_level_thresholds
 from metarec_core.methods.baselines.mf import MFFoldIn
-from metarec_core.methods.item_features import ItemFeatures, ridge, ridge_predict
+from metarec_core.methods.item_features import (
+    ItemFeatures,
+    check_features_state,
+    ridge,
+    ridge_predict,
+)
 from metarec_core.protocol.item_splits import make_item_tasks
 
 TUNE_ITEM_SUPPORT = (0, 1, 3, 5, 10, 20)
@@ -91,11 +96,28 @@ class _Batch:
         self.X, self.su, self.sr, self.sm, self.qu, self.qr = X, su, sr, sm, qu, qr
 
 
+ITEM_STATE_FORMAT = "metarec-item-baseline"
+ITEM_STATE_VERSION = 1
+_MAX_LIST = 4  # a fitted value saved as a list holds a few numbers (fold_reg_: 2)
+
+
+def _real(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+
 class _ItemBaseline(ItemRecommender):
     """Shared plumbing: training ratings of the training items, features, validation rows,
-    clipping. Subclasses implement `_fit` and `_raw`."""
+    clipping, persistence. Subclasses implement `_fit` and `_raw`."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(cold="items")
+    # What `to_state` saves (as `baselines.common._Baseline` declares it for users): fitted
+    # arrays by attribute -> the size of each axis ("users": the users fitted on; "features":
+    # the featuriser's width + 1; "width": up to a bound; "factors+1": the params' factors + 1;
+    # "levels": the scale's levels - 1), fitted numbers, constructor settings besides the seed.
+    STATE_ARRAYS: ClassVar[dict[str, tuple[str, ...]]] = {}
+    STATE_VALUES: ClassVar[tuple[str, ...]] = ("global_mean_",)
+    PARAMS: ClassVar[tuple[str, ...]] = ()
+    OPTIONAL_ARRAYS: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
@@ -183,6 +205,144 @@ class _ItemBaseline(ItemRecommender):
     def _val_mae(self, val: _Batch) -> float:
         return float(np.mean(np.abs(self._val_pred(val) - val.qr)))
 
+    # -- persistence -----------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        """The declared fitted attributes as float64 tensors, plain numbers and the
+        featuriser's vocabulary (`torch.load(weights_only=True)` reads it back)."""
+        import torch
+
+        self._check_fitted()
+
+        def plain(v: Any) -> Any:
+            if isinstance(v, tuple | list):
+                return [float(x) for x in v]
+            return v if v is None or isinstance(v, bool | int) else float(v)
+
+        arrays = {}
+        for key in self.STATE_ARRAYS:
+            a = getattr(self, key, None)
+            arrays[key] = None if a is None else torch.from_numpy(np.array(a, dtype=np.float64))
+        return {
+            "format": ITEM_STATE_FORMAT,
+            "version": ITEM_STATE_VERSION,
+            "name": self.name,
+            "seed": int(self.seed),
+            "params": {k: plain(getattr(self, k)) for k in self.PARAMS},
+            "n_users": int(self.n_users_),
+            "n_items": int(self.n_items_),
+            "scale": [float(self.scale_.low), float(self.scale_.high), float(self.scale_.step)],
+            "features": self.features_.to_state(),
+            "arrays": arrays,
+            "values": {k: plain(getattr(self, k)) for k in self.STATE_VALUES},
+        }
+
+    @classmethod
+    def check_state(cls, state: dict[str, Any], *, max_width: int = 2**31) -> None:
+        """Raise ValueError naming the first entry of `state` that is not what this class
+        declares (format, sizes, array shapes, finite numbers); builds nothing."""
+        import torch
+
+        from metarec_core.methods.baselines.levels import level_grid
+
+        def need(cond: bool, what: str) -> None:
+            if not cond:
+                raise ValueError(what)
+
+        need(isinstance(state, dict), "the state is not a dictionary")
+        need(state.get("format") == ITEM_STATE_FORMAT, "not an item baseline state")
+        need(state.get("name") == cls.name, f"the state is of {str(state.get('name'))[:60]!r}")
+        need(
+            state.get("version") == ITEM_STATE_VERSION,
+            f"state version {state.get('version')!r} (this code reads {ITEM_STATE_VERSION})",
+        )
+        n_users, n_items, seed = state.get("n_users"), state.get("n_items"), state.get("seed")
+        for what, v in (("n_users", n_users), ("n_items", n_items)):
+            need(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                f"{what} is not a positive integer",
+            )
+        need(
+            isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**63,
+            "seed is not a non-negative integer",
+        )
+        sc = state.get("scale")
+        need(
+            isinstance(sc, list)
+            and len(sc) == 3
+            and all(map(_real, sc))
+            and sc[0] < sc[1]
+            and sc[2] > 0,
+            "scale is not [low, high, step]",
+        )
+        grid = level_grid(RatingScale(*map(float, sc)))
+        width = check_features_state(state.get("features")) + 1
+        params, values, arrays = (state.get(k) for k in ("params", "values", "arrays"))
+        need(isinstance(params, dict) and set(params) <= set(cls.PARAMS), "params are unknown")
+        for k, v in params.items():
+            ok = isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= max_width
+            need(ok, f"params.{k} is not an integer from 1 to {max_width:,}")
+        need(
+            isinstance(values, dict) and set(values) == set(cls.STATE_VALUES),
+            f"values are not {', '.join(cls.STATE_VALUES)}",
+        )
+        for k, v in values.items():
+            ok = _real(v) or (isinstance(v, list) and len(v) <= _MAX_LIST and all(map(_real, v)))
+            need(ok, f"values.{k} is not a finite number")
+        need(
+            isinstance(arrays, dict) and set(arrays) == set(cls.STATE_ARRAYS),
+            f"arrays are not {', '.join(cls.STATE_ARRAYS)}",
+        )
+        factors = params.get("factors")
+        want = {
+            "users": n_users,
+            "features": width,
+            "factors+1": None if factors is None else int(factors) + 1,
+            "levels": None if grid is None else grid[2] - 1,
+        }
+        for k, axes in cls.STATE_ARRAYS.items():
+            t = arrays[k]
+            if t is None and k in cls.OPTIONAL_ARRAYS:
+                continue
+            need(
+                isinstance(t, torch.Tensor) and t.is_floating_point(),
+                f"arrays.{k} is not a float tensor",
+            )
+            need(t.dim() == len(axes), f"arrays.{k} has {t.dim()} axes, expected {len(axes)}")
+            for size, axis in zip(t.shape, axes, strict=True):
+                if axis == "width":
+                    need(
+                        1 <= size <= max_width,
+                        f"arrays.{k} declares {size:,} factors, over the limit of {max_width:,}",
+                    )
+                else:
+                    need(
+                        size == want[axis],
+                        f"arrays.{k} has shape {tuple(t.shape)}, expected {want[axis]} along "
+                        f"its {axis} axis",
+                    )
+            need(bool(torch.isfinite(t).all()), f"arrays.{k} holds NaN or infinite values")
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], device: str = "cpu") -> _ItemBaseline:
+        """Rebuild the fitted baseline from `to_state()` (checked first); `device` is unused."""
+        cls.check_state(state)
+        params = {k: v for k, v in state["params"].items()}
+        obj = cls(seed=state["seed"], **params)
+        obj.n_users_, obj.n_items_ = state["n_users"], state["n_items"]
+        obj.scale_ = RatingScale(*map(float, state["scale"]))
+        obj.features_ = ItemFeatures.from_state(state["features"])
+        for key in cls.STATE_ARRAYS:
+            t = state["arrays"][key]
+            setattr(obj, key, None if t is None else t.numpy().astype(np.float64, copy=True))
+        for key, v in state["values"].items():
+            setattr(obj, key, tuple(map(float, v)) if isinstance(v, list) else float(v))
+        obj._loaded()
+        obj.fitted_ = True
+        return obj
+
+    def _loaded(self) -> None:
+        """Derive what `to_state` leaves out (nothing, unless a family says otherwise)."""
+
 
 class ItemGlobalMean(_ItemBaseline):
     """Predicts the mean training rating for every (user, new item)."""
@@ -194,6 +354,11 @@ class ItemContent(_ItemBaseline):
     """mu + b_u + c_i, c_i a ridge regression on the item's metadata (the module doc)."""
 
     name: ClassVar[str] = "content"
+    STATE_ARRAYS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "user_bias_": ("users",),
+        "coef_": ("features",),
+    }
+    STATE_VALUES: ClassVar[tuple[str, ...]] = ("global_mean_", "user_reg_", "ridge_")
     USER_REG_GRID: ClassVar[tuple[float, ...]] = (2.0, 5.0, 10.0)
     RIDGE_GRID: ClassVar[tuple[float, ...]] = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
 
@@ -244,6 +409,7 @@ class ItemBias(ItemContent):
     """mu + b_u + b_i, b_i the raters' damped mean residual shrunk towards `content`."""
 
     name: ClassVar[str] = "item_bias"
+    STATE_VALUES: ClassVar[tuple[str, ...]] = (*ItemContent.STATE_VALUES, "fold_damping_")
     FOLD_GRID: ClassVar[tuple[float, ...]] = (0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 20.0, 35.0)
 
     def _fit(self, data, ratings, train_items, val, should_stop) -> None:
@@ -268,6 +434,13 @@ class ItemMFFoldIn(_ItemBaseline):
     around a metadata prior (the module doc)."""
 
     name: ClassVar[str] = "mf_foldin"
+    STATE_ARRAYS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "user_factors_": ("users", "width"),
+        "user_bias_": ("users",),
+        "prior_coef_": ("features", "factors+1"),
+    }
+    STATE_VALUES: ClassVar[tuple[str, ...]] = ("global_mean_", "reg_", "prior_reg_", "fold_reg_")
+    PARAMS: ClassVar[tuple[str, ...]] = ("factors", "iters")
     REG_GRID: ClassVar[tuple[float, ...]] = MFFoldIn.REG_GRID
     PRIOR_GRID: ClassVar[tuple[float, ...]] = (3.0, 30.0, 300.0)
     FOLD_FACTOR_GRID: ClassVar[tuple[float, ...]] = MFFoldIn.FOLD_FACTOR_GRID
@@ -334,6 +507,12 @@ class _ItemLevels:
     """Mixin: the base model's predictions cut into the scale's levels, thresholds tuned for
     MAE on the validation items (as `baselines.levels` does for users)."""
 
+    OPTIONAL_ARRAYS: ClassVar[frozenset[str]] = frozenset({"thresholds_"})
+
+    def _loaded(self) -> None:
+        if self.thresholds_ is not None:
+            self.level_grid_ = level_grid(self.scale_)
+
     def fit(self, data, train_items, val_items=None, *, should_stop=None, progress=None):
         self.thresholds_ = None  # the base fit tunes its own grid on plain predictions
         super().fit(data, train_items, val_items, should_stop=should_stop, progress=progress)
@@ -362,12 +541,20 @@ class ItemBiasLevels(_ItemLevels, ItemBias):
     """`ItemBias` with predictions cut into the scale's levels."""
 
     name: ClassVar[str] = "item_bias_levels"
+    STATE_ARRAYS: ClassVar[dict[str, tuple[str, ...]]] = {
+        **ItemBias.STATE_ARRAYS,
+        "thresholds_": ("levels",),
+    }
 
 
 class ItemMFFoldInLevels(_ItemLevels, ItemMFFoldIn):
     """`ItemMFFoldIn` with predictions cut into the scale's levels."""
 
     name: ClassVar[str] = "mf_foldin_levels"
+    STATE_ARRAYS: ClassVar[dict[str, tuple[str, ...]]] = {
+        **ItemMFFoldIn.STATE_ARRAYS,
+        "thresholds_": ("levels",),
+    }
 
 
 ITEM_BASELINE_CLASSES: dict[str, type[ItemRecommender]] = {
