@@ -57,22 +57,10 @@ from playwright.async_api import Page, async_playwright, expect  # noqa: E402
 from streamlit.proto.BackMsg_pb2 import BackMsg  # noqa: E402
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg  # noqa: E402
 
+from bench.chromium import APP_LOADED, CHROMIUM, SCRIPT_IDLE, launch_args  # noqa: E402
 from metarec_core.data.synthetic import _csv_bytes, generate  # noqa: E402
 from metarec_core.runtime import DEFAULT_JOB_WORKERS  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
-# The same markers as tests/e2e/conftest.py: Streamlit's own e2e suite depends on them.
-APP_LOADED = "[data-testid='stApp'][data-test-connection-state='CONNECTED']"
-SCRIPT_IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 RUN_DONE = (ForwardMsg.FINISHED_SUCCESSFULLY, ForwardMsg.FINISHED_WITH_COMPILE_ERROR)
 ACTION_TIMEOUT_S = 120.0  # one action on a saturated 2-core machine; never a pass mark
 HEALTH_TIMEOUT_S = 120.0
@@ -531,9 +519,7 @@ async def run_n(n: int, args: argparse.Namespace, files: list[Path]) -> dict:
         sampler = asyncio.create_task(server.sample(args.client_nice))
         log: list[Action] = []
         async with async_playwright() as pw:
-            browser = await pw.chromium.launch(
-                executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-            )
+            browser = await pw.chromium.launch(**launch_args())
             contexts = [await browser.new_context() for _ in range(n)]
             for c in contexts:  # Playwright's 30 s is too short on a saturated machine
                 c.set_default_timeout(ACTION_TIMEOUT_S * 1000)
@@ -700,7 +686,7 @@ def main(argv: list[str] | None = None) -> int:
         "visitors' browsers; 0 = same priority as the server)",
     )
     args = ap.parse_args(argv)
-    if not Path(CHROMIUM).exists():
+    if not CHROMIUM.exists():
         print(f"{CHROMIUM} not found (make chromium installs it)", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
