@@ -93,7 +93,7 @@ class AdaptationMixin:
         """Point predictions (B, L), clipped to the scale, of `items` (B, L) for the fast
         weights of `adapt_batch` (one row per task)."""
         self._check_built()
-        q = torch.as_tensor(np.asarray(items, dtype=np.int64), device=self.device_)
+        q = torch.as_tensor(np.array(items, dtype=np.int64), device=self.device_)
         with torch.no_grad():
             fq = self._batch_feats(q)
             z = vmap(self._predict, in_dims=(0, 0, None if fq is None else 0))(fast, q, fq)
