@@ -649,10 +649,13 @@ def markdown(runs: list[dict], command: str, machine: str) -> str:
             f"| {r['workers_rss_peak_mib']:.0f} / {r['workers_rss_after_close_mib']:.0f} "
             f"| {r['workers_cpu_after_close_s_per_s']:.2f} s/s |"
         )
+    return "\n".join(lines + session_errors(runs)) + "\n"
+
+
+def session_errors(runs: list[dict]) -> list[str]:
+    """The Markdown lines listing every session's errors of `runs` (none: no lines)."""
     errors = [e for r in runs for e in r["errors"]]
-    if errors:
-        lines += ["", "Session errors:", "", *[f"- {e}" for e in errors]]
-    return "\n".join(lines) + "\n"
+    return ["", "Session errors:", "", *[f"- {e}" for e in errors]] if errors else []
 
 
 def machine_line(
@@ -669,15 +672,20 @@ def machine_line(
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_common_args(ap: argparse.ArgumentParser, *, deadline: float, out: Path) -> None:
+    """The options both load benchmarks take (this one and load_ws.py), with their defaults."""
     ap.add_argument("--sessions", type=int, nargs="+", default=[1, 8, 16])
     ap.add_argument("--steps", type=int, default=5, help="meta-steps of each session's training")
     ap.add_argument("--ratings", type=int, default=3, help="playground ratings per session")
-    ap.add_argument("--deadline", type=float, default=900, help="seconds per N for the flows")
+    ap.add_argument("--deadline", type=float, default=deadline, help="seconds per N for the flows")
     ap.add_argument("--ttl", type=int, default=30, help="server.disconnectedSessionTTL (s)")
     ap.add_argument("--max-jobs", type=int, default=None, help="METAREC_MAX_JOBS for the server")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "load")
+    ap.add_argument("--out", type=Path, default=out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_args(ap, deadline=900, out=ROOT / "bench" / "out" / "load")
     ap.add_argument(
         "--client-nice",
         type=int,
