@@ -57,22 +57,10 @@ from playwright.async_api import Page, async_playwright, expect  # noqa: E402
 from streamlit.proto.BackMsg_pb2 import BackMsg  # noqa: E402
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg  # noqa: E402
 
+from bench.chromium import APP_LOADED, CHROMIUM, SCRIPT_IDLE, launch_args  # noqa: E402
 from metarec_core.data.synthetic import _csv_bytes, generate  # noqa: E402
 from metarec_core.runtime import DEFAULT_JOB_WORKERS  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
-# The same markers as tests/e2e/conftest.py: Streamlit's own e2e suite depends on them.
-APP_LOADED = "[data-testid='stApp'][data-test-connection-state='CONNECTED']"
-SCRIPT_IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 RUN_DONE = (ForwardMsg.FINISHED_SUCCESSFULLY, ForwardMsg.FINISHED_WITH_COMPILE_ERROR)
 ACTION_TIMEOUT_S = 120.0  # one action on a saturated 2-core machine; never a pass mark
 HEALTH_TIMEOUT_S = 120.0
@@ -531,9 +519,7 @@ async def run_n(n: int, args: argparse.Namespace, files: list[Path]) -> dict:
         sampler = asyncio.create_task(server.sample(args.client_nice))
         log: list[Action] = []
         async with async_playwright() as pw:
-            browser = await pw.chromium.launch(
-                executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-            )
+            browser = await pw.chromium.launch(**launch_args())
             contexts = [await browser.new_context() for _ in range(n)]
             for c in contexts:  # Playwright's 30 s is too short on a saturated machine
                 c.set_default_timeout(ACTION_TIMEOUT_S * 1000)
@@ -663,10 +649,13 @@ def markdown(runs: list[dict], command: str, machine: str) -> str:
             f"| {r['workers_rss_peak_mib']:.0f} / {r['workers_rss_after_close_mib']:.0f} "
             f"| {r['workers_cpu_after_close_s_per_s']:.2f} s/s |"
         )
+    return "\n".join(lines + session_errors(runs)) + "\n"
+
+
+def session_errors(runs: list[dict]) -> list[str]:
+    """The Markdown lines listing every session's errors of `runs` (none: no lines)."""
     errors = [e for r in runs for e in r["errors"]]
-    if errors:
-        lines += ["", "Session errors:", "", *[f"- {e}" for e in errors]]
-    return "\n".join(lines) + "\n"
+    return ["", "Session errors:", "", *[f"- {e}" for e in errors]] if errors else []
 
 
 def machine_line(
@@ -683,15 +672,20 @@ def machine_line(
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_common_args(ap: argparse.ArgumentParser, *, deadline: float, out: Path) -> None:
+    """The options both load benchmarks take (this one and load_ws.py), with their defaults."""
     ap.add_argument("--sessions", type=int, nargs="+", default=[1, 8, 16])
     ap.add_argument("--steps", type=int, default=5, help="meta-steps of each session's training")
     ap.add_argument("--ratings", type=int, default=3, help="playground ratings per session")
-    ap.add_argument("--deadline", type=float, default=900, help="seconds per N for the flows")
+    ap.add_argument("--deadline", type=float, default=deadline, help="seconds per N for the flows")
     ap.add_argument("--ttl", type=int, default=30, help="server.disconnectedSessionTTL (s)")
     ap.add_argument("--max-jobs", type=int, default=None, help="METAREC_MAX_JOBS for the server")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "load")
+    ap.add_argument("--out", type=Path, default=out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_args(ap, deadline=900, out=ROOT / "bench" / "out" / "load")
     ap.add_argument(
         "--client-nice",
         type=int,
@@ -700,7 +694,7 @@ def main(argv: list[str] | None = None) -> int:
         "visitors' browsers; 0 = same priority as the server)",
     )
     args = ap.parse_args(argv)
-    if not Path(CHROMIUM).exists():
+    if not CHROMIUM.exists():
         print(f"{CHROMIUM} not found (make chromium installs it)", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)

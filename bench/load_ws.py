@@ -57,12 +57,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 from load import (  # noqa: E402
     RUN_DONE,
     Server,
+    add_common_args,
     decoded,
     each_n,
     fmt,
     latency_rows,
     machine_line,
     make_files,
+    session_errors,
     spread,
 )
 from streamlit.proto.BackMsg_pb2 import BackMsg  # noqa: E402
@@ -700,27 +702,18 @@ def markdown(runs: list[dict], command: str, machine: str, kinds: tuple[str, ...
             + ", ".join(f"{r['warmup_s']:.2f} s (N = {r['sessions']})" for r in warm)
             + ".",
         ]
-    errors = [e for r in runs for e in r["errors"]]
-    if errors:
-        lines += ["", "Session errors:", "", *[f"- {e}" for e in errors]]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + session_errors(runs)) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sessions", type=int, nargs="+", default=[1, 8, 16])
-    ap.add_argument("--steps", type=int, default=5, help="meta-steps of each session's training")
-    ap.add_argument("--ratings", type=int, default=3, help="playground ratings per session")
+    add_common_args(ap, deadline=300, out=ROOT / "bench" / "out" / "load_ws")
     ap.add_argument("--upload", action="store_true", help="end with an upload (Data page)")
-    ap.add_argument("--deadline", type=float, default=300, help="seconds per N for the flows")
-    ap.add_argument("--ttl", type=int, default=30, help="server.disconnectedSessionTTL (s)")
-    ap.add_argument("--max-jobs", type=int, default=None, help="METAREC_MAX_JOBS for the server")
     ap.add_argument(
         "--warmup",
         action="store_true",
         help="one untimed visit before the N sessions (a server past its first visitor)",
     )
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "load_ws")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     files = make_files(max(args.sessions), args.out / "data")

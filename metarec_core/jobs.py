@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from metarec_core.data.dataset import RatingsDataset
+from metarec_core.methods.tuning import Tuned
 from metarec_core.protocol.splits import split_users
 from metarec_core.runtime import PROCESS, job_workers, prepare_job_thread
 
@@ -765,10 +766,11 @@ class TrainingJob(BackgroundJob):
         self.train_users = np.asarray(train_users, dtype=np.int64)
         self.val_users = None if val_users is None else np.asarray(val_users, dtype=np.int64)
         self._factory = learner_factory or _default_learner_factory
-        total = int(getattr(config, "steps", 0) or 0)
+        # a FitConfig's fit reports fractions, not steps
+        total = 0 if _is_fit(config) else int(config.steps)  # type: ignore[union-attr]
         with self._lock:
             self._total = total
-            self._device = _device_name(getattr(config, "device", None))
+            self._device = _device_name(config.device)
             self._message = "waiting to start"
 
     def _work(self, ctx: JobContext) -> Any:
@@ -777,18 +779,18 @@ class TrainingJob(BackgroundJob):
         if _is_fit(self.config):
             return self._fit(ctx, learner)
         checked = self.check and _checkable(learner) and self.val_users is not None
-        phases = tuple(getattr(self.config, "phases", ("meta",)))
-        if getattr(learner, "search_config", None) is not None:  # methods/tuning.py's search
+        phases = tuple(self.config.phases)  # type: ignore[union-attr]  # not a FitConfig
+        if isinstance(learner, Tuned):  # its fit runs methods/tuning.py's search first
             phases = ("search", *phases)
         if checked:
             phases += ("check",)
         labels = _phase_labels()
 
         def on_progress(p: TrainProgress) -> None:
-            device = getattr(learner, "device_", None)
+            device = _learner_device(learner)
             if device is not None:
-                ctx.set_device(str(device))
-            name = getattr(p, "phase", "meta")
+                ctx.set_device(device)
+            name = p.phase
             index = phases.index(name) + 1 if name in phases else len(phases)
             phase = PhaseProgress(
                 name,
@@ -822,9 +824,9 @@ class TrainingJob(BackgroundJob):
             callback=on_progress,
             should_stop=ctx.should_stop,
         )
-        device = getattr(learner, "device_", None)
+        device = _learner_device(learner)
         if device is not None:
-            ctx.set_device(str(device))
+            ctx.set_device(device)
         check = None
         if checked and not ctx.should_stop():
             # A diverged training still ends "done": say whether the model beats the plain
@@ -936,6 +938,14 @@ def _checkable(learner: Any) -> bool:
     return isinstance(learner, Recommender) and learner.capabilities.predicts_ratings
 
 
+def _learner_device(learner: Recommender) -> str | None:
+    """The device a learner runs on, if it declares one (``capabilities.device``); the
+    learner must have built its model (every device method sets ``device_`` then)."""
+    if not learner.capabilities.device:
+        return None
+    return str(learner.device_)  # type: ignore[attr-defined]
+
+
 def _model_check(
     learner: Recommender,
     data: RatingsDataset,
@@ -948,7 +958,7 @@ def _model_check(
     config's seed (the learner's validation episodes' seed)."""
     from metarec_core.evaluation.check import CheckConfig, run_model_check
 
-    cfg = CheckConfig(seed=int(getattr(config, "seed", 0) or 0))
+    cfg = CheckConfig(seed=int(config.seed))
     return run_model_check(learner, data, train_users, val_users, config=cfg, **hooks)
 
 

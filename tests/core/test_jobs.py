@@ -24,6 +24,7 @@ from metarec_core.jobs import (
     TrainingJob,
     describe_error,
 )
+from metarec_core.methods.base import Capabilities
 from metarec_core.methods.registry import display_name
 from metarec_core.protocol.splits import split_users
 
@@ -74,6 +75,7 @@ class FakeProgress:
     val_mae: float | None
     best_val_mae: float | None
     seconds: float
+    phase: str = "meta"
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,8 @@ class FakeConfig:
     steps: int = 10
     eval_every: int = 2
     device: str = "cpu"
+    seed: int = 0
+    phases: tuple[str, ...] = ("meta",)
     fail_at: int | None = None
     nan_at: int | None = None
     honour_stop: bool = True
@@ -89,6 +93,8 @@ class FakeConfig:
 
 class FakeLearner:
     """Follows the MetaLearner.fit contract; each step waits for a permit from the test."""
+
+    capabilities = Capabilities(device=True, meta_learned=True)
 
     def __init__(self, config: FakeConfig, gate: threading.Semaphore | None = None):
         self.config = config
@@ -337,6 +343,32 @@ def test_exception_in_learner_fails_the_job(no_thread_crash):
     assert snap.step == 2  # progress up to the failure is kept
     assert isinstance(job.exception, RuntimeError)
     assert snap.train_steps == (1, 2)
+
+
+def test_the_device_shown_is_the_declared_one(no_thread_crash):
+    """A learner's device is shown when its capabilities declare one, never probed from its
+    attributes: one without a declared device keeps the config's label."""
+
+    class Undeclared(FakeLearner):
+        capabilities = Capabilities(device=False)
+
+        def __init__(self, config):
+            super().__init__(config)
+            self.device_ = "elsewhere"
+
+    job = TrainingJob(tiny_data(), FakeConfig(steps=2), learner_factory=Undeclared)
+    snap = job.start().wait(WAIT)
+    assert snap.status == "done" and snap.device == "cpu"
+    declared, _ = fake_job(FakeConfig(steps=2))
+    assert declared.start().wait(WAIT).device == "cpu"  # FakeLearner's own device_
+
+    class Moved(FakeLearner):
+        def __init__(self, config):
+            super().__init__(config)
+            self.device_ = "elsewhere"
+
+    moved = TrainingJob(tiny_data(), FakeConfig(steps=2), learner_factory=Moved)
+    assert moved.start().wait(WAIT).device == "elsewhere"
 
 
 def test_nan_loss_fails_the_job_with_readable_message(no_thread_crash):

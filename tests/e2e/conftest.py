@@ -1,7 +1,7 @@
 """Browser end-to-end fixtures: a real `streamlit run app.py` server and Debian's headless Chromium.
 
 Playwright's own browser download does not work on our machines, so the tests drive the system
-Chromium (`make chromium` installs it in CI). `--screenshots DIR` saves a full-page PNG of every
+Chromium with the flags of bench/chromium.py (`make chromium` installs it in CI). `--screenshots DIR` saves a full-page PNG of every
 page the tests visit (`make screenshots` writes docs/screenshots/).
 """
 
@@ -24,17 +24,15 @@ from google.protobuf.message import DecodeError
 from playwright.sync_api import Page, WebSocket, expect
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
+from bench.chromium import APP_LOADED, CHROMIUM, SCRIPT_IDLE, launch_args
+
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"
-CHROMIUM = Path("/usr/bin/chromium")
 HEALTH_TIMEOUT_S = 90  # first start imports torch on a busy 2-core machine
 VIEWPORT = {"width": 1400, "height": 900}
 # Every `expect` waits up to 20 s (Playwright's default is 5 s): on a busy 2-core machine a rerun
 # can take longer than that to render; the assertions themselves are unchanged.
 expect.set_options(timeout=20_000)
-# Streamlit's data-testid values (stable: Streamlit's own e2e suite depends on them).
-APP_LOADED = "[data-testid='stApp'][data-test-connection-state='CONNECTED']"
-SCRIPT_IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 # What the page shows, for the message when a wait for a script run times out.
 APP_STATE_JS = """() => {
     const app = document.querySelector("[data-testid='stApp']");
@@ -149,20 +147,7 @@ def _require_chromium() -> None:
 def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
     """pytest-playwright hook: launch the system Chromium instead of a downloaded one."""
     _require_chromium()
-    return {
-        **browser_type_launch_args,
-        "executable_path": str(CHROMIUM),
-        "headless": True,
-        "args": [
-            "--no-sandbox",
-            "--headless",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-        ],
-    }
+    return {**browser_type_launch_args, **launch_args()}
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,12 @@
 - `algorithms.py`: one class per algorithm (`MAML`, `FOMAML`, `MetaSGD`, `Reptile`,
   `Finetune`, `MeLU`), each declaring its preset, `learner_class(config)` and
   `make_learner(name)` (both through the registry, so a registered algorithm is found too).
-- `trainer.py`: `MetaLearner`, the base they share (the vectorised loop, validation, early
-  stopping, pretraining, `to_state` / `from_state`).
+- `trainer.py`: `MetaLearner`, the base they share, made of one mixin per job:
+  `building.py` (model, inner optimiser's start, warm start), `inner.py` (the vectorised inner
+  loop, outer losses, padding), `adaptation.py` (`adapt`, `adapt_batch`, `score_many`),
+  `validation.py` (validation, early stopping's snapshots, the prior's calibration, the model
+  check), `training.py` (`fit`: episodes, `_meta_step`, the loop, pretraining) and
+  `persistence.py` (`to_state` / `from_state`); `progress.py`: `TrainProgress`.
 - `model.py`: the rating network and the inner optimiser; `reference.py`: a plain per-task loop
   that the tests check the vectorised meta-gradients against.
 

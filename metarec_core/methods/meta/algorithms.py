@@ -37,7 +37,9 @@ from torch.func import vmap
 from metarec_core.data.dataset import RatingsDataset
 from metarec_core.methods import registry
 from metarec_core.methods.meta.config import DEFAULT_METHOD, LearnerConfig, preset
-from metarec_core.methods.meta.trainer import MetaLearner, Pair, _Episodes
+from metarec_core.methods.meta.inner import Pair
+from metarec_core.methods.meta.trainer import MetaLearner
+from metarec_core.methods.meta.training import _Episodes
 from metarec_core.protocol.tasks import TaskBatch
 
 __all__ = [
