@@ -191,6 +191,8 @@ class MetaLearner(Recommender):
     # that path (the head's user_proj) at zero: its states then act through b_u + <p_u, q_i>
     # alone, and adapting them cannot wander into what the network never saw
     varies_state: ClassVar[bool] = True
+    # distributed hook (issue 16): a `distributed.ShardSync` while training across processes
+    sync_: Any = None
 
     @classmethod
     def preset(cls) -> LearnerConfig:
@@ -477,7 +479,9 @@ class MetaLearner(Recommender):
         prec = self.inner_.log_prec[key].exp()
         hess = (J * mask.unsqueeze(-1)).T @ J + torch.diag(prec)
         g = 2 * (J.T @ err + prec * (s - s0))
-        step = torch.linalg.solve(hess, g)
+        # solve_ex: solve checks for a singular system and so waits for the GPU at every inner
+        # step (issue 16, GPU path); hess is positive definite (prec > 0)
+        step = torch.linalg.solve_ex(hess, g)[0]
         if first_order:
             step = step.detach()
         mse = (err**2).sum() / mask.sum().clamp(min=1)
@@ -794,8 +798,11 @@ class MetaLearner(Recommender):
         self, batches, should_stop: Callable[[], bool] | None = None
     ) -> tuple[float, float]:
         """(validation MAE, early-stopping criterion: `val_metric`)."""
+        if self.sync_ is not None and not self.sync_.is_root:  # distributed hook (issue 16):
+            return self.sync_.decide(None)  # rank 0 scores, every rank takes its decision
         mae, nll = self._val_metrics(batches, should_stop)
-        return mae, (nll if self.config.val_metric == "nll" and nll is not None else mae)
+        out = mae, (nll if self.config.val_metric == "nll" and nll is not None else mae)
+        return out if self.sync_ is None else self.sync_.decide(out)
 
     def compare_with_baselines(
         self,
@@ -925,6 +932,8 @@ class MetaLearner(Recommender):
             learn = self._learnable()
             best_state = None
             best_crit = math.inf
+            if self.sync_ is not None:  # distributed hook (issue 16): rank 0's start
+                self.sync_.broadcast_weights(self.model_, self.inner_)
             if val:
                 self.best_val_mae_, best_crit = self._val_scores(val, should_stop)
                 best_state = self._snapshot()
@@ -938,10 +947,15 @@ class MetaLearner(Recommender):
             if should_stop is not None and should_stop():
                 stopped = True
                 break
-            support, query = self._sample(episodes, rng)
+            if self.sync_ is None:
+                support, query = self._sample(episodes, rng)
+            else:  # distributed hook (issue 16): this rank's shard of the meta-batch
+                support, query = self.sync_.sample(self, episodes, rng)
             s = self._pad(support)
             q = self._pad(query)
             loss, grads = self._gradients(s, q, self._dropout_masks(q, gen))
+            if self.sync_ is not None:  # distributed hook (issue 16): mean over all ranks
+                loss, grads = self.sync_.all_reduce(loss, grads)
             if not math.isfinite(loss):
                 raise FloatingPointError(
                     f"meta-training loss became {loss} at step {step} of {cfg.steps} "
@@ -1051,6 +1065,7 @@ class MetaLearner(Recommender):
                 callback(dataclasses.replace(p, phase="pretrain"))
 
         pre = self.pretrainer(cfg)
+        pre.sync_ = self.sync_  # distributed hook (issue 16): pretrain across ranks too
         pre.train_from(self, data, train_users, val_users, callback=report, should_stop=should_stop)
         self.model_.load_state_dict(pre.model_.state_dict())
         self.pretrain_step_ = pre.best_step_
