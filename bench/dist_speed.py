@@ -6,7 +6,9 @@ For each number of processes N, spawns N ranks (gloo on CPU, NCCL with --device 
 per rank) that run the real training loop (`MetaLearner._train` with `distributed.ShardSync`:
 each rank samples and differentiates its shard of the meta-batch, one all_reduce per step) of
 the default learner for --steps meta-steps, without validation. Rank 0 times the steps after
---warmup and reports tasks/s (meta-batch users per second over all ranks). Each rank uses one
+--warmup and reports tasks/s (meta-batch users per second over all ranks) and its own CPU
+time per step (what a rank computes, waits included: on a machine shared with other work the
+wall-clock figures say more about the load than about the scaling). Each rank uses one
 intra-op thread (`runtime.limit_torch_threads`), as `torchrun` runs do. Weights are not
 warm-started or trained: the speed of a step does not depend on their values.
 """
@@ -47,19 +49,20 @@ def _rank(rank: int, world: int, port: int, args: argparse.Namespace, out: dict)
             steps=args.warmup + args.steps, meta_batch=args.meta_batch,
         )  # fmt: skip
         learner.setup(data, users)
-        stamps: dict[int, float] = {}
+        stamps: dict[int, tuple[float, float]] = {}
 
         def callback(p) -> None:
             if ctx.device.type == "cuda":
                 torch.cuda.synchronize()
-            stamps[p.step] = time.perf_counter()
+            stamps[p.step] = (time.perf_counter(), time.process_time())
 
         learner.sync_ = distributed.ShardSync(world, (rank,), ctx=ctx)
         learner._train(data, users, None, callback, None, time.perf_counter())
         if rank == 0:
-            seconds = stamps[args.warmup + args.steps] - stamps[args.warmup]
-            out["tasks_per_s"] = args.meta_batch * args.steps / seconds
-            out["ms_per_step"] = 1000 * seconds / args.steps
+            (w0, c0), (w1, c1) = stamps[args.warmup], stamps[args.warmup + args.steps]
+            out["tasks_per_s"] = args.meta_batch * args.steps / (w1 - w0)
+            out["ms_per_step"] = 1000 * (w1 - w0) / args.steps
+            out["rank0_cpu_ms_per_step"] = 1000 * (c1 - c0) / args.steps
     finally:
         torch.distributed.destroy_process_group()
 
@@ -103,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         results["runs"][n] = r
         print(
             f"{n} process(es): {r['tasks_per_s']:8.1f} tasks/s  {r['ms_per_step']:7.1f} ms/step  "
-            f"x{r['speed_up']:.2f}",
+            f"x{r['speed_up']:.2f}  rank 0 CPU {r['rank0_cpu_ms_per_step']:6.1f} ms/step",
             file=sys.stderr,
         )
     results["load_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
