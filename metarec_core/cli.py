@@ -247,6 +247,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip the model check (the model against the fold-in baselines on the "
         "validation users at k = 1, 3, 5, 10)",
     )
+    # issue 16: one rank of a torchrun launch (metarec_core/methods/meta/distributed.py)
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="meta-train data-parallel across the processes torchrun starts (gloo on CPU, "
+        "NCCL on CUDA); rank 0 writes the model (docs/distributed.md)",
+    )
+    p.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=None,
+        help="with --distributed: seconds a process waits for the others in a collective "
+        "before the run fails (default 600)",
+    )
 
     p = sub.add_parser(
         "audience",
@@ -377,6 +391,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from metarec_core.jobs import TrainingJob
     from metarec_core.methods.meta import make_learner
 
+    if args.distributed:  # one rank of a torchrun launch (docs/distributed.md)
+        from metarec_core.methods.meta.distributed import train_command
+
+        return train_command(args, lambda: _load(args))
     if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps must be at least 1, got {args.steps}")
     if args.search < 0:

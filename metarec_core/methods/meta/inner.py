@@ -119,7 +119,9 @@ class InnerLoopMixin:
         prec = self.inner_.log_prec[key].exp()
         hess = (J * mask.unsqueeze(-1)).T @ J + torch.diag(prec)
         g = 2 * (J.T @ err + prec * (s - s0))
-        step = torch.linalg.solve(hess, g)
+        # solve_ex: solve checks for a singular system and so waits for the GPU at every inner
+        # step (issue 16, GPU path); hess is positive definite (prec > 0)
+        step = torch.linalg.solve_ex(hess, g)[0]
         if first_order:
             step = step.detach()
         mse = (err**2).sum() / mask.sum().clamp(min=1)

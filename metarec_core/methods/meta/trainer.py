@@ -114,6 +114,8 @@ class MetaLearner(
     # that path (the head's user_proj) at zero: its states then act through b_u + <p_u, q_i>
     # alone, and adapting them cannot wander into what the network never saw
     varies_state: ClassVar[bool] = True
+    # distributed hook (issue 16): a `distributed.ShardSync` while training across processes
+    sync_: Any = None
 
     @classmethod
     def preset(cls) -> LearnerConfig:

@@ -145,6 +145,8 @@ class TrainingMixin:
         s = self._pad(support)
         q = self._pad(query)
         loss, grads = self._gradients(s, q, self._dropout_masks(q, gen))
+        if self.sync_ is not None:  # distributed (issue 16): the mean over all ranks
+            loss, grads = self.sync_.all_reduce(loss, grads)
         if not math.isfinite(loss):
             raise FloatingPointError(
                 f"meta-training loss became {loss} at step {step} of {cfg.steps} "
@@ -228,6 +230,8 @@ class TrainingMixin:
             learn = self._learnable()
             best_state = None
             best_crit = math.inf
+            if self.sync_ is not None:  # distributed (issue 16): every rank starts from rank 0's
+                self.sync_.broadcast_weights(self.model_, self.inner_)
             if val:
                 self.best_val_mae_, best_crit = self._val_scores(val, should_stop)
                 best_state = self._snapshot()
@@ -241,7 +245,10 @@ class TrainingMixin:
             if should_stop is not None and should_stop():
                 stopped = True
                 break
-            support, query = self._sample(episodes, rng)
+            if self.sync_ is None:
+                support, query = self._sample(episodes, rng)
+            else:  # distributed (issue 16): this rank's shard of the meta-batch
+                support, query = self.sync_.sample(self, episodes, rng)
             loss = self._meta_step(support, query, opt, learn, gen, step)
             self.fitted_ = True
             val_mae = None
@@ -301,6 +308,7 @@ class TrainingMixin:
                 callback(dataclasses.replace(p, phase="pretrain"))
 
         pre = self.pretrainer(cfg)
+        pre.sync_ = self.sync_  # distributed (issue 16): pretrain across ranks too
         pre.train_from(self, data, train_users, val_users, callback=report, should_stop=should_stop)
         self.model_.load_state_dict(pre.model_.state_dict())
         self.pretrain_step_ = pre.best_step_

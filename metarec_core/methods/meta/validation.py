@@ -81,8 +81,11 @@ class ValidationMixin:
         self, batches, should_stop: Callable[[], bool] | None = None
     ) -> tuple[float, float]:
         """(validation MAE, early-stopping criterion: `val_metric`)."""
+        if self.sync_ is not None and not self.sync_.is_root:  # distributed (issue 16):
+            return self.sync_.decide(None)  # rank 0 scores, every rank takes its decision
         mae, nll = self._val_metrics(batches, should_stop)
-        return mae, (nll if self.config.val_metric == "nll" and nll is not None else mae)
+        out = mae, (nll if self.config.val_metric == "nll" and nll is not None else mae)
+        return out if self.sync_ is None else self.sync_.decide(out)
 
     def _calibrate_prior(
         self, val, crit: float, should_stop: Callable[[], bool] | None = None
