@@ -34,7 +34,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from metarec_core.data.dataset import RatingsDataset
-from metarec_core.methods.meta import LearnerConfig, MetaLearner, MetaSGD, TrainProgress
+from metarec_core.methods.meta import (
+    LearnerConfig,
+    MetaLearner,
+    MetaSGD,
+    TrainProgress,
+    resolve_device,
+)
 from metarec_core.methods.meta.algorithms import learner_class
 from metarec_core.protocol.splits import fit_validation_split
 
@@ -354,6 +360,8 @@ class Tuned:
                                        phase="search"))  # fmt: skip
 
         self.fitted_ = False
+        # the device its trials and its training run on, known (to a job's progress) from the start
+        self.device_ = resolve_device(cfg.device)
         if val_users is None or len(val_users) == 0:
             self.search_ = SearchResult((), {}, 0, 0.0)  # nothing to score on: the preset
         else:
