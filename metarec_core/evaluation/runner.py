@@ -401,6 +401,44 @@ def _finite(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
+def _kshot_fields(cfg: EvalConfig, left_out: int) -> dict:
+    """The fields every k-shot protocol record (users, items, both) takes from `cfg`."""
+    return dict(
+        folds=cfg.folds,
+        query=cfg.query,
+        support=cfg.support,
+        seed=cfg.seed,
+        val_fraction=VAL_FRACTION,
+        min_ratings=max(cfg.support) + cfg.query,
+        left_out=left_out,
+        bootstrap_resamples=cfg.n_boot,
+        train_seeds=cfg.train_seeds,
+    )
+
+
+def _melu_fields(cfg: EvalConfig, fold, tasks: Sequence, left_out: int, threshold: float) -> dict:
+    """The fields the melu and melu-state protocol records share."""
+    sizes = np.array([t.n_available for t in tasks])
+    return dict(
+        query=MELU_QUERY,
+        seed=cfg.seed,
+        val_fraction=VAL_FRACTION,
+        min_ratings=MELU_MIN_RATINGS,
+        max_ratings=MELU_MAX_RATINGS,
+        test_fraction=MELU_TEST_FRACTION,
+        train_users=len(fold.train_users),
+        val_users=len(fold.val_users),
+        test_users=len(tasks),
+        left_out=left_out,
+        support_sizes=SupportSizes(
+            min=int(sizes.min()), median=float(np.median(sizes)), max=int(sizes.max())
+        ),
+        relevant_threshold=threshold,
+        bootstrap_resamples=cfg.n_boot,
+        train_seeds=cfg.train_seeds,
+    )
+
+
 def run_evaluation(
     data: RatingsDataset,
     cfg: EvalConfig,
@@ -439,17 +477,9 @@ def run_evaluation(
             new_items[fold.index] = fold.new_items
         protocol: KShotProtocol | MeluProtocol | BothKShotProtocol | MeluStateProtocol
         protocol = BothKShotProtocol(
-            folds=cfg.folds,
-            query=query,
-            support=cfg.support,
-            seed=cfg.seed,
-            val_fraction=VAL_FRACTION,
-            min_ratings=kmax + query,
+            **_kshot_fields(cfg, left_out),
             test_users=sum(len(t) for _, t in plan),
-            left_out=left_out,
             relevant_threshold=threshold,
-            bootstrap_resamples=cfg.n_boot,
-            train_seeds=cfg.train_seeds,
             new_items=int(sum(len(f.new_items) for f in folds)),
         )
     elif cfg.state is not None:
@@ -464,24 +494,8 @@ def run_evaluation(
         fold = Fold(0, st.train_users, st.val_users, st.new_users)
         plan = [(fold, tasks)]
         fit_data[0], new_items[0] = st.fit_data, st.new_items
-        sizes = np.array([t.n_available for t in tasks])
         protocol = MeluStateProtocol(
-            query=MELU_QUERY,
-            seed=cfg.seed,
-            val_fraction=VAL_FRACTION,
-            min_ratings=MELU_MIN_RATINGS,
-            max_ratings=MELU_MAX_RATINGS,
-            test_fraction=MELU_TEST_FRACTION,
-            train_users=len(st.train_users),
-            val_users=len(st.val_users),
-            test_users=len(tasks),
-            left_out=st.left_out_users + lo,
-            support_sizes=SupportSizes(
-                min=int(sizes.min()), median=float(np.median(sizes)), max=int(sizes.max())
-            ),
-            relevant_threshold=threshold,
-            bootstrap_resamples=cfg.n_boot,
-            train_seeds=cfg.train_seeds,
+            **_melu_fields(cfg, fold, tasks, st.left_out_users + lo, threshold),
             state=cfg.state,
             cut_year=st.cut_year,
             new_items=len(st.new_items),
@@ -501,17 +515,7 @@ def run_evaluation(
         )
         n_test = sum(len(t) for _, t in plan)
         protocol = KShotProtocol(
-            folds=cfg.folds,
-            query=query,
-            support=cfg.support,
-            seed=cfg.seed,
-            val_fraction=VAL_FRACTION,
-            min_ratings=kmax + query,
-            test_users=n_test,
-            left_out=left_out,
-            relevant_threshold=threshold,
-            bootstrap_resamples=cfg.n_boot,
-            train_seeds=cfg.train_seeds,
+            **_kshot_fields(cfg, left_out), test_users=n_test, relevant_threshold=threshold
         )
     else:
         ks = (None,)
@@ -523,25 +527,7 @@ def run_evaluation(
                 "has no test users on this dataset"
             )
         plan = [(fold, tasks)]
-        sizes = np.array([t.n_available for t in tasks])
-        protocol = MeluProtocol(
-            query=MELU_QUERY,
-            seed=cfg.seed,
-            val_fraction=VAL_FRACTION,
-            min_ratings=MELU_MIN_RATINGS,
-            max_ratings=MELU_MAX_RATINGS,
-            test_fraction=MELU_TEST_FRACTION,
-            train_users=len(fold.train_users),
-            val_users=len(fold.val_users),
-            test_users=len(tasks),
-            left_out=n_out + lo,
-            support_sizes=SupportSizes(
-                min=int(sizes.min()), median=float(np.median(sizes)), max=int(sizes.max())
-            ),
-            relevant_threshold=threshold,
-            bootstrap_resamples=cfg.n_boot,
-            train_seeds=cfg.train_seeds,
-        )
+        protocol = MeluProtocol(**_melu_fields(cfg, fold, tasks, n_out + lo, threshold))
 
     def where(f: int) -> str:
         if cfg.state is not None:
@@ -730,18 +716,7 @@ def _run_items(
         "item",
     )
     n_test = sum(len(t) for _, t in plan)
-    protocol = ItemKShotProtocol(
-        folds=cfg.folds,
-        query=query,
-        support=cfg.support,
-        seed=cfg.seed,
-        val_fraction=VAL_FRACTION,
-        min_ratings=kmax + query,
-        test_items=n_test,
-        left_out=left_out,
-        bootstrap_resamples=cfg.n_boot,
-        train_seeds=cfg.train_seeds,
-    )
+    protocol = ItemKShotProtocol(**_kshot_fields(cfg, left_out), test_items=n_test)
     low = float(data.scale.low)
 
     def seen_of(f: int, fold) -> RatingsDataset:
