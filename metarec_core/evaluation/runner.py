@@ -358,15 +358,17 @@ def _mean(x: np.ndarray) -> float | None:
 
 def _fold_plan(folds, make: Callable, cfg: EvalConfig, unit: str) -> tuple[list, int]:
     """([(fold, its test tasks)] for the folds with any, the count of test units left out);
-    ValueError when no fold has a test `unit` ("user", "item") with enough ratings."""
+    ValueError when no fold has a test `unit` ("user", "item") with enough ratings.
+
+    `make(fold, query=, min_support=, seed=)` builds a fold's tasks with `cfg`'s sizes."""
     plan, left_out = [], 0
+    kmax, query = max(cfg.support), cfg.query
     for fold in folds:
-        tasks, lo = make(fold)
+        tasks, lo = make(fold, query=query, min_support=kmax, seed=cfg.seed)
         left_out += lo
         if tasks:
             plan.append((fold, tasks))
     if not plan:
-        kmax, query = max(cfg.support), cfg.query
         raise ValueError(
             f"no test {unit} has the {kmax + query} ratings needed for support {kmax} + query "
             f"{query}; use smaller support sizes or fewer query ratings"
@@ -462,13 +464,10 @@ def run_evaluation(
 
     if cfg.cold == "both":
         ks: tuple[int | None, ...] = cfg.support
-        kmax, query = max(cfg.support), cfg.query
         folds = both_folds(data, cfg.folds, cfg.seed, VAL_FRACTION)
         plan, left_out = _fold_plan(
             folds,
-            lambda fold: make_both_tasks(
-                data, fold.test_users, fold.new_items, query=query, min_support=kmax, seed=cfg.seed
-            ),
+            lambda fold, **sizes: make_both_tasks(data, fold.test_users, fold.new_items, **sizes),
             cfg,
             "user",
         )
@@ -504,12 +503,9 @@ def run_evaluation(
         )
     elif cfg.protocol == "kshot":
         ks: tuple[int | None, ...] = cfg.support
-        kmax, query = max(cfg.support), cfg.query
         plan, left_out = _fold_plan(
             user_folds(data, cfg.folds, cfg.seed, VAL_FRACTION),
-            lambda fold: make_tasks(
-                data, fold.test_users, query=query, min_support=kmax, seed=cfg.seed
-            ),
+            lambda fold, **sizes: make_tasks(data, fold.test_users, **sizes),
             cfg,
             "user",
         )
@@ -706,12 +702,9 @@ def _run_items(
     users (MAE, RMSE, nDCG@3/@5 of the query users ranked by prediction), averaged over items.
     """
     dataset = summarize(data)
-    kmax, query = max(cfg.support), cfg.query
     plan, left_out = _fold_plan(
         item_folds(data, cfg.folds, cfg.seed, VAL_FRACTION),
-        lambda fold: make_item_tasks(
-            data, fold.test_items, query=query, min_support=kmax, seed=cfg.seed
-        ),
+        lambda fold, **sizes: make_item_tasks(data, fold.test_items, **sizes),
         cfg,
         "item",
     )
