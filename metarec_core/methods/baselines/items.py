@@ -43,6 +43,15 @@ from metarec_core.methods.base import (
 from metarec_core.methods.baselines.common import _FitStopped
 from metarec_core.methods.baselines.levels import level_grid, snap_to_levels, tune_level_thresholds
 from metarec_core.methods.baselines.mf import MFFoldIn
+from metarec_core.methods.baselines.state import (
+    check_seed,
+    check_values_and_arrays,
+    need,
+    plain,
+    real,
+    restore,
+    state_arrays,
+)
 from metarec_core.methods.item_features import (
     ItemFeatures,
     check_features_state,
@@ -98,11 +107,6 @@ class _Batch:
 
 ITEM_STATE_FORMAT = "metarec-item-baseline"
 ITEM_STATE_VERSION = 1
-_MAX_LIST = 4  # a fitted value saved as a list holds a few numbers (fold_reg_: 2)
-
-
-def _real(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and bool(np.isfinite(v))
 
 
 class _ItemBaseline(ItemRecommender):
@@ -209,19 +213,8 @@ class _ItemBaseline(ItemRecommender):
     def to_state(self) -> dict[str, Any]:
         """The declared fitted attributes as float64 tensors, plain numbers and the
         featuriser's vocabulary (`torch.load(weights_only=True)` reads it back)."""
-        import torch
-
         self._check_fitted()
-
-        def plain(v: Any) -> Any:
-            if isinstance(v, tuple | list):
-                return [float(x) for x in v]
-            return v if v is None or isinstance(v, bool | int) else float(v)
-
-        arrays = {}
-        for key in self.STATE_ARRAYS:
-            a = getattr(self, key, None)
-            arrays[key] = None if a is None else torch.from_numpy(np.array(a, dtype=np.float64))
+        arrays = state_arrays((key, getattr(self, key, None)) for key in self.STATE_ARRAYS)
         return {
             "format": ITEM_STATE_FORMAT,
             "version": ITEM_STATE_VERSION,
@@ -240,14 +233,6 @@ class _ItemBaseline(ItemRecommender):
     def check_state(cls, state: dict[str, Any], *, max_width: int = 2**31) -> None:
         """Raise ValueError naming the first entry of `state` that is not what this class
         declares (format, sizes, array shapes, finite numbers); builds nothing."""
-        import torch
-
-        from metarec_core.methods.baselines.levels import level_grid
-
-        def need(cond: bool, what: str) -> None:
-            if not cond:
-                raise ValueError(what)
-
         need(isinstance(state, dict), "the state is not a dictionary")
         need(state.get("format") == ITEM_STATE_FORMAT, "not an item baseline state")
         need(state.get("name") == cls.name, f"the state is of {str(state.get('name'))[:60]!r}")
@@ -261,15 +246,12 @@ class _ItemBaseline(ItemRecommender):
                 isinstance(v, int) and not isinstance(v, bool) and v >= 1,
                 f"{what} is not a positive integer",
             )
-        need(
-            isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**63,
-            "seed is not a non-negative integer",
-        )
+        check_seed(seed)
         sc = state.get("scale")
         need(
             isinstance(sc, list)
             and len(sc) == 3
-            and all(map(_real, sc))
+            and all(map(real, sc))
             and sc[0] < sc[1]
             and sc[2] > 0,
             "scale is not [low, high, step]",
@@ -281,17 +263,6 @@ class _ItemBaseline(ItemRecommender):
         for k, v in params.items():
             ok = isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= max_width
             need(ok, f"params.{k} is not an integer from 1 to {max_width:,}")
-        need(
-            isinstance(values, dict) and set(values) == set(cls.STATE_VALUES),
-            f"values are not {', '.join(cls.STATE_VALUES)}",
-        )
-        for k, v in values.items():
-            ok = _real(v) or (isinstance(v, list) and len(v) <= _MAX_LIST and all(map(_real, v)))
-            need(ok, f"values.{k} is not a finite number")
-        need(
-            isinstance(arrays, dict) and set(arrays) == set(cls.STATE_ARRAYS),
-            f"arrays are not {', '.join(cls.STATE_ARRAYS)}",
-        )
         factors = params.get("factors")
         want = {
             "users": n_users,
@@ -299,28 +270,7 @@ class _ItemBaseline(ItemRecommender):
             "factors+1": None if factors is None else int(factors) + 1,
             "levels": None if grid is None else grid[2] - 1,
         }
-        for k, axes in cls.STATE_ARRAYS.items():
-            t = arrays[k]
-            if t is None and k in cls.OPTIONAL_ARRAYS:
-                continue
-            need(
-                isinstance(t, torch.Tensor) and t.is_floating_point(),
-                f"arrays.{k} is not a float tensor",
-            )
-            need(t.dim() == len(axes), f"arrays.{k} has {t.dim()} axes, expected {len(axes)}")
-            for size, axis in zip(t.shape, axes, strict=True):
-                if axis == "width":
-                    need(
-                        1 <= size <= max_width,
-                        f"arrays.{k} declares {size:,} factors, over the limit of {max_width:,}",
-                    )
-                else:
-                    need(
-                        size == want[axis],
-                        f"arrays.{k} has shape {tuple(t.shape)}, expected {want[axis]} along "
-                        f"its {axis} axis",
-                    )
-            need(bool(torch.isfinite(t).all()), f"arrays.{k} holds NaN or infinite values")
+        check_values_and_arrays(cls, values, arrays, want, max_width)
 
     @classmethod
     def from_state(cls, state: dict[str, Any], device: str = "cpu") -> _ItemBaseline:
@@ -331,14 +281,7 @@ class _ItemBaseline(ItemRecommender):
         obj.n_users_, obj.n_items_ = state["n_users"], state["n_items"]
         obj.scale_ = RatingScale(*map(float, state["scale"]))
         obj.features_ = ItemFeatures.from_state(state["features"])
-        for key in cls.STATE_ARRAYS:
-            t = state["arrays"][key]
-            setattr(obj, key, None if t is None else t.numpy().astype(np.float64, copy=True))
-        for key, v in state["values"].items():
-            setattr(obj, key, tuple(map(float, v)) if isinstance(v, list) else float(v))
-        obj._loaded()
-        obj.fitted_ = True
-        return obj
+        return restore(obj, state)
 
     def _loaded(self) -> None:
         """Derive what `to_state` leaves out (nothing, unless a family says otherwise)."""
