@@ -33,7 +33,6 @@ import numpy as np
 
 from metarec_core.data.dataset import RatingScale, RatingsDataset
 from metarec_core.methods.base import (
-    LEVEL_TIE_BREAK,
     Capabilities,
     FitProgress,
     ItemRecommender,
@@ -41,7 +40,7 @@ from metarec_core.methods.base import (
     StopFlag,
 )
 from metarec_core.methods.baselines.common import _FitStopped
-from metarec_core.methods.baselines.levels import level_grid, snap_to_levels, tune_level_thresholds
+from metarec_core.methods.baselines.levels import LevelSnapping, level_grid, with_thresholds
 from metarec_core.methods.baselines.mf import MFFoldIn
 from metarec_core.methods.baselines.state import (
     check_seed,
@@ -446,15 +445,9 @@ class ItemMFFoldIn(_ItemBaseline):
         return self.global_mean_ + self.user_bias_[qu] + s[:, f:] + dot
 
 
-class _ItemLevels:
+class _ItemLevels(LevelSnapping):
     """Mixin: the base model's predictions cut into the scale's levels, thresholds tuned for
     MAE on the validation items (as `baselines.levels` does for users)."""
-
-    OPTIONAL_ARRAYS: ClassVar[frozenset[str]] = frozenset({"thresholds_"})
-
-    def _loaded(self) -> None:
-        if self.thresholds_ is not None:
-            self.level_grid_ = level_grid(self.scale_)
 
     def fit(self, data, train_items, val_items=None, *, should_stop=None, progress=None):
         self.thresholds_ = None  # the base fit tunes its own grid on plain predictions
@@ -462,42 +455,23 @@ class _ItemLevels:
         grid = level_grid(data.scale)
         if not self.fitted_ or grid is None:
             return self
-        low, step, levels = grid
-        self.level_grid_ = grid
         val = self._val(data, val_items)
-        if val is None:
-            self.thresholds_ = low + step * (np.arange(levels - 1) + 0.5)
-        else:
-            self.thresholds_ = tune_level_thresholds(self._val_pred(val), val.qr, low, step, levels)
+        self._set_thresholds(grid, None if val is None else (self._val_pred(val), val.qr))
         return self
-
-    def _finish(self, raw: np.ndarray) -> np.ndarray:
-        x = super()._finish(raw)
-        if getattr(self, "thresholds_", None) is None:
-            return x
-        low, step, _ = self.level_grid_
-        level = snap_to_levels(x, self.thresholds_, low, step)
-        return level + LEVEL_TIE_BREAK * (x - level)
 
 
 class ItemBiasLevels(_ItemLevels, ItemBias):
     """`ItemBias` with predictions cut into the scale's levels."""
 
     name: ClassVar[str] = "item_bias_levels"
-    STATE_ARRAYS: ClassVar[dict[str, tuple[str, ...]]] = {
-        **ItemBias.STATE_ARRAYS,
-        "thresholds_": ("levels",),
-    }
+    STATE_ARRAYS: ClassVar[dict[str, tuple[str, ...]]] = with_thresholds(ItemBias.STATE_ARRAYS)
 
 
 class ItemMFFoldInLevels(_ItemLevels, ItemMFFoldIn):
     """`ItemMFFoldIn` with predictions cut into the scale's levels."""
 
     name: ClassVar[str] = "mf_foldin_levels"
-    STATE_ARRAYS: ClassVar[dict[str, tuple[str, ...]]] = {
-        **ItemMFFoldIn.STATE_ARRAYS,
-        "thresholds_": ("levels",),
-    }
+    STATE_ARRAYS: ClassVar[dict[str, tuple[str, ...]]] = with_thresholds(ItemMFFoldIn.STATE_ARRAYS)
 
 
 ITEM_BASELINE_CLASSES: dict[str, type[ItemRecommender]] = {
