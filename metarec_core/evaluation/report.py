@@ -130,6 +130,18 @@ def _interval(lo: float | None, hi: float | None) -> Interval:
     return (None if lo is None else float(lo), None if hi is None else float(hi))
 
 
+def _kshot_head(p: Any) -> dict[str, Any]:
+    """The settings every k-shot protocol (users, items, both) writes first."""
+    return {
+        "folds": p.folds,
+        "query": p.query,
+        "support": list(p.support),
+        "seed": p.seed,
+        "val_fraction": p.val_fraction,
+        "min_ratings": p.min_ratings,
+    }
+
+
 def _with_seeds_note(out: dict[str, Any], note: str | None) -> dict[str, Any]:
     """`out` with the training runs' note, when there is one."""
     if note:
@@ -327,12 +339,7 @@ class KShotProtocol(_Protocol):
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "folds": self.folds,
-            "query": self.query,
-            "support": list(self.support),
-            "seed": self.seed,
-            "val_fraction": self.val_fraction,
-            "min_ratings": self.min_ratings,
+            **_kshot_head(self),
             "test_users": self.test_users,
             "left_out": self.left_out,
             **self._tail(),
@@ -508,12 +515,7 @@ class ItemKShotProtocol:
         out: dict[str, Any] = {
             "name": self.name,
             "cold": "items",
-            "folds": self.folds,
-            "query": self.query,
-            "support": list(self.support),
-            "seed": self.seed,
-            "val_fraction": self.val_fraction,
-            "min_ratings": self.min_ratings,
+            **_kshot_head(self),
             "test_items": self.test_items,
             "left_out": self.left_out,
             "bootstrap_resamples": self.bootstrap_resamples,
