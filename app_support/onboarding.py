@@ -7,13 +7,13 @@ this module only draws it, so the pages stay thin.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 import app_state as state
 from app_support import format as fmt
+from app_support import widgets
 from app_support.charts import titled
 from metarec_core import glossary
 from metarec_core.elicitation import ElicitContext, Interview, available_strategies
@@ -305,16 +305,7 @@ def ask_me_panel(session, entry: state.ModelEntry, data, on_error) -> None:
         f"**Question {iv.answers.n_asked + 1}:** {state.plain(fmt.item_label(data, q.item))}"
     )
     st.caption(state.plain(f"Why this one: {q.reason}."))
-    s = data.scale
-    step = s.step if s.step > 0 else (s.high - s.low) / 10
-    values = [float(v) for v in np.round(np.arange(s.low, s.high + step / 2, step), 6)]
-    rating = st.select_slider(
-        "Your rating",
-        values,
-        value=values[-1],
-        key="pg_ask_rating",
-        format_func=lambda v: f"{v:g} ★",
-    )
+    rating = widgets.rating_slider("Your rating", data.scale, "pg_ask_rating")
     c1, c2 = st.columns(2)
     c1.button(
         "Rate it",

@@ -1,0 +1,77 @@
+"""Widgets more than one page draws: the rating slider and the replay controls (next rating,
+play/pause, reset) of a session that replays ratings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from metarec_core.data.dataset import RatingScale
+
+
+def rating_values(scale: RatingScale) -> list[float]:
+    """The ratings a person can give on `scale` (a continuous one: tenths of its range)."""
+    step = scale.step if scale.step > 0 else (scale.high - scale.low) / 10
+    return [float(v) for v in np.round(np.arange(scale.low, scale.high + step / 2, step), 6)]
+
+
+def rating_slider(label: str, scale: RatingScale, key: str) -> float:
+    """A star-rating slider over `scale`, starting at its top."""
+    values = rating_values(scale)
+    return st.select_slider(
+        label, values, value=values[-1], key=key, format_func=lambda v: f"{v:g} ★"
+    )
+
+
+# Button callbacks change the state before the page is drawn, so the buttons drawn in that
+# same run show it (a Play label, a Next button enabled again after Reset).
+def _on_next(session: Callable[[], Any], act: Callable) -> None:
+    act(session().add_next)
+
+
+def _on_play(playing_key: str) -> None:
+    st.session_state[playing_key] = not st.session_state.get(playing_key, False)
+
+
+def _on_reset(session: Callable[[], Any], act: Callable, playing_key: str) -> None:
+    st.session_state[playing_key] = False
+    act(session().reset)
+
+
+def replay_controls(
+    replaying: bool,
+    session: Callable[[], Any],
+    act: Callable,
+    playing_key: str,
+    prefix: str,
+    next_help: str | None = None,
+) -> None:
+    """Next / Play-Pause / Reset for the session `session()` returns when it is `replaying`
+    (Reset alone otherwise); `act(fn)` runs a session change, `playing_key` holds Play's
+    state, the buttons' keys are `prefix` + "_next", "_play", "_reset"."""
+    reset = dict(key=f"{prefix}_reset", on_click=_on_reset, args=(session, act, playing_key))
+    if not replaying:
+        st.button("Reset", **reset)
+        return
+    s = session()
+    c1, c2, c3 = st.columns([2, 1, 1])
+    c1.button(
+        "Add next rating",
+        key=f"{prefix}_next",
+        disabled=not s.has_next(),
+        on_click=_on_next,
+        args=(session, act),
+        help=next_help,
+    )
+    playing = st.session_state.get(playing_key, False)
+    c2.button(
+        "Pause" if playing else "Play",
+        key=f"{prefix}_play",
+        disabled=not s.has_next() and not playing,
+        on_click=_on_play,
+        args=(playing_key,),
+    )
+    c3.button("Reset", **reset)
