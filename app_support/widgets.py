@@ -75,3 +75,18 @@ def replay_controls(
         args=(playing_key,),
     )
     c3.button("Reset", **reset)
+
+
+def mode_radio(label: str, modes: list[str] | tuple[str, ...], key: str, kept_key: str, on_change):
+    """A horizontal radio of `modes` whose choice outlives the page: a radio loses its state
+    when the person visits another page, so it restarts from the mode kept in `kept_key`."""
+    if key not in st.session_state:
+        st.session_state[key] = st.session_state.get(kept_key, modes[0])
+    return st.radio(
+        label,
+        modes,
+        key=key,
+        label_visibility="collapsed",
+        horizontal=True,
+        on_change=on_change,
+    )

@@ -254,16 +254,7 @@ genres = list(data.items.genre_names) if data.items is not None else []
 
 with left:
     st.subheader("Which item?", anchor=False)
-    if "ni_mode" not in st.session_state:  # back from another page: the radio lost its state
-        st.session_state["ni_mode"] = st.session_state.get(K_MODE, MODES[0])
-    mode = st.radio(
-        "Which item?",
-        MODES,
-        key="ni_mode",
-        label_visibility="collapsed",
-        horizontal=True,
-        on_change=_on_mode,
-    )
+    mode = widgets.mode_radio("Which item?", MODES, "ni_mode", K_MODE, _on_mode)
     if mode == MODES[0]:
         if len(candidates):
             item = st.selectbox(

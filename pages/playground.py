@@ -265,16 +265,7 @@ left, right = st.columns([1, 2], gap="large")
 
 with left:
     st.subheader("Who is rating?", anchor=False)
-    if "pg_mode" not in st.session_state:  # back from another page: the radio lost its state
-        st.session_state["pg_mode"] = st.session_state.get(K_MODE, MODES[0])
-    mode = st.radio(
-        "Who is rating?",
-        MODES,
-        key="pg_mode",
-        label_visibility="collapsed",
-        horizontal=True,
-        on_change=_on_mode,
-    )
+    mode = widgets.mode_radio("Who is rating?", MODES, "pg_mode", K_MODE, _on_mode)
     if mode == "Ask me":  # the app picks the next item to rate (app_support/onboarding.py)
         onboarding.ask_me_panel(session, entry, data, _act)
     elif mode == "A held-out real user":
