@@ -96,21 +96,19 @@ def evaluate_mode(active: state.ActiveData) -> None:
             "Run onboarding evaluation", type="primary", disabled=running, key="onb_start"
         )
     if submitted and not running:
-        try:
-            cfg = ElicitConfig(
+        widgets.start_job(
+            JOB_SLOT,
+            lambda: ElicitConfig(
                 strategies=tuple(strategies),
                 methods=tuple(methods),
                 questions=int(questions),
                 unknown=("cost", "skip") if unknown == "both" else (unknown,),
                 folds=int(folds),
                 seed=int(seed),
-            )
-        except ValueError as e:
-            st.error(state.plain(f"Cannot start: {e}"))
-        else:
-            state.jobs()[JOB_SLOT] = ElicitationJob(active.data, cfg).start()
-            st.session_state.pop(K_REPORT, None)
-            st.rerun()
+            ),
+            lambda cfg: ElicitationJob(active.data, cfg),
+            K_REPORT,
+        )
     _progress()
     job = state.jobs().get(JOB_SLOT)
     if job is not None and job.status == "done" and state.is_active_data(job.data):

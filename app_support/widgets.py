@@ -90,3 +90,29 @@ def mode_radio(label: str, modes: list[str] | tuple[str, ...], key: str, kept_ke
         horizontal=True,
         on_change=on_change,
     )
+
+
+def replay_step(session: Any, act: Callable, playing_key: str) -> None:
+    """While Play is on: the session's next rating, or, at the end, Play off and a full rerun
+    (which turns the polling off)."""
+    if st.session_state.get(playing_key):
+        if session.has_next():
+            act(session.add_next)
+        else:
+            st.session_state[playing_key] = False
+            st.rerun()
+
+
+def start_job(slot: str, make_config: Callable[[], Any], make_job: Callable, report_key: str):
+    """Start the job `make_job(make_config())` in `state.jobs()[slot]`, forget the report
+    shown in `report_key` and rerun; a configuration's ValueError is shown instead."""
+    import app_state as state
+
+    try:
+        cfg = make_config()
+    except ValueError as e:
+        st.error(state.plain(f"Cannot start: {e}"))
+    else:
+        state.jobs()[slot] = make_job(cfg).start()
+        st.session_state.pop(report_key, None)
+        st.rerun()

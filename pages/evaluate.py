@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import app_state as state
-from app_support import onboarding
+from app_support import onboarding, widgets
 from app_support.charts import titled
 from app_support.format import support_label
 from metarec_core import glossary
@@ -456,8 +456,9 @@ with st.form("eval_form"):
     )
 
 if submitted and not running:
-    try:
-        cfg = EvalConfig(
+    widgets.start_job(
+        "eval",
+        lambda: EvalConfig(
             methods=tuple(methods),
             support=_ints(support, "support sizes"),
             query=int(query),
@@ -466,13 +467,10 @@ if submitted and not running:
             protocol=protocol,
             train_seeds=int(train_seeds),
             cold=cold,
-        )
-    except ValueError as e:
-        st.error(state.plain(f"Cannot start: {e}"))
-    else:
-        state.jobs()["eval"] = EvaluationJob(active.data, cfg).start()
-        st.session_state.pop(state.K_EVAL_REPORT, None)
-        st.rerun()
+        ),
+        lambda cfg: EvaluationJob(active.data, cfg),
+        state.K_EVAL_REPORT,
+    )
 
 job = state.jobs().get("eval")
 running = job is not None and job.is_active

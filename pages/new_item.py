@@ -324,12 +324,7 @@ with right:
     @state.polling_fragment(PLAY_INTERVAL_S if playing else None)
     def results() -> None:
         s = _session()
-        if st.session_state.get(K_PLAYING):
-            if s.has_next():
-                _act(s.add_next)
-            else:
-                st.session_state[K_PLAYING] = False
-                st.rerun()  # a full rerun turns the polling off
+        widgets.replay_step(s, _act, K_PLAYING)
         msg = st.session_state.pop(K_MESSAGE, None)
         if msg is not None:
             st.warning(state.plain(msg))
