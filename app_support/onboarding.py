@@ -14,7 +14,7 @@ import streamlit as st
 import app_state as state
 from app_support import format as fmt
 from app_support import widgets
-from app_support.charts import titled
+from app_support.charts import add_curve, titled
 from metarec_core import glossary
 from metarec_core.elicitation import ElicitContext, Interview, available_strategies
 from metarec_core.elicitation import strategy_class as _strategy_class
@@ -157,24 +157,15 @@ def curves_figure(report: ElicitationReport, method: str, unknown: str, metric: 
         ys = [getattr(p, metric) for p in pts]
         color = PALETTE[j % len(PALETTE)]
         band = [p.mae_ci95 for p in pts]
-        if metric == "mae" and all(None not in b for b in band):
-            fig.add_scatter(
-                x=xs + xs[::-1],
-                y=[b[1] for b in band] + [b[0] for b in band][::-1],
-                fill="toself",
-                mode="lines",
-                line=dict(width=0),
-                fillcolor=_rgba(color, 0.12),
-                hoverinfo="skip",
-                showlegend=False,
-                name=f"{s} 95% CI",
-            )
-        fig.add_scatter(
-            x=xs,
-            y=ys,
-            mode="lines+markers",
-            name=state.chart_text(strategy_label(s)),
-            line=dict(color=color),
+        add_curve(
+            fig,
+            xs,
+            ys,
+            state.chart_text(strategy_label(s)),
+            color,
+            band=band if metric == "mae" and all(None not in b for b in band) else None,
+            band_name=f"{s} 95% CI",
+            band_alpha=0.12,
         )
     ytitle = {"mae": "Average error (MAE)", "ndcg_5": "Top-5 quality (nDCG@5)"}[metric]
     titled(
@@ -187,12 +178,6 @@ def curves_figure(report: ElicitationReport, method: str, unknown: str, metric: 
         legend=dict(orientation="h", y=-0.25),
     )
     return fig
-
-
-def _rgba(hex_color: str, alpha: float) -> str:
-    h = hex_color.lstrip("#")
-    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
-    return f"rgba({r},{g},{b},{alpha})"
 
 
 def curves_table(report: ElicitationReport, method: str, unknown: str) -> pd.DataFrame:
