@@ -108,6 +108,17 @@ ITEM_STATE_FORMAT = "metarec-item-baseline"
 ITEM_STATE_VERSION = 1
 
 
+def checked_train_items(train_items: np.ndarray, n_items: int) -> np.ndarray:
+    """The sorted distinct training items of a fit; ValueError when there are none or one is
+    not an inner item index."""
+    train_items = np.unique(np.asarray(train_items, dtype=np.int64))
+    if len(train_items) == 0:
+        raise ValueError("fit() needs at least one training item")
+    if train_items[0] < 0 or train_items[-1] >= n_items:
+        raise ValueError(f"train_items must be inner item indices in [0, {n_items})")
+    return train_items
+
+
 class _ItemBaseline(ItemRecommender):
     """Shared plumbing: training ratings of the training items, features, validation rows,
     clipping, persistence. Subclasses implement `_fit` and `_raw`."""
@@ -137,11 +148,7 @@ class _ItemBaseline(ItemRecommender):
         """Fit on the ratings of `train_items`, tuning on `val_items` (the module doc says how).
         A fit stopped by `should_stop()` returns unfitted."""
         self.fitted_ = False
-        train_items = np.unique(np.asarray(train_items, dtype=np.int64))
-        if len(train_items) == 0:
-            raise ValueError("fit() needs at least one training item")
-        if train_items[0] < 0 or train_items[-1] >= data.n_items:
-            raise ValueError(f"train_items must be inner item indices in [0, {data.n_items})")
+        train_items = checked_train_items(train_items, data.n_items)
         in_train = np.zeros(data.n_items, dtype=bool)
         in_train[train_items] = True
         keep = in_train[data.item]
