@@ -19,6 +19,7 @@ import numpy as np
 from metarec_core.data.dataset import RatingsDataset
 from metarec_core.methods.base import NewItem
 from metarec_core.protocol.splits import holdout, kfold_parts, seeded_rng
+from metarec_core.protocol.tasks import seeded_rows
 
 # salts of the item protocol (protocol/splits.py and tasks.py hold the users' 1-17)
 SALT_ITEM_FOLDS, SALT_ITEM_FOLD_VAL, SALT_ITEM_ORDER, SALT_ITEM_FIT_VAL = 21, 22, 23, 24
@@ -119,13 +120,9 @@ def make_item_tasks(
     order = np.argsort(data.item, kind="stable")
     counts = np.bincount(data.item, minlength=data.n_items)
     indptr = np.concatenate([[0], np.cumsum(counts)])
-    tasks, left_out = [], 0
-    for i in np.asarray(items, dtype=np.int64):
-        idx = order[indptr[i] : indptr[i + 1]]
-        if len(idx) < min_support + query:
-            left_out += 1
-            continue
-        idx = idx[seeded_rng(seed, SALT_ITEM_ORDER, int(i)).permutation(len(idx))]
-        title, genres = item_metadata(data, int(i))
-        tasks.append(ItemTask(int(i), title, genres, data.user[idx], data.rating[idx], query))
+    rows, left_out = seeded_rows(order, indptr, items, min_support + query, seed, SALT_ITEM_ORDER)
+    tasks = []
+    for i, idx in rows:
+        title, genres = item_metadata(data, i)
+        tasks.append(ItemTask(i, title, genres, data.user[idx], data.rating[idx], query))
     return tasks, left_out
