@@ -130,3 +130,36 @@ def model_check_figure(check: Any, label: Callable[[str], str], model_label: str
         margin=dict(t=50, b=110, l=64, r=10),
         legend=dict(orientation="h", yanchor="top", y=-0.22, x=0),
     )
+
+
+def rgba(hex_color: str, alpha: float) -> str:
+    """A "#rrggbb" colour with opacity `alpha`, as plotly's "rgba(r,g,b,a)"."""
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def add_curve(
+    fig: go.Figure,
+    xs: list,
+    ys: list,
+    name: str,
+    color: str,
+    band: Sequence[Sequence[float]] | None = None,
+    band_name: str = "",
+    band_alpha: float = 0.15,
+) -> None:
+    """A line with markers, over its 95% CI `band` ((low, high) per point) when given."""
+    if band is not None:
+        fig.add_scatter(
+            x=xs + xs[::-1],
+            y=[b[1] for b in band] + [b[0] for b in band][::-1],
+            fill="toself",
+            mode="lines",
+            line=dict(width=0),
+            fillcolor=rgba(color, band_alpha),
+            hoverinfo="skip",
+            showlegend=False,
+            name=band_name,
+        )
+    fig.add_scatter(x=xs, y=ys, mode="lines+markers", name=name, line=dict(color=color))

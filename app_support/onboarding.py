@@ -7,14 +7,14 @@ this module only draws it, so the pages stay thin.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 import app_state as state
 from app_support import format as fmt
-from app_support.charts import titled
+from app_support import widgets
+from app_support.charts import add_curve, titled
 from metarec_core import glossary
 from metarec_core.elicitation import ElicitContext, Interview, available_strategies
 from metarec_core.elicitation import strategy_class as _strategy_class
@@ -96,21 +96,19 @@ def evaluate_mode(active: state.ActiveData) -> None:
             "Run onboarding evaluation", type="primary", disabled=running, key="onb_start"
         )
     if submitted and not running:
-        try:
-            cfg = ElicitConfig(
+        widgets.start_job(
+            JOB_SLOT,
+            lambda: ElicitConfig(
                 strategies=tuple(strategies),
                 methods=tuple(methods),
                 questions=int(questions),
                 unknown=("cost", "skip") if unknown == "both" else (unknown,),
                 folds=int(folds),
                 seed=int(seed),
-            )
-        except ValueError as e:
-            st.error(state.plain(f"Cannot start: {e}"))
-        else:
-            state.jobs()[JOB_SLOT] = ElicitationJob(active.data, cfg).start()
-            st.session_state.pop(K_REPORT, None)
-            st.rerun()
+            ),
+            lambda cfg: ElicitationJob(active.data, cfg),
+            K_REPORT,
+        )
     _progress()
     job = state.jobs().get(JOB_SLOT)
     if job is not None and job.status == "done" and state.is_active_data(job.data):
@@ -159,24 +157,15 @@ def curves_figure(report: ElicitationReport, method: str, unknown: str, metric: 
         ys = [getattr(p, metric) for p in pts]
         color = PALETTE[j % len(PALETTE)]
         band = [p.mae_ci95 for p in pts]
-        if metric == "mae" and all(None not in b for b in band):
-            fig.add_scatter(
-                x=xs + xs[::-1],
-                y=[b[1] for b in band] + [b[0] for b in band][::-1],
-                fill="toself",
-                mode="lines",
-                line=dict(width=0),
-                fillcolor=_rgba(color, 0.12),
-                hoverinfo="skip",
-                showlegend=False,
-                name=f"{s} 95% CI",
-            )
-        fig.add_scatter(
-            x=xs,
-            y=ys,
-            mode="lines+markers",
-            name=state.chart_text(strategy_label(s)),
-            line=dict(color=color),
+        add_curve(
+            fig,
+            xs,
+            ys,
+            state.chart_text(strategy_label(s)),
+            color,
+            band=band if metric == "mae" and all(None not in b for b in band) else None,
+            band_name=f"{s} 95% CI",
+            band_alpha=0.12,
         )
     ytitle = {"mae": "Average error (MAE)", "ndcg_5": "Top-5 quality (nDCG@5)"}[metric]
     titled(
@@ -189,12 +178,6 @@ def curves_figure(report: ElicitationReport, method: str, unknown: str, metric: 
         legend=dict(orientation="h", y=-0.25),
     )
     return fig
-
-
-def _rgba(hex_color: str, alpha: float) -> str:
-    h = hex_color.lstrip("#")
-    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
-    return f"rgba({r},{g},{b},{alpha})"
 
 
 def curves_table(report: ElicitationReport, method: str, unknown: str) -> pd.DataFrame:
@@ -305,16 +288,7 @@ def ask_me_panel(session, entry: state.ModelEntry, data, on_error) -> None:
         f"**Question {iv.answers.n_asked + 1}:** {state.plain(fmt.item_label(data, q.item))}"
     )
     st.caption(state.plain(f"Why this one: {q.reason}."))
-    s = data.scale
-    step = s.step if s.step > 0 else (s.high - s.low) / 10
-    values = [float(v) for v in np.round(np.arange(s.low, s.high + step / 2, step), 6)]
-    rating = st.select_slider(
-        "Your rating",
-        values,
-        value=values[-1],
-        key="pg_ask_rating",
-        format_func=lambda v: f"{v:g} ★",
-    )
+    rating = widgets.rating_slider("Your rating", data.scale, "pg_ask_rating")
     c1, c2 = st.columns(2)
     c1.button(
         "Rate it",

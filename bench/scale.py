@@ -132,12 +132,7 @@ def _child_train(ratings: str, items: str | None, steps: int, warm_start: bool) 
         support, query = learner._sample(episodes, rng)
         s, q = learner._pad(support), learner._pad(query)
         _, grads = learner._gradients(s, q, learner._dropout_masks(q, gen))
-        for n, p in learn.items():
-            p.grad = grads[n]
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(list(learn.values()), cfg.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        learner._apply_gradients(grads, opt, learn)
 
     for _ in range(3):
         step()

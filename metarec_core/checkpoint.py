@@ -227,8 +227,6 @@ def _payload(
     train_users: np.ndarray | None = None,
     val_users: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    from metarec_core import __version__
-
     if not learner.fitted_:
         raise ValueError(f"{type(learner).__name__} is not fitted; train it before saving")
     if learner.capabilities.cold == "items":
@@ -238,46 +236,25 @@ def _payload(
             f"the model scores {learner.n_items:,} items but the dataset has {data.n_items:,}; "
             "save it with the dataset it was trained on"
         )
-    items = data.items
     meta = learner.capabilities.meta_learned
     # a meta-learner is saved under its preset's name and with its settings and best check
     config = learner.config if meta else None
     state = learner.to_state()
     history = state.get("history") or [] if meta else []
     maes = [h["val_mae"] for h in history if h.get("val_mae") is not None]
-    return {
-        "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "library_version": __version__,
-        "learner": state,
-        "algorithm": config.algorithm if meta else None,
-        "method": config.name if meta else learner.name,
-        "config": _plain(config, "config") if meta else {},
-        "best_val_mae": float(min(maes)) if maes else None,
-        "users": {
+    return _payload_common(
+        learner,
+        data,
+        state,
+        algorithm=config.algorithm if meta else None,
+        method=config.name if meta else learner.name,
+        config=_plain(config, "config") if meta else {},
+        best_val_mae=float(min(maes)) if maes else None,
+        users={
             "train": _users(train_users, data, "training"),
             "validation": _users(val_users, data, "validation"),
         },
-        "dataset": {
-            "name": str(data.source),
-            "fingerprint": data.fingerprint(),
-            "n_users": int(data.n_users),
-            "n_items": int(data.n_items),
-            "n_ratings": int(data.n_ratings),
-        },
-        "scale": {
-            "low": float(data.scale.low),
-            "high": float(data.scale.high),
-            "step": float(data.scale.step),
-        },
-        "items": {
-            "ids": [str(x) for x in data.item_ids],
-            "titles": None if items is None else [str(t) for t in items.titles],
-            "genre_names": [] if items is None else [str(g) for g in items.genre_names],
-            "genres": None if items is None else _genres(items.genres),
-        },
-    }
+    )
 
 
 def _item_payload(learner: Any, data: RatingsDataset) -> dict[str, Any]:
@@ -303,8 +280,11 @@ def _item_payload(learner: Any, data: RatingsDataset) -> dict[str, Any]:
     return out
 
 
-def _payload_common(learner: Any, data: RatingsDataset) -> dict[str, Any]:
-    """What every payload holds: header, state, dataset, scale and item index."""
+def _payload_common(
+    learner: Any, data: RatingsDataset, state: dict[str, Any] | None = None, **fields: Any
+) -> dict[str, Any]:
+    """What every payload holds: header, state (`learner.to_state()` unless given), the
+    method's own `fields`, dataset, scale and item index."""
     from metarec_core import __version__
 
     items = data.items
@@ -313,7 +293,8 @@ def _payload_common(learner: Any, data: RatingsDataset) -> dict[str, Any]:
         "version": FORMAT_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "library_version": __version__,
-        "learner": learner.to_state(),
+        "learner": learner.to_state() if state is None else state,
+        **fields,
         "dataset": {
             "name": str(data.source),
             "fingerprint": data.fingerprint(),

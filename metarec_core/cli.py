@@ -33,6 +33,30 @@ def _csv_names(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
+def _add_max_mb(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-mb",
+        type=float,
+        default=DEFAULT_MAX_BYTES / 2**20,
+        help="refuse files larger than this (MiB)",
+    )
+
+
+def _check_top(top: int) -> None:
+    if top < 1:
+        raise ValueError(f"--top must be at least 1, got {top}")
+
+
+def _print_report(report, out: str | None) -> int:
+    """Print an evaluation's report as text; write its JSON to `out` when given."""
+    print(report.to_text())
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(report.to_json())
+        print(f"report written to {out}", file=sys.stderr)
+    return 0
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "data", help="ratings file: CSV with header, MovieLens u.data, ratings.dat or ratings.csv"
@@ -41,12 +65,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
         "--items",
         help="optional item metadata: u.item, movies.csv, movies.dat or item,title[,genres] CSV",
     )
-    p.add_argument(
-        "--max-mb",
-        type=float,
-        default=DEFAULT_MAX_BYTES / 2**20,
-        help="refuse files larger than this (MiB)",
-    )
+    _add_max_mb(p)
 
 
 def _add_synthetic_args(p: argparse.ArgumentParser) -> None:
@@ -126,12 +145,7 @@ def _cmd_elicit(args: argparse.Namespace) -> int:
         device=args.device,
     )
     report = run_elicitation(_load(args), cfg, progress=True)
-    print(report.to_text())
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(report.to_json())
-        print(f"report written to {args.out}", file=sys.stderr)
-    return 0
+    return _print_report(report, args.out)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,12 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
         + ", ".join(registry.available_methods(cold="items")),
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--max-mb",
-        type=float,
-        default=DEFAULT_MAX_BYTES / 2**20,
-        help="refuse files larger than this (MiB)",
-    )
+    _add_max_mb(p)
 
     p = sub.add_parser("recommend", help="adapt a trained model to a new user's ratings")
     p.add_argument(
@@ -344,12 +353,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         train_seeds=args.train_seeds,
     )
     report = run_evaluation(data, cfg, progress=True)
-    print(report.to_text())
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(report.to_json())
-        print(f"report written to {args.out}", file=sys.stderr)
-    return 0
+    return _print_report(report, args.out)
 
 
 def _cmd_make_sample(args: argparse.Namespace) -> int:
@@ -552,8 +556,7 @@ def _cmd_audience(args: argparse.Namespace) -> int:
     from metarec_core.interactive.audience import audience, read_item_ratings, with_year
     from metarec_core.methods.base import NewItem
 
-    if args.top < 1:
-        raise ValueError(f"--top must be at least 1, got {args.top}")
+    _check_top(args.top)
     source = Path(args.source)
     with open(source, "rb") as fh:  # FileNotFoundError: exit 2 with its name
         is_checkpoint = fh.read(4) == b"PK\x03\x04"
@@ -618,8 +621,7 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     from metarec_core.checkpoint import load_checkpoint
     from metarec_core.data.io import read_user_ratings
 
-    if args.top < 1:
-        raise ValueError(f"--top must be at least 1, got {args.top}")
+    _check_top(args.top)
     ck = load_checkpoint(args.model)
     user = read_user_ratings(args.ratings, ck.item_ids, ck.scale)
     for warning in user.warnings():

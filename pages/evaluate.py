@@ -10,8 +10,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import app_state as state
-from app_support import onboarding
-from app_support.charts import titled
+from app_support import onboarding, widgets
+from app_support.charts import add_curve, titled
 from app_support.format import support_label
 from metarec_core import glossary
 from metarec_core.evaluation.report import (
@@ -84,12 +84,6 @@ def report_cold(report: EvaluationReport) -> str:
     return "items" if isinstance(report.protocol, ItemKShotProtocol) else "users"
 
 
-def _rgba(hex_color: str, alpha: float) -> str:
-    h = hex_color.lstrip("#")
-    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
-    return f"rgba({r},{g},{b},{alpha})"
-
-
 def curve_figure(
     report: EvaluationReport,
     value: Callable[[MethodRow], float | None],
@@ -129,24 +123,14 @@ def curve_figure(
             name = state.chart_text(label(m))
             fig.add_bar(x=[name], y=ys, name=name, marker_color=color, error_y=err)
             continue
-        if all(c and None not in c for c in ci_):
-            fig.add_scatter(
-                x=xs + xs[::-1],
-                y=[c[1] for c in ci_] + [c[0] for c in ci_][::-1],
-                fill="toself",
-                mode="lines",
-                fillcolor=_rgba(color, 0.15),
-                line=dict(width=0),
-                hoverinfo="skip",
-                showlegend=False,
-                name=f"{m} 95% CI",
-            )
-        fig.add_scatter(
-            x=xs,
-            y=ys,
-            name=state.chart_text(label(m)),
-            mode="lines+markers",
-            line=dict(color=color),
+        add_curve(
+            fig,
+            xs,
+            ys,
+            state.chart_text(label(m)),
+            color,
+            band=ci_ if all(c and None not in c for c in ci_) else None,
+            band_name=f"{m} 95% CI",
         )
     # short axis titles: a long one is cut where it runs past the plot's height
     titled(
@@ -456,8 +440,9 @@ with st.form("eval_form"):
     )
 
 if submitted and not running:
-    try:
-        cfg = EvalConfig(
+    widgets.start_job(
+        "eval",
+        lambda: EvalConfig(
             methods=tuple(methods),
             support=_ints(support, "support sizes"),
             query=int(query),
@@ -466,13 +451,10 @@ if submitted and not running:
             protocol=protocol,
             train_seeds=int(train_seeds),
             cold=cold,
-        )
-    except ValueError as e:
-        st.error(state.plain(f"Cannot start: {e}"))
-    else:
-        state.jobs()["eval"] = EvaluationJob(active.data, cfg).start()
-        st.session_state.pop(state.K_EVAL_REPORT, None)
-        st.rerun()
+        ),
+        lambda cfg: EvaluationJob(active.data, cfg),
+        state.K_EVAL_REPORT,
+    )
 
 job = state.jobs().get("eval")
 running = job is not None and job.is_active

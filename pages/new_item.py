@@ -15,6 +15,7 @@ import streamlit as st
 
 import app_state as state
 from app_support import format as fmt
+from app_support import widgets
 from app_support.charts import titled
 from metarec_core import glossary
 from metarec_core.interactive import item_session as isn
@@ -173,19 +174,6 @@ def _on_mode() -> None:
     st.session_state[K_MODE] = st.session_state["ni_mode"]
 
 
-def _on_next() -> None:
-    _act(_session().add_next)
-
-
-def _on_play() -> None:
-    st.session_state[K_PLAYING] = not st.session_state.get(K_PLAYING, False)
-
-
-def _on_reset() -> None:
-    st.session_state[K_PLAYING] = False
-    _act(_session().reset)
-
-
 def _on_rate() -> None:
     user, rating = st.session_state.get("ni_rater"), st.session_state.get("ni_rating")
     if user is None:
@@ -266,16 +254,7 @@ genres = list(data.items.genre_names) if data.items is not None else []
 
 with left:
     st.subheader("Which item?", anchor=False)
-    if "ni_mode" not in st.session_state:  # back from another page: the radio lost its state
-        st.session_state["ni_mode"] = st.session_state.get(K_MODE, MODES[0])
-    mode = st.radio(
-        "Which item?",
-        MODES,
-        key="ni_mode",
-        label_visibility="collapsed",
-        horizontal=True,
-        on_change=_on_mode,
-    )
+    mode = widgets.mode_radio("Which item?", MODES, "ni_mode", K_MODE, _on_mode)
     if mode == MODES[0]:
         if len(candidates):
             item = st.selectbox(
@@ -315,25 +294,14 @@ with left:
         )
 
     st.subheader("Ratings arrive", anchor=False)
-    if session.task is not None:
-        c1, c2, c3 = st.columns([2, 1, 1])
-        c1.button(
-            "Add next rating",
-            key="ni_next",
-            disabled=not session.has_next(),
-            on_click=_on_next,
-            help="The item's next real rating, in a fixed (seeded) order.",
-        )
-        playing = st.session_state.get(K_PLAYING, False)
-        c2.button(
-            "Pause" if playing else "Play",
-            key="ni_play",
-            disabled=not session.has_next() and not playing,
-            on_click=_on_play,
-        )
-        c3.button("Reset", key="ni_reset", on_click=_on_reset)
-    else:
-        st.button("Reset", key="ni_reset", on_click=_on_reset)
+    widgets.replay_controls(
+        session.task is not None,
+        _session,
+        _act,
+        K_PLAYING,
+        "ni",
+        next_help="The item's next real rating, in a fixed (seeded) order.",
+    )
 
     with st.expander("A user of your choice rates it", expanded=session.task is None):
         counts = data.counts_per_user()
@@ -346,16 +314,7 @@ with left:
             key="ni_rater",
             help="The most active users first; not the item's hidden raters.",
         )
-        s = data.scale
-        step = s.step if s.step > 0 else (s.high - s.low) / 10
-        values = [float(v) for v in np.round(np.arange(s.low, s.high + step / 2, step), 6)]
-        st.select_slider(
-            "Their rating",
-            values,
-            value=values[-1],
-            key="ni_rating",
-            format_func=lambda v: f"{v:g} ★",
-        )
+        widgets.rating_slider("Their rating", data.scale, "ni_rating")
         st.button("Add this rating", key="ni_rate", on_click=_on_rate)
 
 playing = bool(st.session_state.get(K_PLAYING)) and session.task is not None
@@ -365,12 +324,7 @@ with right:
     @state.polling_fragment(PLAY_INTERVAL_S if playing else None)
     def results() -> None:
         s = _session()
-        if st.session_state.get(K_PLAYING):
-            if s.has_next():
-                _act(s.add_next)
-            else:
-                st.session_state[K_PLAYING] = False
-                st.rerun()  # a full rerun turns the polling off
+        widgets.replay_step(s, _act, K_PLAYING)
         msg = st.session_state.pop(K_MESSAGE, None)
         if msg is not None:
             st.warning(state.plain(msg))

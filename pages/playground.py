@@ -9,7 +9,7 @@ import streamlit as st
 
 import app_state as state
 from app_support import format as fmt
-from app_support import onboarding
+from app_support import onboarding, widgets
 from app_support.charts import titled
 from app_support.progress import run_stages
 from metarec_core.interactive import personas
@@ -97,21 +97,6 @@ def _on_mode() -> None:
     st.session_state[K_MODE] = st.session_state["pg_mode"]
     if st.session_state["pg_mode"] in ("Me", "Ask me"):
         _use_persona(lambda: None)
-
-
-# Button callbacks change the state before the page is drawn, so the buttons drawn in that
-# same run show it (a Play label, a Next button enabled again after Reset).
-def _on_next() -> None:
-    _act(_session().add_next)
-
-
-def _on_play() -> None:
-    st.session_state[K_PLAYING] = not st.session_state.get(K_PLAYING, False)
-
-
-def _on_reset() -> None:
-    st.session_state[K_PLAYING] = False
-    _act(_session().reset)
 
 
 def _act(fn, *args) -> None:
@@ -280,16 +265,7 @@ left, right = st.columns([1, 2], gap="large")
 
 with left:
     st.subheader("Who is rating?", anchor=False)
-    if "pg_mode" not in st.session_state:  # back from another page: the radio lost its state
-        st.session_state["pg_mode"] = st.session_state.get(K_MODE, MODES[0])
-    mode = st.radio(
-        "Who is rating?",
-        MODES,
-        key="pg_mode",
-        label_visibility="collapsed",
-        horizontal=True,
-        on_change=_on_mode,
-    )
+    mode = widgets.mode_radio("Who is rating?", MODES, "pg_mode", K_MODE, _on_mode)
     if mode == "Ask me":  # the app picks the next item to rate (app_support/onboarding.py)
         onboarding.ask_me_panel(session, entry, data, _act)
     elif mode == "A held-out real user":
@@ -345,16 +321,7 @@ with left:
             format_func=lambda i: fmt.item_label(data, i),
             key="pg_item",
         )
-        s = data.scale
-        step = s.step if s.step > 0 else (s.high - s.low) / 10
-        values = [float(v) for v in np.round(np.arange(s.low, s.high + step / 2, step), 6)]
-        rating = st.select_slider(
-            "Your rating",
-            values,
-            value=values[-1],
-            key="pg_rating",
-            format_func=lambda v: f"{v:g} ★",
-        )
+        rating = widgets.rating_slider("Your rating", data.scale, "pg_rating")
         # A callback, so the rating lands before the next run draws the item list: the item
         # just rated then leaves the picker instead of staying selected.
         st.button(
@@ -368,20 +335,7 @@ with left:
     if session.persona is not None:
         ensure_baselines(session, entry, data)  # e.g. a persona kept from before a code reload
         st.subheader("Let the persona rate", anchor=False)
-        c1, c2, c3 = st.columns([2, 1, 1])
-        c1.button(
-            "Add next rating", key="pg_next", disabled=not session.has_next(), on_click=_on_next
-        )
-        playing = st.session_state.get(K_PLAYING, False)
-        c2.button(
-            "Pause" if playing else "Play",
-            key="pg_play",
-            disabled=not session.has_next() and not playing,
-            on_click=_on_play,
-        )
-        c3.button("Reset", key="pg_reset", on_click=_on_reset)
-    else:
-        st.button("Reset", key="pg_reset", on_click=_on_reset)
+    widgets.replay_controls(session.persona is not None, _session, _act, K_PLAYING, "pg")
 
 playing = bool(st.session_state.get(K_PLAYING)) and session.persona is not None
 
@@ -389,12 +343,7 @@ with right:
 
     @state.polling_fragment(PLAY_INTERVAL_S if playing else None)
     def results() -> None:
-        if st.session_state.get(K_PLAYING):
-            if session.has_next():
-                _act(session.add_next)
-            else:
-                st.session_state[K_PLAYING] = False
-                st.rerun()  # a full rerun turns the polling off
+        widgets.replay_step(session, _act, K_PLAYING)
         msg = st.session_state.pop(K_MESSAGE, None)
         if msg is not None:
             st.warning(state.plain(msg[1]))

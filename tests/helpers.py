@@ -37,16 +37,20 @@ def tiny_frames(
     return rows, items
 
 
-def tiny_dataset(**kw) -> RatingsDataset:
-    rows, items = tiny_frames(**kw)
+def dataset_from_frames(rows: list, items: list, source: str) -> RatingsDataset:
+    """The dataset of ratings rows (user, item, rating) and item rows (item, title, genre)."""
     return from_arrays(
         [r[0] for r in rows],
         [r[1] for r in rows],
         [r[2] for r in rows],
         item_titles={i: t for i, t, _ in items},
         genres={i: [g] for i, _, g in items},
-        source="tiny",
+        source=source,
     )
+
+
+def tiny_dataset(**kw) -> RatingsDataset:
+    return dataset_from_frames(*tiny_frames(**kw), source="tiny")
 
 
 class Split(NamedTuple):
@@ -59,14 +63,42 @@ def tiny_split(data: RatingsDataset) -> Split:
     return Split(*split_users(data, seed=0))
 
 
-def ratings_csv(**kw) -> bytes:
-    rows, _ = tiny_frames(**kw)
+def rows_csv(rows: list) -> bytes:
+    """A ratings file of (user, item, rating) rows."""
     return ("user,item,rating\n" + "".join(f"{u},{i},{r}\n" for u, i, r in rows)).encode()
 
 
-def items_csv(**kw) -> bytes:
-    _, items = tiny_frames(**kw)
+def item_rows_csv(items: list) -> bytes:
+    """An items file of (item, title, genres) rows."""
     return ("item,title,genres\n" + "".join(f"{i},{t},{g}\n" for i, t, g in items)).encode()
+
+
+def write_frames(folder: Path, rows: list, items: list) -> tuple[Path, Path]:
+    """r.csv and i.csv of these rows in `folder`: (their paths)."""
+    (folder / "r.csv").write_bytes(rows_csv(rows))
+    (folder / "i.csv").write_bytes(item_rows_csv(items))
+    return folder / "r.csv", folder / "i.csv"
+
+
+def edited_checkpoint(raw: bytes, edit) -> bytes:
+    """The checkpoint `raw` with `edit(obj)` applied to its loaded object, saved again."""
+    import io
+
+    import torch
+
+    obj = torch.load(io.BytesIO(raw), weights_only=True)
+    edit(obj)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def ratings_csv(**kw) -> bytes:
+    return rows_csv(tiny_frames(**kw)[0])
+
+
+def items_csv(**kw) -> bytes:
+    return item_rows_csv(tiny_frames(**kw)[1])
 
 
 def write_sample_dir(folder: Path, **kw) -> Path:

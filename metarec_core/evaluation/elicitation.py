@@ -165,20 +165,23 @@ class ElicitDiff:
     ci95: tuple[float | None, float | None]
     users: int
 
+    def _side(self) -> int:
+        """The sign the CI shows for the difference: -1 below 0, +1 above, 0 when it holds 0
+        (or is unknown), counted so that +1 favours the strategy (MAE: lower is better)."""
+        lo, hi = self.ci95
+        if lo is None or hi is None:
+            return 0
+        sign = -1 if hi < 0 else 1 if lo > 0 else 0
+        return -sign if self.metric == "mae" else sign
+
     @property
     def better(self) -> bool:
         """The CI excludes 0 on the strategy's side (lower MAE, higher nDCG / recall)."""
-        lo, hi = self.ci95
-        if lo is None or hi is None:
-            return False
-        return hi < 0 if self.metric == "mae" else lo > 0
+        return self._side() == 1
 
     @property
     def worse(self) -> bool:
-        lo, hi = self.ci95
-        if lo is None or hi is None:
-            return False
-        return lo > 0 if self.metric == "mae" else hi < 0
+        return self._side() == -1
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "ci95": list(self.ci95)}

@@ -115,12 +115,38 @@ class _Reader:
             raise ValueError(f"evaluation report: {self._path(key)} = {v!r:.60} is not [lo, hi]")
         return _interval(*v)
 
+    def support_sizes(self, key: str = "support") -> tuple[int, ...]:
+        """A k-shot protocol's list of support sizes."""
+        support = self._get(key, (list, tuple), _REQUIRED, False)
+        if not all(isinstance(k, int) and not isinstance(k, bool) for k in support):
+            raise ValueError(f"evaluation report: {self._path(key)} = {support!r:.60} is not valid")
+        return tuple(support)
+
     def sub(self, key: str) -> _Reader:
         return _Reader(self._get(key, (Mapping,), _REQUIRED, False), self._path(key))
 
 
 def _interval(lo: float | None, hi: float | None) -> Interval:
     return (None if lo is None else float(lo), None if hi is None else float(hi))
+
+
+def _kshot_head(p: Any) -> dict[str, Any]:
+    """The settings every k-shot protocol (users, items, both) writes first."""
+    return {
+        "folds": p.folds,
+        "query": p.query,
+        "support": list(p.support),
+        "seed": p.seed,
+        "val_fraction": p.val_fraction,
+        "min_ratings": p.min_ratings,
+    }
+
+
+def _with_seeds_note(out: dict[str, Any], note: str | None) -> dict[str, Any]:
+    """`out` with the training runs' note, when there is one."""
+    if note:
+        out["train_seeds_note"] = note
+    return out
 
 
 def _support_json(k: int | None) -> int | str:
@@ -284,9 +310,7 @@ class _Protocol:
             "seconds": SECONDS_NOTE,
             "train_seeds": self.train_seeds,
         }
-        if self.train_seeds_note:
-            out["train_seeds_note"] = self.train_seeds_note
-        return out
+        return _with_seeds_note(out, self.train_seeds_note)
 
     @staticmethod
     def _common(r: _Reader) -> dict[str, Any]:
@@ -315,12 +339,7 @@ class KShotProtocol(_Protocol):
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "folds": self.folds,
-            "query": self.query,
-            "support": list(self.support),
-            "seed": self.seed,
-            "val_fraction": self.val_fraction,
-            "min_ratings": self.min_ratings,
+            **_kshot_head(self),
             "test_users": self.test_users,
             "left_out": self.left_out,
             **self._tail(),
@@ -328,12 +347,8 @@ class KShotProtocol(_Protocol):
 
     @classmethod
     def from_reader(cls, r: _Reader) -> KShotProtocol:
-        support = r._get("support", (list, tuple), _REQUIRED, False)
-        if not all(isinstance(k, int) and not isinstance(k, bool) for k in support):
-            raise ValueError(
-                f"evaluation report: {r._path('support')} = {support!r:.60} is not valid"
-            )
-        return cls(**cls._common(r), folds=r.integer("folds"), support=tuple(support))
+        support = r.support_sizes()  # checked first, as before
+        return cls(**cls._common(r), folds=r.integer("folds"), support=support)
 
 
 class SupportSizes(NamedTuple):
@@ -500,12 +515,7 @@ class ItemKShotProtocol:
         out: dict[str, Any] = {
             "name": self.name,
             "cold": "items",
-            "folds": self.folds,
-            "query": self.query,
-            "support": list(self.support),
-            "seed": self.seed,
-            "val_fraction": self.val_fraction,
-            "min_ratings": self.min_ratings,
+            **_kshot_head(self),
             "test_items": self.test_items,
             "left_out": self.left_out,
             "bootstrap_resamples": self.bootstrap_resamples,
@@ -514,21 +524,15 @@ class ItemKShotProtocol:
             "seconds": SECONDS_NOTE,
             "train_seeds": self.train_seeds,
         }
-        if self.train_seeds_note:
-            out["train_seeds_note"] = self.train_seeds_note
-        return out
+        return _with_seeds_note(out, self.train_seeds_note)
 
     @classmethod
     def from_reader(cls, r: _Reader) -> ItemKShotProtocol:
-        support = r._get("support", (list, tuple), _REQUIRED, False)
-        if not all(isinstance(k, int) and not isinstance(k, bool) for k in support):
-            raise ValueError(
-                f"evaluation report: {r._path('support')} = {support!r:.60} is not valid"
-            )
+        support = r.support_sizes()
         return cls(
             folds=r.integer("folds"),
             query=r.integer("query"),
-            support=tuple(support),
+            support=support,
             seed=r.integer("seed"),
             val_fraction=r.number("val_fraction"),
             min_ratings=r.integer("min_ratings"),

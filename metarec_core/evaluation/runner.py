@@ -288,8 +288,9 @@ class _Acc:
 
 
 def _instantiate(name: str, cfg: EvalConfig, seed: int):
+    cold = "items" if cfg.cold == "items" else "users"  # "both": a users' method, new items filled
     try:
-        return make_method(name, seed=seed, device=cfg.device)
+        return make_method(name, seed=seed, device=cfg.device, cold=cold)
     except ImportError as e:  # a registered method whose module has not landed / cannot load
         raise ValueError(f"method {name!r} is not available: {e}") from e
 
@@ -357,15 +358,17 @@ def _mean(x: np.ndarray) -> float | None:
 
 def _fold_plan(folds, make: Callable, cfg: EvalConfig, unit: str) -> tuple[list, int]:
     """([(fold, its test tasks)] for the folds with any, the count of test units left out);
-    ValueError when no fold has a test `unit` ("user", "item") with enough ratings."""
+    ValueError when no fold has a test `unit` ("user", "item") with enough ratings.
+
+    `make(fold, query=, min_support=, seed=)` builds a fold's tasks with `cfg`'s sizes."""
     plan, left_out = [], 0
+    kmax, query = max(cfg.support), cfg.query
     for fold in folds:
-        tasks, lo = make(fold)
+        tasks, lo = make(fold, query=query, min_support=kmax, seed=cfg.seed)
         left_out += lo
         if tasks:
             plan.append((fold, tasks))
     if not plan:
-        kmax, query = max(cfg.support), cfg.query
         raise ValueError(
             f"no test {unit} has the {kmax + query} ratings needed for support {kmax} + query "
             f"{query}; use smaller support sizes or fewer query ratings"
@@ -400,6 +403,44 @@ def _finite(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
+def _kshot_fields(cfg: EvalConfig, left_out: int) -> dict:
+    """The fields every k-shot protocol record (users, items, both) takes from `cfg`."""
+    return dict(
+        folds=cfg.folds,
+        query=cfg.query,
+        support=cfg.support,
+        seed=cfg.seed,
+        val_fraction=VAL_FRACTION,
+        min_ratings=max(cfg.support) + cfg.query,
+        left_out=left_out,
+        bootstrap_resamples=cfg.n_boot,
+        train_seeds=cfg.train_seeds,
+    )
+
+
+def _melu_fields(cfg: EvalConfig, fold, tasks: Sequence, left_out: int, threshold: float) -> dict:
+    """The fields the melu and melu-state protocol records share."""
+    sizes = np.array([t.n_available for t in tasks])
+    return dict(
+        query=MELU_QUERY,
+        seed=cfg.seed,
+        val_fraction=VAL_FRACTION,
+        min_ratings=MELU_MIN_RATINGS,
+        max_ratings=MELU_MAX_RATINGS,
+        test_fraction=MELU_TEST_FRACTION,
+        train_users=len(fold.train_users),
+        val_users=len(fold.val_users),
+        test_users=len(tasks),
+        left_out=left_out,
+        support_sizes=SupportSizes(
+            min=int(sizes.min()), median=float(np.median(sizes)), max=int(sizes.max())
+        ),
+        relevant_threshold=threshold,
+        bootstrap_resamples=cfg.n_boot,
+        train_seeds=cfg.train_seeds,
+    )
+
+
 def run_evaluation(
     data: RatingsDataset,
     cfg: EvalConfig,
@@ -423,13 +464,10 @@ def run_evaluation(
 
     if cfg.cold == "both":
         ks: tuple[int | None, ...] = cfg.support
-        kmax, query = max(cfg.support), cfg.query
         folds = both_folds(data, cfg.folds, cfg.seed, VAL_FRACTION)
         plan, left_out = _fold_plan(
             folds,
-            lambda fold: make_both_tasks(
-                data, fold.test_users, fold.new_items, query=query, min_support=kmax, seed=cfg.seed
-            ),
+            lambda fold, **sizes: make_both_tasks(data, fold.test_users, fold.new_items, **sizes),
             cfg,
             "user",
         )
@@ -438,17 +476,9 @@ def run_evaluation(
             new_items[fold.index] = fold.new_items
         protocol: KShotProtocol | MeluProtocol | BothKShotProtocol | MeluStateProtocol
         protocol = BothKShotProtocol(
-            folds=cfg.folds,
-            query=query,
-            support=cfg.support,
-            seed=cfg.seed,
-            val_fraction=VAL_FRACTION,
-            min_ratings=kmax + query,
+            **_kshot_fields(cfg, left_out),
             test_users=sum(len(t) for _, t in plan),
-            left_out=left_out,
             relevant_threshold=threshold,
-            bootstrap_resamples=cfg.n_boot,
-            train_seeds=cfg.train_seeds,
             new_items=int(sum(len(f.new_items) for f in folds)),
         )
     elif cfg.state is not None:
@@ -463,24 +493,8 @@ def run_evaluation(
         fold = Fold(0, st.train_users, st.val_users, st.new_users)
         plan = [(fold, tasks)]
         fit_data[0], new_items[0] = st.fit_data, st.new_items
-        sizes = np.array([t.n_available for t in tasks])
         protocol = MeluStateProtocol(
-            query=MELU_QUERY,
-            seed=cfg.seed,
-            val_fraction=VAL_FRACTION,
-            min_ratings=MELU_MIN_RATINGS,
-            max_ratings=MELU_MAX_RATINGS,
-            test_fraction=MELU_TEST_FRACTION,
-            train_users=len(st.train_users),
-            val_users=len(st.val_users),
-            test_users=len(tasks),
-            left_out=st.left_out_users + lo,
-            support_sizes=SupportSizes(
-                min=int(sizes.min()), median=float(np.median(sizes)), max=int(sizes.max())
-            ),
-            relevant_threshold=threshold,
-            bootstrap_resamples=cfg.n_boot,
-            train_seeds=cfg.train_seeds,
+            **_melu_fields(cfg, fold, tasks, st.left_out_users + lo, threshold),
             state=cfg.state,
             cut_year=st.cut_year,
             new_items=len(st.new_items),
@@ -489,28 +503,15 @@ def run_evaluation(
         )
     elif cfg.protocol == "kshot":
         ks: tuple[int | None, ...] = cfg.support
-        kmax, query = max(cfg.support), cfg.query
         plan, left_out = _fold_plan(
             user_folds(data, cfg.folds, cfg.seed, VAL_FRACTION),
-            lambda fold: make_tasks(
-                data, fold.test_users, query=query, min_support=kmax, seed=cfg.seed
-            ),
+            lambda fold, **sizes: make_tasks(data, fold.test_users, **sizes),
             cfg,
             "user",
         )
         n_test = sum(len(t) for _, t in plan)
         protocol = KShotProtocol(
-            folds=cfg.folds,
-            query=query,
-            support=cfg.support,
-            seed=cfg.seed,
-            val_fraction=VAL_FRACTION,
-            min_ratings=kmax + query,
-            test_users=n_test,
-            left_out=left_out,
-            relevant_threshold=threshold,
-            bootstrap_resamples=cfg.n_boot,
-            train_seeds=cfg.train_seeds,
+            **_kshot_fields(cfg, left_out), test_users=n_test, relevant_threshold=threshold
         )
     else:
         ks = (None,)
@@ -522,103 +523,127 @@ def run_evaluation(
                 "has no test users on this dataset"
             )
         plan = [(fold, tasks)]
-        sizes = np.array([t.n_available for t in tasks])
-        protocol = MeluProtocol(
-            query=MELU_QUERY,
-            seed=cfg.seed,
-            val_fraction=VAL_FRACTION,
-            min_ratings=MELU_MIN_RATINGS,
-            max_ratings=MELU_MAX_RATINGS,
-            test_fraction=MELU_TEST_FRACTION,
-            train_users=len(fold.train_users),
-            val_users=len(fold.val_users),
-            test_users=len(tasks),
-            left_out=n_out + lo,
-            support_sizes=SupportSizes(
-                min=int(sizes.min()), median=float(np.median(sizes)), max=int(sizes.max())
-            ),
-            relevant_threshold=threshold,
-            bootstrap_resamples=cfg.n_boot,
-            train_seeds=cfg.train_seeds,
-        )
+        protocol = MeluProtocol(**_melu_fields(cfg, fold, tasks, n_out + lo, threshold))
 
+    def where(f: int) -> str:
+        if cfg.state is not None:
+            return f"melu state {cfg.state}"
+        return f"fold {f + 1}/{len(plan)}" if cfg.protocol == "kshot" else "melu split"
+
+    def seen_of(f: int, fold) -> RatingsDataset:
+        return fit_data.get(getattr(fold, "index", f), data)
+
+    def fit(method, seen: RatingsDataset, f: int, fold, inside) -> None:
+        _fit(method, seen, fold, should_stop, inside)
+        f_index = getattr(fold, "index", f)
+        if f_index in new_items and method.fitted_:
+            fill_new_items(method, seen, fold.train_users, new_items[f_index])
+
+    def score(method, name: str, tasks, k, q_items: np.ndarray, q_ratings: np.ndarray) -> _Acc:
+        a = _Acc()
+        supports = [t.support(k) for t in tasks]
+        _score(method, name, supports, q_items, q_ratings, data.n_items, data.scale, a)
+        return a
+
+    acc, fit_seconds, predicts, prog = _fit_and_score(
+        plan, cfg, ks, progress, should_stop, where, seen_of, fit, score
+    )
+    # recall@10 ranks the whole catalogue; with new items the query is theirs alone, so it
+    # is not measured there
+    return _report(dataset, protocol, cfg, ks, acc, fit_seconds, predicts, not new_items, prog)
+
+
+def _check_stop(should_stop: Callable[[], bool] | None) -> None:
+    if should_stop is not None and should_stop():
+        raise EvaluationCancelled("evaluation cancelled")
+
+
+def _fit_and_score(
+    plan: list,
+    cfg: EvalConfig,
+    ks: Sequence[int | None],
+    progress: Progress,
+    should_stop: Callable[[], bool] | None,
+    where: Callable[[int], str],
+    seen_of: Callable[[int, object], RatingsDataset],
+    fit: Callable,
+    score: Callable[..., _Acc],
+) -> tuple[dict, dict[str, float], dict[str, bool], _Progress]:
+    """Fit every method `cfg.train_seeds` times per fold of `plan` and score it at every `k`.
+
+    `seen_of(f, fold)` is the data fold `f`'s methods see, `fit(method, seen, f, fold, inside)`
+    fits one, `score(method, name, tasks, k, q_units, q_ratings)` returns its per-unit metrics.
+    Returns (the accumulators by (method, k), fit seconds, whether each method predicts
+    ratings, the progress reporter to finish with).
+    """
     acc = {(m, k): _Acc() for m in cfg.methods for k in ks}
     fit_seconds = dict.fromkeys(cfg.methods, 0.0)
-    predicts = {}
+    predicts: dict[str, bool] = {}
     fit_units = {m: FIT_UNITS.get(m, 1.0) for m in cfg.methods}
     prog = _Progress(
         progress, len(plan) * cfg.train_seeds * sum(u + len(ks) for u in fit_units.values())
     )
-
-    def check_stop() -> None:
-        if should_stop is not None and should_stop():
-            raise EvaluationCancelled("evaluation cancelled")
-
     try:
         for f, (fold, tasks) in enumerate(plan):
-            q_items = np.stack([t.query[0] for t in tasks]).astype(np.int64)
+            seen = seen_of(f, fold)
+            q_units = np.stack([t.query[0] for t in tasks]).astype(np.int64)
             q_ratings = np.stack([t.query[1] for t in tasks]).astype(np.float64)
-            where = f"fold {f + 1}/{len(plan)}" if cfg.protocol == "kshot" else "melu split"
-            if cfg.state is not None:
-                where = f"melu state {cfg.state}"
+            here = where(f)
             for name in cfg.methods:
                 fits: dict[int | None, list[_Acc]] = {k: [] for k in ks}
                 for s in range(cfg.train_seeds):
-                    check_stop()
+                    _check_stop(should_stop)
                     run = name if cfg.train_seeds == 1 else f"{name} (seed {cfg.seed + s})"
-                    prog.message(f"{where}: fitting {run}")
+                    head = f"{here}: fitting {run}"
+                    prog.message(head)
                     method = _instantiate(name, cfg, cfg.seed + s)
 
-                    def inside(
-                        fraction: float,
-                        text: str,
-                        head=f"{where}: fitting {run}",
-                        units=fit_units[name],
-                    ) -> None:
+                    def inside(fraction: float, text: str, head=head, units=fit_units[name]):
                         prog.within(units, fraction, f"{head}: {text}")
 
                     t0 = time.perf_counter()
-                    seen = fit_data.get(f_index := getattr(fold, "index", f), data)
-                    _fit(method, seen, fold, should_stop, inside)
-                    if f_index in new_items and method.fitted_:
-                        fill_new_items(method, seen, fold.train_users, new_items[f_index])
+                    fit(method, seen, f, fold, inside)
                     fit_seconds[name] += time.perf_counter() - t0
                     predicts[name] = bool(method.capabilities.predicts_ratings)
-                    prog.step(f"{where}: fitted {run}", fit_units[name])
+                    prog.step(f"{here}: fitted {run}", fit_units[name])
                     for k in ks:
-                        check_stop()
-                        supports = [t.support(k) for t in tasks]
-                        fits[k].append(_Acc())
+                        _check_stop(should_stop)
                         t0 = time.perf_counter()
-                        _score(
-                            method,
-                            name,
-                            supports,
-                            q_items,
-                            q_ratings,
-                            data.n_items,
-                            data.scale,
-                            fits[k][-1],
-                        )
+                        fits[k].append(score(method, name, tasks, k, q_units, q_ratings))
                         acc[(name, k)].seconds += time.perf_counter() - t0
-                        prog.step(f"{where}: scored {run} at k={'all' if k is None else k}")
+                        prog.step(f"{here}: scored {run} at k={'all' if k is None else k}")
                 for k in ks:
                     acc[(name, k)].add_mean_of(fits[k])
     finally:
         prog.close()
+    return acc, fit_seconds, predicts, prog
 
-    rows, per_user_mae = [], {}
+
+def _report(
+    dataset,
+    protocol,
+    cfg: EvalConfig,
+    ks: Sequence[int | None],
+    acc: Mapping[tuple[str, int | None], _Acc],
+    fit_seconds: Mapping[str, float],
+    predicts: Mapping[str, bool],
+    recall: bool,
+    prog: _Progress,
+) -> EvaluationReport:
+    """The report's rows (one per method and k; recall@10 only where `recall`) and its paired
+    MAE differences between the methods that predict ratings."""
+    rows, per_unit_mae = [], {}
     for name in cfg.methods:
         for k in ks:
             a = acc[(name, k)]
-            recall = a.cat("recall")
+            recalls = a.cat("recall")
             mae = mae_ci = rmse = by_seed = None
             if predicts[name]:
-                per_user = a.cat("mae")
-                per_user_mae[(name, k)] = per_user
-                lo, hi = metrics.bootstrap_ci(per_user, n_boot=cfg.n_boot, seed=cfg.seed)
+                per_unit = a.cat("mae")
+                per_unit_mae[(name, k)] = per_unit
+                lo, hi = metrics.bootstrap_ci(per_unit, n_boot=cfg.n_boot, seed=cfg.seed)
                 mae, rmse, mae_ci = (
-                    _mean(per_user),
+                    _mean(per_unit),
                     _mean(a.cat("rmse")),
                     (_finite(lo), _finite(hi)),
                 )
@@ -628,18 +653,16 @@ def run_evaluation(
                 MethodRow(
                     method=name,
                     support=k,
-                    users=len(recall),
+                    users=len(a.cat("3")),  # every scored unit has an nDCG
                     mae=mae,
                     rmse=rmse,
                     ndcg_3=_mean(a.cat("3")),
                     ndcg_5=_mean(a.cat("5")),
-                    # recall@10 ranks the whole catalogue; with new items the query is
-                    # theirs alone, so it is not measured there
-                    recall_10=None if new_items else _mean(recall),
+                    recall_10=_mean(recalls) if recall else None,
                     seconds=fit_seconds[name] + a.seconds,
                     mae_ci95=mae_ci,
-                    recall_users=0 if new_items else int((~np.isnan(recall)).sum()),
-                    recall_excluded=0 if new_items else int(np.isnan(recall).sum()),
+                    recall_users=int((~np.isnan(recalls)).sum()) if recall else 0,
+                    recall_excluded=int(np.isnan(recalls).sum()) if recall else 0,
                     fit_seconds=fit_seconds[name],
                     score_seconds=a.seconds,
                     mae_by_seed=by_seed,
@@ -647,13 +670,13 @@ def run_evaluation(
             )
 
     def pair(m: str, vs: str, k: int | None) -> PairedDifference:
-        return _paired(per_user_mae, m, vs, k, cfg)
+        return _paired(per_unit_mae, m, vs, k, cfg)
 
     paired, pairwise = [], []
     raters = [m for m in cfg.methods if predicts[m]]
     if len(raters) >= 2:
         for k in ks:
-            means = {m: float(per_user_mae[(m, k)].mean()) for m in raters}
+            means = {m: float(per_unit_mae[(m, k)].mean()) for m in raters}
             for m in raters:
                 paired.append(pair(m, min((o for o in raters if o != m), key=means.get), k))
             for m in (m for m in cfg.compare_all if m in raters):
@@ -679,130 +702,47 @@ def _run_items(
     users (MAE, RMSE, nDCG@3/@5 of the query users ranked by prediction), averaged over items.
     """
     dataset = summarize(data)
-    kmax, query = max(cfg.support), cfg.query
     plan, left_out = _fold_plan(
         item_folds(data, cfg.folds, cfg.seed, VAL_FRACTION),
-        lambda fold: make_item_tasks(
-            data, fold.test_items, query=query, min_support=kmax, seed=cfg.seed
-        ),
+        lambda fold, **sizes: make_item_tasks(data, fold.test_items, **sizes),
         cfg,
         "item",
     )
     n_test = sum(len(t) for _, t in plan)
-    protocol = ItemKShotProtocol(
-        folds=cfg.folds,
-        query=query,
-        support=cfg.support,
-        seed=cfg.seed,
-        val_fraction=VAL_FRACTION,
-        min_ratings=kmax + query,
-        test_items=n_test,
-        left_out=left_out,
-        bootstrap_resamples=cfg.n_boot,
-        train_seeds=cfg.train_seeds,
-    )
-    ks = cfg.support
-    acc = {(m, k): _Acc() for m in cfg.methods for k in ks}
-    fit_seconds = dict.fromkeys(cfg.methods, 0.0)
-    fit_units = {m: FIT_UNITS.get(m, 1.0) for m in cfg.methods}
-    prog = _Progress(
-        progress, len(plan) * cfg.train_seeds * sum(u + len(ks) for u in fit_units.values())
-    )
+    protocol = ItemKShotProtocol(**_kshot_fields(cfg, left_out), test_items=n_test)
     low = float(data.scale.low)
-    try:
-        for f, (fold, tasks) in enumerate(plan):
-            seen = without_items(data, fold.test_items)
-            q_users = np.stack([t.query[0] for t in tasks]).astype(np.int64)
-            q_ratings = np.stack([t.query[1] for t in tasks]).astype(np.float64)
-            where = f"fold {f + 1}/{len(plan)}"
-            for name in cfg.methods:
-                fits: dict[int, list[_Acc]] = {k: [] for k in ks}
-                for s in range(cfg.train_seeds):
-                    if should_stop is not None and should_stop():
-                        raise EvaluationCancelled("evaluation cancelled")
-                    run = name if cfg.train_seeds == 1 else f"{name} (seed {cfg.seed + s})"
-                    head = f"{where}: fitting {run}"
-                    prog.message(head)
-                    method = make_method(name, seed=cfg.seed + s, device=cfg.device, cold="items")
 
-                    def inside(fraction: float, text: str, head=head, units=fit_units[name]):
-                        prog.within(units, fraction, f"{head}: {text}")
+    def seen_of(f: int, fold) -> RatingsDataset:
+        return without_items(data, fold.test_items)
 
-                    t0 = time.perf_counter()
-                    method.fit(
-                        seen,
-                        fold.train_items,
-                        fold.val_items,
-                        should_stop=should_stop,
-                        progress=inside,
-                    )
-                    fit_seconds[name] += time.perf_counter() - t0
-                    prog.step(f"{where}: fitted {run}", fit_units[name])
-                    for k in ks:
-                        if should_stop is not None and should_stop():
-                            raise EvaluationCancelled("evaluation cancelled")
-                        t0 = time.perf_counter()
-                        pred = np.asarray(
-                            method.predict([t.new_item(k) for t in tasks], q_users), np.float64
-                        )
-                        if pred.shape != q_users.shape or not np.isfinite(pred).all():
-                            raise ValueError(
-                                f"method {name!r} returned predictions of shape {pred.shape} "
-                                f"(expected {q_users.shape}, all finite)"
-                            )
-                        a = _Acc()
-                        a.mae.append(metrics.mae(pred, q_ratings))
-                        a.rmse.append(metrics.rmse(pred, q_ratings))
-                        for n in NDCG_KS:
-                            a.ndcg[n].append(metrics.ndcg_at_k(pred, q_ratings, n, low=low))
-                        fits[k].append(a)
-                        acc[(name, k)].seconds += time.perf_counter() - t0
-                        prog.step(f"{where}: scored {run} at k={k}")
-                for k in ks:
-                    acc[(name, k)].add_mean_of(fits[k])
-    finally:
-        prog.close()
+    def fit(method, seen: RatingsDataset, f: int, fold, inside) -> None:
+        method.fit(seen, fold.train_items, fold.val_items, should_stop=should_stop, progress=inside)
 
-    rows, per_item_mae = [], {}
-    for name in cfg.methods:
-        for k in ks:
-            a = acc[(name, k)]
-            per_item = a.cat("mae")
-            per_item_mae[(name, k)] = per_item
-            lo, hi = metrics.bootstrap_ci(per_item, n_boot=cfg.n_boot, seed=cfg.seed)
-            by_seed = None
-            if a.mae_by_run:
-                by_seed = tuple(_mean(np.concatenate(run)) for run in a.mae_by_run)
-            rows.append(
-                MethodRow(
-                    method=name,
-                    support=k,
-                    users=len(per_item),
-                    mae=_mean(per_item),
-                    rmse=_mean(a.cat("rmse")),
-                    ndcg_3=_mean(a.cat("3")),
-                    ndcg_5=_mean(a.cat("5")),
-                    recall_10=None,
-                    seconds=fit_seconds[name] + a.seconds,
-                    mae_ci95=(_finite(lo), _finite(hi)),
-                    recall_users=0,
-                    recall_excluded=0,
-                    fit_seconds=fit_seconds[name],
-                    score_seconds=a.seconds,
-                    mae_by_seed=by_seed,
-                )
+    def score(method, name: str, tasks, k, q_users: np.ndarray, q_ratings: np.ndarray) -> _Acc:
+        pred = np.asarray(method.predict([t.new_item(k) for t in tasks], q_users), np.float64)
+        if pred.shape != q_users.shape or not np.isfinite(pred).all():
+            raise ValueError(
+                f"method {name!r} returned predictions of shape {pred.shape} "
+                f"(expected {q_users.shape}, all finite)"
             )
+        a = _Acc()
+        a.mae.append(metrics.mae(pred, q_ratings))
+        a.rmse.append(metrics.rmse(pred, q_ratings))
+        for n in NDCG_KS:
+            a.ndcg[n].append(metrics.ndcg_at_k(pred, q_ratings, n, low=low))
+        return a
 
-    def pair(m: str, vs: str, k: int) -> PairedDifference:
-        return _paired(per_item_mae, m, vs, k, cfg)
-
-    paired, pairwise = [], []
-    if len(cfg.methods) >= 2:
-        for k in ks:
-            means = {m: float(per_item_mae[(m, k)].mean()) for m in cfg.methods}
-            for m in cfg.methods:
-                paired.append(pair(m, min((o for o in cfg.methods if o != m), key=means.get), k))
-            for m in cfg.compare_all:
-                pairwise += [pair(m, o, k) for o in cfg.methods if o != m]
-    prog.message("done")
-    return EvaluationReport(dataset, protocol, tuple(rows), tuple(paired), tuple(pairwise))
+    acc, fit_seconds, _, prog = _fit_and_score(
+        plan,
+        cfg,
+        cfg.support,
+        progress,
+        should_stop,
+        lambda f: f"fold {f + 1}/{len(plan)}",
+        seen_of,
+        fit,
+        score,
+    )
+    # every items' method predicts ratings
+    predicts = dict.fromkeys(cfg.methods, True)
+    return _report(dataset, protocol, cfg, cfg.support, acc, fit_seconds, predicts, False, prog)

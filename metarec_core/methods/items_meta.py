@@ -46,7 +46,12 @@ from metarec_core.methods.base import (
     NewItem,
     StopFlag,
 )
-from metarec_core.methods.baselines.items import TUNE_ITEM_SUPPORT, TUNE_QUERY, ItemContent
+from metarec_core.methods.baselines.items import (
+    TUNE_ITEM_SUPPORT,
+    TUNE_QUERY,
+    ItemContent,
+    checked_train_items,
+)
 from metarec_core.methods.item_features import (
     ItemFeatures,
     check_features_state,
@@ -121,11 +126,7 @@ class ItemMetaLearner(ItemRecommender):
         from metarec_core.methods.meta import make_learner  # torch and the learners: on use
 
         self.fitted_ = False
-        train_items = np.unique(np.asarray(train_items, dtype=np.int64))
-        if len(train_items) == 0:
-            raise ValueError("fit() needs at least one training item")
-        if train_items[0] < 0 or train_items[-1] >= data.n_items:
-            raise ValueError(f"train_items must be inner item indices in [0, {data.n_items})")
+        train_items = checked_train_items(train_items, data.n_items)
         if val_items is None or len(val_items) == 0:
             train_items, val_items = fit_validation_items(train_items, self.seed)
         val_items = np.setdiff1d(np.asarray(val_items, dtype=np.int64), train_items)

@@ -197,18 +197,8 @@ def melu_states(data: RatingsDataset, seed: int = 0, val_fraction: float = 0.1) 
     existing = np.concatenate([fold.train_users, fold.val_users])
     is_new_item = np.zeros(data.n_items, dtype=bool)
     is_new_item[new_items] = True
-    warm_tasks, warm_rows = [], []
-    for u in existing:
-        idx = _user_rows(data, int(u))
-        idx = idx[~is_new_item[data.item[idx]]]
-        if len(idx) < MELU_MIN_SUPPORT + MELU_QUERY:
-            continue
-        idx = idx[seeded_rng(seed, SALT_MELU_QUERY, int(u)).permutation(len(idx))]
-        q, s = idx[:MELU_QUERY], idx[MELU_QUERY:]
-        warm_rows.append(q)
-        warm_tasks.append(
-            ColdTask(int(u), data.item[s], data.rating[s], data.item[q], data.rating[q])
-        )
+    warm, _ = _warm_tasks(data, existing, is_new_item, seed)
+    warm_tasks, warm_rows = [t for t, _ in warm], [q for _, q in warm]
     keep = np.zeros(data.n_users, dtype=bool)
     keep[existing] = True
     keep = keep[data.user] & ~is_new_item[data.item]
@@ -256,8 +246,17 @@ def melu_state_tasks(
     # user: new users, query and support on existing items
     is_new_item = np.zeros(data.n_items, dtype=bool)
     is_new_item[states.new_items] = True
-    tasks, left_out = [], 0
-    for u in states.new_users:
+    tasks, left_out = _warm_tasks(data, states.new_users, is_new_item, seed)
+    return [t for t, _ in tasks], left_out
+
+
+def _warm_tasks(
+    data: RatingsDataset, users: np.ndarray, is_new_item: np.ndarray, seed: int
+) -> tuple[list[tuple[ColdTask, np.ndarray]], int]:
+    """([(task, its query rows)] of the `users` with enough ratings of items not new, the
+    number left out): the first MELU_QUERY of a user's seeded order are the query."""
+    out, left_out = [], 0
+    for u in users:
         idx = _user_rows(data, int(u))
         idx = idx[~is_new_item[data.item[idx]]]
         if len(idx) < MELU_MIN_SUPPORT + MELU_QUERY:
@@ -265,5 +264,6 @@ def melu_state_tasks(
             continue
         idx = idx[seeded_rng(seed, SALT_MELU_QUERY, int(u)).permutation(len(idx))]
         q, s = idx[:MELU_QUERY], idx[MELU_QUERY:]
-        tasks.append(ColdTask(int(u), data.item[s], data.rating[s], data.item[q], data.rating[q]))
-    return tasks, left_out
+        task = ColdTask(int(u), data.item[s], data.rating[s], data.item[q], data.rating[q])
+        out.append((task, q))
+    return out, left_out

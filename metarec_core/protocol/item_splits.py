@@ -18,7 +18,8 @@ import numpy as np
 
 from metarec_core.data.dataset import RatingsDataset
 from metarec_core.methods.base import NewItem
-from metarec_core.protocol.splits import holdout, seeded_rng
+from metarec_core.protocol.splits import holdout, kfold_parts, seeded_rng
+from metarec_core.protocol.tasks import seeded_rows
 
 # salts of the item protocol (protocol/splits.py and tasks.py hold the users' 1-17)
 SALT_ITEM_FOLDS, SALT_ITEM_FOLD_VAL, SALT_ITEM_ORDER, SALT_ITEM_FIT_VAL = 21, 22, 23, 24
@@ -38,17 +39,10 @@ def item_folds(
     data: RatingsDataset, n_folds: int = 5, seed: int = 0, val_fraction: float = 0.1
 ) -> list[ItemFold]:
     """K folds over the items that have ratings; validation items come from training items."""
-    if n_folds < 2:
-        raise ValueError("n_folds must be at least 2")
     rated = np.flatnonzero(data.counts_per_item() > 0)
-    perm = seeded_rng(seed, SALT_ITEM_FOLDS).permutation(rated)
-    parts = np.array_split(perm, n_folds)
-    folds = []
-    for f in range(n_folds):
-        rest = np.concatenate([parts[j] for j in range(n_folds) if j != f])
-        train, val = holdout(rest, val_fraction, seeded_rng(seed, SALT_ITEM_FOLD_VAL, f))
-        folds.append(ItemFold(f, np.sort(train), np.sort(val), np.sort(parts[f])))
-    return folds
+    salts = (SALT_ITEM_FOLDS, SALT_ITEM_FOLD_VAL)
+    parts = kfold_parts(rated, n_folds, seed, salts, val_fraction)
+    return [ItemFold(f, *part) for f, part in enumerate(parts)]
 
 
 def fit_validation_items(
@@ -126,13 +120,9 @@ def make_item_tasks(
     order = np.argsort(data.item, kind="stable")
     counts = np.bincount(data.item, minlength=data.n_items)
     indptr = np.concatenate([[0], np.cumsum(counts)])
-    tasks, left_out = [], 0
-    for i in np.asarray(items, dtype=np.int64):
-        idx = order[indptr[i] : indptr[i + 1]]
-        if len(idx) < min_support + query:
-            left_out += 1
-            continue
-        idx = idx[seeded_rng(seed, SALT_ITEM_ORDER, int(i)).permutation(len(idx))]
-        title, genres = item_metadata(data, int(i))
-        tasks.append(ItemTask(int(i), title, genres, data.user[idx], data.rating[idx], query))
+    rows, left_out = seeded_rows(order, indptr, items, min_support + query, seed, SALT_ITEM_ORDER)
+    tasks = []
+    for i, idx in rows:
+        title, genres = item_metadata(data, i)
+        tasks.append(ItemTask(i, title, genres, data.user[idx], data.rating[idx], query))
     return tasks, left_out

@@ -61,17 +61,26 @@ def user_folds(
     data: RatingsDataset, n_folds: int = 5, seed: int = 0, val_fraction: float = 0.1
 ) -> list[Fold]:
     """K folds over users; each fold's validation users come from its training users."""
+    parts = kfold_parts(data.n_users, n_folds, seed, (SALT_FOLDS, SALT_FOLD_VAL), val_fraction)
+    return [Fold(f, *part) for f, part in enumerate(parts)]
+
+
+def kfold_parts(
+    units: int | np.ndarray, n_folds: int, seed: int, salts: tuple[int, int], val_fraction: float
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(train, validation, test) of each of K folds over `units` (a count n: 0..n-1), sorted:
+    a permutation seeded with `salts[0]` cut in K test parts, each fold's validation carved
+    from its training units with `salts[1]` and the fold's index."""
     if n_folds < 2:
         raise ValueError("n_folds must be at least 2")
-    perm = seeded_rng(seed, SALT_FOLDS).permutation(data.n_users)
+    perm = seeded_rng(seed, salts[0]).permutation(units)
     parts = np.array_split(perm, n_folds)
-    folds = []
+    out = []
     for f in range(n_folds):
-        test = np.sort(parts[f])
         rest = np.concatenate([parts[j] for j in range(n_folds) if j != f])
-        train, val = holdout(rest, val_fraction, seeded_rng(seed, SALT_FOLD_VAL, f))
-        folds.append(Fold(f, np.sort(train), np.sort(val), test))
-    return folds
+        train, val = holdout(rest, val_fraction, seeded_rng(seed, salts[1], f))
+        out.append((np.sort(train), np.sort(val), np.sort(parts[f])))
+    return out
 
 
 def melu_split(data: RatingsDataset, seed: int = 0, val_fraction: float = 0.1) -> tuple[Fold, int]:

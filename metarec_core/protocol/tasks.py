@@ -64,15 +64,24 @@ def make_tasks(
     with the fold or with which other users are present. Returns (tasks, n_left_out).
     """
     order, indptr = data.user_index()
-    tasks, left_out = [], 0
-    for u in np.asarray(users, dtype=np.int64):
+    rows, left_out = seeded_rows(order, indptr, users, min_support + query, seed, SALT_TASK_ORDER)
+    return [UserTask(u, data.item[idx], data.rating[idx], query) for u, idx in rows], left_out
+
+
+def seeded_rows(
+    order: np.ndarray, indptr: np.ndarray, units: np.ndarray, need: int, seed: int, salt: int
+) -> tuple[list[tuple[int, np.ndarray]], int]:
+    """([(unit, its rating rows in the order seeded by (seed, salt, unit))] for the units
+    (users or items) with at least `need` ratings, the number of units left out); a unit's
+    rows are ``order[indptr[unit] : indptr[unit + 1]]``."""
+    out, left_out = [], 0
+    for u in np.asarray(units, dtype=np.int64):
         idx = order[indptr[u] : indptr[u + 1]]
-        if len(idx) < min_support + query:
+        if len(idx) < need:
             left_out += 1
             continue
-        idx = idx[seeded_rng(seed, SALT_TASK_ORDER, int(u)).permutation(len(idx))]
-        tasks.append(UserTask(int(u), data.item[idx], data.rating[idx], query))
-    return tasks, left_out
+        out.append((int(u), idx[seeded_rng(seed, salt, int(u)).permutation(len(idx))]))
+    return out, left_out
 
 
 def user_ratings(data: RatingsDataset, users: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -31,6 +31,7 @@ from metarec_core.checkpoint import (
 )
 from metarec_core.data.dataset import ItemInfo, RatingScale, RatingsDataset
 from metarec_core.methods.meta import MetaLearner, learner_class, preset
+from tests.helpers import edited_checkpoint as edited
 
 N_ITEMS = 20
 
@@ -78,14 +79,6 @@ def data() -> RatingsDataset:
 @pytest.fixture(scope="module")
 def good(data) -> bytes:
     return to_bytes(built_learner(data), data)
-
-
-def edited(raw: bytes, edit) -> bytes:
-    obj = torch.load(io.BytesIO(raw), weights_only=True)
-    edit(obj)
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from metarec_core.protocol.both_splits import (
 from metarec_core.protocol.item_splits import without_items
 from metarec_core.protocol.splits import MELU_MAX_RATINGS, MELU_MIN_RATINGS
 from tests.core.test_item_cold import genre_dataset, genre_items
+from tests.helpers import write_frames
 
 SUPPORT = (1, 3, 5)
 
@@ -223,12 +224,7 @@ def test_each_melu_state_evaluates(data, state):
 
 def test_cli_evaluates_both_and_a_melu_state(tmp_path, capsys):
     rows, items = genre_items(n_users=100, n_items=60, per_user=40)
-    (tmp_path / "r.csv").write_text(
-        "user,item,rating\n" + "".join(f"{u},{i},{r}\n" for u, i, r in rows)
-    )
-    (tmp_path / "i.csv").write_text(
-        "item,title,genres\n" + "".join(f"{i},{t},{g}\n" for i, t, g in items)
-    )
+    write_frames(tmp_path, rows, items)
     base = ["evaluate", str(tmp_path / "r.csv"), "--items", str(tmp_path / "i.csv")]
     out = tmp_path / "both.json"
     argv = [*base, "--cold", "both", "--methods", "global_mean,user_bias", "--support", "1,3"]

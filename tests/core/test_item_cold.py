@@ -12,7 +12,6 @@ import pytest
 
 from metarec_core import cli
 from metarec_core.data.dataset import RatingsDataset
-from metarec_core.data.io import from_arrays
 from metarec_core.evaluation.report import EvaluationReport, ItemKShotProtocol
 from metarec_core.evaluation.runner import EvalConfig, run_evaluation
 from metarec_core.methods import registry
@@ -22,6 +21,7 @@ from metarec_core.protocol.item_splits import (
     make_item_tasks,
     without_items,
 )
+from tests.helpers import dataset_from_frames, write_frames
 
 GENRES = ("Sci-Fi", "Romance", "Comedy", "Drama")
 GENRE_EFFECT = np.array([1.0, -1.0, 0.4, -0.4])
@@ -45,15 +45,7 @@ def genre_items(n_users: int = 150, n_items: int = 90, per_user: int = 30, seed:
 
 
 def genre_dataset(**kw) -> RatingsDataset:
-    rows, items = genre_items(**kw)
-    return from_arrays(
-        [r[0] for r in rows],
-        [r[1] for r in rows],
-        [r[2] for r in rows],
-        item_titles={i: t for i, t, _ in items},
-        genres={i: [g] for i, _, g in items},
-        source="genre-items",
-    )
+    return dataset_from_frames(*genre_items(**kw), source="genre-items")
 
 
 @pytest.fixture(scope="module")
@@ -233,12 +225,7 @@ def test_the_user_protocol_is_unchanged_by_cold(data):
 
 def test_cli_evaluates_new_items_end_to_end(tmp_path, capsys):
     rows, items = genre_items(n_users=80, n_items=40, per_user=25)
-    (tmp_path / "r.csv").write_text(
-        "user,item,rating\n" + "".join(f"{u},{i},{r}\n" for u, i, r in rows)
-    )
-    (tmp_path / "i.csv").write_text(
-        "item,title,genres\n" + "".join(f"{i},{t},{g}\n" for i, t, g in items)
-    )
+    write_frames(tmp_path, rows, items)
     out = tmp_path / "rep.json"
     code = cli.main(
         [

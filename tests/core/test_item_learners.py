@@ -14,12 +14,14 @@ from metarec_core.methods.base import NewItem
 from metarec_core.methods.items_meta import ItemFinetune, ItemMetaLearner, ItemMetaSGD, transpose
 from metarec_core.protocol.item_splits import item_folds, make_item_tasks, without_items
 from tests.core.test_item_cold import genre_dataset, genre_items
+from tests.helpers import write_frames
 
 # a few meta-steps of a small network: enough to train, seconds on one core
 TINY = dict(
     steps=30, eval_every=10, factors=4, embedding_dim=8, hidden=(16,), meta_batch=16,
     val_repeats=1, device="cpu",
 )  # fmt: skip
+
 SUPPORT = (0, 1, 3, 5, 10)
 
 
@@ -165,12 +167,7 @@ def test_registry_lists_the_item_learners():
 def test_cli_evaluates_item_metasgd_end_to_end(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(ItemMetaSGD, "__init__", _tiny_init)
     rows, items = genre_items(n_users=80, n_items=40, per_user=25)
-    (tmp_path / "r.csv").write_text(
-        "user,item,rating\n" + "".join(f"{u},{i},{r}\n" for u, i, r in rows)
-    )
-    (tmp_path / "i.csv").write_text(
-        "item,title,genres\n" + "".join(f"{i},{t},{g}\n" for i, t, g in items)
-    )
+    write_frames(tmp_path, rows, items)
     out = tmp_path / "rep.json"
     args = ["evaluate", str(tmp_path / "r.csv"), "--items", str(tmp_path / "i.csv")]
     args += ["--cold", "items", "--methods", "item_metasgd", "--support", "0,3", "--folds", "2"]

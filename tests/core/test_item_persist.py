@@ -21,6 +21,8 @@ from metarec_core.methods.items_meta import ItemFinetune, ItemMetaSGD
 from metarec_core.protocol.item_splits import item_folds, make_item_tasks, without_items
 from tests.core.test_item_cold import genre_dataset, genre_items
 from tests.core.test_item_learners import TINY
+from tests.helpers import edited_checkpoint as _edited
+from tests.helpers import write_frames
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +70,6 @@ def test_round_trip_gives_the_same_predictions(saved, data, probe, name):
     np.testing.assert_allclose(
         again.learner.predict(new, users), model.predict(new, users), atol=1e-6
     )
-
-
-def _edited(raw: bytes, edit) -> bytes:
-    obj = torch.load(io.BytesIO(raw), weights_only=True)
-    edit(obj)
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
 
 
 @pytest.mark.parametrize(
@@ -177,12 +171,7 @@ def test_item_ratings_are_read_with_clear_errors(data):
 
 def test_cli_trains_an_item_model_and_lists_its_audience(tmp_path, capsys):
     rows, items = genre_items(n_users=50, n_items=30, per_user=15)
-    (tmp_path / "r.csv").write_text(
-        "user,item,rating\n" + "".join(f"{u},{i},{r}\n" for u, i, r in rows)
-    )
-    (tmp_path / "i.csv").write_text(
-        "item,title,genres\n" + "".join(f"{i},{t},{g}\n" for i, t, g in items)
-    )
+    write_frames(tmp_path, rows, items)
     model = tmp_path / "items.pt"
     data_args = [str(tmp_path / "r.csv"), "--items", str(tmp_path / "i.csv")]
     assert (

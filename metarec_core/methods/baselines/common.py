@@ -17,6 +17,16 @@ from metarec_core.methods.base import (
     Recommender,
     StopFlag,
 )
+from metarec_core.methods.baselines.state import (
+    MAX_LIST,
+    check_seed,
+    check_values_and_arrays,
+    need,
+    plain,
+    real,
+    restore,
+    state_arrays,
+)
 from metarec_core.protocol.tasks import make_tasks
 
 TUNE_SUPPORT = (1, 3, 5, 10, 20)
@@ -75,11 +85,6 @@ def _pad(supports: Sequence[Support], n_items: int) -> tuple[np.ndarray, np.ndar
 
 STATE_FORMAT = "metarec-baseline"
 STATE_VERSION = 1
-_MAX_PARAM_LIST = 4  # a constructor setting saved as a list holds a few numbers (fold_reg: 2)
-
-
-def _real(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)
 
 
 class _Baseline(Recommender):
@@ -241,19 +246,8 @@ class _Baseline(Recommender):
     def to_state(self) -> dict[str, Any]:
         """The declared fitted attributes as float64 tensors and plain numbers (the training
         users' own factors, used only for warm starts, are not kept)."""
-        import torch
-
         self._check_fitted()
-
-        def plain(v: Any) -> Any:  # numpy scalars and tuples are not weights-only loadable
-            if isinstance(v, tuple | list):
-                return [float(x) for x in v]
-            return v if v is None or isinstance(v, bool | int) else float(v)
-
-        arrays = {}
-        for key in self.STATE_ARRAYS:
-            a = getattr(self, key)
-            arrays[key] = None if a is None else torch.from_numpy(np.array(a, dtype=np.float64))
+        arrays = state_arrays((key, getattr(self, key)) for key in self.STATE_ARRAYS)
         return {
             "format": STATE_FORMAT,
             "version": STATE_VERSION,
@@ -271,12 +265,6 @@ class _Baseline(Recommender):
         """Raise ValueError naming the first entry of `state` that is not what this class
         declares (format, catalogue size, array shapes, finite numbers); reads no more than
         the state holds and builds nothing."""
-        import torch
-
-        def need(cond: bool, what: str) -> None:
-            if not cond:
-                raise ValueError(what)
-
         need(isinstance(state, dict), "the state is not a dictionary")
         need(state.get("format") == STATE_FORMAT, f"not a baseline state ({STATE_FORMAT!r})")
         need(state.get("name") == cls.name, f"the state is of {str(state.get('name'))[:60]!r}")
@@ -285,13 +273,10 @@ class _Baseline(Recommender):
             f"state version {state.get('version')!r} (this code reads version {STATE_VERSION})",
         )
         n, seed, sc = state.get("n_items"), state.get("seed"), state.get("scale")
-        need(_real(n) and isinstance(n, int) and n >= 1, "n_items is not a positive integer")
+        need(real(n) and isinstance(n, int) and n >= 1, "n_items is not a positive integer")
+        check_seed(seed)
         need(
-            isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**63,
-            "seed is not a non-negative integer",
-        )
-        need(
-            isinstance(sc, list) and len(sc) == 3 and all(map(_real, sc)),
+            isinstance(sc, list) and len(sc) == 3 and all(map(real, sc)),
             "scale is not [low, high, step]",
         )
         from metarec_core.methods.baselines.levels import level_grid
@@ -300,45 +285,11 @@ class _Baseline(Recommender):
         params, values, arrays = (state.get(k) for k in ("params", "values", "arrays"))
         need(isinstance(params, dict) and set(params) <= set(cls.PARAMS), "params are unknown")
         for k, v in params.items():
-            ok = v is None or _real(v) or isinstance(v, bool)
-            ok = ok or (isinstance(v, list) and len(v) <= _MAX_PARAM_LIST and all(map(_real, v)))
+            ok = v is None or real(v) or isinstance(v, bool)
+            ok = ok or (isinstance(v, list) and len(v) <= MAX_LIST and all(map(real, v)))
             need(ok, f"params.{k} is not a number")
-        need(
-            isinstance(values, dict) and set(values) == set(cls.STATE_VALUES),
-            f"values are not {', '.join(cls.STATE_VALUES)}",
-        )
-        for k, v in values.items():
-            ok = _real(v) or (
-                isinstance(v, list) and len(v) <= _MAX_PARAM_LIST and all(map(_real, v))
-            )
-            need(ok, f"values.{k} is not a finite number")
-        need(
-            isinstance(arrays, dict) and set(arrays) == set(cls.STATE_ARRAYS),
-            f"arrays are not {', '.join(cls.STATE_ARRAYS)}",
-        )
-        for k, axes in cls.STATE_ARRAYS.items():
-            t = arrays[k]
-            if t is None and k in cls.OPTIONAL_ARRAYS:
-                continue
-            need(
-                isinstance(t, torch.Tensor) and t.is_floating_point(),
-                f"arrays.{k} is not a float tensor",
-            )
-            want = {"items": n, "levels": None if grid is None else grid[2] - 1}
-            need(t.dim() == len(axes), f"arrays.{k} has {t.dim()} axes, expected {len(axes)}")
-            for size, axis in zip(t.shape, axes, strict=True):
-                if axis == "width":
-                    need(
-                        1 <= size <= max_width,
-                        f"arrays.{k} declares {size:,} factors, over the limit of {max_width:,}",
-                    )
-                else:
-                    need(
-                        size == want[axis],
-                        f"arrays.{k} has shape {tuple(t.shape)}, expected "
-                        f"{want[axis]} along its {axis} axis",
-                    )
-            need(bool(torch.isfinite(t).all()), f"arrays.{k} holds NaN or infinite values")
+        want = {"items": n, "levels": None if grid is None else grid[2] - 1}
+        check_values_and_arrays(cls, values, arrays, want, max_width)
 
     @classmethod
     def from_state(cls, state: dict[str, Any], device: str = "cpu") -> _Baseline:
@@ -348,14 +299,7 @@ class _Baseline(Recommender):
         obj = cls(seed=state["seed"], **params)
         obj.n_items_ = state["n_items"]
         obj.scale_ = RatingScale(*map(float, state["scale"]))
-        for key in cls.STATE_ARRAYS:
-            t = state["arrays"][key]
-            setattr(obj, key, None if t is None else t.numpy().astype(np.float64, copy=True))
-        for key, v in state["values"].items():
-            setattr(obj, key, tuple(map(float, v)) if isinstance(v, list) else float(v))
-        obj._loaded()
-        obj.fitted_ = True
-        return obj
+        return restore(obj, state)
 
     def _loaded(self) -> None:
         """Derive what `to_state` leaves out (nothing, unless a family says otherwise)."""

@@ -33,7 +33,6 @@ import numpy as np
 
 from metarec_core.data.dataset import RatingScale, RatingsDataset
 from metarec_core.methods.base import (
-    LEVEL_TIE_BREAK,
     Capabilities,
     FitProgress,
     ItemRecommender,
@@ -41,8 +40,17 @@ from metarec_core.methods.base import (
     StopFlag,
 )
 from metarec_core.methods.baselines.common import _FitStopped
-from metarec_core.methods.baselines.levels import level_grid, snap_to_levels, tune_level_thresholds
+from metarec_core.methods.baselines.levels import LevelSnapping, level_grid, with_thresholds
 from metarec_core.methods.baselines.mf import MFFoldIn
+from metarec_core.methods.baselines.state import (
+    check_seed,
+    check_values_and_arrays,
+    need,
+    plain,
+    real,
+    restore,
+    state_arrays,
+)
 from metarec_core.methods.item_features import (
     ItemFeatures,
     check_features_state,
@@ -98,11 +106,17 @@ class _Batch:
 
 ITEM_STATE_FORMAT = "metarec-item-baseline"
 ITEM_STATE_VERSION = 1
-_MAX_LIST = 4  # a fitted value saved as a list holds a few numbers (fold_reg_: 2)
 
 
-def _real(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and bool(np.isfinite(v))
+def checked_train_items(train_items: np.ndarray, n_items: int) -> np.ndarray:
+    """The sorted distinct training items of a fit; ValueError when there are none or one is
+    not an inner item index."""
+    train_items = np.unique(np.asarray(train_items, dtype=np.int64))
+    if len(train_items) == 0:
+        raise ValueError("fit() needs at least one training item")
+    if train_items[0] < 0 or train_items[-1] >= n_items:
+        raise ValueError(f"train_items must be inner item indices in [0, {n_items})")
+    return train_items
 
 
 class _ItemBaseline(ItemRecommender):
@@ -134,11 +148,7 @@ class _ItemBaseline(ItemRecommender):
         """Fit on the ratings of `train_items`, tuning on `val_items` (the module doc says how).
         A fit stopped by `should_stop()` returns unfitted."""
         self.fitted_ = False
-        train_items = np.unique(np.asarray(train_items, dtype=np.int64))
-        if len(train_items) == 0:
-            raise ValueError("fit() needs at least one training item")
-        if train_items[0] < 0 or train_items[-1] >= data.n_items:
-            raise ValueError(f"train_items must be inner item indices in [0, {data.n_items})")
+        train_items = checked_train_items(train_items, data.n_items)
         in_train = np.zeros(data.n_items, dtype=bool)
         in_train[train_items] = True
         keep = in_train[data.item]
@@ -209,19 +219,8 @@ class _ItemBaseline(ItemRecommender):
     def to_state(self) -> dict[str, Any]:
         """The declared fitted attributes as float64 tensors, plain numbers and the
         featuriser's vocabulary (`torch.load(weights_only=True)` reads it back)."""
-        import torch
-
         self._check_fitted()
-
-        def plain(v: Any) -> Any:
-            if isinstance(v, tuple | list):
-                return [float(x) for x in v]
-            return v if v is None or isinstance(v, bool | int) else float(v)
-
-        arrays = {}
-        for key in self.STATE_ARRAYS:
-            a = getattr(self, key, None)
-            arrays[key] = None if a is None else torch.from_numpy(np.array(a, dtype=np.float64))
+        arrays = state_arrays((key, getattr(self, key, None)) for key in self.STATE_ARRAYS)
         return {
             "format": ITEM_STATE_FORMAT,
             "version": ITEM_STATE_VERSION,
@@ -240,14 +239,6 @@ class _ItemBaseline(ItemRecommender):
     def check_state(cls, state: dict[str, Any], *, max_width: int = 2**31) -> None:
         """Raise ValueError naming the first entry of `state` that is not what this class
         declares (format, sizes, array shapes, finite numbers); builds nothing."""
-        import torch
-
-        from metarec_core.methods.baselines.levels import level_grid
-
-        def need(cond: bool, what: str) -> None:
-            if not cond:
-                raise ValueError(what)
-
         need(isinstance(state, dict), "the state is not a dictionary")
         need(state.get("format") == ITEM_STATE_FORMAT, "not an item baseline state")
         need(state.get("name") == cls.name, f"the state is of {str(state.get('name'))[:60]!r}")
@@ -261,15 +252,12 @@ class _ItemBaseline(ItemRecommender):
                 isinstance(v, int) and not isinstance(v, bool) and v >= 1,
                 f"{what} is not a positive integer",
             )
-        need(
-            isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**63,
-            "seed is not a non-negative integer",
-        )
+        check_seed(seed)
         sc = state.get("scale")
         need(
             isinstance(sc, list)
             and len(sc) == 3
-            and all(map(_real, sc))
+            and all(map(real, sc))
             and sc[0] < sc[1]
             and sc[2] > 0,
             "scale is not [low, high, step]",
@@ -281,17 +269,6 @@ class _ItemBaseline(ItemRecommender):
         for k, v in params.items():
             ok = isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= max_width
             need(ok, f"params.{k} is not an integer from 1 to {max_width:,}")
-        need(
-            isinstance(values, dict) and set(values) == set(cls.STATE_VALUES),
-            f"values are not {', '.join(cls.STATE_VALUES)}",
-        )
-        for k, v in values.items():
-            ok = _real(v) or (isinstance(v, list) and len(v) <= _MAX_LIST and all(map(_real, v)))
-            need(ok, f"values.{k} is not a finite number")
-        need(
-            isinstance(arrays, dict) and set(arrays) == set(cls.STATE_ARRAYS),
-            f"arrays are not {', '.join(cls.STATE_ARRAYS)}",
-        )
         factors = params.get("factors")
         want = {
             "users": n_users,
@@ -299,28 +276,7 @@ class _ItemBaseline(ItemRecommender):
             "factors+1": None if factors is None else int(factors) + 1,
             "levels": None if grid is None else grid[2] - 1,
         }
-        for k, axes in cls.STATE_ARRAYS.items():
-            t = arrays[k]
-            if t is None and k in cls.OPTIONAL_ARRAYS:
-                continue
-            need(
-                isinstance(t, torch.Tensor) and t.is_floating_point(),
-                f"arrays.{k} is not a float tensor",
-            )
-            need(t.dim() == len(axes), f"arrays.{k} has {t.dim()} axes, expected {len(axes)}")
-            for size, axis in zip(t.shape, axes, strict=True):
-                if axis == "width":
-                    need(
-                        1 <= size <= max_width,
-                        f"arrays.{k} declares {size:,} factors, over the limit of {max_width:,}",
-                    )
-                else:
-                    need(
-                        size == want[axis],
-                        f"arrays.{k} has shape {tuple(t.shape)}, expected {want[axis]} along "
-                        f"its {axis} axis",
-                    )
-            need(bool(torch.isfinite(t).all()), f"arrays.{k} holds NaN or infinite values")
+        check_values_and_arrays(cls, values, arrays, want, max_width)
 
     @classmethod
     def from_state(cls, state: dict[str, Any], device: str = "cpu") -> _ItemBaseline:
@@ -331,14 +287,7 @@ class _ItemBaseline(ItemRecommender):
         obj.n_users_, obj.n_items_ = state["n_users"], state["n_items"]
         obj.scale_ = RatingScale(*map(float, state["scale"]))
         obj.features_ = ItemFeatures.from_state(state["features"])
-        for key in cls.STATE_ARRAYS:
-            t = state["arrays"][key]
-            setattr(obj, key, None if t is None else t.numpy().astype(np.float64, copy=True))
-        for key, v in state["values"].items():
-            setattr(obj, key, tuple(map(float, v)) if isinstance(v, list) else float(v))
-        obj._loaded()
-        obj.fitted_ = True
-        return obj
+        return restore(obj, state)
 
     def _loaded(self) -> None:
         """Derive what `to_state` leaves out (nothing, unless a family says otherwise)."""
@@ -503,15 +452,9 @@ class ItemMFFoldIn(_ItemBaseline):
         return self.global_mean_ + self.user_bias_[qu] + s[:, f:] + dot
 
 
-class _ItemLevels:
+class _ItemLevels(LevelSnapping):
     """Mixin: the base model's predictions cut into the scale's levels, thresholds tuned for
     MAE on the validation items (as `baselines.levels` does for users)."""
-
-    OPTIONAL_ARRAYS: ClassVar[frozenset[str]] = frozenset({"thresholds_"})
-
-    def _loaded(self) -> None:
-        if self.thresholds_ is not None:
-            self.level_grid_ = level_grid(self.scale_)
 
     def fit(self, data, train_items, val_items=None, *, should_stop=None, progress=None):
         self.thresholds_ = None  # the base fit tunes its own grid on plain predictions
@@ -519,42 +462,23 @@ class _ItemLevels:
         grid = level_grid(data.scale)
         if not self.fitted_ or grid is None:
             return self
-        low, step, levels = grid
-        self.level_grid_ = grid
         val = self._val(data, val_items)
-        if val is None:
-            self.thresholds_ = low + step * (np.arange(levels - 1) + 0.5)
-        else:
-            self.thresholds_ = tune_level_thresholds(self._val_pred(val), val.qr, low, step, levels)
+        self._set_thresholds(grid, None if val is None else (self._val_pred(val), val.qr))
         return self
-
-    def _finish(self, raw: np.ndarray) -> np.ndarray:
-        x = super()._finish(raw)
-        if getattr(self, "thresholds_", None) is None:
-            return x
-        low, step, _ = self.level_grid_
-        level = snap_to_levels(x, self.thresholds_, low, step)
-        return level + LEVEL_TIE_BREAK * (x - level)
 
 
 class ItemBiasLevels(_ItemLevels, ItemBias):
     """`ItemBias` with predictions cut into the scale's levels."""
 
     name: ClassVar[str] = "item_bias_levels"
-    STATE_ARRAYS: ClassVar[dict[str, tuple[str, ...]]] = {
-        **ItemBias.STATE_ARRAYS,
-        "thresholds_": ("levels",),
-    }
+    STATE_ARRAYS: ClassVar[dict[str, tuple[str, ...]]] = with_thresholds(ItemBias.STATE_ARRAYS)
 
 
 class ItemMFFoldInLevels(_ItemLevels, ItemMFFoldIn):
     """`ItemMFFoldIn` with predictions cut into the scale's levels."""
 
     name: ClassVar[str] = "mf_foldin_levels"
-    STATE_ARRAYS: ClassVar[dict[str, tuple[str, ...]]] = {
-        **ItemMFFoldIn.STATE_ARRAYS,
-        "thresholds_": ("levels",),
-    }
+    STATE_ARRAYS: ClassVar[dict[str, tuple[str, ...]]] = with_thresholds(ItemMFFoldIn.STATE_ARRAYS)
 
 
 ITEM_BASELINE_CLASSES: dict[str, type[ItemRecommender]] = {

@@ -53,7 +53,48 @@ def tune_level_thresholds(
     return th
 
 
-class _LevelDecision:
+def with_thresholds(arrays: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    """A base model's declared `STATE_ARRAYS` plus the level thresholds."""
+    return {**arrays, "thresholds_": ("levels",)}
+
+
+class LevelSnapping:
+    """Mixin shared by the users' and the items' level decisions: thresholds from validation
+    predictions, predictions snapped to levels, and what a loaded model derives."""
+
+    # None on a scale without a few discrete levels
+    OPTIONAL_ARRAYS: ClassVar[frozenset[str]] = frozenset({"thresholds_"})
+
+    def _set_thresholds(
+        self, grid: tuple[float, float, int], val: tuple[np.ndarray, np.ndarray] | None
+    ) -> None:
+        """Thresholds tuned on (validation predictions, their true ratings), or the midpoints
+        between levels without validation."""
+        low, step, levels = grid
+        if val is None:
+            self.thresholds_ = low + step * (np.arange(levels - 1) + 0.5)
+        else:
+            self.thresholds_ = tune_level_thresholds(val[0], val[1], low, step, levels)
+        self.level_grid_ = grid
+
+    def _loaded(self) -> None:
+        if self.thresholds_ is not None:
+            self.level_grid_ = level_grid(self.scale_)
+
+    def _plain_finish(self, raw: np.ndarray) -> np.ndarray:
+        """The base model's (clipped) predictions, not snapped."""
+        return super()._finish(raw)
+
+    def _finish(self, raw: np.ndarray) -> np.ndarray:
+        x = self._plain_finish(raw)
+        if getattr(self, "thresholds_", None) is None:
+            return x
+        low, step, _ = self.level_grid_
+        level = snap_to_levels(x, self.thresholds_, low, step)
+        return level + LEVEL_TIE_BREAK * (x - level)
+
+
+class _LevelDecision(LevelSnapping):
     """Mixin: the base model's predictions cut into the scale's levels (see the module doc).
 
     Fitted attributes: ``thresholds_`` (levels − 1 increasing cut points; None on a scale
@@ -76,53 +117,28 @@ class _LevelDecision:
         grid = level_grid(data.scale)
         if grid is None:
             return self
-        low, step, levels = grid
         val = self._val_tasks(data, val_users)
-        if val is None:
-            self.thresholds_ = low + step * (np.arange(levels - 1) + 0.5)
-        else:
+        if val is not None:
             items, ratings, mask, qi, qr = val
-            pred = super()._finish(self._predict(self._user_state(items, ratings, mask), qi))
-            self.thresholds_ = tune_level_thresholds(pred, qr, low, step, levels)
-        self.level_grid_ = grid
+            val = self._plain_finish(self._predict(self._user_state(items, ratings, mask), qi)), qr
+        self._set_thresholds(grid, val)
         return self
-
-    # None on a scale without a few discrete levels
-    OPTIONAL_ARRAYS: ClassVar[frozenset[str]] = frozenset({"thresholds_"})
-
-    def _loaded(self) -> None:
-        if self.thresholds_ is not None:
-            self.level_grid_ = level_grid(self.scale_)
-
-    def _finish(self, raw: np.ndarray) -> np.ndarray:
-        x = super()._finish(raw)
-        if getattr(self, "thresholds_", None) is None:
-            return x
-        low, step, _ = self.level_grid_
-        level = snap_to_levels(x, self.thresholds_, low, step)
-        return level + LEVEL_TIE_BREAK * (x - level)
 
     def _expected(self, raw: np.ndarray) -> np.ndarray | None:
         """The (clipped) mean prediction: the scores are levels (the MAE-optimal point, like a
         learner's median), a person is shown the expected rating (like a learner's mean)."""
-        return None if getattr(self, "thresholds_", None) is None else super()._finish(raw)
+        return None if getattr(self, "thresholds_", None) is None else self._plain_finish(raw)
 
 
 class UserBiasLevels(_LevelDecision, UserBias):
     """`UserBias` with predictions cut into the scale's levels (thresholds tuned for MAE)."""
 
     name: ClassVar[str] = "user_bias_levels"
-    STATE_ARRAYS: ClassVar[dict[str, tuple[str, ...]]] = {
-        **UserBias.STATE_ARRAYS,
-        "thresholds_": ("levels",),
-    }
+    STATE_ARRAYS: ClassVar[dict[str, tuple[str, ...]]] = with_thresholds(UserBias.STATE_ARRAYS)
 
 
 class MFFoldInLevels(_LevelDecision, MFFoldIn):
     """`MFFoldIn` with predictions cut into the scale's levels (thresholds tuned for MAE)."""
 
     name: ClassVar[str] = "mf_foldin_levels"
-    STATE_ARRAYS: ClassVar[dict[str, tuple[str, ...]]] = {
-        **MFFoldIn.STATE_ARRAYS,
-        "thresholds_": ("levels",),
-    }
+    STATE_ARRAYS: ClassVar[dict[str, tuple[str, ...]]] = with_thresholds(MFFoldIn.STATE_ARRAYS)
