@@ -56,11 +56,14 @@ from metarec_core.evaluation.report import (
 )
 from metarec_core.methods.both import fill_new_items
 from metarec_core.methods.registry import (
+    ITEM_META_LEARNER,
+    META_LEARNER,
     META_LEARNERS,
     available_methods,
     default_methods,
     make_method,
     method_class,
+    spec,
 )
 from metarec_core.protocol.both_splits import (
     MELU_MIN_SUPPORT,
@@ -101,6 +104,15 @@ FIT_UNITS = {
 }
 
 Progress = bool | Callable[[float, str], None]
+
+
+def fit_units(name: str, cold: str = "users") -> float:
+    """`FIT_UNITS` of a method; a meta-learner not listed there (an item learner, a tuned one,
+    one of a plugin module) counts as a meta-learner's fit, any other method as one unit."""
+    if name in FIT_UNITS:
+        return FIT_UNITS[name]
+    kind = spec(name, cold="items" if cold == "items" else "users").kind
+    return FIT_UNITS["metasgd"] if kind in (META_LEARNER, ITEM_META_LEARNER) else 1.0
 
 
 class EvaluationCancelled(Exception):
@@ -579,9 +591,9 @@ def _fit_and_score(
     acc = {(m, k): _Acc() for m in cfg.methods for k in ks}
     fit_seconds = dict.fromkeys(cfg.methods, 0.0)
     predicts: dict[str, bool] = {}
-    fit_units = {m: FIT_UNITS.get(m, 1.0) for m in cfg.methods}
+    units_of = {m: fit_units(m, cfg.cold) for m in cfg.methods}
     prog = _Progress(
-        progress, len(plan) * cfg.train_seeds * sum(u + len(ks) for u in fit_units.values())
+        progress, len(plan) * cfg.train_seeds * sum(u + len(ks) for u in units_of.values())
     )
     try:
         for f, (fold, tasks) in enumerate(plan):
@@ -598,14 +610,14 @@ def _fit_and_score(
                     prog.message(head)
                     method = _instantiate(name, cfg, cfg.seed + s)
 
-                    def inside(fraction: float, text: str, head=head, units=fit_units[name]):
+                    def inside(fraction: float, text: str, head=head, units=units_of[name]):
                         prog.within(units, fraction, f"{head}: {text}")
 
                     t0 = time.perf_counter()
                     fit(method, seen, f, fold, inside)
                     fit_seconds[name] += time.perf_counter() - t0
                     predicts[name] = bool(method.capabilities.predicts_ratings)
-                    prog.step(f"{here}: fitted {run}", fit_units[name])
+                    prog.step(f"{here}: fitted {run}", units_of[name])
                     for k in ks:
                         _check_stop(should_stop)
                         t0 = time.perf_counter()

@@ -506,3 +506,15 @@ def test_train_seeds_average_each_users_metrics_over_fits(small, monkeypatch):
         assert "mae_by_seed" not in r0
     with pytest.raises(ValueError, match="train_seeds must be at least 1"):
         EvalConfig(methods=("item_mean",), train_seeds=0)
+
+
+def test_every_meta_learner_paces_the_progress_as_a_meta_learners_fit() -> None:
+    """Meta-learners not listed in FIT_UNITS (the tuned one, item learners) are not paced as
+    a scoring pass: the bar's ETA would otherwise say seconds for a fit of minutes."""
+    from metarec_core.evaluation.runner import FIT_UNITS, fit_units
+
+    meta = FIT_UNITS["metasgd"]
+    assert fit_units("metasgd_tuned") == meta
+    assert fit_units("item_metasgd", "items") == meta
+    assert fit_units("mf_foldin") == FIT_UNITS["mf_foldin"]
+    assert fit_units("content", "items") == 1.0
