@@ -506,7 +506,9 @@ def _fit_items(data, name: str, seed: int, device: str = "auto", steps: int | No
     train, val = fit_validation_items(rated, seed)
     method = registry.make_method(name, seed=seed, device=device, cold="items")
     if steps is not None:
-        if not hasattr(method, "overrides"):
+        from metarec_core.methods.items_meta import ItemMetaLearner
+
+        if not isinstance(method, ItemMetaLearner):
             raise ValueError(f"--steps applies to the new-item meta-learners, not {name}")
         method.overrides["steps"] = steps
     return method, train, val

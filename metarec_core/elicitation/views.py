@@ -24,6 +24,9 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from metarec_core.methods.base import Recommender
+from metarec_core.methods.baselines.bias import UserBias
+from metarec_core.methods.baselines.mf import MFFoldIn
+from metarec_core.methods.meta import MetaLearner
 
 __all__ = ["LinearStateView", "MetaStateView", "StateView", "state_view"]
 
@@ -62,7 +65,7 @@ class LinearStateView(StateView):
 
     @property
     def _mf(self) -> bool:
-        return hasattr(self.method, "item_factors_")
+        return isinstance(self.method, MFFoldIn)
 
     @property
     def prior_precision(self) -> np.ndarray:
@@ -110,13 +113,10 @@ def state_view(method: Recommender | None) -> StateView | None:
     """The view of `method`'s new-user state, or None when it has none to linearise."""
     if method is None or not method.capabilities.predicts_ratings:
         return None
-    if hasattr(method, "model_") and hasattr(method, "inner_"):
-        cfg = getattr(method, "config", None)
-        if getattr(cfg, "adapt", None) == "user" and "user_init" in method.inner_.names:
+    if isinstance(method, MetaLearner):
+        if method.config.adapt == "user" and "user_init" in method.inner_.names:
             return MetaStateView(method)
         return None
-    if hasattr(method, "item_factors_") and hasattr(method, "fold_reg_"):
-        return LinearStateView(method)
-    if hasattr(method, "fold_damping_") and hasattr(method, "item_bias_"):
+    if isinstance(method, (MFFoldIn, UserBias)):  # their levels versions are subclasses
         return LinearStateView(method)
     return None

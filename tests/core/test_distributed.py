@@ -131,7 +131,7 @@ def two_ranks(tmp_path_factory):
     assert codes == [0, 0], _logs(out)
     torch.set_num_threads(1)
     reference = dist_worker.run(distributed.ShardSync(2, (0, 1)), "metasgd")
-    ranks = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    ranks = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
     return ranks, reference
 
 

@@ -201,3 +201,13 @@ def test_cli_trains_an_item_model_and_lists_its_audience(tmp_path, capsys):
     assert cli.main(["audience", str(tmp_path / "missing.pt")]) == 2
     assert cli.main(["recommend", str(model), "--ratings", str(tmp_path / "first.csv")]) == 2
     assert "model for new items, not for new users" in capsys.readouterr().err
+
+
+def test_cli_train_items_refuses_steps_for_a_baseline(tmp_path, capsys):
+    """--steps is a meta-learner's setting: the item baselines refuse it by their class."""
+    rows, items = genre_items(n_users=50, n_items=30, per_user=15)
+    write_frames(tmp_path, rows, items)
+    argv = ["train", str(tmp_path / "r.csv"), "--items", str(tmp_path / "i.csv"), "--cold"]
+    argv += ["items", "--algo", "item_bias", "--steps", "5", "--out", str(tmp_path / "m.pt")]
+    assert cli.main(argv) == 2
+    assert "--steps applies to the new-item meta-learners, not item_bias" in capsys.readouterr().err
