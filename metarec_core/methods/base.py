@@ -229,6 +229,17 @@ class AdaptedItem:
         return order, self.scores[order]
 
 
+def checked_train_items(train_items: np.ndarray, n_items: int) -> np.ndarray:
+    """The sorted distinct training items of a fit; ValueError when there are none or one is
+    not an inner item index."""
+    train_items = np.unique(np.asarray(train_items, dtype=np.int64))
+    if len(train_items) == 0:
+        raise ValueError("fit() needs at least one training item")
+    if train_items[0] < 0 or train_items[-1] >= n_items:
+        raise ValueError(f"train_items must be inner item indices in [0, {n_items})")
+    return train_items
+
+
 class ItemRecommender(ABC):
     """Base class of item cold-start methods: `fit` on training items, then predict how users
     rate a new item from its metadata and its first (user, rating) pairs.
@@ -240,7 +251,6 @@ class ItemRecommender(ABC):
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities] = Capabilities(cold="items")
 
-    @abstractmethod
     def fit(
         self,
         data: RatingsDataset,
@@ -251,7 +261,24 @@ class ItemRecommender(ABC):
         progress: FitProgress | None = None,
     ) -> ItemRecommender:
         """Learn from the ratings of `train_items` only; tune on `val_items` (never test
-        items). `data` may hold other items' ratings: a method reads only these two sets."""
+        items). `data` may hold other items' ratings: a method reads only these two sets.
+        Unfitted until `_fit_items` returns True; a fit stopped by `should_stop()` stays so."""
+        self.fitted_ = False
+        train_items = checked_train_items(train_items, data.n_items)
+        self.fitted_ = self._fit_items(data, train_items, val_items, should_stop, progress)
+        return self
+
+    @abstractmethod
+    def _fit_items(
+        self,
+        data: RatingsDataset,
+        train_items: np.ndarray,
+        val_items: np.ndarray | None,
+        should_stop: StopFlag | None,
+        progress: FitProgress | None,
+    ) -> bool:
+        """The method's own fit on `train_items` (sorted, distinct, checked by `fit`): True
+        when fitted, False when `should_stop()` stopped it."""
 
     @abstractmethod
     def predict(self, new_items: Sequence[NewItem], users: np.ndarray) -> np.ndarray:

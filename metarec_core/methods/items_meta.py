@@ -41,16 +41,13 @@ from torch.func import vmap
 from metarec_core.data.dataset import RatingScale, RatingsDataset
 from metarec_core.methods.base import (
     Capabilities,
-    FitProgress,
     ItemRecommender,
     NewItem,
-    StopFlag,
 )
 from metarec_core.methods.baselines.items import (
     TUNE_ITEM_SUPPORT,
     TUNE_QUERY,
     ItemContent,
-    checked_train_items,
 )
 from metarec_core.methods.item_features import (
     ItemFeatures,
@@ -111,22 +108,12 @@ class ItemMetaLearner(ItemRecommender):
         self.overrides = dict(overrides)
 
     # ------------------------------------------------------------------ fit
-    def fit(
-        self,
-        data: RatingsDataset,
-        train_items: np.ndarray,
-        val_items: np.ndarray | None = None,
-        *,
-        should_stop: StopFlag | None = None,
-        progress: FitProgress | None = None,
-    ) -> ItemMetaLearner:
+    def _fit_items(self, data, train_items, val_items, should_stop, progress) -> bool:
         """Meta-train on the ratings of `train_items` (early stopping and the metadata prior's
-        tuning on `val_items`, carved from `train_items` when not given). A fit stopped by
-        `should_stop()` returns unfitted."""
+        tuning on `val_items`, carved from `train_items` when not given). False: stopped by
+        `should_stop()`."""
         from metarec_core.methods.meta import make_learner  # torch and the learners: on use
 
-        self.fitted_ = False
-        train_items = checked_train_items(train_items, data.n_items)
         if val_items is None or len(val_items) == 0:
             train_items, val_items = fit_validation_items(train_items, self.seed)
         val_items = np.setdiff1d(np.asarray(val_items, dtype=np.int64), train_items)
@@ -141,15 +128,14 @@ class ItemMetaLearner(ItemRecommender):
 
         learner.fit(seen, train_items, val_items, should_stop=should_stop, progress=inside)
         if not learner.fitted_ or (should_stop is not None and should_stop()):
-            return self
+            return False
         self.learner_ = learner
         self.n_users_, self.n_items_, self.scale_ = data.n_users, data.n_items, data.scale
         self.features_ = ItemFeatures.fit(data, train_items)
         self._fit_prior(data, seen, train_items, val_items)
         if progress is not None:
             progress(1.0, "metadata prior fitted")
-        self.fitted_ = True
-        return self
+        return True
 
     def _fit_prior(
         self,

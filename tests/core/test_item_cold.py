@@ -114,10 +114,10 @@ class Spy(ItemRecommender):
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
 
-    def fit(self, data, train_items, val_items=None, *, should_stop=None, progress=None):
+    def _fit_items(self, data, train_items, val_items, should_stop, progress) -> bool:
         Spy.fits.append((data, np.asarray(train_items), np.asarray(val_items)))
-        self.n_users_, self.mean_, self.fitted_ = data.n_users, float(data.rating.mean()), True
-        return self
+        self.n_users_, self.mean_ = data.n_users, float(data.rating.mean())
+        return True
 
     def predict(self, new_items: Sequence[NewItem], users: np.ndarray) -> np.ndarray:
         return np.full(np.shape(users), self.mean_)

@@ -34,10 +34,8 @@ import numpy as np
 from metarec_core.data.dataset import RatingScale, RatingsDataset
 from metarec_core.methods.base import (
     Capabilities,
-    FitProgress,
     ItemRecommender,
     NewItem,
-    StopFlag,
 )
 from metarec_core.methods.baselines.common import _FitStopped
 from metarec_core.methods.baselines.levels import LevelSnapping, level_grid, with_thresholds
@@ -108,17 +106,6 @@ ITEM_STATE_FORMAT = "metarec-item-baseline"
 ITEM_STATE_VERSION = 1
 
 
-def checked_train_items(train_items: np.ndarray, n_items: int) -> np.ndarray:
-    """The sorted distinct training items of a fit; ValueError when there are none or one is
-    not an inner item index."""
-    train_items = np.unique(np.asarray(train_items, dtype=np.int64))
-    if len(train_items) == 0:
-        raise ValueError("fit() needs at least one training item")
-    if train_items[0] < 0 or train_items[-1] >= n_items:
-        raise ValueError(f"train_items must be inner item indices in [0, {n_items})")
-    return train_items
-
-
 class _ItemBaseline(ItemRecommender):
     """Shared plumbing: training ratings of the training items, features, validation rows,
     clipping, persistence. Subclasses implement `_fit` and `_raw`."""
@@ -136,19 +123,9 @@ class _ItemBaseline(ItemRecommender):
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
 
-    def fit(
-        self,
-        data: RatingsDataset,
-        train_items: np.ndarray,
-        val_items: np.ndarray | None = None,
-        *,
-        should_stop: StopFlag | None = None,
-        progress: FitProgress | None = None,
-    ) -> _ItemBaseline:
+    def _fit_items(self, data, train_items, val_items, should_stop, progress) -> bool:
         """Fit on the ratings of `train_items`, tuning on `val_items` (the module doc says how).
-        A fit stopped by `should_stop()` returns unfitted."""
-        self.fitted_ = False
-        train_items = checked_train_items(train_items, data.n_items)
+        False: stopped by `should_stop()`."""
         in_train = np.zeros(data.n_items, dtype=bool)
         in_train[train_items] = True
         keep = in_train[data.item]
@@ -163,9 +140,8 @@ class _ItemBaseline(ItemRecommender):
         try:
             self._fit(data, (u, i, r), train_items, val, should_stop)
         except _FitStopped:
-            return self
-        self.fitted_ = True
-        return self
+            return False
+        return True
 
     def _fit(self, data, ratings, train_items, val: _Batch | None, should_stop) -> None:
         """The family's own fit (default: nothing more than the global mean)."""
