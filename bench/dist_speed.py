@@ -16,7 +16,6 @@ warm-started or trained: the speed of a step does not depend on their values.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import sys
@@ -29,6 +28,7 @@ import torch.multiprocessing as mp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.report import print_and_save  # noqa: E402
 from metarec_core.data.io import load_ratings  # noqa: E402
 from metarec_core.methods.meta import DEFAULT_METHOD, distributed, make_learner  # noqa: E402
 from metarec_core.runtime import limit_torch_threads  # noqa: E402
@@ -110,9 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     results["load_after"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(json.dumps(results, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    print_and_save(results, args.json)
     return 0
 
 

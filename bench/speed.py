@@ -14,7 +14,6 @@ default learner. Weights are not trained: speed does not depend on their values.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -25,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.report import print_and_save  # noqa: E402
 from metarec_core.data.io import load_ratings  # noqa: E402
 from metarec_core.methods.meta import DEFAULT_METHOD, make_learner  # noqa: E402
 from metarec_core.methods.meta.reference import reference_meta_gradients  # noqa: E402
@@ -105,9 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         "p95": float(np.percentile(lat, 95)),
     }
     out["threads"] = torch.get_num_threads()
-    print(json.dumps(out, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2))
+    print_and_save(out, args.json)
     return 0
 
 

@@ -29,6 +29,7 @@ device choices are here too, for the CLI and the Train page alike.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from collections.abc import Callable, Iterable
@@ -145,9 +146,18 @@ def _meta(name: str, attr: str, display: str, description: str) -> MethodSpec:
     return MethodSpec(name, display, description, META_LEARNER, ref)
 
 
-def _base(name: str, attr: str, display: str, description: str, default: bool) -> MethodSpec:
-    ref = ClassRef("metarec_core.methods.baselines", attr)
-    return MethodSpec(name, display, description, BASELINE, ref, default=default)
+_BASELINE_MODULES = {
+    BASELINE: "metarec_core.methods.baselines",
+    ITEM_BASELINE: "metarec_core.methods.baselines.items",
+}
+
+
+def _base(
+    name: str, attr: str, display: str, description: str, default: bool, kind: str = BASELINE
+) -> MethodSpec:
+    """A baseline entry: its class `attr` in the module of its `kind` (users' or items')."""
+    ref = ClassRef(_BASELINE_MODULES[kind], attr)
+    return MethodSpec(name, display, description, kind, ref, default=default)
 
 
 # Plain names first (what the pages show), then a one-line plain description; the registry
@@ -246,10 +256,7 @@ _BUILTIN = (
 )
 
 
-def _item_base(name: str, attr: str, display: str, description: str, default: bool) -> MethodSpec:
-    ref = ClassRef("metarec_core.methods.baselines.items", attr)
-    return MethodSpec(name, display, description, ITEM_BASELINE, ref, default=default)
-
+_item_base = functools.partial(_base, kind=ITEM_BASELINE)
 
 # The item cold-start methods (`evaluate --cold items`), a namespace of their own.
 _BUILTIN_ITEMS = (

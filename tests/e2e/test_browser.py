@@ -108,18 +108,25 @@ def text_input(page: Page, label: str, value: str, *, in_form: bool = False) -> 
     expect(field).to_have_value(value)
 
 
+def train_until_done(page: Page, settings: dict[str, int]) -> Locator:
+    """On the Train page: set the number inputs `settings` (label -> value) in order, start
+    training, and wait for the "Training done" message, which is returned."""
+    for label, value in settings.items():
+        number_input(page, label, value)
+    page.get_by_role("button", name="Start training", exact=True).click()
+    done = page.get_by_test_id("stAlert").filter(has_text="Training done in")
+    expect(done).to_be_visible(timeout=TRAIN_TIMEOUT)
+    return done
+
+
 def train_small_model(app) -> None:
     """The smallest useful settings, so training ends in seconds."""
     page = app.page
     app.goto("Train")
     expect(page.get_by_role("heading", name="Train a meta-learner")).to_be_visible()
     expect(page.get_by_text(re.compile(r"Training will run on: (cpu|cuda|mps)"))).to_be_visible()
-    number_input(page, "Training steps (max)", 20)
-    number_input(page, "Users per training step", 8)
-    number_input(page, "Check every (steps)", 5)
-    page.get_by_role("button", name="Start training", exact=True).click()
-    done = page.get_by_test_id("stAlert").filter(has_text="Training done in")
-    expect(done).to_be_visible(timeout=TRAIN_TIMEOUT)
+    settings = {"Training steps (max)": 20, "Users per training step": 8, "Check every (steps)": 5}
+    done = train_until_done(page, settings)
     expect(done).to_contain_text("The model is active")
     app.wait()
     expect_chart(page, "Training error")
@@ -245,14 +252,14 @@ def test_model_check_offers_the_better_baseline(app, tmp_path) -> None:
     app.goto("Train")
     expect(page.get_by_role("heading", name="Train a meta-learner")).to_be_visible()
     page.get_by_text("Warm start: plain training first", exact=True).click()  # off: faster
-    number_input(page, "Training steps (max)", 10)
-    number_input(page, "Users per training step", 8)
-    number_input(page, "Check every (steps)", 5)
-    number_input(page, "Training step size", 1)
-    number_input(page, "Adaptation step size", 10)
-    page.get_by_role("button", name="Start training", exact=True).click()
-    done = page.get_by_test_id("stAlert").filter(has_text="Training done in")
-    expect(done).to_be_visible(timeout=TRAIN_TIMEOUT)
+    settings = {
+        "Training steps (max)": 10,
+        "Users per training step": 8,
+        "Check every (steps)": 5,
+        "Training step size": 1,
+        "Adaptation step size": 10,
+    }
+    done = train_until_done(page, settings)
     expect(done).to_contain_text(re.compile(r"On your \d+ check users, [^.]+ is better than this"))
     expect(done).to_contain_text("It was not made active")
     app.wait()
