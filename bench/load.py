@@ -508,6 +508,22 @@ def latency_rows(runs: list[dict], key: str, kinds: tuple[str, ...] = KINDS) -> 
     return rows
 
 
+def session_counts(results: list[Any], log: list[Any]) -> dict[str, Any]:
+    """What a run reports of its sessions (this file's and load_ws.py's `SessionResult`s and
+    `Action`s): every result and action, and the counts read from them."""
+    return {
+        "results": [asdict(r) for r in results],
+        "actions": [asdict(a) for a in log],
+        "uploads_answered": sum(r.uploaded for r in results),
+        "trainings_done": sum(r.training == "done" for r in results),
+        "queued_with_place": sum(bool(r.places_seen) for r in results),
+        "max_place": max((max(r.places_seen) for r in results if r.places_seen), default=0),
+        "unaccounted_jobs": sum(r.training != "done" and not r.places_seen for r in results),
+        "ratings_ok": sum(r.ratings_ok for r in results),
+        "errors": [f"session {r.index}: {r.error}" for r in results if r.error],
+    }
+
+
 async def run_n(n: int, args: argparse.Namespace, files: list[Path]) -> dict:
     env = {} if args.max_jobs is None else {"METAREC_MAX_JOBS": str(args.max_jobs)}
     server = Server(args.ttl, env)
@@ -567,16 +583,8 @@ async def run_n(n: int, args: argparse.Namespace, files: list[Path]) -> dict:
         out["rss_peak_mib"] = server.peak_rss
         out["workers_rss_peak_mib"] = server.peak_workers_rss
         results = [s.result for s in sessions]
-        out["results"] = [asdict(r) for r in results]
-        out["actions"] = [asdict(a) for a in log]
-        out["uploads_answered"] = sum(r.uploaded for r in results)
-        out["trainings_done"] = sum(r.training == "done" for r in results)
-        out["queued_with_place"] = sum(bool(r.places_seen) for r in results)
-        out["max_place"] = max((max(r.places_seen) for r in results if r.places_seen), default=0)
-        out["unaccounted_jobs"] = sum(r.training != "done" and not r.places_seen for r in results)
-        out["ratings_ok"] = sum(r.ratings_ok for r in results)
+        out.update(session_counts(results, log))
         out["long_jobs_left"] = sum(r.left_job for r in results)
-        out["errors"] = [f"session {r.index}: {r.error}" for r in results if r.error]
         train = [r.train_seconds for r in results if r.train_seconds is not None]
         out["train_p50_s"], out["train_max_s"] = pct(train, 50), max(train, default=None)
         out["latency"], out["server_part"] = {}, {}

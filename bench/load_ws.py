@@ -46,7 +46,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,7 @@ from load import (  # noqa: E402
     latency_rows,
     machine_line,
     make_files,
+    session_counts,
     session_errors,
     spread,
 )
@@ -625,17 +626,9 @@ async def run_n(n: int, args: argparse.Namespace, files: list[Path]) -> dict:
         server.stop()
         shutil.rmtree(workspaces, ignore_errors=True)
     results = [s.result for s in sessions]
-    out["results"] = [asdict(r) for r in results]
-    out["actions"] = [asdict(a) for a in log]
-    out["trainings_done"] = sum(r.training == "done" for r in results)
-    out["queued_with_place"] = sum(bool(r.places_seen) for r in results)
-    out["max_place"] = max((max(r.places_seen) for r in results if r.places_seen), default=0)
-    out["unaccounted_jobs"] = sum(r.training != "done" and not r.places_seen for r in results)
-    out["ratings_ok"] = sum(r.ratings_ok for r in results)
+    out.update(session_counts(results, log))
     out["ratings_failed"] = sum(r.ratings_failed for r in results)
     out["cut_off"] = sum(a.note == CUT_OFF for a in log)
-    out["uploads_answered"] = sum(r.uploaded for r in results)
-    out["errors"] = [f"session {r.index}: {r.error}" for r in results if r.error]
     train = [r.train_seconds for r in results if r.train_seconds is not None]
     out["train_max_s"] = max(train, default=None)
     out["server"], out["first_delta"] = {}, {}
