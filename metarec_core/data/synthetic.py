@@ -274,21 +274,42 @@ def generate(
     return _generate(spec, seed)
 
 
-def _affinity(taste: np.ndarray, g_norm: np.ndarray, user_f: np.ndarray, item_f: np.ndarray):
-    """Genre taste . item genres + user factors . item factors for every (user, item).
+@dataclass(frozen=True, eq=False)
+class _Tastes:
+    """Who likes what: the users' genre taste and factors, the items' normalised genres and
+    factors. A (user, item) affinity is taste . genres + user factors . item factors."""
 
-    Elementwise sums rather than BLAS keep the bytes the same on every machine; users are taken
-    in chunks (each cell's sum is the same whatever the chunk) to bound memory.
-    """
-    n_users, n_items = len(taste), len(g_norm)
-    out = np.empty((n_users, n_items))
-    chunk = max(1, _AFFINITY_CELLS // (n_items * taste.shape[1]))
-    for s in range(0, n_users, chunk):
-        e = min(n_users, s + chunk)
-        a = (taste[s:e, None, :] * g_norm[None, :, :]).sum(-1)
-        a += (user_f[s:e, None, :] * item_f[None, :, :]).sum(-1)
-        out[s:e] = a
-    return out
+    taste: np.ndarray  # (n_users, n_genres)
+    g_norm: np.ndarray  # (n_items, n_genres)
+    user_f: np.ndarray  # (n_users, dim)
+    item_f: np.ndarray  # (n_items, dim)
+
+    def affinity(self) -> np.ndarray:
+        """The affinity of every (user, item): (n_users, n_items).
+
+        Elementwise sums rather than BLAS keep the bytes the same on every machine; users are
+        taken in chunks (each cell's sum is the same whatever the chunk) to bound memory.
+        """
+        taste, g_norm, user_f, item_f = self.taste, self.g_norm, self.user_f, self.item_f
+        n_users, n_items = len(taste), len(g_norm)
+        out = np.empty((n_users, n_items))
+        chunk = max(1, _AFFINITY_CELLS // (n_items * taste.shape[1]))
+        for s in range(0, n_users, chunk):
+            e = min(n_users, s + chunk)
+            a = (taste[s:e, None, :] * g_norm[None, :, :]).sum(-1)
+            a += (user_f[s:e, None, :] * item_f[None, :, :]).sum(-1)
+            out[s:e] = a
+        return out
+
+    def pair_affinity(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """The affinity of the given (user, item) pairs only, in chunks of a million pairs."""
+        taste, g_norm, user_f, item_f = self.taste, self.g_norm, self.user_f, self.item_f
+        out = np.empty(len(users))
+        step = 1_000_000
+        for s in range(0, len(users), step):
+            u, i = users[s : s + step], items[s : s + step]
+            out[s : s + step] = (taste[u] * g_norm[i]).sum(-1) + (user_f[u] * item_f[i]).sum(-1)
+        return out
 
 
 # Above this many user-item cells the choice of rated items is sampled in chunks of users
@@ -300,31 +321,8 @@ DENSE_CELLS = 5_000_000
 _SAMPLED_CELLS = 4_000_000
 
 
-def _pair_affinity(
-    users: np.ndarray,
-    items: np.ndarray,
-    taste: np.ndarray,
-    g_norm: np.ndarray,
-    user_f: np.ndarray,
-    item_f: np.ndarray,
-) -> np.ndarray:
-    """`_affinity` of the given (user, item) pairs only, in chunks of a million pairs."""
-    out = np.empty(len(users))
-    step = 1_000_000
-    for s in range(0, len(users), step):
-        u, i = users[s : s + step], items[s : s + step]
-        out[s : s + step] = (taste[u] * g_norm[i]).sum(-1) + (user_f[u] * item_f[i]).sum(-1)
-    return out
-
-
 def _choose_sampled(
-    rng: np.random.Generator,
-    counts: np.ndarray,
-    log_pop: np.ndarray,
-    taste: np.ndarray,
-    g_norm: np.ndarray,
-    user_f: np.ndarray,
-    item_f: np.ndarray,
+    rng: np.random.Generator, counts: np.ndarray, log_pop: np.ndarray, tastes: _Tastes
 ) -> tuple[np.ndarray, np.ndarray]:
     """(users, items) of the chosen pairs, sorted by user then item, for a large dataset.
 
@@ -333,9 +331,9 @@ def _choose_sampled(
     draw's Gumbel top-k, with a few draws per rating instead of a key per cell. Users are taken
     in chunks of `_SAMPLED_CELLS` cells, so memory is O(chunk + ratings).
     """
-    n_users, n_items = len(taste), len(g_norm)
-    left = np.concatenate([taste, user_f], axis=1)
-    right = np.concatenate([g_norm, item_f], axis=1)
+    n_users, n_items = len(tastes.taste), len(tastes.g_norm)
+    left = np.concatenate([tastes.taste, tastes.user_f], axis=1)
+    right = np.concatenate([tastes.g_norm, tastes.item_f], axis=1)
     chunk = max(1, _SAMPLED_CELLS // n_items)
     picks = np.empty(int(counts.sum()), dtype=np.int64)  # each user's items in draw order
     starts = np.concatenate([[0], np.cumsum(counts)])
@@ -442,29 +440,24 @@ def _generate(spec: SyntheticSpec, seed: int) -> tuple[pd.DataFrame, pd.DataFram
     user_f = rng.normal(0.0, 0.45, (n_users, dim))
 
     g_norm = item_genres / np.sqrt(item_genres.sum(1, keepdims=True))
+    tastes = _Tastes(taste, g_norm, user_f, item_f)
     if n_users * n_items > DENSE_CELLS:
-        users, items = _choose_sampled(rng, counts, log_pop, taste, g_norm, user_f, item_f)
-        aff = _pair_affinity(users, items, taste, g_norm, user_f, item_f)
+        users, items = _choose_sampled(rng, counts, log_pop, tastes)
+        aff = tastes.pair_affinity(users, items)
     else:
-        users, items, aff = _choose_dense(rng, counts, log_pop, taste, g_norm, user_f, item_f)
+        users, items, aff = _choose_dense(rng, counts, log_pop, tastes)
     noise = rng.normal(0.0, 0.55, len(users))
     score = user_bias[users] + quality[items] + aff + noise
     return _finish(rng, spec, users, items, score, item_genres, years)
 
 
 def _choose_dense(
-    rng: np.random.Generator,
-    counts: np.ndarray,
-    log_pop: np.ndarray,
-    taste: np.ndarray,
-    g_norm: np.ndarray,
-    user_f: np.ndarray,
-    item_f: np.ndarray,
+    rng: np.random.Generator, counts: np.ndarray, log_pop: np.ndarray, tastes: _Tastes
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(users, items, affinity) of the chosen pairs, sorted by user then item: one Gumbel key
     per (user, item) cell (the sample data's draw; memory ~50 bytes a cell)."""
-    n_users, n_items = len(taste), len(g_norm)
-    affinity = _affinity(taste, g_norm, user_f, item_f)
+    n_users, n_items = len(tastes.taste), len(tastes.g_norm)
+    affinity = tastes.affinity()
     # Which items each user rates: Gumbel top-k on log popularity + affinity.
     keys = log_pop[None, :] + affinity + rng.gumbel(size=(n_users, n_items))
     chosen = np.zeros((n_users, n_items), dtype=bool)
