@@ -35,6 +35,7 @@ from metarec_core.data.dataset import RatingsDataset
 from metarec_core.evaluation.report import EvaluationReport
 from metarec_core.interactive.projection import Projection, fit_projection
 from metarec_core.interactive.session import PLAYGROUND_BASELINES
+from metarec_core.jobs import poll_seconds
 from metarec_core.methods.base import Recommender
 from metarec_core.methods.registry import BASELINE, available_methods, display_name, method_class
 from metarec_core.runtime import limit_torch_threads
@@ -81,6 +82,14 @@ def polling_fragment(run_every: float | None) -> Callable[[Callable[[], None]], 
         return st.fragment(run_every=run_every)(func)
 
     return decorate
+
+
+def job_pace(slot: str) -> tuple[Any, bool, float | None]:
+    """The job in `slot` (None: none), whether it is active, and how often a progress fragment
+    polls it meanwhile (`poll_seconds`; None: it is not active, nothing to poll)."""
+    job = jobs().get(slot)
+    running = job is not None and job.is_active
+    return job, running, poll_seconds(job.snapshot()) if running else None
 
 
 def require_router() -> None:

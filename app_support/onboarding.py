@@ -25,7 +25,6 @@ from metarec_core.evaluation.elicitation import (
     ElicitationReport,
     ElicitConfig,
 )
-from metarec_core.jobs import poll_seconds
 from metarec_core.methods.registry import available_methods, display_name, method_class
 
 K_REPORT = "mr_onb_report"
@@ -120,9 +119,7 @@ def evaluate_mode(active: state.ActiveData) -> None:
 
 
 def _progress() -> None:
-    job = state.jobs().get(JOB_SLOT)
-    running = job is not None and job.is_active
-    every = poll_seconds(job.snapshot()) if running else None
+    job, running, every = state.job_pace(JOB_SLOT)
 
     @state.polling_fragment(every)
     def progress() -> None:

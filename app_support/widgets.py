@@ -116,3 +116,16 @@ def start_job(slot: str, make_config: Callable[[], Any], make_job: Callable, rep
         state.jobs()[slot] = make_job(cfg).start()
         st.session_state.pop(report_key, None)
         st.rerun()
+
+
+def elsewhere_note(job: Any, doing: str, result: str) -> None:
+    """The note that `job` is on another dataset than the active one: "This {doing} on <its
+    data>, not on the active dataset; {result} when that dataset is active again."."""
+    import app_state as state
+
+    st.info(
+        state.plain(
+            f"This {doing} on {state.data_label(job.data)}, not on the active dataset; "
+            f"{result} when that dataset is active again."
+        )
+    )

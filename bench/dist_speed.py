@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.report import print_and_save  # noqa: E402
 from metarec_core.data.io import load_ratings  # noqa: E402
 from metarec_core.methods.meta import DEFAULT_METHOD, distributed, make_learner  # noqa: E402
+from metarec_core.methods.meta.training import _FitRun  # noqa: E402
 from metarec_core.runtime import limit_torch_threads  # noqa: E402
 
 
@@ -57,7 +58,7 @@ def _rank(rank: int, world: int, port: int, args: argparse.Namespace, out: dict)
             stamps[p.step] = (time.perf_counter(), time.process_time())
 
         learner.sync_ = distributed.ShardSync(world, (rank,), ctx=ctx)
-        learner._train(data, users, None, callback, None, time.perf_counter())
+        learner._train(_FitRun(data, users, None, callback), time.perf_counter())
         if rank == 0:
             (w0, c0), (w1, c1) = stamps[args.warmup], stamps[args.warmup + args.steps]
             out["tasks_per_s"] = args.meta_batch * args.steps / (w1 - w0)

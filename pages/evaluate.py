@@ -456,9 +456,7 @@ if submitted and not running:
         state.K_EVAL_REPORT,
     )
 
-job = state.jobs().get("eval")
-running = job is not None and job.is_active
-every = poll_seconds(job.snapshot()) if running else None
+job, running, every = state.job_pace("eval")
 
 
 @state.polling_fragment(every)
@@ -471,12 +469,7 @@ def progress() -> None:
         st.rerun()  # it left the line: poll at the new pace
     if not state.is_active_data(job.data):
         what = "runs" if snap.active else "ran"
-        st.info(
-            state.plain(
-                f"This evaluation {what} on {state.data_label(job.data)}, not on the active "
-                "dataset; its report is shown when that dataset is active again."
-            )
-        )
+        widgets.elsewhere_note(job, f"evaluation {what}", "its report is shown")
     if snap.queue_position is not None:  # waiting for the server's job pool
         st.info(snap.status_line, icon=":material/hourglass_top:")
     if snap.active:

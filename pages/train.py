@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import app_state as state
+from app_support import widgets
 from app_support.charts import min_span_range, model_check_figure
 from metarec_core import checkpoint, glossary
 from metarec_core.jobs import TrainingJob, poll_seconds
@@ -354,9 +355,7 @@ if submitted and not running:
         st.rerun()
 
 with right:
-    job = state.jobs().get("train")
-    running = job is not None and job.is_active
-    every = poll_seconds(job.snapshot()) if running else None
+    job, running, every = state.job_pace("train")
 
     @state.polling_fragment(every)
     def live() -> None:
@@ -369,12 +368,7 @@ with right:
             st.rerun()  # it left the line (or ended): poll at the new pace
         elsewhere = not state.is_active_data(job.data)
         if elsewhere:
-            st.info(
-                state.plain(
-                    f"This training is on {state.data_label(job.data)}, not on the active "
-                    "dataset; its model is listed when that dataset is active again."
-                )
-            )
+            widgets.elsewhere_note(job, "training is", "its model is listed")
         if snap.queue_position is not None:  # waiting for the server's job pool
             st.info(snap.status_line, icon=":material/hourglass_top:")
             if not snap.cancelling:

@@ -368,9 +368,10 @@ def _mean(x: np.ndarray) -> float | None:
     return float(x.mean()) if len(x) else None
 
 
-def _fold_plan(folds, make: Callable, cfg: EvalConfig, unit: str) -> tuple[list, int]:
-    """([(fold, its test tasks)] for the folds with any, the count of test units left out);
-    ValueError when no fold has a test `unit` ("user", "item") with enough ratings.
+def _fold_plan(folds, make: Callable, cfg: EvalConfig, unit: str) -> tuple[list, int, int]:
+    """([(fold, its test tasks)] for the folds with any, the count of test units left out,
+    the count of test tasks); ValueError when no fold has a test `unit` ("user", "item") with
+    enough ratings.
 
     `make(fold, query=, min_support=, seed=)` builds a fold's tasks with `cfg`'s sizes."""
     plan, left_out = [], 0
@@ -385,7 +386,7 @@ def _fold_plan(folds, make: Callable, cfg: EvalConfig, unit: str) -> tuple[list,
             f"no test {unit} has the {kmax + query} ratings needed for support {kmax} + query "
             f"{query}; use smaller support sizes or fewer query ratings"
         )
-    return plan, left_out
+    return plan, left_out, sum(len(t) for _, t in plan)
 
 
 def _paired(
@@ -477,7 +478,7 @@ def run_evaluation(
     if cfg.cold == "both":
         ks: tuple[int | None, ...] = cfg.support
         folds = both_folds(data, cfg.folds, cfg.seed, VAL_FRACTION)
-        plan, left_out = _fold_plan(
+        plan, left_out, n_test = _fold_plan(
             folds,
             lambda fold, **sizes: make_both_tasks(data, fold.test_users, fold.new_items, **sizes),
             cfg,
@@ -489,7 +490,7 @@ def run_evaluation(
         protocol: KShotProtocol | MeluProtocol | BothKShotProtocol | MeluStateProtocol
         protocol = BothKShotProtocol(
             **_kshot_fields(cfg, left_out),
-            test_users=sum(len(t) for _, t in plan),
+            test_users=n_test,
             relevant_threshold=threshold,
             new_items=int(sum(len(f.new_items) for f in folds)),
         )
@@ -515,13 +516,12 @@ def run_evaluation(
         )
     elif cfg.protocol == "kshot":
         ks: tuple[int | None, ...] = cfg.support
-        plan, left_out = _fold_plan(
+        plan, left_out, n_test = _fold_plan(
             user_folds(data, cfg.folds, cfg.seed, VAL_FRACTION),
             lambda fold, **sizes: make_tasks(data, fold.test_users, **sizes),
             cfg,
             "user",
         )
-        n_test = sum(len(t) for _, t in plan)
         protocol = KShotProtocol(
             **_kshot_fields(cfg, left_out), test_users=n_test, relevant_threshold=threshold
         )
@@ -714,13 +714,12 @@ def _run_items(
     users (MAE, RMSE, nDCG@3/@5 of the query users ranked by prediction), averaged over items.
     """
     dataset = summarize(data)
-    plan, left_out = _fold_plan(
+    plan, left_out, n_test = _fold_plan(
         item_folds(data, cfg.folds, cfg.seed, VAL_FRACTION),
         lambda fold, **sizes: make_item_tasks(data, fold.test_items, **sizes),
         cfg,
         "item",
     )
-    n_test = sum(len(t) for _, t in plan)
     protocol = ItemKShotProtocol(**_kshot_fields(cfg, left_out), test_items=n_test)
     low = float(data.scale.low)
 

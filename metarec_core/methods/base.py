@@ -268,7 +268,6 @@ class ItemRecommender(ABC):
         self.fitted_ = self._fit_items(data, train_items, val_items, should_stop, progress)
         return self
 
-    @abstractmethod
     def _fit_items(
         self,
         data: RatingsDataset,
@@ -278,7 +277,9 @@ class ItemRecommender(ABC):
         progress: FitProgress | None,
     ) -> bool:
         """The method's own fit on `train_items` (sorted, distinct, checked by `fit`): True
-        when fitted, False when `should_stop()` stopped it."""
+        when fitted, False when `should_stop()` stopped it. A method implements this, or (as
+        methods written before it, plugins among them, do) overrides `fit` itself."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither fit nor _fit_items")
 
     @abstractmethod
     def predict(self, new_items: Sequence[NewItem], users: np.ndarray) -> np.ndarray:

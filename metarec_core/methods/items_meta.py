@@ -49,6 +49,7 @@ from metarec_core.methods.baselines.items import (
     TUNE_QUERY,
     ItemContent,
 )
+from metarec_core.methods.baselines.state import check_header, need
 from metarec_core.methods.item_features import (
     ItemFeatures,
     check_features_state,
@@ -206,17 +207,8 @@ class ItemMetaLearner(ItemRecommender):
         checks of a learner); builds nothing."""
         from metarec_core.checkpoint import check_learner_state
 
-        def need(cond: bool, what: str) -> None:
-            if not cond:
-                raise ValueError(what)
-
-        need(isinstance(state, dict), "the state is not a dictionary")
-        need(state.get("format") == ITEM_LEARNER_FORMAT, "not an item learner state")
-        need(state.get("name") == cls.name, f"the state is of {str(state.get('name'))[:60]!r}")
-        need(
-            state.get("version") == ITEM_LEARNER_VERSION,
-            f"state version {state.get('version')!r} (this code reads {ITEM_LEARNER_VERSION})",
-        )
+        fmt, version = ITEM_LEARNER_FORMAT, ITEM_LEARNER_VERSION
+        check_header(state, cls.name, fmt, version, "not an item learner state")
         ints = {k: state.get(k) for k in ("n_users", "n_items", "seed")}
         for k, v in ints.items():
             need(

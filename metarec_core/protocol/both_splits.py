@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -44,7 +45,7 @@ from metarec_core.protocol.splits import (
     seeded_rng,
     user_folds,
 )
-from metarec_core.protocol.tasks import MELU_QUERY
+from metarec_core.protocol.tasks import MELU_QUERY, SupportFirst
 
 # salts of these protocols (splits.py, tasks.py: 1-17; item_splits.py: 21-24)
 SALT_BOTH_WARM, SALT_BOTH_NEW, SALT_MELU_QUERY = 25, 26, 27
@@ -78,7 +79,7 @@ def both_folds(
 
 
 @dataclass(frozen=True, eq=False)
-class ColdTask:
+class ColdTask(SupportFirst):
     """One test user: support ratings (warm items, seeded order) and query ratings."""
 
     user: int
@@ -86,17 +87,14 @@ class ColdTask:
     support_ratings: np.ndarray
     query_items: np.ndarray
     query_ratings: np.ndarray
+    UNIT: ClassVar[str] = "user"
 
     @property
     def n_available(self) -> int:
         return len(self.support_items)
 
-    def support(self, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The first k support ratings (None: all of them)."""
-        n = self.n_available if k is None else k
-        if n > self.n_available:
-            raise ValueError(f"user {self.user} has {self.n_available} support ratings, asked {n}")
-        return self.support_items[:n], self.support_ratings[:n]
+    def _support_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.support_items, self.support_ratings
 
     @property
     def query(self) -> tuple[np.ndarray, np.ndarray]:

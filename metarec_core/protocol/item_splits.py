@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from metarec_core.data.dataset import RatingsDataset
 from metarec_core.methods.base import NewItem
 from metarec_core.protocol.splits import holdout, kfold_parts, seeded_rng
-from metarec_core.protocol.tasks import seeded_rows
+from metarec_core.protocol.tasks import OrderedTask, seeded_rows
 
 # salts of the item protocol (protocol/splits.py and tasks.py hold the users' 1-17)
 SALT_ITEM_FOLDS, SALT_ITEM_FOLD_VAL, SALT_ITEM_ORDER, SALT_ITEM_FIT_VAL = 21, 22, 23, 24
@@ -73,8 +74,9 @@ def item_metadata(data: RatingsDataset, item: int) -> tuple[str, tuple[str, ...]
 
 
 @dataclass(frozen=True, eq=False)
-class ItemTask:
-    """One item's ratings in a fixed, seeded order: support first, query last."""
+class ItemTask(OrderedTask):
+    """One item's ratings in a fixed, seeded order: support first, query last; `support(k)`
+    gives the first k as (users, ratings)."""
 
     item: int
     title: str
@@ -82,21 +84,8 @@ class ItemTask:
     users: np.ndarray  # (n,) int64, permuted
     ratings: np.ndarray  # (n,) float32, permuted the same way
     query_size: int
-
-    @property
-    def n_available(self) -> int:
-        """Ratings available for support (all but the query)."""
-        return len(self.users) - self.query_size
-
-    def support(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The first k ratings as (users, ratings)."""
-        if k > self.n_available:
-            raise ValueError(f"item {self.item} has {self.n_available} support ratings, asked {k}")
-        return self.users[:k], self.ratings[:k]
-
-    @property
-    def query(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.users[self.n_available :], self.ratings[self.n_available :]
+    UNIT: ClassVar[str] = "item"
+    KEYS: ClassVar[str] = "users"
 
     def new_item(self, k: int) -> NewItem:
         """The item as a method sees it at support size k: metadata and the first k ratings."""

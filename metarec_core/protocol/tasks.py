@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -24,30 +25,67 @@ MELU_QUERY = 10
 SALT_TASK_ORDER = 4  # a user's rating order (protocol/splits.py has the other salts)
 
 
+class SupportFirst:
+    """What every task does with its support: hand out the first k ratings.
+
+    A task declares `n_available` (its support ratings), `UNIT` (the field naming the user or
+    item it is: "user", "item") and `_support_pairs` (its support as (keys, ratings) in order)."""
+
+    n_available: int
+    UNIT: ClassVar[str]
+
+    def _support_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    @property
+    def _who(self) -> str:
+        return f"{self.UNIT} {getattr(self, self.UNIT)}"
+
+    def support(self, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The first k support ratings (k=None: all of them)."""
+        n = self.n_available if k is None else k
+        if n > self.n_available:
+            raise ValueError(f"{self._who} has {self.n_available} support ratings, asked {n}")
+        keys, ratings = self._support_pairs()
+        return keys[:n], ratings[:n]
+
+
+class OrderedTask(SupportFirst):
+    """A task whose ratings are in one fixed, seeded order: support first, the last
+    `query_size` the query. It declares `KEYS`, the field of what was rated, in the same order
+    as `ratings` ("items" of a user, "users" of an item)."""
+
+    ratings: np.ndarray
+    query_size: int
+    KEYS: ClassVar[str]
+
+    @property
+    def _keys(self) -> np.ndarray:
+        return getattr(self, self.KEYS)
+
+    @property
+    def n_available(self) -> int:
+        """Ratings available for support (all but the query)."""
+        return len(self.ratings) - self.query_size
+
+    def _support_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._keys, self.ratings
+
+    @property
+    def query(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._keys[self.n_available :], self.ratings[self.n_available :]
+
+
 @dataclass(frozen=True, eq=False)
-class UserTask:
+class UserTask(OrderedTask):
     """One user's ratings in a fixed, seeded order: support first, query last."""
 
     user: int
     items: np.ndarray  # (n,) int64, permuted
     ratings: np.ndarray  # (n,) float32, permuted the same way
     query_size: int
-
-    @property
-    def n_available(self) -> int:
-        """Ratings available for support (all but the query)."""
-        return len(self.items) - self.query_size
-
-    def support(self, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The first k ratings (k=None: every rating not in the query)."""
-        n = self.n_available if k is None else k
-        if n > self.n_available:
-            raise ValueError(f"user {self.user} has {self.n_available} support ratings, asked {n}")
-        return self.items[:n], self.ratings[:n]
-
-    @property
-    def query(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.items[self.n_available :], self.ratings[self.n_available :]
+    UNIT: ClassVar[str] = "user"
+    KEYS: ClassVar[str] = "items"
 
 
 def make_tasks(

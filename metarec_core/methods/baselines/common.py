@@ -19,6 +19,7 @@ from metarec_core.methods.base import (
 )
 from metarec_core.methods.baselines.state import (
     MAX_LIST,
+    check_header,
     check_seed,
     check_values_and_arrays,
     need,
@@ -265,13 +266,7 @@ class _Baseline(Recommender):
         """Raise ValueError naming the first entry of `state` that is not what this class
         declares (format, catalogue size, array shapes, finite numbers); reads no more than
         the state holds and builds nothing."""
-        need(isinstance(state, dict), "the state is not a dictionary")
-        need(state.get("format") == STATE_FORMAT, f"not a baseline state ({STATE_FORMAT!r})")
-        need(state.get("name") == cls.name, f"the state is of {str(state.get('name'))[:60]!r}")
-        need(
-            state.get("version") == STATE_VERSION,
-            f"state version {state.get('version')!r} (this code reads version {STATE_VERSION})",
-        )
+        check_header(state, cls.name, STATE_FORMAT, STATE_VERSION, f"not a baseline state ({STATE_FORMAT!r})")
         n, seed, sc = state.get("n_items"), state.get("seed"), state.get("scale")
         need(real(n) and isinstance(n, int) and n >= 1, "n_items is not a positive integer")
         check_seed(seed)

@@ -41,6 +41,7 @@ from metarec_core.methods.baselines.common import _FitStopped
 from metarec_core.methods.baselines.levels import LevelSnapping, level_grid, with_thresholds
 from metarec_core.methods.baselines.mf import MFFoldIn
 from metarec_core.methods.baselines.state import (
+    check_header,
     check_seed,
     check_values_and_arrays,
     need,
@@ -215,13 +216,7 @@ class _ItemBaseline(ItemRecommender):
     def check_state(cls, state: dict[str, Any], *, max_width: int = 2**31) -> None:
         """Raise ValueError naming the first entry of `state` that is not what this class
         declares (format, sizes, array shapes, finite numbers); builds nothing."""
-        need(isinstance(state, dict), "the state is not a dictionary")
-        need(state.get("format") == ITEM_STATE_FORMAT, "not an item baseline state")
-        need(state.get("name") == cls.name, f"the state is of {str(state.get('name'))[:60]!r}")
-        need(
-            state.get("version") == ITEM_STATE_VERSION,
-            f"state version {state.get('version')!r} (this code reads {ITEM_STATE_VERSION})",
-        )
+        check_header(state, cls.name, ITEM_STATE_FORMAT, ITEM_STATE_VERSION, "not an item baseline state")
         n_users, n_items, seed = state.get("n_users"), state.get("n_items"), state.get("seed")
         for what, v in (("n_users", n_users), ("n_items", n_items)):
             need(

@@ -23,6 +23,18 @@ def need(cond: bool, what: str) -> None:
         raise ValueError(what)
 
 
+def check_header(state: Any, name: str, fmt: str, version: int, not_fmt: str) -> None:
+    """The checks every saved method's state starts with: a dictionary in the format `fmt`
+    (else `not_fmt`), of the class named `name`, at `version`."""
+    need(isinstance(state, dict), "the state is not a dictionary")
+    need(state.get("format") == fmt, not_fmt)
+    need(state.get("name") == name, f"the state is of {str(state.get('name'))[:60]!r}")
+    need(
+        state.get("version") == version,
+        f"state version {state.get('version')!r} (this code reads version {version})",
+    )
+
+
 def plain(v: Any) -> Any:
     """A number or tuple as plain Python (numpy scalars and tuples are not weights-only
     loadable)."""

@@ -35,6 +35,19 @@ class _Episodes:
     ratings: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
 
+@dataclass(frozen=True, eq=False)
+class _FitRun:
+    """What one training run reads and reports to: the data, its training and validation
+    users, the progress callback and the stop flag (`fit`, pretraining and `train_from` pass
+    it to `_train`)."""
+
+    data: RatingsDataset
+    train_users: np.ndarray
+    val_users: np.ndarray | None
+    callback: Callable[[TrainProgress], None] | None = None
+    should_stop: Callable[[], bool] | None = None
+
+
 class TrainingMixin:
     """`MetaLearner`'s `fit`: set-up, pretraining, then meta-steps with early stopping."""
 
@@ -198,21 +211,15 @@ class TrainingMixin:
         self.fitted_ = False
         report = _FitReporter(cfg.phases, callback, progress)
         self.setup(data, train_users, val_users, callback=report, should_stop=should_stop)
+        run = _FitRun(data, train_users, val_users, report, should_stop)
         if cfg.pretrain and self.pretrainer is not None:
-            self._pretrain(data, train_users, val_users, report, should_stop)
-        return self._train(data, train_users, val_users, report, should_stop, t0)
+            self._pretrain(run)
+        return self._train(run, t0)
 
-    def _train(
-        self,
-        data: RatingsDataset,
-        train_users: np.ndarray,
-        val_users: np.ndarray | None,
-        callback: Callable[[TrainProgress], None] | None,
-        should_stop: Callable[[], bool] | None,
-        t0: float,
-    ) -> MetaLearner:
+    def _train(self, run: _FitRun, t0: float) -> MetaLearner:
         """The training loop of `fit` on the model as set up (and pretrained)."""
         cfg = self.config
+        data, callback, should_stop = run.data, run.callback, run.should_stop
         self.fitted_ = False
         self.history_: list[TrainProgress] = []
         self.best_step_, self.best_val_mae_ = 0, None
@@ -222,8 +229,8 @@ class TrainingMixin:
             if cfg.meta_params == "inner":
                 for n, p in self.model_.named_parameters():
                     p.requires_grad_(n == "user_init")
-            episodes = self._episodes(data, train_users)
-            val = self._val_batches(data, val_users, should_stop)
+            episodes = self._episodes(data, run.train_users)
+            val = self._val_batches(data, run.val_users, should_stop)
             rng = np.random.default_rng([cfg.seed, 17])
             gen = torch.Generator().manual_seed(cfg.seed + 1)
             opt = self._optimizer()
@@ -283,14 +290,7 @@ class TrainingMixin:
         self.train_seconds_ = time.perf_counter() - t0
         return self
 
-    def _pretrain(
-        self,
-        data: RatingsDataset,
-        train_users: np.ndarray,
-        val_users: np.ndarray | None,
-        callback: Callable[[TrainProgress], None] | None,
-        should_stop: Callable[[], bool] | None,
-    ) -> None:
+    def _pretrain(self, run: _FitRun) -> None:
         """Load the weights of the `pretrainer` trained from this learner's set-up (same model
         configuration and warm start, which is not computed again)."""
         assert self.pretrainer is not None  # fit asks for it
@@ -301,7 +301,7 @@ class TrainingMixin:
             pretrain=False,
             meta_params="all",
         )
-        report = None
+        callback, report = run.callback, None
         if callback is not None:
 
             def report(p: TrainProgress) -> None:
@@ -309,7 +309,10 @@ class TrainingMixin:
 
         pre = self.pretrainer(cfg)
         pre.sync_ = self.sync_  # distributed (issue 16): pretrain across ranks too
-        pre.train_from(self, data, train_users, val_users, callback=report, should_stop=should_stop)
+        pre.train_from(
+            self, run.data, run.train_users, run.val_users,
+            callback=report, should_stop=run.should_stop,
+        )  # fmt: skip
         self.model_.load_state_dict(pre.model_.state_dict())
         self.pretrain_step_ = pre.best_step_
 
@@ -332,4 +335,5 @@ class TrainingMixin:
         self._inner_init = source._inner_init
         self.inner_ = self._make_inner(*self._inner_init)  # this learner's own inner rule
         self._hold_state_path()
-        return self._train(data, train_users, val_users, callback, should_stop, time.perf_counter())
+        run = _FitRun(data, train_users, val_users, callback, should_stop)
+        return self._train(run, time.perf_counter())
