@@ -24,6 +24,7 @@ Then times what the page does, stage by stage:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -33,7 +34,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.report import print_and_save  # noqa: E402
 from metarec_core.data.dataset import RatingsDataset  # noqa: E402
 from metarec_core.data.io import from_arrays, load_ratings  # noqa: E402
 from metarec_core.interactive import personas  # noqa: E402
@@ -180,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
         "persona_update_ms": stats(persona_ms),
         "manual_update_ms": stats(manual_ms),
     }
-    print_and_save(out, args.json)
+    print(json.dumps(out, indent=2))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2))
     return 0
 
 

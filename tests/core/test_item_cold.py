@@ -123,6 +123,45 @@ class Spy(ItemRecommender):
         return np.full(np.shape(users), self.mean_)
 
 
+def test_fit_checks_the_training_items_before_the_method_sees_them(data):
+    Spy.fits.clear()
+    spy = Spy().fit(data, np.array([3, 1, 3, 2]))
+    assert spy.fitted_ and Spy.fits[0][1].tolist() == [1, 2, 3]  # sorted, distinct
+    with pytest.raises(ValueError, match="at least one training item"):
+        Spy().fit(data, np.array([], dtype=np.int64))
+    with pytest.raises(ValueError, match=r"inner item indices in \[0, "):
+        Spy().fit(data, np.array([data.n_items]))
+
+
+class OldStyle(ItemRecommender):
+    """An item method written before `_fit_items` (a plugin's, say): it overrides `fit`."""
+
+    name: ClassVar[str] = "old_style_items"
+
+    def fit(self, data, train_items, val_items=None, *, should_stop=None, progress=None):
+        self.n_users_, self.fitted_ = data.n_users, True
+        return self
+
+    def predict(self, new_items: Sequence[NewItem], users: np.ndarray) -> np.ndarray:
+        return np.zeros(np.shape(users))
+
+
+def test_a_method_that_overrides_fit_itself_still_works(data):
+    model = OldStyle().fit(data, np.arange(5))
+    assert model.score_items([NewItem.of("x")]).shape == (1, data.n_users)
+
+
+def test_a_method_with_neither_fit_nor_fit_items_says_so(data):
+    class Neither(ItemRecommender):
+        name: ClassVar[str] = "neither"
+
+        def predict(self, new_items, users):
+            return np.zeros(np.shape(users))
+
+    with pytest.raises(NotImplementedError, match="implements neither fit nor _fit_items"):
+        Neither().fit(data, np.arange(5))
+
+
 def test_no_rating_of_a_test_item_reaches_a_fit(data):
     spec = registry.MethodSpec.of(Spy, "Spy", "Records its fits.")
     registry.register(spec)

@@ -266,7 +266,8 @@ class _Baseline(Recommender):
         """Raise ValueError naming the first entry of `state` that is not what this class
         declares (format, catalogue size, array shapes, finite numbers); reads no more than
         the state holds and builds nothing."""
-        check_header(state, cls.name, STATE_FORMAT, STATE_VERSION, f"not a baseline state ({STATE_FORMAT!r})")
+        not_fmt = f"not a baseline state ({STATE_FORMAT!r})"
+        check_header(state, cls.name, STATE_FORMAT, STATE_VERSION, not_fmt)
         n, seed, sc = state.get("n_items"), state.get("seed"), state.get("scale")
         need(real(n) and isinstance(n, int) and n >= 1, "n_items is not a positive integer")
         check_seed(seed)

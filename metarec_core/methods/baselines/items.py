@@ -216,7 +216,8 @@ class _ItemBaseline(ItemRecommender):
     def check_state(cls, state: dict[str, Any], *, max_width: int = 2**31) -> None:
         """Raise ValueError naming the first entry of `state` that is not what this class
         declares (format, sizes, array shapes, finite numbers); builds nothing."""
-        check_header(state, cls.name, ITEM_STATE_FORMAT, ITEM_STATE_VERSION, "not an item baseline state")
+        fmt, version = ITEM_STATE_FORMAT, ITEM_STATE_VERSION
+        check_header(state, cls.name, fmt, version, "not an item baseline state")
         n_users, n_items, seed = state.get("n_users"), state.get("n_items"), state.get("seed")
         for what, v in (("n_users", n_users), ("n_items", n_items)):
             need(
