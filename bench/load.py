@@ -43,6 +43,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -508,6 +509,25 @@ def latency_rows(runs: list[dict], key: str, kinds: tuple[str, ...] = KINDS) -> 
     return rows
 
 
+async def run_sessions(
+    sessions: Sequence[Any], flow: Callable[[Any], Awaitable[None]], *, first_line: bool
+) -> None:
+    """Run `flow(s)` for every session at once, each 0.2 s after the one before (visitors do
+    not click in the same ms). An exception ends its own session only: it is kept as that
+    result's error, its message cut to 200 characters (to its first line if `first_line`:
+    Playwright's messages go on with a call log)."""
+
+    async def one(s: Any) -> None:
+        await asyncio.sleep(0.2 * s.index)
+        try:
+            await flow(s)
+        except Exception as e:  # noqa: BLE001 - one session's failure is a result
+            text = (str(e).splitlines() or [""])[0] if first_line else str(e)
+            s.result.error = f"{type(e).__name__}: {text[:200]}"
+
+    await asyncio.gather(*(one(s) for s in sessions))
+
+
 def session_counts(results: list[Any], log: list[Any]) -> dict[str, Any]:
     """What a run reports of its sessions (this file's and load_ws.py's `SessionResult`s and
     `Action`s): every result and action, and the counts read from them."""
@@ -545,15 +565,11 @@ async def run_n(n: int, args: argparse.Namespace, files: list[Path]) -> dict:
                 Session(i, await c.new_page(), server.url, t0, log) for i, c in enumerate(contexts)
             ]
 
-            async def one(s: Session) -> None:
-                await asyncio.sleep(0.2 * s.index)  # visitors do not click in the same ms
-                try:
-                    await s.flow(files[s.index], args.steps, args.ratings, deadline)
-                    await s.leave_a_long_job()
-                except Exception as e:  # noqa: BLE001 - one session's failure is a result
-                    s.result.error = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+            async def flow(s: Session) -> None:
+                await s.flow(files[s.index], args.steps, args.ratings, deadline)
+                await s.leave_a_long_job()
 
-            await asyncio.gather(*(one(s) for s in sessions))
+            await run_sessions(sessions, flow, first_line=True)
             out["flow_seconds"] = time.monotonic() - t0
             _, cpu_before_close, _ = server.stats()
             workers_cpu_before_close = server.worker_stats()[1]

@@ -64,6 +64,7 @@ from load import (  # noqa: E402
     latency_rows,
     machine_line,
     make_files,
+    run_sessions,
     session_counts,
     session_errors,
     spread,
@@ -588,18 +589,15 @@ async def run_n(n: int, args: argparse.Namespace, files: list[Path]) -> dict:
         deadline = t0 + args.deadline
         sessions = [WsSession(i, server.url, t0, log) for i in range(n)]
 
-        async def one(s: WsSession) -> None:
-            await asyncio.sleep(0.2 * s.index)  # visitors do not click in the same ms
+        async def flow(s: WsSession) -> None:
             try:
                 await asyncio.wait_for(
                     s.flow(args, files[s.index], deadline), max(1.0, deadline - time.monotonic())
                 )
             except TimeoutError:
                 s.result.error = f"the deadline ({args.deadline:.0f} s) passed"
-            except Exception as e:  # noqa: BLE001 - one session's failure is a result
-                s.result.error = f"{type(e).__name__}: {str(e)[:200]}"
 
-        await asyncio.gather(*(one(s) for s in sessions))
+        await run_sessions(sessions, flow, first_line=False)
         out["flow_seconds"] = time.monotonic() - t0
         _, cpu1, _ = server.stats()
         wcpu1 = server.worker_stats()[1]
