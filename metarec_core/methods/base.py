@@ -245,7 +245,8 @@ class ItemRecommender(ABC):
     rate a new item from its metadata and its first (user, rating) pairs.
 
     Subclasses keep constructor arguments as plain attributes and set fitted attributes with a
-    trailing underscore, as `Recommender`s do.
+    trailing underscore, as `Recommender`s do, and implement `_fit_items` (what `fit` runs on
+    the checked training items) and `predict`.
     """
 
     name: ClassVar[str]
