@@ -48,10 +48,12 @@ bench: venv
 	$(PY) bench/speed.py --data ../shared/datasets/ml-100k/u.data --items ../shared/datasets/ml-100k/u.item --json bench/out/speed.json
 	$(PY) bench/playground_latency.py --json bench/out/playground_latency.json
 
-# The small pre-trained checkpoint the app opens with (tests/core/test_sample_model.py checks it
-# still loads and matches the sample data; regenerate after changing the model).
+# The small pre-trained checkpoint the app opens with, and the new-item page's models of the
+# sample (tests/core/test_sample_model.py and test_sample_item_models.py check they still load
+# and match the sample data; regenerate after changing the models).
 sample-model: venv
 	$(PY) -m metarec_core train sample_data/ratings.csv --items sample_data/items.csv --out sample_data/model.pt --seed 0 --steps 300
+	$(PY) -m metarec_core train sample_data/ratings.csv --items sample_data/items.csv --cold items --new-item-page --seed 0 --out sample_data/item_models
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -54,12 +54,17 @@ def recommendation_rows(recs: Sequence[Recommendation]) -> list[dict[str, object
     ]
 
 
+def taste_name(likes: Sequence[str], dislikes: Sequence[str]) -> str:
+    """A taste persona's short name: "Loves Sci-Fi, dislikes Romance"."""
+    name = "Loves " + (", ".join(likes) if likes else "nothing in particular")
+    return name + (", dislikes " + ", ".join(dislikes) if dislikes else "")
+
+
 def persona_name(p: Persona) -> str:
     """A persona's short name: "Held-out user 42" or "Loves Sci-Fi, dislikes Romance"."""
     if p.kind == "heldout":
         return f"Held-out user {p.user_id}"
-    name = "Loves " + (", ".join(p.likes) if p.likes else "nothing in particular")
-    return name + (", dislikes " + ", ".join(p.dislikes) if p.dislikes else "")
+    return taste_name(p.likes, p.dislikes)
 
 
 def persona_description(p: Persona) -> str:
