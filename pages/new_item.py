@@ -428,9 +428,8 @@ with left:
         if genres:
             sugg = personas.suggest_tastes(data, 1)
             pair = sugg[0] if sugg else ((genres[0],), ())
-            c1, c2 = st.columns(2)
-            c1.multiselect("Loves", genres, default=list(pair[0]), key="ni_likes")
-            c2.multiselect("Dislikes", genres, default=list(pair[1]), key="ni_dislikes")
+            st.multiselect("Loves", genres, default=list(pair[0]), key="ni_likes")
+            st.multiselect("Dislikes", genres, default=list(pair[1]), key="ni_dislikes")
             st.button("Add the persona's rating", key="ni_persona", on_click=_on_persona)
         else:
             st.caption("This dataset has no genres: taste personas need them.")
