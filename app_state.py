@@ -115,6 +115,7 @@ K_DATA = "mr_data"
 K_MODELS = "mr_models"
 K_ACTIVE_MODEL = "mr_active_model"
 K_PLAYGROUND = "mr_playground"
+K_ITEM_SESSION = "mr_item_session"  # the new-item page's item (its page, What-if)
 K_EVAL_REPORT = "mr_eval_report"
 K_INIT = "mr_initialised"
 K_TOKEN = "mr_workspace_token"

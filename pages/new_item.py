@@ -28,7 +28,7 @@ state.require_router()
 PLAY_INTERVAL_S = 1.0
 SLOT = "items"  # this workspace's job slot for the item models
 SEED = 0  # the held-out item fold's seed
-K_SESSION = "mr_item_session"
+K_SESSION = state.K_ITEM_SESSION
 K_PLAYING = "mr_item_playing"
 K_MESSAGE = "mr_item_message"
 # The "Which item?" choice outlives the radio (Streamlit drops a widget's state on runs that do
@@ -44,10 +44,7 @@ MAP_COLOURS = (  # one per genre on the map of items (Plotly's "Alphabet": 26 di
 )  # fmt: skip
 
 
-def _label(name: str) -> str:
-    """A model's plain name; the item learner is marked as the meta-learner."""
-    text = isn.item_display_name(name)
-    return f"{text} (meta-learner)" if isn.is_learner(name) else text
+_label = fmt.item_method_label
 
 
 # ----------------------------------------------------------------------------- the models

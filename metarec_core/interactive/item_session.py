@@ -43,6 +43,7 @@ from metarec_core.interactive import personas
 from metarec_core.interactive.personas import favourite_genres
 from metarec_core.interactive.projection import ItemMap, fit_item_map
 from metarec_core.interactive.session import list_overlap, rank_movement
+from metarec_core.interactive.whatif import ModelComparison, compare_lists
 from metarec_core.jobs import BackgroundJob, JobContext
 from metarec_core.methods.base import FitProgress, ItemRecommender, NewItem, StopFlag, top_items
 from metarec_core.methods.registry import make_method, method_class, spec
@@ -690,6 +691,25 @@ class ItemSession:
         if m is None or not self.trail or name not in self.trail[0]:
             return np.zeros((0, 2))
         return m.place(np.stack([t[name] for t in self.trail]))
+
+    def compare(self, names: Sequence[str] | None = None) -> ModelComparison:
+        """What-if for this item: the models `names` (default all, at least two) side by side,
+        their audiences after its ratings so far (`whatif.compare_lists`: where they disagree,
+        when each audience stops changing). Every audience, at every number of ratings, leaves
+        out all the item's raters, so a user does not leave an audience merely by rating later."""
+        names = self.models.names if names is None else tuple(names)
+        if len(names) < 2:
+            raise ValueError(f"pick at least two models to compare, got {len(names)}")
+        raters = np.asarray(self.users, dtype=np.int64)
+        lists: dict[str, list[np.ndarray]] = {n: [] for n in names}
+        final: dict[str, np.ndarray] = {}
+        for k in range(len(self.users) + 1):
+            prefix = NewItem.of(self.title, self.genres, self.users[:k], self.ratings[:k])
+            scores = self.models.scores(prefix)
+            for n in names:
+                lists[n].append(audience(scores[n], raters, self.top_n)[0])
+                final[n] = scores[n][lists[n][-1]]
+        return compare_lists(lists, final)
 
     def persona_rater(
         self, likes: Sequence[str], dislikes: Sequence[str] = ()

@@ -320,3 +320,34 @@ def test_a_broken_saved_model_is_said_and_the_models_are_fitted(small_sample, mo
     assert "could not be read" in texts(at) and "Fitting the models" in texts(at)
     assert started  # it fits them instead
     isn.clear_shared_models()
+
+
+def test_what_if_compares_the_models_audiences_for_the_pages_item(item_models):
+    at = new_app()
+    at.switch_page("pages/whatif.py").run()
+    at.radio(key="wi_subject").set_value("A new item").run()
+    assert not at.exception and "Describe or pick a new item first" in texts(at)
+    at.switch_page("pages/new_item.py").run()
+    for _ in range(3):
+        at.button(key="ni_next").click().run()
+    s = at.session_state["mr_item_session"]
+    at.switch_page("pages/whatif.py").run()
+    at.radio(key="wi_subject").set_value("A new item").run()
+    assert "its 3 ratings so far" in texts(at)
+    at.button(key="wi_item_compare").click().run()
+    assert not at.exception
+    side, overlap, stable = (at.dataframe[i].value for i in range(3))
+    assert len(side) == isn.AUDIENCE_N and len(side.columns) == 1 + len(item_models.names)
+    ids = s.data.user_ids
+    for j, name in enumerate(item_models.names):  # each column is that model's audience
+        shown = [cell.split(" ★")[0] for cell in side[f"m{j}"]]
+        assert shown == [f"user {ids[m.user]}" for m in s.audience(name)]
+    assert overlap.shape == (len(item_models.names), 1 + len(item_models.names))
+    content = stable.set_index("model").loc[fmt_label("content"), "stable_after"]
+    assert content == f"never adapts (same {isn.AUDIENCE_N} users as with no ratings)"
+
+
+def fmt_label(name: str) -> str:
+    from app_support.format import item_method_label
+
+    return item_method_label(name)

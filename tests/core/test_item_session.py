@@ -408,3 +408,24 @@ def test_the_cli_writes_the_pages_models_for_load_models(tmp_path, monkeypatch, 
     assert "no --steps" in capsys.readouterr().err
     assert main(["train", str(r), "--new-item-page", "--out", str(out)]) == 2
     assert "needs --cold items" in capsys.readouterr().err
+
+
+def test_what_if_for_one_item_compares_the_models_audiences(data, models):
+    s = isn.ItemSession.held_out(data, models, int(isn.heldout_items(data, models.fold)[0]))
+    for _ in range(3):
+        s.add_next()
+    c = s.compare()
+    assert c.names == models.names
+    for name in models.names:
+        # the audiences now, as the page shows them (raters already left out)
+        assert c.top[name].tolist() == [m.user for m in s.audience(name)]
+        assert len(c.kept[name]) == 3
+        others = set().union(*(set(c.top[o].tolist()) for o in c.names if o != name))
+        assert not set(c.only_in[name].tolist()) & others
+    assert np.allclose(np.diag(c.pairwise_overlap), 1.0)
+    assert set(c.in_all.tolist()) <= set(c.top["content"].tolist())
+    # content reads the description only: its audience never moves with the ratings
+    assert c.stability["content"].kind == "never_adapts"
+    assert c.stability["mf_foldin_levels"].kind != "never_adapts"
+    with pytest.raises(ValueError, match="at least two models"):
+        s.compare(["content"])
