@@ -42,11 +42,13 @@ test: dev-deps chromium lint
 screenshots: dev-deps chromium
 	$(PY) -m pytest -q tests/e2e --screenshots docs/screenshots
 
-# Accuracy (all configurations whose data exist), speed and playground latency -> bench/out/.
+# Accuracy (all configurations whose data exist), speed, playground and new-item page latency
+# -> bench/out/.
 bench: venv
 	$(PY) bench/accuracy.py --out bench/out
 	$(PY) bench/speed.py --data ../shared/datasets/ml-100k/u.data --items ../shared/datasets/ml-100k/u.item --json bench/out/speed.json
 	$(PY) bench/playground_latency.py --json bench/out/playground_latency.json
+	$(PY) bench/item_latency.py --saved sample_data/item_models --json bench/out/item_latency.json
 
 # The small pre-trained checkpoint the app opens with, and the new-item page's models of the
 # sample (tests/core/test_sample_model.py and test_sample_item_models.py check they still load
