@@ -69,40 +69,29 @@ def show(active: state.ActiveData) -> None:
     st.caption(
         f"{len(c.in_all)} user(s) are in every audience; ★ marks users only one model lists."
     )
-    pair = pd.DataFrame(c.pairwise_overlap, columns=[_label(n) for n in c.names])
-    pair.insert(0, "model", [_label(n) for n in c.names])
-    st.dataframe(
-        pair,
-        key="wi_item_overlap",
-        hide_index=True,
-        width="stretch",
-        column_config={
-            _label(n): st.column_config.ProgressColumn(
-                _label(n), format="percent", min_value=0.0, max_value=1.0
-            )
-            for n in c.names
-        },
+    # one row per model: when its audience settles, what only it lists, its overlap with each
+    labels = [_label(n) for n in c.names]
+    rows = pd.DataFrame(
+        {
+            "model": labels,
+            "settles": [fmt.stability_text(c.stability[n], f"{s.top_n} users") for n in c.names],
+            "alone": [len(c.only_in[n]) for n in c.names],
+        }
     )
-    st.caption("Share of the audience two models have in common.")
-    st.dataframe(
-        pd.DataFrame(
-            {
-                "model": [_label(n) for n in c.names],
-                "stable_after": [
-                    fmt.stability_text(c.stability[n], f"{s.top_n} users") for n in c.names
-                ],
-                "only_here": [len(c.only_in[n]) for n in c.names],
-            }
+    overlap = st.column_config.ProgressColumn
+    cols: dict[str, object] = {
+        "model": st.column_config.TextColumn("Model"),
+        "settles": st.column_config.TextColumn(
+            "Audience stops changing",
+            help="Fewest ratings after which every further rating leaves the audience "
+            "unchanged. 'Never adapts': the same users as from the description alone.",
         ),
-        key="wi_item_stability",
-        hide_index=True,
-        column_config={
-            "model": st.column_config.TextColumn("Model"),
-            "stable_after": st.column_config.TextColumn(
-                "Audience stops changing",
-                help="Fewest ratings after which every further rating leaves the audience "
-                "unchanged. 'Never adapts': the same users as from the description alone.",
-            ),
-            "only_here": st.column_config.NumberColumn("Users no other model lists"),
-        },
-    )
+        "alone": st.column_config.NumberColumn("Users no other model lists"),
+    }
+    for j, label in enumerate(labels):
+        rows[f"o{j}"] = c.pairwise_overlap[:, j]
+        cols[f"o{j}"] = overlap(
+            f"Shared with {label}", format="percent", min_value=0.0, max_value=1.0
+        )
+    st.dataframe(rows, key="wi_item_models", hide_index=True, width="stretch", column_config=cols)
+    st.caption("Shared with …: the share of the audience two models have in common.")

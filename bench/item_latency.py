@@ -31,6 +31,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.playground_latency import (  # noqa: E402
+    add_thread_args,
+    dataset_record,
+    limit_threads,
+    stats,
+)
 from metarec_core.data.io import load_ratings  # noqa: E402
 from metarec_core.interactive import item_session as isn  # noqa: E402
 from metarec_core.interactive import personas  # noqa: E402
@@ -57,10 +63,6 @@ def timed(change, s: isn.ItemSession) -> float:
     return 1000 * (time.perf_counter() - t0)
 
 
-def stats(x: list[float]) -> dict:
-    return {"median": float(np.median(x)), "p95": float(np.percentile(x, 95)), "n": len(x)}
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=str(ROOT / "sample_data" / "ratings.csv"))
@@ -68,19 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--saved", help="read the page's saved models from this folder (no fit)")
     p.add_argument("--learner-steps", type=int, help="cap the item learner's meta-steps")
     p.add_argument("--ratings", type=int, default=20, help="ratings per kind of update")
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the app uses 1)")
-    p.add_argument(
-        "--blas-threads", type=int, default=1, help="numpy BLAS threads (the app uses 1; 0: BLAS's)"
-    )
+    add_thread_args(p)
     p.add_argument("--json", help="write the numbers here")
     args = p.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(args.threads)
-    if args.blas_threads > 0:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(limits=args.blas_threads, user_api="blas")
+    limit_threads(args)
 
     t0 = time.perf_counter()
     data = load_ratings(args.data, items=args.items or None)
@@ -128,12 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             hand_ms.append(timed(lambda u=int(user): d.add_rating(u, data.scale.high), d))
 
     out = {
-        "dataset": {
-            "source": data.source,
-            "users": data.n_users,
-            "items": data.n_items,
-            "ratings": data.n_ratings,
-        },
+        "dataset": dataset_record(data),
         "models": source,
         "names": list(models.names),
         "torch_threads": args.threads,

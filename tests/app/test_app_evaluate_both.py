@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import new_app, wait_until
+from helpers import check_report, new_app, run_evaluation
 
 from metarec_core.evaluation.report import BothKShotProtocol
 from metarec_core.evaluation.runner import evaluable_methods
@@ -32,21 +32,9 @@ def test_both_new_offers_the_rating_predictors_and_evaluates_them():
     assert set(offered) | set(ranking) == set(available_methods())
     assert picker.value == list(defaults) and not set(defaults) & set(ranking)
     assert at.selectbox(key="eval_protocol_both").disabled
-    picker.set_value(list(BOTH_METHODS))
-    at.text_input(key="eval_support_both").set_value("1,3")
-    at.number_input(key="eval_folds").set_value(2)
-    at.button(key="eval_start").click().run()
-    wait_until(at, lambda a: any("Evaluation done" in s.value for s in a.success), tries=300)
-    assert not at.exception and not at.error
-    report = at.session_state["mr_eval_report"]
-    assert isinstance(report.protocol, BothKShotProtocol)
-    assert {(r.method, r.support) for r in report.rows} == {
-        (m, k) for m in BOTH_METHODS for k in (1, 3)
-    }
+    report = run_evaluation(at, "_both", BOTH_METHODS, "1,3", tries=300)
+    check_report(at, report, BothKShotProtocol, BOTH_METHODS, (1, 3), display_name, "Users")
     assert any("New users on new items" in c.value for c in at.caption)
-    table = at.dataframe[0].value
-    assert set(table["method"]) == {display_name(m) for m in BOTH_METHODS}
-    assert json.loads(at.dataframe[0].proto.columns)["users"]["label"] == "Users"
     mae = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert mae["layout"]["xaxis"]["title"]["text"] == "Ratings seen from the new user (k)"
     # new items have settings of their own (k = 0 first)

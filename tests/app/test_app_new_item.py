@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from helpers import new_app, texts, wait_until
 
@@ -336,14 +337,17 @@ def test_what_if_compares_the_models_audiences_for_the_pages_item(item_models):
     assert "its 3 ratings so far" in texts(at)
     at.button(key="wi_item_compare").click().run()
     assert not at.exception
-    side, overlap, stable = (at.dataframe[i].value for i in range(3))
+    side, rows = at.dataframe[0].value, at.dataframe[1].value
     assert len(side) == isn.AUDIENCE_N and len(side.columns) == 1 + len(item_models.names)
     ids = s.data.user_ids
     for j, name in enumerate(item_models.names):  # each column is that model's audience
         shown = [cell.split(" ★")[0] for cell in side[f"m{j}"]]
         assert shown == [f"user {ids[m.user]}" for m in s.audience(name)]
-    assert overlap.shape == (len(item_models.names), 1 + len(item_models.names))
-    content = stable.set_index("model").loc[fmt_label("content"), "stable_after"]
+    m = len(item_models.names)
+    assert rows.shape == (m, 3 + m)
+    overlap = rows[[f"o{j}" for j in range(m)]].to_numpy()
+    assert np.allclose(np.diag(overlap), 1.0) and np.allclose(overlap, overlap.T)
+    content = rows.set_index("model").loc[fmt_label("content"), "settles"]
     assert content == f"never adapts (same {isn.AUDIENCE_N} users as with no ratings)"
 
 
