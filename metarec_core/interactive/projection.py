@@ -129,14 +129,14 @@ def fit_item_map(
     items have ratings. Only `train_items`' ratings are read."""
     if not model.capabilities.item_state:
         return None
+    counts = data.counts_per_item()
     items = np.unique(np.asarray(train_items, dtype=np.int64))
-    counts = data.counts_per_item()[items]
-    items = items[counts > 0]
-    items = items[np.lexsort((items, -data.counts_per_item()[items]))][:max_items]
+    items = items[counts[items] > 0]
+    items = items[np.lexsort((items, -counts[items]))][:max_items]
     if len(items) < 2:
         return None
     order = np.argsort(data.item, kind="stable")  # each item's ratings, in file order
-    indptr = np.concatenate([[0], np.cumsum(data.counts_per_item())])
+    indptr = np.concatenate([[0], np.cumsum(counts)])
     news = []
     for j in items:
         rows = order[indptr[j] : indptr[j + 1]]
