@@ -42,16 +42,20 @@ test: dev-deps chromium lint
 screenshots: dev-deps chromium
 	$(PY) -m pytest -q tests/e2e --screenshots docs/screenshots
 
-# Accuracy (all configurations whose data exist), speed and playground latency -> bench/out/.
+# Accuracy (all configurations whose data exist), speed, playground and new-item page latency
+# -> bench/out/.
 bench: venv
 	$(PY) bench/accuracy.py --out bench/out
 	$(PY) bench/speed.py --data ../shared/datasets/ml-100k/u.data --items ../shared/datasets/ml-100k/u.item --json bench/out/speed.json
 	$(PY) bench/playground_latency.py --json bench/out/playground_latency.json
+	$(PY) bench/item_latency.py --saved sample_data/item_models --json bench/out/item_latency.json
 
-# The small pre-trained checkpoint the app opens with (tests/core/test_sample_model.py checks it
-# still loads and matches the sample data; regenerate after changing the model).
+# The small pre-trained checkpoint the app opens with, and the new-item page's models of the
+# sample (tests/core/test_sample_model.py and test_sample_item_models.py check they still load
+# and match the sample data; regenerate after changing the models).
 sample-model: venv
 	$(PY) -m metarec_core train sample_data/ratings.csv --items sample_data/items.csv --out sample_data/model.pt --seed 0 --steps 300
+	$(PY) -m metarec_core train sample_data/ratings.csv --items sample_data/items.csv --cold items --new-item-page --seed 0 --out sample_data/item_models
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -124,6 +124,7 @@ K_DATA = "mr_data"
 K_MODELS = "mr_models"
 K_ACTIVE_MODEL = "mr_active_model"
 K_PLAYGROUND = "mr_playground"
+K_ITEM_SESSION = "mr_item_session"  # the new-item page's item (its page, What-if)
 K_EVAL_REPORT = "mr_eval_report"
 K_INIT = "mr_initialised"
 K_TOKEN = "mr_workspace_token"
@@ -503,6 +504,42 @@ def _sample_checkpoint(path: str, data: RatingsDataset, file_key: str) -> Any:
 
     shared = _shipped_checkpoint(file_key, data.fingerprint(), path, data)
     return replace(shared, learner=copy.deepcopy(shared.learner))
+
+
+@st.cache_resource(
+    show_spinner="Loading the sample's new-item models…", max_entries=SHARED_MAX_ENTRIES
+)
+def _shipped_item_models(
+    files_key: str, fingerprint: str, seed: int, names: tuple[str, ...], _data: RatingsDataset
+) -> tuple[Any, str | None]:
+    """(the sample's saved new-item models or None, why they could not be read), read once per
+    process for the data of `fingerprint` and the files of `files_key`."""
+    from metarec_core.interactive import item_session as isn
+
+    try:
+        models = isn.load_models(_data, sample_dir() / isn.SAMPLE_MODELS_DIR, seed, names)
+    except Exception as e:  # a stale file must not break the page: it fits them instead
+        return None, str(e)
+    for name in models.mapped if models is not None else ():
+        models.item_map(name, _data)  # once here, not in a visitor's first update
+    return models, None
+
+
+def sample_item_models(data: RatingsDataset, seed: int, names: tuple[str, ...]) -> Any:
+    """The new-item page's models `names` of the shipped sample as saved in its folder
+    (`item_session.load_models`), shared by every session; None when there are none (or they
+    could not be read: the page fits them, and says why)."""
+    from metarec_core.interactive import item_session as isn
+
+    folder = sample_dir() / isn.SAMPLE_MODELS_DIR
+    paths = [folder / f"{n}.pt" for n in names]
+    if not all(p.is_file() for p in paths):
+        return None
+    key = "|".join(_file_key(str(p)) for p in paths)
+    models, error = _shipped_item_models(key, data.fingerprint(), int(seed), names, data)
+    if error is not None:
+        st.session_state["mr_sample_item_models_error"] = error
+    return models
 
 
 def ensure_defaults() -> None:

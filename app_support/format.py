@@ -54,12 +54,25 @@ def recommendation_rows(recs: Sequence[Recommendation]) -> list[dict[str, object
     ]
 
 
+def item_method_label(name: str) -> str:
+    """A new-item model's plain name; the meta-learner is marked as such."""
+    from metarec_core.interactive.item_session import is_learner, item_display_name
+
+    text = item_display_name(name)
+    return f"{text} (meta-learner)" if is_learner(name) else text
+
+
+def taste_name(likes: Sequence[str], dislikes: Sequence[str]) -> str:
+    """A taste persona's short name: "Loves Sci-Fi, dislikes Romance"."""
+    name = "Loves " + (", ".join(likes) if likes else "nothing in particular")
+    return name + (", dislikes " + ", ".join(dislikes) if dislikes else "")
+
+
 def persona_name(p: Persona) -> str:
     """A persona's short name: "Held-out user 42" or "Loves Sci-Fi, dislikes Romance"."""
     if p.kind == "heldout":
         return f"Held-out user {p.user_id}"
-    name = "Loves " + (", ".join(p.likes) if p.likes else "nothing in particular")
-    return name + (", dislikes " + ", ".join(p.dislikes) if p.dislikes else "")
+    return taste_name(p.likes, p.dislikes)
 
 
 def persona_description(p: Persona) -> str:
@@ -76,12 +89,13 @@ def persona_description(p: Persona) -> str:
     )
 
 
-def stability_text(s: Stability) -> str:
-    """How a model's top-10 settled (`whatif.Stability`), in words for the what-if table."""
+def stability_text(s: Stability, listed: str = "10 items") -> str:
+    """How a model's top list (of `listed`) settled (`whatif.Stability`), in words for the
+    what-if table."""
     if s.kind == "settled":
         return f"after {s.after} rating{'s' if s.after != 1 else ''}"
     if s.kind == "never_adapts":
-        return "never adapts (same 10 items as with no ratings)"
+        return f"never adapts (same {listed} as with no ratings)"
     if s.kind == "changing":
         return "still changing at the last rating"
     return "no ratings yet"

@@ -61,6 +61,40 @@ def synthetic_dataset(shape: str, seed: int = 0) -> RatingsDataset:
     )
 
 
+def add_thread_args(p: argparse.ArgumentParser) -> None:
+    """--threads and --blas-threads, as the app sets them (bench/item_latency.py too)."""
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the app uses 1)")
+    p.add_argument(
+        "--blas-threads", type=int, default=1, help="numpy BLAS threads (the app uses 1; 0: BLAS's)"
+    )
+
+
+def limit_threads(args: argparse.Namespace) -> None:
+    """Set torch's and numpy BLAS's thread counts from `add_thread_args`' options."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.blas_threads > 0:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=args.blas_threads, user_api="blas")
+
+
+def dataset_record(data: RatingsDataset) -> dict:
+    """The dataset's name and size, for a benchmark's output."""
+    return {
+        "source": data.source,
+        "users": data.n_users,
+        "items": data.n_items,
+        "ratings": data.n_ratings,
+    }
+
+
+def stats(x: list[float]) -> dict:
+    """Median, p95 and count of timings."""
+    return {"median": float(np.median(x)), "p95": float(np.percentile(x, 95)), "n": len(x)}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=str(ROOT / "sample_data" / "ratings.csv"))
@@ -69,19 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default=str(ROOT / "sample_data" / "model.pt"))
     p.add_argument("--ratings", type=int, default=30, help="persona ratings to add, one at a time")
     p.add_argument("--quick-steps", type=int, default=30, help="steps when there is no checkpoint")
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the app uses 1)")
-    p.add_argument(
-        "--blas-threads", type=int, default=1, help="numpy BLAS threads (the app uses 1; 0: BLAS's)"
-    )
+    add_thread_args(p)
     p.add_argument("--json", help="write the numbers here")
     args = p.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(args.threads)
-    if args.blas_threads > 0:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(limits=args.blas_threads, user_api="blas")
+    limit_threads(args)
 
     if args.shape:
         data = synthetic_dataset(args.shape)
@@ -149,17 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         session.recommendations()
         manual_ms.append(1000 * (time.perf_counter() - t0))
 
-    def stats(x: list[float]) -> dict:
-        return {"median": float(np.median(x)), "p95": float(np.percentile(x, 95)), "n": len(x)}
-
     first_open = t_projection + t_start
     out = {
-        "dataset": {
-            "source": data.source,
-            "users": data.n_users,
-            "items": data.n_items,
-            "ratings": data.n_ratings,
-        },
+        "dataset": dataset_record(data),
         "model": source,
         "torch_threads": args.threads,
         "blas_threads": args.blas_threads or "BLAS default",

@@ -242,6 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
         "from them) for `audience`",
     )
     p.add_argument(
+        "--new-item-page",
+        action="store_true",
+        help="with --cold items: fit the app's new-item page's models (its baselines and "
+        "learner) as the page does, without its held-out items' ratings, and write one "
+        "checkpoint per model into the folder --out (the app reads the sample's from "
+        "sample_data/item_models instead of fitting them)",
+    )
+    p.add_argument(
         "--steps", type=int, default=None, help="meta-training steps (default: the preset's)"
     )
     p.add_argument("--seed", type=int, default=0)
@@ -387,6 +395,8 @@ def bar_counts(snap) -> tuple[int, int | None]:
 def _cmd_train(args: argparse.Namespace) -> int:
     if args.cold == "items":
         return _train_items(args)
+    if args.new_item_page:
+        raise ValueError("--new-item-page needs --cold items")
     if args.algo not in registry.available_methods(registry.META_LEARNER):
         raise ValueError(f"--algo {args.algo} is a new-item method: add --cold items")
     from tqdm import tqdm
@@ -514,12 +524,51 @@ def _fit_items(data, name: str, seed: int, device: str = "auto", steps: int | No
     return method, train, val
 
 
+def _train_item_page(args: argparse.Namespace) -> int:
+    """`train --cold items --new-item-page`: the new-item page's models, one checkpoint each."""
+    import time
+
+    from metarec_core.interactive import item_session as isn
+
+    if args.steps is not None or args.search:
+        raise ValueError("--new-item-page fits the page's own settings: no --steps or --search")
+    data = _load(args)
+    print(
+        f"fitting the new-item page's models ({', '.join(isn.ITEM_PLAYGROUND_METHODS)}) on "
+        f"{data.source or args.data}, seed {args.seed}",
+        file=sys.stderr,
+    )
+    t0 = time.perf_counter()
+    last = [-1, ""]  # the 5% step and the model last printed: one line per step or model
+
+    def progress(fraction: float, message: str) -> None:
+        step, what = int(20 * fraction), message.split(":")[0]
+        if [step, what] != last:
+            last[:] = [step, what]
+            elapsed = time.perf_counter() - t0
+            print(f"{elapsed:7.1f} s  {100 * fraction:3.0f}%  {message}", file=sys.stderr)
+
+    try:
+        models = isn.fit_item_models(data, seed=args.seed, progress=progress)
+    except KeyboardInterrupt:
+        print("cancelled; no model was written", file=sys.stderr)
+        return 130
+    for path in isn.save_models(models, data, args.out):
+        print(f"model written to {path}")
+    for name, seconds in models.fit_seconds.items():
+        print(f"fit {name}: {seconds:.1f} s")
+    print(f"total (fits and maps of the training items): {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
 def _train_items(args: argparse.Namespace) -> int:
     """`train --cold items`: fit a new-item method and save its checkpoint."""
     from tqdm import tqdm
 
     from metarec_core.checkpoint import save_checkpoint
 
+    if args.new_item_page:
+        return _train_item_page(args)
     if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps must be at least 1, got {args.steps}")
     name = "item_metasgd" if args.algo == "metasgd" else args.algo

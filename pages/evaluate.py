@@ -16,13 +16,14 @@ from app_support.format import support_label
 from metarec_core import glossary
 from metarec_core.evaluation.report import (
     ROW_COLUMNS,
+    BothKShotProtocol,
     EvaluationReport,
     ItemKShotProtocol,
     MeluProtocol,
     MethodRow,
     PairedDifference,
 )
-from metarec_core.evaluation.runner import EvalConfig
+from metarec_core.evaluation.runner import EvalConfig, evaluable_methods
 from metarec_core.jobs import EvaluationJob, poll_seconds
 from metarec_core.methods.registry import (
     BASELINE,
@@ -30,7 +31,6 @@ from metarec_core.methods.registry import (
     ITEM_META_LEARNER,
     META_LEARNER,
     available_methods,
-    default_methods,
     display_name,
     spec,
 )
@@ -63,12 +63,13 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
 
 
 # "Who is new?": the evaluation's cold-start subject (EvalConfig.cold)
-COLDS = {"users": "New users", "items": "New items"}
+COLDS = {"users": "New users", "items": "New items", "both": "Both new"}
 
 
 def method_label(cold: str) -> Callable[[str], str]:
-    """The plain name of a method of the registry's `cold` table (other names unchanged)."""
-    if cold == "users":
+    """The plain name of a method of the registry's `cold` table (other names unchanged;
+    "both": the users' methods)."""
+    if cold != "items":
         return display_name
 
     def label(name: str) -> str:
@@ -81,7 +82,9 @@ def method_label(cold: str) -> Callable[[str], str]:
 
 
 def report_cold(report: EvaluationReport) -> str:
-    return "items" if isinstance(report.protocol, ItemKShotProtocol) else "users"
+    if isinstance(report.protocol, ItemKShotProtocol):
+        return "items"
+    return "both" if isinstance(report.protocol, BothKShotProtocol) else "users"
 
 
 def curve_figure(
@@ -212,7 +215,7 @@ def _metric_column(label: str, help_text: str) -> st.column_config.NumberColumn:
 def show_report(report: EvaluationReport) -> None:
     p = report.protocol
     cold = report_cold(report)
-    label, unit = method_label(cold), cold[:-1]  # "user" or "item"
+    label, unit = method_label(cold), "item" if cold == "items" else "user"
     if isinstance(p, MeluProtocol):
         st.caption(state.plain(f"MeLU protocol: {json.dumps(p.to_dict())}"))
     elif isinstance(p, ItemKShotProtocol):
@@ -223,6 +226,17 @@ def show_report(report: EvaluationReport) -> None:
             f"least {p.min_ratings} ratings ({p.left_out:,} left out), {p.query} hidden raters "
             f"each, seed {p.seed}. Shaded bands: the 95% range of each average (bootstrap CI)."
             + (f" {note[:1].upper()}{note[1:]}." if note else ""),
+            help=glossary.help_text("new item"),
+        )
+    elif isinstance(p, BothKShotProtocol):
+        note = p.train_seeds_note
+        st.caption(
+            f"New users on new items, after the user's first k ratings of known items (k-shot "
+            f"protocol: {p.folds} folds over users and over items), {p.test_users:,} test users "
+            f"({p.left_out:,} left out); each is scored on up to {p.query} of their ratings of "
+            f"the fold's {p.new_items:,} new items, which the methods know by their "
+            f"description only; seed {p.seed}. Shaded bands: the 95% range of each average "
+            "(bootstrap CI)." + (f" {note[:1].upper()}{note[1:]}." if note else ""),
             help=glossary.help_text("new item"),
         )
     else:
@@ -365,40 +379,54 @@ cold = st.radio(
     horizontal=True,
     key="eval_cold",
     help="New users: a test user's first k ratings are seen. New items: a test item's first k "
-    "ratings are seen (k = 0: its description alone). "
+    "ratings are seen (k = 0: its description alone). Both new: new users' first k ratings of "
+    "known items are seen, and they are scored on new items, known by their description only. "
     + glossary.help_text("cold start")
     + " "
     + glossary.help_text("new item"),
 )
-unit, items = cold[:-1], cold == "items"  # "user" / "item"; widgets of items get keys of their own
+items, both = cold == "items", cold == "both"
+unit = "item" if items else "user"
+suffix = {"users": "", "items": "_items", "both": "_both"}[cold]  # each its own widgets' keys
+subject = "users and items" if both else cold
 st.caption(
-    f"How well does each method do for brand-new {cold}? {unit.title()}s are split into groups "
-    f"(folds); a test group's {cold} are never seen in training. Each method sees a test "
-    f"{unit}'s first k ratings and is scored on other, hidden ones. Meta-learners are trained "
-    "once per fold and training run (minutes on a CPU); the other methods take seconds.",
+    f"How well does each method do for brand-new {subject}? {unit.title()}s are split into "
+    f"groups (folds); a test group's {cold if not both else 'users'} are never seen in training"
+    + (", nor are the fold's new items' ratings. " if both else ". ")
+    + f"Each method sees a test {unit}'s first k ratings and is scored on other, hidden ones"
+    + (" (of new items). " if both else ". ")
+    + "Meta-learners are trained once per fold and training run (minutes on a CPU); the other "
+    "methods take seconds.",
     help=glossary.help_text("support set") + " " + glossary.help_text("query set"),
 )
 
 job = state.jobs().get("eval")
 running = job is not None and job.is_active
 kinds = (ITEM_BASELINE, ITEM_META_LEARNER) if items else (BASELINE, META_LEARNER)
+offered, defaults = evaluable_methods(cold)
+table = "items" if items else "users"
+of_kind = [[m for m in available_methods(k, cold=table) if m in offered] for k in kinds]
 
 with st.form("eval_form"):
     methods = st.multiselect(
         "Methods",
-        available_methods(cold=cold),
-        default=list(default_methods(cold)),
-        key="eval_methods_items" if items else "eval_methods",
+        offered,
+        default=list(defaults),
+        key=f"eval_methods{suffix}",
         format_func=method_label(cold),
-        help=f"Baselines: {', '.join(available_methods(kinds[0], cold=cold))}. Meta-learners: "
-        f"{', '.join(available_methods(kinds[1], cold=cold))}. "
-        "The Glossary page says what each does.",
+        help=f"Baselines: {', '.join(of_kind[0])}. Meta-learners: {', '.join(of_kind[1])}. "
+        + (
+            "Ranking-only methods are left out: a new item has no ratings to count. "
+            if both
+            else ""
+        )
+        + "The Glossary page says what each does.",
     )
     c = st.columns(6)
     support = c[0].text_input(
         "Ratings seen (k)",
         "0,1,3,5,10,20" if items else "1,3,5,10,20",
-        key="eval_support_items" if items else "eval_support",
+        key=f"eval_support{suffix}",
         help=glossary.help_text(
             "k-shot",
             "How many ratings of each test user the methods see, comma-separated. 0 scores each "
@@ -418,9 +446,9 @@ with st.form("eval_form"):
     seed = c[3].number_input("Seed", 0, 2**31 - 1, 0, key="eval_seed")
     protocol = c[4].selectbox(
         "Set-up",
-        ["kshot"] if items else ["kshot", "melu"],
-        key="eval_protocol_items" if items else "eval_protocol",
-        disabled=items,
+        ["kshot"] if items or both else ["kshot", "melu"],
+        key=f"eval_protocol{suffix}",
+        disabled=items or both,
         format_func={"kshot": "After k ratings", "melu": "MeLU paper's split"}.get,
         help="After k ratings (protocol kshot): every test user is scored after each k. MeLU "
         "paper's split (protocol melu): users with 13-100 ratings, all but 10 ratings seen.",

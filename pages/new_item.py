@@ -19,6 +19,8 @@ from app_support import widgets
 from app_support.charts import titled
 from metarec_core import glossary
 from metarec_core.interactive import item_session as isn
+from metarec_core.interactive import personas
+from metarec_core.interactive.audience import with_year
 from metarec_core.jobs import poll_seconds
 
 state.require_router()
@@ -26,7 +28,7 @@ state.require_router()
 PLAY_INTERVAL_S = 1.0
 SLOT = "items"  # this workspace's job slot for the item models
 SEED = 0  # the held-out item fold's seed
-K_SESSION = "mr_item_session"
+K_SESSION = state.K_ITEM_SESSION
 K_PLAYING = "mr_item_playing"
 K_MESSAGE = "mr_item_message"
 # The "Which item?" choice outlives the radio (Streamlit drops a widget's state on runs that do
@@ -34,12 +36,15 @@ K_MESSAGE = "mr_item_message"
 K_MODE = "mr_item_mode"
 MODES = ("A held-out real item", "Describe a new item")
 RATER_CHOICES = 200  # users offered in the "rated by" picker (most active first)
+MAP_COLOURS = (  # one per genre on the map of items (Plotly's "Alphabet": 26 distinct colours)
+    "#AA0DFE", "#3283FE", "#85660D", "#782AB6", "#565656", "#1C8356", "#16FF32", "#F7E1A0",
+    "#E2E2E2", "#1CBE4F", "#C4451C", "#DEA0FD", "#FE00FA", "#325A9B", "#FEAF16", "#F8A19F",
+    "#90AD1C", "#F6222E", "#1CFFCE", "#2ED9FF", "#B10DA1", "#C075A6", "#FC1CBF", "#B00068",
+    "#FBE426", "#FA0087",
+)  # fmt: skip
 
 
-def _label(name: str) -> str:
-    """A model's plain name; the item learner is marked as the meta-learner."""
-    text = isn.item_display_name(name)
-    return f"{text} (meta-learner)" if isn.is_learner(name) else text
+_label = fmt.item_method_label
 
 
 # ----------------------------------------------------------------------------- the models
@@ -57,6 +62,9 @@ def _part(active: state.ActiveData, names: tuple[str, ...], slot: str) -> isn.It
     data = active.data
     if active.is_sample and (shared := isn.shared_models(data, SEED, names)) is not None:
         return shared
+    if active.is_sample and (saved := state.sample_item_models(data, SEED, names)) is not None:
+        isn.share_models(saved)  # fitted once and shipped with the sample (`make sample-model`)
+        return saved
     job = state.jobs().get(slot)
     if job is not None and job.matches(data, SEED, names) and job.status == "done" and job.result:
         if active.is_sample:
@@ -120,6 +128,8 @@ def _models(active: state.ActiveData) -> isn.ItemModels:
     got = [_part(active, names, slot) for names, slot in zip(parts, slots, strict=True)]
     pending = [(n, s) for n, s, g in zip(parts, slots, got, strict=True) if g is None]
     if got[0] is None:
+        if active.is_sample and (why := st.session_state.get("mr_sample_item_models_error")):
+            st.warning(state.plain(f"The sample's saved new-item models could not be read: {why}"))
         st.info(
             "Fitting the models for new items on this dataset, once: "
             + ", ".join(_label(n) for names in parts for n in names)
@@ -182,6 +192,18 @@ def _on_rate() -> None:
     _act(lambda: _session().add_rating(int(user), float(rating)))
 
 
+def _on_persona() -> None:
+    likes = st.session_state.get("ni_likes") or []
+    dislikes = st.session_state.get("ni_dislikes") or []
+    _act(lambda: _session().add_persona_rating(likes, dislikes))
+
+
+def _source_text(source: isn.RatingSource) -> str:
+    if source.kind == "persona":
+        return "persona: " + fmt.taste_name(source.likes, source.dislikes)
+    return {"replay": "replay", "hand": "you"}[source.kind]
+
+
 def _item_text(data, item: int) -> str:
     return f"{fmt.item_label(data, item)} · {int(data.counts_per_item()[item])} ratings"
 
@@ -207,6 +229,71 @@ def error_chart(curve: list[isn.ItemCurvePoint], names: tuple[str, ...]) -> go.F
         "Average error (MAE, stars)",
         margin=dict(t=50, b=90, l=60, r=10),
         legend=dict(orientation="h", y=-0.35),
+    )
+
+
+def distribution_chart(s: isn.ItemSession, names: tuple[str, ...]) -> go.Figure:
+    """Each model's predicted ratings of every user, as shares per rating."""
+    fig = go.Figure()
+    for name in names:
+        d = s.distribution(name)
+        fig.add_bar(
+            x=[f"{c:g}" for c in d.centres],
+            y=(100 * d.shares).tolist(),
+            name=state.chart_text(f"{_label(name)} (mean {d.mean:.2f})"),
+            hovertemplate="%{x} ★: %{y:.1f}% of users<extra></extra>",
+        )
+    return titled(
+        fig,
+        f"Predicted rating of every user ({s.data.n_users:,})",
+        "Predicted rating (stars, rounded)",
+        "Share of users (%)",
+        margin=dict(t=50, b=90, l=60, r=10),
+        legend=dict(orientation="h", y=-0.35),
+        barmode="group",
+    )
+
+
+def map_chart(item_map, path: np.ndarray, data, title: str) -> go.Figure:
+    """The training items on a 2-D map coloured by genre, and the new item's path on it (one
+    point per rating, a star where it is now)."""
+    fig = go.Figure()
+    genres = np.asarray(item_map.genres, dtype=object)
+    for j, g in enumerate(dict.fromkeys(item_map.genres)):
+        on = genres == g
+        fig.add_scattergl(
+            x=item_map.points[on, 0].tolist(),
+            y=item_map.points[on, 1].tolist(),
+            mode="markers",
+            name=state.chart_text(g or "no genre"),
+            marker=dict(size=5, color=MAP_COLOURS[j % len(MAP_COLOURS)], opacity=0.55),
+            text=[state.chart_text(fmt.item_label(data, int(i))) for i in item_map.items[on]],
+            hovertemplate="%{text}<extra></extra>",
+        )
+    if len(path):
+        fig.add_scatter(
+            x=path[:, 0].tolist(),
+            y=path[:, 1].tolist(),
+            mode="lines+markers",
+            name="the new item, rating by rating",
+            line=dict(color="#212529", width=1.5, dash="dot"),
+            marker=dict(size=6, color="#212529"),
+        )
+        fig.add_scatter(
+            x=path[-1:, 0].tolist(),
+            y=path[-1:, 1].tolist(),
+            mode="markers",
+            name="the new item now",
+            marker=dict(size=18, color="#e03131", symbol="star", line=dict(width=1, color="#fff")),
+        )
+    e = item_map.projection.explained
+    return titled(
+        fig,
+        title,
+        f"PC 1 ({100 * e[0]:.0f}% of variance)",
+        f"PC 2 ({100 * e[1]:.0f}% of variance)",
+        height=420,
+        margin=dict(t=50, b=40, l=60, r=10),
     )
 
 
@@ -278,10 +365,21 @@ with left:
             key="ni_genres",
             help="From this dataset's genre list. A year in brackets in the title counts too.",
         )
+        year = st.number_input(
+            "Release year",
+            min_value=1800,
+            max_value=2100,
+            value=None,
+            step=1,
+            key="ni_year",
+            placeholder="optional",
+            help="Counts as the title's year (a year in brackets in the title wins).",
+        )
         if not genres:
             st.caption("This dataset has no genres: the models only have the title's words.")
         if st.button("Use this item", key="ni_use_described"):
-            _use(lambda: isn.ItemSession.described(data, models, title, picked))
+            named = with_year(title or "", None if year is None else int(year))
+            _use(lambda: isn.ItemSession.described(data, models, named, picked))
 
     session = _session()
     st.markdown("**The item**")
@@ -316,6 +414,22 @@ with left:
         )
         widgets.rating_slider("Their rating", data.scale, "ni_rating")
         st.button("Add this rating", key="ni_rate", on_click=_on_rate)
+
+    with st.expander("A taste persona rates it", expanded=session.task is None):
+        st.caption(
+            "A persona is a taste, e.g. loves Sci-Fi: each click, the real user whose ratings "
+            "match it best (and who has not rated the item) rates it as the persona would: "
+            "their usual rating, a star or so higher when the item has a loved genre, lower "
+            "for a disliked one."
+        )
+        if genres:
+            sugg = personas.suggest_tastes(data, 1)
+            pair = sugg[0] if sugg else ((genres[0],), ())
+            st.multiselect("Loves", genres, default=list(pair[0]), key="ni_likes")
+            st.multiselect("Dislikes", genres, default=list(pair[1]), key="ni_dislikes")
+            st.button("Add the persona's rating", key="ni_persona", on_click=_on_persona)
+        else:
+            st.caption("This dataset has no genres: taste personas need them.")
 
 playing = bool(st.session_state.get(K_PLAYING)) and session.task is not None
 
@@ -385,6 +499,32 @@ with right:
             table, key="ni_audience", hide_index=True, width="stretch", column_config=config
         )
 
+        st.plotly_chart(distribution_chart(s, names), key="ni_dist_chart", width="stretch")
+        # the map of the model whose audience is shown, else the learner's (or another's)
+        mapped = models.mapped
+        on_map = (
+            shown
+            if shown in mapped
+            else next((n for n in mapped if isn.is_learner(n)), mapped[0] if mapped else None)
+        )
+        item_map = s.item_map(on_map) if on_map is not None else None
+        if item_map is not None:
+            st.plotly_chart(
+                map_chart(
+                    item_map,
+                    s.map_path(on_map),
+                    data,
+                    state.chart_text(f"Where it lands among the training items ({_label(on_map)})"),
+                ),
+                key="ni_map_chart",
+                width="stretch",
+            )
+            st.caption(
+                f"Each dot is a training item as {_label(on_map)} sees it (its state from its "
+                "description and ratings, in two dimensions), coloured by its rarest genre. "
+                "The star is the new item now; the dotted line, where it was after each rating."
+            )
+
         st.subheader("The models side by side", anchor=False)
         rows = {
             "model": [_label(n) for n in names],
@@ -436,7 +576,7 @@ with right:
                         "order": np.arange(1, len(s.users) + 1),
                         "user": [str(data.user_ids[u]) for u in s.users],
                         "rating": s.ratings,
-                        "by": ["replay" if r else "you" for r in s.from_replay],
+                        "by": [_source_text(r) for r in s.sources],
                     }
                 ),
                 key="ni_rated",
@@ -447,7 +587,9 @@ with right:
                     "user": st.column_config.TextColumn("User"),
                     "rating": st.column_config.NumberColumn("Rating", format="%g ★"),
                     "by": st.column_config.TextColumn(
-                        "From", help="replay: the item's real rating; you: your choice"
+                        "From",
+                        help="replay: the item's real rating; you: your choice; persona: a "
+                        "taste persona's rating, given through its best-matching real user",
                     ),
                 },
             )

@@ -9,6 +9,7 @@ import streamlit as st
 
 import app_state as state
 from app_support import format as fmt
+from app_support import item_whatif
 from app_support.charts import titled
 from app_support.progress import run_stages
 from metarec_core.interactive import personas
@@ -23,6 +24,13 @@ MARGIN = dict(t=50, b=40, l=60, r=10)  # of both charts
 
 st.title("What-if: compare models on one new user")
 active = state.require_data()
+# the same question for a new item (the new-item page's item): app_support/item_whatif.py
+if (
+    st.radio("Who is new?", ["A new user", "A new item"], key="wi_subject", horizontal=True)
+    == "A new item"
+):
+    item_whatif.show(active)
+    st.stop()
 data = active.data
 entry = state.active_model()
 if entry is None:

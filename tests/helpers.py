@@ -204,6 +204,29 @@ def train_page(**form):
     return at
 
 
+def run_evaluation(at, suffix: str, methods, support: str, folds: int = 2, tries: int = 150):
+    """Fill the Evaluate page's form (`suffix`: the "Who is new?" choice's widget keys, "" for
+    users), run it and wait for its report (returned)."""
+    at.multiselect(key=f"eval_methods{suffix}").set_value(list(methods))
+    at.text_input(key=f"eval_support{suffix}").set_value(support)
+    at.number_input(key="eval_folds").set_value(folds)
+    at.button(key="eval_start").click().run()
+    wait_until(at, lambda a: any("Evaluation done" in s.value for s in a.success), tries=tries)
+    assert not at.exception and not at.error
+    return at.session_state["mr_eval_report"]
+
+
+def check_report(at, report, protocol: type, methods, ks, label, unit: str) -> None:
+    """The Evaluate page's report is of `protocol`, holds a row per (method, k) and its table
+    names the methods by `label` and counts `unit` ("Users", "Items")."""
+    import json
+
+    assert isinstance(report.protocol, protocol)
+    assert {(r.method, r.support) for r in report.rows} == {(m, k) for m in methods for k in ks}
+    assert set(at.dataframe[0].value["method"]) == {label(m) for m in methods}
+    assert json.loads(at.dataframe[0].proto.columns)["users"]["label"] == unit
+
+
 def wait_until(at, predicate, tries: int = 150, pause: float = 0.1):
     """Re-run the app until `predicate(at)` holds (background threads run between runs)."""
     import time

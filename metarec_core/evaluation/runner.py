@@ -214,6 +214,20 @@ class EvalConfig:
             )
 
 
+def evaluable_methods(cold: str = "users") -> tuple[list[str], tuple[str, ...]]:
+    """(the registered methods an evaluation of `cold` can run, its default set): for
+    ``"both"`` (and MeLU's states) the users' rating predictors, since a new item has no
+    rating counts to rank it by."""
+    if cold not in COLDS:
+        raise ValueError(f"unknown cold {cold!r}; expected one of {', '.join(COLDS)}")
+    table = "items" if cold == "items" else "users"
+    names, defaults = available_methods(cold=table), default_methods(table)
+    if cold == "both":
+        names = [m for m in names if _predicts(m)]
+        defaults = tuple(m for m in defaults if _predicts(m))
+    return names, defaults
+
+
 def _predicts(name: str) -> bool:
     """Whether a users' method predicts ratings (False: ranking only, e.g. popularity)."""
     try:

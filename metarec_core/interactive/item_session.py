@@ -12,9 +12,16 @@ no display text):
 - the replay order of a held-out item's real ratings: the protocol's seeded permutation
   (`make_item_tasks`): the last `ITEM_QUERY` ratings are hidden (the query users, on which
   each model's error is measured) and the others arrive one by one in that order;
-- after every rating, each model's predicted rating for every user, its audience (the top users
-  by predicted rating, raters excluded) with each user's movement since the previous rating,
-  and the errors on the hidden raters.
+- the ratings that arrive: the held-out item's own (replayed), a user's picked by hand, or a
+  taste persona's (`RatingSource`): the real user who best matches a persona ("loves Sci-Fi",
+  `personas.taste_order`) rates it as that persona would (`personas.taste_ratings`);
+- after every rating, each model's predicted rating for every user and their distribution
+  (`rating_distribution`), its audience (the top users by predicted rating, raters excluded)
+  with each user's movement since the previous rating, the errors on the hidden raters, and,
+  for a model with item states, where the item lands on the map of the training items
+  (`projection.fit_item_map`, computed once per fitted model);
+- the shipped sample's models, fitted once and saved (`save_models`, `load_models`), so that a
+  newcomer's first visit does not wait minutes for the learner's fit.
 
 >>> sorted(ITEM_PLAYGROUND_METHODS)
 ['content', 'item_bias_levels', 'item_metasgd', 'mf_foldin_levels']
@@ -26,13 +33,17 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from metarec_core.data.dataset import RatingsDataset
+from metarec_core.data.dataset import RatingScale, RatingsDataset
+from metarec_core.interactive import personas
 from metarec_core.interactive.personas import favourite_genres
+from metarec_core.interactive.projection import ItemMap, fit_item_map
 from metarec_core.interactive.session import list_overlap, rank_movement
+from metarec_core.interactive.whatif import ModelComparison, compare_lists
 from metarec_core.jobs import BackgroundJob, JobContext
 from metarec_core.methods.base import FitProgress, ItemRecommender, NewItem, StopFlag, top_items
 from metarec_core.methods.registry import make_method, method_class, spec
@@ -43,6 +54,7 @@ from metarec_core.protocol.item_splits import (
     make_item_tasks,
     without_items,
 )
+from metarec_core.protocol.splits import seeded_rng
 
 ITEM_FOLDS = 5  # the protocol's folds over items (`evaluate --cold items` default)
 HELDOUT_FOLD = 0  # the fold whose test items the playground holds out
@@ -59,6 +71,7 @@ ITEM_PLAYGROUND_METHODS = (*ITEM_PLAYGROUND_BASELINES, ITEM_PLAYGROUND_LEARNER)
 LEARNER_SETTINGS: dict[str, Any] = {}
 # A learner's share of the fit's progress bar against a baseline's (it takes far longer).
 LEARNER_WEIGHT = 20.0
+SALT_PERSONA_RATING = 32  # seeded_rng salt of a persona's rating noise (protocol salts < 30)
 
 
 def item_display_name(name: str) -> str:
@@ -136,6 +149,8 @@ class ItemModels:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        # each model's map of the training items (None: no item state), made on first use
+        self._maps: dict[str, ItemMap | None] = {}
 
     def __getstate__(self) -> dict[str, Any]:  # a lock does not pickle (worker -> server)
         return {k: v for k, v in self.__dict__.items() if k != "_lock"}
@@ -148,6 +163,11 @@ class ItemModels:
     def names(self) -> tuple[str, ...]:
         return tuple(self.models)
 
+    @property
+    def mapped(self) -> tuple[str, ...]:
+        """The models with item states (a map of items), as declared by their classes."""
+        return tuple(n for n, m in self.models.items() if m.capabilities.item_state)
+
     def scores(self, new_item: NewItem) -> dict[str, np.ndarray]:
         """Each model's predicted rating of every user for `new_item`: name -> (n_users,)."""
         with self._lock:
@@ -155,6 +175,27 @@ class ItemModels:
                 name: np.asarray(m.score_items([new_item])[0], dtype=np.float64)
                 for name, m in self.models.items()
             }
+
+    def states(self, new_item: NewItem) -> dict[str, np.ndarray]:
+        """The state of `new_item` under each model with item states: name -> (d,)."""
+        with self._lock:
+            return {
+                n: np.asarray(self.models[n].item_states([new_item])[0], dtype=np.float64)
+                for n in self.mapped
+            }
+
+    def item_map(self, name: str, data: RatingsDataset) -> ItemMap | None:
+        """Model `name`'s map of its training items (`fit_item_map` on `data` without the
+        held-out items' ratings), made once; None for a model without item states."""
+        if data.fingerprint() != self.fingerprint:
+            raise ValueError("the item models were fitted on other data than this dataset")
+        with self._lock:
+            if name not in self._maps:
+                seen = without_items(data, self.fold.test_items)
+                self._maps[name] = fit_item_map(
+                    self.models[name], seen, self.fold.train_items, seed=self.seed
+                )
+            return self._maps[name]
 
 
 def playground_parts() -> tuple[tuple[str, ...], ...]:
@@ -180,7 +221,10 @@ def merge_models(parts: Sequence[ItemModels]) -> ItemModels:
             raise ValueError("item models of different data or held-out items cannot be merged")
     models = {n: m for p in parts for n, m in p.models.items()}
     seconds = {n: t for p in parts for n, t in p.fit_seconds.items()}
-    return ItemModels(first.fingerprint, first.seed, first.fold, models, seconds)
+    merged = ItemModels(first.fingerprint, first.seed, first.fold, models, seconds)
+    for p in parts:
+        merged._maps.update(p._maps)  # maps made already need not be made again
+    return merged
 
 
 def default_factory(name: str, seed: int, settings: Mapping[str, Any]) -> ItemRecommender:
@@ -214,7 +258,7 @@ def fit_item_models(
     build = factory or default_factory
     settings = dict(LEARNER_SETTINGS if settings is None else settings)
     weights = [LEARNER_WEIGHT if is_learner(n) else 1.0 for n in names]
-    total, done = float(sum(weights)), 0.0
+    total, done = float(sum(weights)) + 1.0, 0.0  # + 1: the maps of the training items
     models: dict[str, ItemRecommender] = {}
     seconds: dict[str, float] = {}
     for name, w in zip(names, weights, strict=True):
@@ -237,9 +281,14 @@ def fit_item_models(
         seconds[name] = time.perf_counter() - t0
         models[name] = model
         done += w
+    out = ItemModels(data.fingerprint(), int(seed), fold, models, seconds)
+    if progress is not None:
+        progress(done / total, "mapping the training items")
+    for name in out.mapped:  # here, in the background, rather than on the page's first run
+        out.item_map(name, data)
     if progress is not None:
         progress(1.0, "done")
-    return ItemModels(data.fingerprint(), int(seed), fold, models, seconds)
+    return out
 
 
 class ItemFitJob(BackgroundJob):
@@ -335,6 +384,54 @@ def clear_shared_models() -> None:
         _shared.clear()
 
 
+# The shipped sample's models, fitted once (`make sample-model`) and read by the page on the
+# sample's first visit: the learner's fit takes minutes on a CPU, a newcomer should not wait.
+SAMPLE_MODELS_DIR = "item_models"  # in the sample's folder: one NAME.pt per model
+
+
+def save_models(models: ItemModels, data: RatingsDataset, folder: str | Path) -> list[Path]:
+    """Write each of `models` to `folder`/NAME.pt (`checkpoint.save_checkpoint`), saved with
+    the data it was fitted on: `data` without the held-out items' ratings, whose fingerprint
+    `load_models` requires."""
+    from metarec_core.checkpoint import save_checkpoint
+
+    if models.fingerprint != data.fingerprint():
+        raise ValueError("the item models were fitted on other data than this dataset")
+    seen = without_items(data, models.fold.test_items)
+    folder = Path(folder)
+    return [save_checkpoint(m, seen, folder / f"{n}.pt") for n, m in models.models.items()]
+
+
+def load_models(
+    data: RatingsDataset,
+    folder: str | Path,
+    seed: int = 0,
+    names: Sequence[str] | None = None,
+) -> ItemModels | None:
+    """The models `names` (default `ITEM_PLAYGROUND_METHODS`) that `save_models` wrote to
+    `folder` for `data` and split seed `seed`; None when a file is missing. A file is refused
+    (`CheckpointError`) unless it holds that method, fitted with that seed on exactly `data`
+    without the held-out items' ratings (the same fingerprint): no held-out rating reached it."""
+    from metarec_core.checkpoint import CheckpointError, load_checkpoint
+
+    names = ITEM_PLAYGROUND_METHODS if names is None else tuple(names)
+    paths = [Path(folder) / f"{n}.pt" for n in names]
+    if not all(p.is_file() for p in paths):
+        return None
+    fold = heldout_item_fold(data, seed)
+    seen = without_items(data, fold.test_items)
+    models: dict[str, ItemRecommender] = {}
+    for name, path in zip(names, paths, strict=True):
+        ck = load_checkpoint(path, seen, strict=True, cold="items")
+        if ck.method != name or ck.config.get("seed") != int(seed):
+            raise CheckpointError(
+                f"{path} holds {ck.method!r} fitted with seed {ck.config.get('seed')}, not "
+                f"{name!r} with seed {seed}"
+            )
+        models[name] = ck.learner  # type: ignore[assignment]
+    return ItemModels(data.fingerprint(), int(seed), fold, models, {})
+
+
 # ---------------------------------------------------------------------------------------------
 # the session
 
@@ -394,6 +491,45 @@ class AudienceMember:
 
 
 @dataclass(frozen=True, eq=False)
+class RatingDistribution:
+    """How a model's predicted ratings of every user spread over the scale: the share of users
+    in each bin (centred on the scale's levels; a continuous scale: ten bins) and the mean."""
+
+    centres: np.ndarray  # (b,) bin centres
+    shares: np.ndarray  # (b,) share of users, summing to 1
+    mean: float
+
+
+def rating_distribution(scores: np.ndarray, scale: RatingScale) -> RatingDistribution:
+    """The `RatingDistribution` of predicted ratings `scores` (clipped to `scale`)."""
+    x = np.clip(np.asarray(scores, dtype=np.float64), scale.low, scale.high)
+    step = scale.step if scale.step > 0 else (scale.high - scale.low) / 10
+    n_bins = max(1, int(round((scale.high - scale.low) / step)) + (scale.step > 0))
+    if scale.step > 0:  # one bin per level, its edges half a step either side
+        centres = scale.low + step * np.arange(n_bins)
+    else:
+        centres = scale.low + step * (np.arange(n_bins) + 0.5)
+    edges = np.r_[centres - step / 2, centres[-1] + step / 2]
+    counts = np.histogram(x, bins=edges)[0].astype(np.float64)
+    shares = counts / max(1.0, counts.sum())
+    return RatingDistribution(centres, shares, float(x.mean()) if len(x) else float("nan"))
+
+
+@dataclass(frozen=True)
+class RatingSource:
+    """Who gave a rating: ``"replay"`` (the held-out item's own, in the protocol's order),
+    ``"hand"`` (a user picked by the person at the screen) or ``"persona"`` (the best-matching
+    real user of a taste persona who `likes` and `dislikes` genres, rating as it would)."""
+
+    kind: str
+    likes: tuple[str, ...] = ()
+    dislikes: tuple[str, ...] = ()
+
+
+REPLAY, BY_HAND = RatingSource("replay"), RatingSource("hand")
+
+
+@dataclass(frozen=True, eq=False)
 class ItemView:
     """What the page shows after the latest change, per model."""
 
@@ -403,6 +539,7 @@ class ItemView:
     movement: dict[str, list[int | None]]
     overlap: dict[str, float | None]  # with the same model's previous audience
     errors: dict[str, ItemErrors] | None  # on the hidden raters (a held-out item only)
+    states: dict[str, np.ndarray] = field(default_factory=dict)  # models with item states
 
 
 @dataclass(eq=False)
@@ -422,10 +559,12 @@ class ItemSession:
     top_n: int = AUDIENCE_N
     users: list[int] = field(default_factory=list)
     ratings: list[float] = field(default_factory=list)
-    from_replay: list[bool] = field(default_factory=list)
+    sources: list[RatingSource] = field(default_factory=list)
     revealed: int = 0  # how many of the replay order have been used
     view: ItemView | None = None
     curve: list[ItemCurvePoint] = field(default_factory=list)
+    # the item's state under each model with item states, after 0, 1, ... ratings
+    trail: list[dict[str, np.ndarray]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.models.fingerprint != self.data.fingerprint():
@@ -438,6 +577,7 @@ class ItemSession:
                 "its ratings"
             )
         self._tastes: dict[int, tuple[str, ...]] = {}
+        self._affinity: tuple[np.ndarray, np.ndarray] | None = None  # (genre affinity, means)
         self._hidden = (
             {}
             if self.task is None
@@ -535,6 +675,67 @@ class ItemSession:
             self._tastes[user] = tuple(favourite_genres(d, d.item[rows], d.rating[rows]))
         return self._tastes[user]
 
+    def distribution(self, name: str) -> RatingDistribution:
+        """Model `name`'s predicted ratings of every user now, as a distribution."""
+        assert self.view is not None
+        return rating_distribution(self.view.scores[name], self.data.scale)
+
+    def item_map(self, name: str) -> ItemMap | None:
+        """Model `name`'s map of the training items (None: the model has no item state)."""
+        return self.models.item_map(name, self.data)
+
+    def map_path(self, name: str) -> np.ndarray:
+        """(n + 1, 2): where the item was on model `name`'s map after 0, 1, ..., n ratings
+        (empty when the model has no map)."""
+        m = self.item_map(name)
+        if m is None or not self.trail or name not in self.trail[0]:
+            return np.zeros((0, 2))
+        return m.place(np.stack([t[name] for t in self.trail]))
+
+    def compare(self, names: Sequence[str] | None = None) -> ModelComparison:
+        """What-if for this item: the models `names` (default all, at least two) side by side,
+        their audiences after its ratings so far (`whatif.compare_lists`: where they disagree,
+        when each audience stops changing). Every audience, at every number of ratings, leaves
+        out all the item's raters, so a user does not leave an audience merely by rating later."""
+        names = self.models.names if names is None else tuple(names)
+        if len(names) < 2:
+            raise ValueError(f"pick at least two models to compare, got {len(names)}")
+        raters = np.asarray(self.users, dtype=np.int64)
+        lists: dict[str, list[np.ndarray]] = {n: [] for n in names}
+        final: dict[str, np.ndarray] = {}
+        for k in range(len(self.users) + 1):
+            prefix = NewItem.of(self.title, self.genres, self.users[:k], self.ratings[:k])
+            scores = self.models.scores(prefix)
+            for n in names:
+                lists[n].append(audience(scores[n], raters, self.top_n)[0])
+                final[n] = scores[n][lists[n][-1]]
+        return compare_lists(lists, final)
+
+    def persona_rater(
+        self, likes: Sequence[str], dislikes: Sequence[str] = ()
+    ) -> tuple[int, float]:
+        """The next rating of a taste persona: the real user who best matches it
+        (`personas.taste_order` on their ratings of the training items) among those who may
+        rate the item, and the rating the persona would give it (`personas.taste_ratings`
+        around that user's mean rating; seeded by the models' seed, the user and the number of
+        ratings so far)."""
+        likes, dislikes = tuple(likes), tuple(dislikes)
+        affinity, means = self._user_tastes()
+        order = personas.taste_order(self.data, affinity, likes, dislikes)
+        user = next((int(u) for u in order if self.can_rate(int(u))), None)
+        if user is None:
+            raise ValueError("every user has rated this item or is one of its hidden raters")
+        genres = set(self.genres)
+        rng = seeded_rng(self.models.seed, SALT_PERSONA_RATING, user, len(self.users))
+        rating = personas.taste_ratings(
+            self.data,
+            np.array([means[user]]),
+            np.array([bool(genres & set(likes))]),
+            np.array([bool(genres & set(dislikes))]),
+            rng,
+        )[0]
+        return user, float(rating)
+
     # -- changes -----------------------------------------------------------------------------
     def use_models(self, models: ItemModels) -> ItemView:
         """Go on with `models` (e.g. the baselines joined by the learner once it is fitted):
@@ -542,26 +743,30 @@ class ItemSession:
         same = models.fingerprint == self.models.fingerprint and models.seed == self.models.seed
         if not same or not np.array_equal(models.fold.test_items, self.models.fold.test_items):
             raise ValueError("the new item models were fitted on other data or held-out items")
-        self.models, self.curve = models, []
+        self.models, self.curve, self.trail = models, [], []
         for n in range(len(self.users)):
             prefix = NewItem.of(self.title, self.genres, self.users[:n], self.ratings[:n])
-            self.curve.append(ItemCurvePoint(n, self._errors(models.scores(prefix))))
+            errors = self._errors(models.scores(prefix))
+            if errors is not None:
+                self.curve.append(ItemCurvePoint(n, errors))
+            self.trail.append(models.states(prefix))
         return self._refresh(previous=None)
 
     def reset(self) -> ItemView:
         """Remove every rating (the item stays): back to its metadata alone (k = 0)."""
-        self.users, self.ratings, self.from_replay = [], [], []
-        self.revealed, self.curve = 0, []
+        self.users, self.ratings, self.sources = [], [], []
+        self.revealed, self.curve, self.trail = 0, [], []
         return self._refresh(previous=None)
 
-    def add_rating(self, user: int, rating: float, *, replayed: bool = False) -> ItemView:
-        """`user` rates the item (by hand, or `replayed` from the held-out item's real ones)."""
+    def add_rating(self, user: int, rating: float, *, source: RatingSource = BY_HAND) -> ItemView:
+        """`user` rates the item (`source`: by hand, a persona's, or replayed from the held-out
+        item's real ones)."""
         user = int(user)
         if not 0 <= user < self.data.n_users:
             raise ValueError(f"user index {user} is outside [0, {self.data.n_users})")
         if user in self.users:
             raise ValueError(f"user {self.data.user_ids[user]} has rated this item already")
-        if not replayed and user in self._hidden:
+        if source.kind != "replay" and user in self._hidden:
             raise ValueError(
                 f"user {self.data.user_ids[user]} is one of the hidden raters (their rating "
                 "measures the error)"
@@ -571,8 +776,15 @@ class ItemSession:
             raise ValueError(f"rating {rating} is outside the scale {s.low:g}-{s.high:g}")
         self.users.append(user)
         self.ratings.append(float(rating))
-        self.from_replay.append(replayed)
+        self.sources.append(source)
         return self._refresh(previous=self.view)
+
+    def add_persona_rating(self, likes: Sequence[str], dislikes: Sequence[str] = ()) -> ItemView:
+        """A taste persona's next rating (`persona_rater`)."""
+        user, rating = self.persona_rater(likes, dislikes)
+        return self.add_rating(
+            user, rating, source=RatingSource("persona", tuple(likes), tuple(dislikes))
+        )
 
     def add_next(self) -> ItemView:
         """Replay the held-out item's next real rating (users who rated by hand are skipped)."""
@@ -583,7 +795,7 @@ class ItemSession:
             raise ValueError("the item has no more ratings to replay")
         users, ratings = self.task.support(self.task.n_available)
         self.revealed = pos + 1
-        return self.add_rating(int(users[pos]), float(ratings[pos]), replayed=True)
+        return self.add_rating(int(users[pos]), float(ratings[pos]), source=REPLAY)
 
     # -- internals ---------------------------------------------------------------------------
     def _next_position(self) -> int | None:
@@ -596,8 +808,24 @@ class ItemSession:
                 return pos
         return None
 
+    def _user_tastes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(genre affinity (n_users, n_genres), mean rating (n_users,)) of every user, from
+        their ratings of the models' training items (made once per session)."""
+        if self._affinity is None:
+            d = self.data
+            rows = np.flatnonzero(np.isin(d.item, self.models.fold.train_items))
+            n = np.bincount(d.user[rows], minlength=d.n_users)
+            total = np.bincount(d.user[rows], weights=d.rating[rows], minlength=d.n_users)
+            overall = float(d.rating[rows].mean()) if len(rows) else float(d.rating.mean())
+            means = np.where(n > 0, total / np.maximum(n, 1), overall)
+            self._affinity = (personas.genre_affinity(d, rows), means)
+        return self._affinity
+
     def _refresh(self, previous: ItemView | None) -> ItemView:
-        scores = self.models.scores(self.new_item())
+        item = self.new_item()
+        scores = self.models.scores(item)
+        states = self.models.states(item)
+        self.trail.append(states)
         raters = np.asarray(self.users, dtype=np.int64)
         auds, moves, over = {}, {}, {}
         for name, s in scores.items():
@@ -608,7 +836,7 @@ class ItemSession:
         errors = self._errors(scores)
         if errors is not None:
             self.curve.append(ItemCurvePoint(len(self.users), errors))
-        self.view = ItemView(len(self.users), scores, auds, moves, over, errors)
+        self.view = ItemView(len(self.users), scores, auds, moves, over, errors, states)
         return self.view
 
     def _errors(self, scores: Mapping[str, np.ndarray]) -> dict[str, ItemErrors] | None:

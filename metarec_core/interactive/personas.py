@@ -121,6 +121,81 @@ def snap_to_scale(data: RatingsDataset, x: np.ndarray) -> np.ndarray:
     )
 
 
+def taste_ratings(
+    data: RatingsDataset,
+    base: np.ndarray,
+    liked: np.ndarray,
+    disliked: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    strength: float | None = None,
+    noise: float = 0.35,
+) -> np.ndarray:
+    """A taste persona's ratings: base + strength·liked − strength·disliked + N(0, (noise·range
+    / 4)²), snapped to the scale (`strength` default: 0.3 × the scale's range)."""
+    span = data.scale.high - data.scale.low
+    strength = 0.3 * span if strength is None else strength
+    like = np.asarray(liked, dtype=np.float64) - np.asarray(disliked, dtype=np.float64)
+    raw = np.asarray(base, dtype=np.float64) + strength * like
+    return snap_to_scale(data, raw + rng.normal(0.0, noise * span / 4, len(raw)))
+
+
+def check_tastes(data: RatingsDataset, likes: Sequence[str], dislikes: Sequence[str]) -> None:
+    """ValueError unless `likes` and `dislikes` are distinct genres of `data`, at least one."""
+    info = data.items
+    if info is None or not info.genre_names:
+        raise ValueError("taste personas need item genres: load an items file with genres")
+    unknown = [g for g in (*likes, *dislikes) if g not in info.genre_names]
+    if unknown:
+        raise ValueError(
+            f"unknown genre(s) {', '.join(unknown)}; known: {', '.join(info.genre_names)}"
+        )
+    if not likes and not dislikes:
+        raise ValueError("a taste persona needs at least one liked or disliked genre")
+    overlap = set(likes) & set(dislikes)
+    if overlap:
+        raise ValueError(f"genre(s) both liked and disliked: {', '.join(sorted(overlap))}")
+
+
+def genre_affinity(
+    data: RatingsDataset, rows: np.ndarray | None = None, damping: float = 5.0
+) -> np.ndarray:
+    """(n_users, n_genres): how much each user favours each genre, from the ratings `rows`
+    (indices into `data`; all if None): the sum of (rating − the user's mean) over their rated
+    items of the genre, divided by (their count + `damping`), so a genre rated once says little."""
+    info = data.items
+    if info is None or not info.genre_names:
+        return np.zeros((data.n_users, 0))
+    rows = np.arange(data.n_ratings) if rows is None else np.asarray(rows, dtype=np.int64)
+    u, i = data.user[rows], data.item[rows]
+    r = data.rating[rows].astype(np.float64)
+    n = np.bincount(u, minlength=data.n_users)
+    mean = np.bincount(u, weights=r, minlength=data.n_users) / np.maximum(n, 1)
+    res = r - mean[u]
+    out = np.zeros((data.n_users, len(info.genre_names)))
+    for g in range(len(info.genre_names)):
+        has = info.genres[i, g]
+        cnt = np.bincount(u[has], minlength=data.n_users)
+        out[:, g] = np.bincount(u[has], weights=res[has], minlength=data.n_users) / (cnt + damping)
+    return out
+
+
+def taste_order(
+    data: RatingsDataset, affinity: np.ndarray, likes: Sequence[str], dislikes: Sequence[str] = ()
+) -> np.ndarray:
+    """Users, the best match of a persona who loves `likes` and dislikes `dislikes` first: by
+    their mean `genre_affinity` over the liked genres minus that over the disliked ones (ties
+    by index)."""
+    check_tastes(data, likes, dislikes)
+    col = {g: j for j, g in enumerate(data.items.genre_names)}
+    score = np.zeros(data.n_users)
+    if likes:
+        score += affinity[:, [col[g] for g in likes]].mean(1)
+    if dislikes:
+        score -= affinity[:, [col[g] for g in dislikes]].mean(1)
+    return np.lexsort((np.arange(data.n_users), -score))
+
+
 def taste_persona(
     data: RatingsDataset,
     likes: Sequence[str],
@@ -140,26 +215,13 @@ def taste_persona(
     (all users if None). Rated items are drawn by popularity, twice as likely when they carry a
     liked or disliked genre, so the persona's taste shows in what it reveals.
     """
+    check_tastes(data, likes, dislikes)
     info = data.items
-    if info is None or not info.genre_names:
-        raise ValueError("taste personas need item genres: load an items file with genres")
-    unknown = [g for g in (*likes, *dislikes) if g not in info.genre_names]
-    if unknown:
-        raise ValueError(
-            f"unknown genre(s) {', '.join(unknown)}; known: {', '.join(info.genre_names)}"
-        )
-    if not likes and not dislikes:
-        raise ValueError("a taste persona needs at least one liked or disliked genre")
-    overlap = set(likes) & set(dislikes)
-    if overlap:
-        raise ValueError(f"genre(s) both liked and disliked: {', '.join(sorted(overlap))}")
     n_total = n_reveal + n_hidden
     if n_total > data.n_items:
         raise ValueError(f"the catalogue has {data.n_items} items; the persona needs {n_total}")
     users = np.arange(data.n_users) if train_users is None else train_users
     means = damped_item_means(data, users)
-    span = data.scale.high - data.scale.low
-    strength = 0.3 * span if strength is None else strength
     col = {g: j for j, g in enumerate(info.genre_names)}
     liked = (
         info.genres[:, [col[g] for g in likes]].any(1) if likes else np.zeros(data.n_items, bool)
@@ -174,9 +236,9 @@ def taste_persona(
     weight = (data.counts_per_item() + 1.0) * np.where(liked | disliked, 2.0, 1.0)
     keys = np.log(rng.random(data.n_items)) / weight
     chosen = np.argsort(-keys, kind="stable")[:n_total]
-    raw = means[chosen] + strength * (liked[chosen].astype(float) - disliked[chosen].astype(float))
-    raw = raw + rng.normal(0.0, noise * span / 4, len(chosen))
-    ratings = snap_to_scale(data, raw)
+    ratings = taste_ratings(
+        data, means[chosen], liked[chosen], disliked[chosen], rng, strength=strength, noise=noise
+    )
     return Persona(
         kind="taste",
         reveal_items=chosen[:n_reveal].astype(np.int64),

@@ -117,16 +117,29 @@ def compare_models(
         )
     items = np.asarray(items, dtype=np.int64)
     ratings = np.asarray(ratings, dtype=np.float64)
-    names = tuple(models)
-    tops, scores, stable, curves, kept = {}, {}, {}, {}, {}
+    lists, scores = {}, {}
     for name, m in models.items():
-        lists = prefix_top_lists(m, items, ratings, n)
-        final = lists[-1]
+        lists[name] = prefix_top_lists(m, items, ratings, n)
+        scores[name] = m.adapt(items, ratings).display_ratings(lists[name][-1])
+    return compare_lists(lists, scores, threshold)
+
+
+def compare_lists(
+    lists: Mapping[str, list[np.ndarray]],
+    scores: Mapping[str, np.ndarray],
+    threshold: float = 1.0,
+) -> ModelComparison:
+    """The `ModelComparison` of each model's top lists after 0, 1, ..., n ratings
+    (`lists[name][k]`: after k; the last is compared) and the scores of its last list: for a new
+    user's top items (`compare_models`) as for a new item's audience (its top users)."""
+    names = tuple(lists)
+    tops, stable, curves, kept = {}, {}, {}, {}
+    for name in names:
+        final = lists[name][-1]
         tops[name] = final
-        scores[name] = m.adapt(items, ratings).display_ratings(final)
-        stable[name] = stability(lists, threshold)
-        curves[name] = [overlap(t, final) for t in lists]
-        kept[name] = kept_from_previous(lists)
+        stable[name] = stability(lists[name], threshold)
+        curves[name] = [overlap(t, final) for t in lists[name]]
+        kept[name] = kept_from_previous(lists[name])
     pair = np.array([[overlap(tops[a], tops[b]) for b in names] for a in names])
     sets = {name: set(map(int, t)) for name, t in tops.items()}
     only_in = {}
@@ -135,4 +148,4 @@ def compare_models(
         only_in[name] = np.array([i for i in tops[name] if int(i) not in others], dtype=np.int64)
     common = set.intersection(*sets.values())
     in_all = np.array([i for i in tops[names[0]] if int(i) in common], dtype=np.int64)
-    return ModelComparison(names, tops, scores, pair, only_in, in_all, stable, curves, kept)
+    return ModelComparison(names, tops, dict(scores), pair, only_in, in_all, stable, curves, kept)

@@ -43,6 +43,8 @@ class Capabilities:
 
     - ``predicts_ratings``: scores are ratings on the data's scale (False: a ranking only).
     - ``user_state``: `user_states()` gives a vector per user (the playground's taste map).
+    - ``item_state``: an `ItemRecommender`'s `item_states()` gives a vector per new item (the
+      new-item page's map of items).
     - ``device``: fit and adapt run on a torch device (`make_method` passes ``device``).
     - ``meta_learned``: one of the MAML family (trained on the Train page, adapts by inner steps).
     - ``cold``: what arrives new: ``"users"`` (a `Recommender`) or ``"items"`` (an
@@ -51,6 +53,7 @@ class Capabilities:
 
     predicts_ratings: bool = True
     user_state: bool = False
+    item_state: bool = False
     device: bool = False
     meta_learned: bool = False
     cold: str = "users"
@@ -296,6 +299,11 @@ class ItemRecommender(ABC):
         """One new item, scored for every user."""
         scores = self.score_items([new_item])[0]
         return AdaptedItem(scores, new_item.users, new_item.ratings)
+
+    def item_states(self, new_items: Sequence[NewItem]) -> np.ndarray:
+        """(B, d): each new item's state after its support ratings, the vector its predictions
+        are made from. Only for methods that declare ``capabilities.item_state``."""
+        raise NotImplementedError(f"{type(self).__name__} declares no item state")
 
     def _check_fitted(self) -> None:
         if not getattr(self, "fitted_", False):

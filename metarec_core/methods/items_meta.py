@@ -98,7 +98,7 @@ class ItemMetaLearner(ItemRecommender):
     name: ClassVar[str] = "item_metasgd"
     algorithm: ClassVar[str] = "metasgd"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        device=True, meta_learned=True, cold="items"
+        item_state=True, device=True, meta_learned=True, cold="items"
     )
     RIDGE_GRID: ClassVar[tuple[float, ...]] = (1.0, 3.0, 10.0, 30.0, 100.0)
     PREC_GRID: ClassVar[tuple[float, ...]] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
@@ -304,6 +304,13 @@ class ItemMetaLearner(ItemRecommender):
         """(B, d) each new item's state before any rating: s⁰(x_i) from its metadata."""
         self._check_fitted()
         return self._centres(new_items)
+
+    def item_states(self, new_items: Sequence[NewItem]) -> np.ndarray:
+        """(B, d) each new item's state (the transposed learner's user state) after the inner
+        loop on its support, started from its metadata's s⁰(x_i)."""
+        self._check_fitted()
+        supports = [(n.users, n.ratings) for n in new_items]
+        return self._states(self._centres(new_items), supports)
 
     def _centres(self, new_items: Sequence[NewItem]) -> np.ndarray:
         X = self.features_.transform([n.title for n in new_items], [n.genres for n in new_items])

@@ -381,3 +381,66 @@ def test_a_reload_keeps_the_data_and_a_running_training(app) -> None:
     app.wait()
     expect(sidebar.get_by_role("combobox", name="Active model")).to_have_value("metasgd")
     app.assert_no_exception()
+
+
+def grid_rows(page: Page, column: str) -> list[list[str]]:
+    """The rows the dataframe with a column headed `column` shows: the cells' text, row by row
+    (read from the grid's accessible table, which holds what is drawn on its canvas)."""
+    header = page.locator("th[role='columnheader']", has_text=re.compile(f"^{re.escape(column)}$"))
+    grid = page.get_by_test_id("stDataFrame").filter(has=header)
+    expect(grid).to_have_count(1, timeout=LOAD_TIMEOUT)
+    rows = grid.locator("tbody [role='row']")
+    return [r.locator("[role='gridcell']").all_inner_texts() for r in rows.all()]
+
+
+def test_a_new_item_gets_three_ratings_and_its_audience_changes(sample_app) -> None:
+    """As `make run` serves it: the new-item page opens on the shipped sample with its saved
+    models; a film described by hand (title, genre, year) gets three ratings (one by a user
+    picked by hand, two by a taste persona) and the audience to show it to changes."""
+    app = sample_app
+    page = app.page
+    app.goto("A new item arrives")
+    expect(page.get_by_role("heading", name="A new item arrives")).to_be_visible()
+    status = page.get_by_text(re.compile(r"\d+ ratings? so far"))
+    expect(status).to_have_text(re.compile(r"^0 ratings so far"), timeout=LOAD_TIMEOUT)
+    with app.rerun():
+        page.get_by_test_id("stRadio").get_by_text("Describe a new item", exact=True).click()
+    text_input(page, "Title", "Starship Dawn")
+    genres = page.get_by_test_id("stMultiSelect").filter(
+        has=page.get_by_test_id("stWidgetLabel").get_by_text("Genres", exact=True)
+    )
+    field = genres.locator("input")
+    field.fill("Sci-Fi")
+    field.press("Enter")  # the one option left by the filter
+    field.press("Escape")
+    expect(genres).to_contain_text("Sci-Fi")
+    app.wait()
+    number_input(page, "Release year", 2026)
+    app.wait()
+    with app.rerun():
+        page.get_by_role("button", name="Use this item", exact=True).click()
+    expect(page.get_by_text("Starship Dawn (2026)", exact=False).first).to_be_visible()
+    expect(status).to_have_text(re.compile(r"^0 ratings so far · from the description alone"))
+    before = grid_rows(page, "Since last")
+    assert len(before) >= 10, before
+
+    with app.rerun():
+        page.get_by_role("button", name="Add this rating", exact=True).click()
+    expect(status).to_have_text(re.compile(r"^1 rating so far"))
+    for n in (2, 3):
+        with app.rerun():
+            page.get_by_role("button", name="Add the persona's rating", exact=True).click()
+        expect(status).to_have_text(re.compile(rf"^{n} ratings so far"))
+    # the audience was recomputed after each rating and compared with the one before
+    expect(status).to_contain_text(re.compile(r"\d+/20 still in the top 20 since the last rating"))
+    after = grid_rows(page, "Since last")
+    assert after != before
+    users = [r[2] for r in before], [r[2] for r in after]
+    assert users[0] != users[1], users
+    by = [r[-1] for r in grid_rows(page, "From")]
+    assert len(by) == 3 and by[0] == "you", by
+    assert all(b.startswith("persona: Loves ") for b in by[1:]), by
+    expect_chart(page, "Predicted rating of every user")
+    expect_chart(page, "Where it lands among the training items")
+    app.assert_no_exception()
+    app.screenshot("07-new-item.png")

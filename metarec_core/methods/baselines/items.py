@@ -355,6 +355,7 @@ class ItemMFFoldIn(_ItemBaseline):
     around a metadata prior (the module doc)."""
 
     name: ClassVar[str] = "mf_foldin"
+    capabilities: ClassVar[Capabilities] = Capabilities(item_state=True, cold="items")
     STATE_ARRAYS: ClassVar[dict[str, tuple[str, ...]]] = {
         "user_factors_": ("users", "width"),
         "user_bias_": ("users",),
@@ -416,6 +417,14 @@ class ItemMFFoldIn(_ItemBaseline):
         A = np.einsum("bkf,bkg->bfg", Z, Z) + np.diag(pen)
         rhs = np.einsum("bkf,bk->bf", Z, y) + prior * pen
         return np.linalg.solve(A, rhs[..., None])[..., 0]
+
+    def item_states(self, new_items: Sequence[NewItem]) -> np.ndarray:
+        """(B, factors + 1): each new item's folded-in [q_i, b_i]."""
+        self._check_fitted()
+        if len(new_items) == 0:
+            return np.zeros((0, self.factors + 1))
+        su, sr, sm = _pad_users(new_items, self.n_users_)
+        return self._item_state(self._features(new_items), su, sr, sm)
 
     def _raw(self, X, su, sr, sm, qu) -> np.ndarray:
         s = self._item_state(X, su, sr, sm)
