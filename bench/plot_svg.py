@@ -93,6 +93,31 @@ def _ticks(
     return out
 
 
+def _line(x1: float, y1: float, x2: float, y2: float, style: str) -> str:
+    return f'<line x1="{_num(x1)}" y1="{_num(y1)}" x2="{_num(x2)}" y2="{_num(y2)}" {style}/>'
+
+
+def _axis(ax: LogAxes, ticks: list[tuple[float, str | None]], horizontal: bool) -> list[str]:
+    """Grid lines, tick marks and tick labels of the x axis (`horizontal`) or of the y axis."""
+    bottom, out = ax.top + ax.height, []
+    for at, lab in ticks:
+        tick = 6 if lab is not None else 3
+        if horizontal:
+            grid, mark = (at, ax.top, at, bottom), (at, bottom, at, bottom + tick)
+            tx, ty, anchor = at, bottom + 18, "middle"
+        else:
+            grid, mark = (ax.left, at, ax.left + ax.width, at), (ax.left - tick, at, ax.left, at)
+            tx, ty, anchor = ax.left - 9, at + 4, "end"
+        if lab is not None:
+            out.append(_line(*grid, 'stroke="#e0e0e0"'))
+            out.append(
+                f'<text x="{_num(tx)}" y="{_num(ty)}" text-anchor="{anchor}" font-size="12" '
+                f"{FONT}>{escape(lab)}</text>"
+            )
+        out.append(_line(*mark, 'stroke="black"'))
+    return out
+
+
 def loglog_svg(
     series: Sequence[Series],
     *,
@@ -114,7 +139,7 @@ def loglog_svg(
     ys = [y for s in series for _, y in s.points]
     legend_w = 230
     ax = LogAxes(decades(xs), decades(ys), 70.0, 40.0, width - 70.0 - legend_w - 20, height - 100.0)
-    right, bottom = ax.left + ax.width, ax.top + ax.height
+    right = ax.left + ax.width
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}">',
@@ -123,36 +148,8 @@ def loglog_svg(
         f"{escape(title)}</text>",
     ]
     # grid and ticks: a light line at every major tick, a short mark at every minor one
-    for px, lab in _ticks(ax.x_dec, ax.x, x_tick_label):
-        if lab is not None:
-            parts.append(
-                f'<line x1="{_num(px)}" y1="{_num(ax.top)}" x2="{_num(px)}" y2="{_num(bottom)}" '
-                'stroke="#e0e0e0"/>'
-            )
-            parts.append(
-                f'<text x="{_num(px)}" y="{_num(bottom + 18)}" text-anchor="middle" '
-                f'font-size="12" {FONT}>{escape(lab)}</text>'
-            )
-        tick = 6 if lab is not None else 3
-        parts.append(
-            f'<line x1="{_num(px)}" y1="{_num(bottom)}" x2="{_num(px)}" '
-            f'y2="{_num(bottom + tick)}" stroke="black"/>'
-        )
-    for py, lab in _ticks(ax.y_dec, ax.y, y_tick_label):
-        if lab is not None:
-            parts.append(
-                f'<line x1="{_num(ax.left)}" y1="{_num(py)}" x2="{_num(right)}" y2="{_num(py)}" '
-                'stroke="#e0e0e0"/>'
-            )
-            parts.append(
-                f'<text x="{_num(ax.left - 9)}" y="{_num(py + 4)}" text-anchor="end" '
-                f'font-size="12" {FONT}>{escape(lab)}</text>'
-            )
-        tick = 6 if lab is not None else 3
-        parts.append(
-            f'<line x1="{_num(ax.left - tick)}" y1="{_num(py)}" x2="{_num(ax.left)}" '
-            f'y2="{_num(py)}" stroke="black"/>'
-        )
+    parts += _axis(ax, _ticks(ax.x_dec, ax.x, x_tick_label), horizontal=True)
+    parts += _axis(ax, _ticks(ax.y_dec, ax.y, y_tick_label), horizontal=False)
     parts.append(
         f'<rect x="{_num(ax.left)}" y="{_num(ax.top)}" width="{_num(ax.width)}" '
         f'height="{_num(ax.height)}" fill="none" stroke="black"/>'
@@ -183,10 +180,7 @@ def loglog_svg(
                 for x, y in s.points
             )
         ly = ax.top + 10 + 22 * i
-        parts.append(
-            f'<line x1="{_num(lx)}" y1="{_num(ly)}" x2="{_num(lx + 26)}" y2="{_num(ly)}" '
-            f'stroke="{colour}" stroke-width="2"{dash}/>'
-        )
+        parts.append(_line(lx, ly, lx + 26, ly, f'stroke="{colour}" stroke-width="2"{dash}'))
         parts.append(
             f'<text x="{_num(lx + 32)}" y="{_num(ly + 4)}" font-size="12" {FONT}>'
             f"{escape(s.label)}</text>"

@@ -10,8 +10,8 @@ from helpers import tiny_dataset
 
 from metarec_core import jobs
 from metarec_core.evaluation.check import CheckConfig, run_model_check
-from metarec_core.methods.base import AdaptedUser, Recommender
 from metarec_core.methods.meta import LearnerConfig, MetaLearner, make_learner
+from metarec_core.methods.registry import make_method
 from metarec_core.protocol.splits import DEFAULT_MAX_VAL_USERS, capped_users
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -94,24 +94,8 @@ def test_fewer_validation_users_than_the_cap_change_nothing(monkeypatch, data):
     assert fewer.best_val_mae_ != capped.best_val_mae_
 
 
-class Constant(Recommender):
-    """Predicts `value` for every item: enough to be checked."""
-
-    name = "constant"
-
-    def __init__(self, value: float) -> None:
-        self.value = value
-
-    def fit(self, data, train_users, val_users=None, **hooks):
-        self.n_items_, self.fitted_ = data.n_items, True
-        return self
-
-    def adapt(self, items, ratings, **kw) -> AdaptedUser:
-        return AdaptedUser(np.full(self.n_items_, self.value), np.asarray(items), ratings)
-
-
 def test_the_model_check_scores_and_tunes_on_the_capped_users(data):
-    model = Constant(3.0).fit(data, TRAIN)
+    model = make_method("global_mean").fit(data, TRAIN)  # any model that predicts ratings
     cfg = CheckConfig(seed=2, n_boot=100, baselines=("user_bias",), max_users=6)
     check = run_model_check(model, data, TRAIN, VAL, config=cfg)
     assert check is not None and check.users == 6 and {r.users for r in check.rows} == {6}
@@ -136,7 +120,7 @@ def test_the_trainings_check_takes_the_learners_cap(monkeypatch, data):
 
     monkeypatch.setattr("metarec_core.evaluation.check.run_model_check", recording)
     cfg = LearnerConfig(seed=5, max_val_users=7)
-    jobs._model_check(Constant(3.0).fit(data, TRAIN), data, TRAIN, VAL, cfg)
+    jobs._model_check(make_method("global_mean").fit(data, TRAIN), data, TRAIN, VAL, cfg)
     learner = make_learner("metasgd", **SMALL, steps=2, eval_every=1, max_val_users=4, seed=6)
     monkeypatch.setattr("metarec_core.methods.meta.validation.run_model_check", recording)
     learner.fit(data, TRAIN, VAL).compare_with_baselines(data, TRAIN, VAL)
