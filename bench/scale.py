@@ -1,7 +1,8 @@
 """How loading, training set-up, meta-steps and adapt + recommend grow with the number of ratings.
 
     python bench/scale.py --sizes 100k,1m,10m --ml1m ../shared/datasets/ml-1m \\
-        --json bench/out/scale.json --md bench/out/scale.md
+        --json bench/out/scale.json --md bench/out/scale.md --svg docs/scale.svg
+    python bench/scale.py --from-json bench/out/scale.json --svg docs/scale.svg  # re-draw
 
 For each size a synthetic dataset is written once by `make-sample` into ``--data-dir`` (100k:
 the sample data's spec; 1m: 10,000 users x 5,000 items; 10m: 100,000 users x 20,000 items),
@@ -11,14 +12,18 @@ fresh child process, so that its peak RSS (``ru_maxrss``) is its own:
 - load: `load_ratings` of ratings.csv and items.csv (what `validate` and the app's upload do),
   wall and CPU seconds, peak RSS.
 - train: the default learner's set-up as `fit` does it (the ALS warm start on the training
-  users, the training users' episodes, the validation batches), its seconds and peak RSS;
+  users, the training users' episodes, the validation batches of at most ``max_val_users``
+  validation users, as fit takes them), its seconds and peak RSS;
   then the median wall and CPU seconds of one meta-step (sample a meta-batch, pad, meta-gradient,
   optimiser step) over ``--steps`` steps after 3 warm-up steps; one validation run (what every
-  ``eval_every`` steps cost); adapt + recommend(10) of one new user with 10 ratings over the
-  whole catalogue, p50 and p95 over 50 users after 5 warm-up ones.
+  ``eval_every`` steps cost; where the cap leaves users out, also one run on all of them, for
+  comparison, after everything else); adapt + recommend(10) of one new user with 10 ratings
+  over the whole catalogue, p50 and p95 over 50 users after 5 warm-up ones.
 
-Weights are not trained: the speed of a step does not depend on their values. The machine is
-shared, so CPU seconds are given beside wall seconds, with the load averages.
+``--svg`` draws how load time, memory, set-up, meta-step and validation run grow with the
+ratings over the generated sizes (log-log, `plot_svg.py`). Weights are not trained: the speed
+of a step does not depend on their values. The machine is shared, so CPU seconds are given
+beside wall seconds, with the load averages.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # plot_svg, beside this file
 
 # name -> (users, items, ratings)
 SIZES = {
@@ -101,13 +107,18 @@ def _child_train(ratings: str, items: str | None, steps: int, warm_start: bool) 
     from metarec_core.methods.meta import DEFAULT_METHOD, make_learner
     from metarec_core.protocol.splits import fit_validation_split
 
+    start = _now_rss_mb()  # interpreter, torch and the core: what does not grow with the data
     data = load_ratings(ratings, items=items, max_bytes=BIG)
     out: dict = {"threads": torch.get_num_threads(), "rss_after_load_mb": _now_rss_mb()}
+    out["rss_train_start_mb"] = start
     out["peak_rss_after_load_mb"] = _rss_mb()
     learner = make_learner(DEFAULT_METHOD, seed=0, device="cpu", warm_start=warm_start)
     cfg = learner.config
     users = np.arange(data.n_users)
-    train, val = fit_validation_split(users, cfg.seed, cfg.val_fraction)
+    train, val_all = fit_validation_split(users, cfg.seed, cfg.val_fraction)
+    val = learner._validation_users(val_all)  # as fit does: at most max_val_users validate
+    out["val_users_all"], out["val_users"] = len(val_all), len(val)
+    out["max_val_users"] = cfg.max_val_users
 
     clock = _Clock()
     learner.setup(data, train, val)
@@ -170,6 +181,16 @@ def _child_train(ratings: str, items: str | None, steps: int, warm_start: bool) 
     out["adapt_recommend_cpu_p50_ms"] = float(np.percentile(lat_cpu, 50))
     out["adapt_recommend_cpu_p95_ms"] = float(np.percentile(lat_cpu, 95))
     out["train_peak_rss_mb"] = _rss_mb()
+    del val_batches
+    if len(val) < len(val_all):  # what the run costs without the cap, for comparison
+        clock = _Clock()
+        all_batches = learner._val_batches(data, val_all)
+        out["val_all_batches_s"], out["val_all_batches_cpu_s"] = clock.split()
+        clock = _Clock()
+        learner._val_scores(all_batches)
+        out["val_all_run_s"], out["val_all_run_cpu_s"] = clock.split()
+        out["val_all_tasks"] = int(sum(len(s) for s, _ in all_batches))
+        del all_batches
     return out
 
 
@@ -202,36 +223,90 @@ def _dataset(name: str, data_dir: Path) -> tuple[str, str]:
     return str(ratings), str(items)
 
 
+def _setup_cpu_s(r: dict) -> float:
+    """CPU seconds of the training set-up: warm start, episodes, validation batches."""
+    return r["warm_start_cpu_s"] + r["episodes_cpu_s"] + r["val_batches_cpu_s"]
+
+
 def _markdown(rows: list[dict]) -> str:
     head = (
         "| data | ratings | users | items | load s (CPU s) | load peak RSS MB | "
-        "set-up s (CPU s) | set-up peak RSS MB | meta-step ms (CPU ms) | "
-        "validation run s (CPU s) | adapt+recommend p50 / p95 ms (CPU ms) |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "set-up s (CPU s) | set-up peak RSS MB | meta-step ms (CPU ms) | validating users | "
+        "validation run s (CPU s) | without the cap: CPU s | "
+        "adapt+recommend p50 / p95 ms (CPU ms) |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     lines = []
     for r in rows:
-        setup = r.get("warm_start_s", 0) + r.get("episodes_s", 0) + r.get("val_batches_s", 0)
-        setup_cpu = (
-            r.get("warm_start_cpu_s", 0)
-            + r.get("episodes_cpu_s", 0)
-            + r.get("val_batches_cpu_s", 0)
-        )
         train = "step_s" in r
-        lines.append(
-            f"| {r['name']} | {r['ratings']:,} | {r['users']:,} | {r['items']:,} | "
-            f"{r['load_s']:.1f} ({r['load_cpu_s']:.1f}) | {r['load_peak_rss_mb']:.0f} | "
-            + (
-                f"{setup:.1f} ({setup_cpu:.1f}) | {r['setup_peak_rss_mb']:.0f} | "
-                f"{1000 * r['step_s']:.0f} ({1000 * r['step_cpu_s']:.0f}) | "
-                f"{r['val_run_s']:.1f} ({r['val_run_cpu_s']:.1f}) | "
+        if train:
+            setup = r["warm_start_s"] + r["episodes_s"] + r["val_batches_s"]
+            uncapped = (
+                f"{r['val_all_batches_cpu_s']:.1f} + {r['val_all_run_cpu_s']:.1f} a run"
+                if "val_all_run_cpu_s" in r
+                else "same"
+            )
+            validating = (
+                f"{r['val_users']:,}"
+                if r["val_users"] == r["val_users_all"]
+                else f"{r['val_users']:,} of {r['val_users_all']:,}"
+            )
+            cells = (
+                f"{setup:.1f} ({_setup_cpu_s(r):.1f}) | {r['setup_peak_rss_mb']:.0f} | "
+                f"{1000 * r['step_s']:.0f} ({1000 * r['step_cpu_s']:.0f}) | {validating} | "
+                f"{r['val_run_s']:.1f} ({r['val_run_cpu_s']:.2f}) | {uncapped} | "
                 f"{r['adapt_recommend_p50_ms']:.0f} / {r['adapt_recommend_p95_ms']:.0f} "
                 f"({r['adapt_recommend_cpu_p50_ms']:.0f} / {r['adapt_recommend_cpu_p95_ms']:.0f}) |"
-                if train
-                else "- | - | - | - | - |"
             )
+        else:
+            cells = "- | - | - | - | - | - | - |"
+        lines.append(
+            f"| {r['name']} | {r['ratings']:,} | {r['users']:,} | {r['items']:,} | "
+            f"{r['load_s']:.1f} ({r['load_cpu_s']:.1f}) | {r['load_peak_rss_mb']:.0f} | " + cells
         )
     return head + "\n".join(lines) + "\n"
+
+
+# (label, value of a row) of each line of the growth chart; CPU figures, not wall ones: the
+# machine is shared, so wall seconds grow with its load as much as with the data. Memory is
+# RSS less the child's RSS before loading (its interpreter and libraries: ~105 MB for the
+# load, ~300 MB with torch for the set-up), which does not grow with the data.
+GROWTH = (
+    ("load, CPU s", lambda r: r["load_cpu_s"]),
+    ("load, peak MB", lambda r: r["load_peak_rss_mb"] - r["rss_before_mb"]),
+    ("set-up, CPU s", _setup_cpu_s),
+    ("set-up, peak MB", lambda r: r["setup_peak_rss_mb"] - r["rss_train_start_mb"]),
+    ("held after set-up, MB", lambda r: r["rss_after_setup_mb"] - r["rss_train_start_mb"]),
+    ("meta-step, CPU ms", lambda r: r["step_cpu_s"]),
+    ("validation run, CPU s", lambda r: r["val_run_cpu_s"]),
+)
+
+
+def growth_chart(rows: list[dict]) -> str:
+    """The log-log chart (SVG) of how each `GROWTH` figure of the generated sizes grows with
+    the ratings, as a multiple of its value at the smallest size, beside the lines of a figure
+    proportional to the ratings and of a constant one. ML-1M (not a generated size) is left
+    out; the sizes must have been measured with training."""
+    from plot_svg import REFERENCE_COLOUR, Series, loglog_svg
+
+    sized = sorted((r for r in rows if r["name"] in SIZES), key=lambda r: r["ratings"])
+    if len(sized) < 2 or any("step_s" not in r for r in sized):
+        raise ValueError("the chart needs two generated sizes or more, measured with training")
+    x = [float(r["ratings"]) for r in sized]
+    series = [
+        Series(label, tuple((float(r["ratings"]), value(r) / value(sized[0])) for r in sized))
+        for label, value in GROWTH
+    ]
+    series += [
+        Series("∝ ratings", ((x[0], 1.0), (x[-1], x[-1] / x[0])), True, False, REFERENCE_COLOUR),
+        Series("constant", ((x[0], 1.0), (x[-1], 1.0)), True, False, "#bbbbbb"),
+    ]
+    return loglog_svg(
+        series,
+        title=f"Growth from {sized[0]['ratings']:,} to {sized[-1]['ratings']:,} ratings",
+        x_label="ratings (users x items grow too: see the table)",
+        y_label=f"x its value at {sized[0]['name']}",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,6 +321,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-warm-start", action="store_true", help="set up without the ALS")
     ap.add_argument("--json", default=None)
     ap.add_argument("--md", default=None)
+    ap.add_argument("--svg", default=None, help="write the growth chart (log-log) here")
+    ap.add_argument(
+        "--from-json",
+        nargs="+",
+        default=None,
+        help="measure nothing: the table and chart of rows in these --json files",
+    )
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -259,6 +341,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(res))
         return 0
 
+    if args.from_json:
+        rows = [row for f in args.from_json for row in json.loads(Path(f).read_text())]
+        return _write_outputs(rows, args.md, args.svg)
     data_dir = Path(args.data_dir)
     todo: list[tuple[str, str, str]] = []
     for name in [s for s in args.sizes.split(",") if s]:
@@ -301,11 +386,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:  # after every dataset: a long run keeps what it measured
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps(rows, indent=2))
+    return _write_outputs(rows, args.md, args.svg)
+
+
+def _write_outputs(rows: list[dict], md: str | None, svg: str | None) -> int:
+    """Print the table; write it to `md` and the growth chart to `svg` where named."""
     table = _markdown(rows)
     print(table)
-    if args.md:
-        Path(args.md).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.md).write_text(table)
+    for path, text in ((md, table), (svg, growth_chart(rows) if svg else "")):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text)
     return 0
 
 

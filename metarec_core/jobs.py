@@ -955,10 +955,10 @@ def _model_check(
     **hooks: Any,
 ) -> ModelCheck | None:
     """`evaluation.check.run_model_check` of a trained learner, its draws seeded by the
-    config's seed (the learner's validation episodes' seed)."""
+    config's seed and on at most its ``max_val_users`` (the learner's validation users)."""
     from metarec_core.evaluation.check import CheckConfig, run_model_check
 
-    cfg = CheckConfig(seed=int(config.seed))
+    cfg = CheckConfig(seed=int(config.seed), max_users=config.max_val_users)
     return run_model_check(learner, data, train_users, val_users, config=cfg, **hooks)
 
 

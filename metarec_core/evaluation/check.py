@@ -23,6 +23,7 @@ import numpy as np
 from metarec_core.data.dataset import RatingsDataset
 from metarec_core.evaluation import metrics
 from metarec_core.methods.base import Recommender
+from metarec_core.protocol.splits import DEFAULT_MAX_VAL_USERS, capped_users
 from metarec_core.protocol.tasks import make_tasks
 
 __all__ = [
@@ -59,6 +60,10 @@ class CheckConfig:
     # Fewer check users than this at a k give no verdict there: a bootstrap over 2 or 3 users
     # calls any difference significant.
     min_users: int = 5
+    # Most validation users checked (a sample seeded by `seed`, `splits.capped_users`: those a
+    # learner of the same seed and cap validated on); the baselines are tuned on them too.
+    # None: all. It bounds the check's cost on many users.
+    max_users: int | None = DEFAULT_MAX_VAL_USERS
 
     def __post_init__(self) -> None:
         if not self.ks or min(self.ks) < 0:
@@ -67,6 +72,8 @@ class CheckConfig:
             raise ValueError("query, repeats, n_boot and min_users must be at least 1")
         if not self.baselines:
             raise ValueError("the check needs at least one baseline")
+        if self.max_users is not None and self.max_users < 1:
+            raise ValueError(f"max_users must be >= 1 or None, got {self.max_users}")
 
 
 @dataclass(frozen=True)
@@ -345,16 +352,18 @@ def run_model_check(
 ) -> ModelCheck | None:
     """Check the fitted `model` against the baselines on `val_users` (see the module's text).
 
-    `baselines`: already fitted ones by name (the others of `config.baselines` are fitted on
-    `train_users`, tuned on `val_users`, seeded by `config.baseline_seed`). None when there is
-    nothing to check on (no validation user with enough ratings, or a model that does not
-    predict ratings) or once `should_stop()` says so. `progress(fraction, message)` is told
+    At most `config.max_users` of `val_users` are checked (seeded). `baselines`: already fitted
+    ones by name (the others of `config.baselines` are fitted on `train_users`, tuned on the
+    checked users, seeded by `config.baseline_seed`). None when there is nothing to check on
+    (no validation user with enough ratings, or a model that does not predict ratings) or once
+    `should_stop()` says so. `progress(fraction, message)` is told
     after each method.
     """
     cfg = config or CheckConfig()
     if val_users is None or len(val_users) == 0 or not model.capabilities.predicts_ratings:
         return None
-    users, by_k = _episodes(data, np.asarray(val_users, dtype=np.int64), cfg)
+    val_users = capped_users(np.asarray(val_users, dtype=np.int64), cfg.max_users, cfg.seed)
+    users, by_k = _episodes(data, val_users, cfg)
     if not by_k:
         return None
     given = dict(baselines or {})

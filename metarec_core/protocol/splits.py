@@ -16,9 +16,13 @@ MELU_MIN_RATINGS = 13
 MELU_MAX_RATINGS = 100
 MELU_TEST_FRACTION = 0.2
 DEFAULT_VAL_FRACTION = 0.1
+# Most validation users an early-stopping run or a model check scores (`capped_users`): their
+# cost grows with the users, every `eval_every` steps (issue 16, docs/scale.md).
+DEFAULT_MAX_VAL_USERS = 2000
 
 # one salt per purpose: the same seed gives independent permutations
 SALT_FOLDS, SALT_FOLD_VAL, SALT_MELU, SALT_FIT_VAL, SALT_TRAIN_VAL = 1, 2, 3, 7, 17
+SALT_VAL_CAP = 19
 
 
 def seeded_rng(seed: int, *salt: int) -> np.random.Generator:
@@ -117,3 +121,17 @@ def fit_validation_split(
     """(train, validation) carved from a learner's training users when none are given."""
     train, val = holdout(train_users, val_fraction, seeded_rng(seed, SALT_FIT_VAL))
     return np.sort(train), np.sort(val)
+
+
+def capped_users(users: np.ndarray, max_users: int | None, seed: int) -> np.ndarray:
+    """At most `max_users` of `users`: `users` itself, untouched, when there are no more (or
+    `max_users` is None); else a sample of `max_users` of them seeded by `seed`, sorted.
+
+    Bounds what validation costs on many users; a caller with fewer users than the cap gets
+    the very same array, so its results do not change.
+    """
+    if max_users is None or len(users) <= max_users:
+        return users
+    users = np.asarray(users)
+    pick = seeded_rng(seed, SALT_VAL_CAP).choice(len(users), size=max_users, replace=False)
+    return np.sort(users[pick])

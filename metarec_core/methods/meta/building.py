@@ -175,9 +175,12 @@ class BuildMixin:
             P = np.asarray(mf.user_factors_)
             bu = np.asarray(mf.user_bias_)
             self.model_.user_init.copy_(torch.as_tensor(np.r_[P.mean(0), bu.mean()], **dt))
-        # E[q_id²] over training ratings: what the inner Hessian sees per state dimension.
+        # E[q_id²] over training ratings: what the inner Hessian sees per state dimension. From
+        # each item's count of training ratings, not a (ratings x factors) array of q_i²: that
+        # was 1.4 GB at 10 million ratings, the set-up's peak (docs/scale.md).
         tr = np.isin(data.user, np.asarray(train_users))
-        sq = torch.as_tensor((np.asarray(mf.item_factors_)[data.item[tr]] ** 2).mean(0), **dt)
+        counts = np.bincount(data.item[tr], minlength=len(Q)).astype(np.float64)
+        sq = torch.as_tensor(counts @ np.asarray(mf.item_factors_) ** 2 / counts.sum(), **dt)
         fr = mf.fold_reg_
         self._inner_init = (sq.clamp(min=1e-4), (float(fr[0]), float(fr[1])))
         self.inner_ = self._make_inner(*self._inner_init)

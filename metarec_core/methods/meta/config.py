@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from metarec_core.methods import registry
+from metarec_core.protocol.splits import DEFAULT_MAX_VAL_USERS
 
 __all__ = [
     "ADAPT_GROUPS",
@@ -97,6 +98,10 @@ class LearnerConfig:
     val_support: tuple[int, ...] = (1, 3, 5, 10, 20)  # val MAE is averaged over these k
     val_repeats: int = 3  # seeded support/query draws per validation user
     val_fraction: float = 0.1  # carved from train users when fit() gets no val_users
+    # most validation users fit scores (a seeded sample, `protocol.splits.capped_users`; the
+    # others neither validate nor train), so that a validation run and the model check cost
+    # the same on 100,000 users as on 2,000; None: all. Fewer users than this: all of them.
+    max_val_users: int | None = DEFAULT_MAX_VAL_USERS
     # early-stopping criterion: mae, or nll (the query log-loss of the ordinal output: smooth,
     # where the MAE of a median moves in steps and is noisy on a few validation users; the MAE
     # is still what is reported). nll falls back to mae without an ordinal output.
@@ -139,6 +144,8 @@ class LearnerConfig:
         for f in ("inner_steps", "steps", "patience"):
             if getattr(self, f) < 0:
                 raise ValueError(f"{f} must be >= 0, got {getattr(self, f)}")
+        if self.max_val_users is not None and self.max_val_users < 1:
+            raise ValueError(f"max_val_users must be >= 1 or None, got {self.max_val_users}")
         if not 0 <= self.min_support <= self.max_support or self.max_support < 1:
             raise ValueError(
                 f"need 0 <= min_support <= max_support and max_support >= 1, got "

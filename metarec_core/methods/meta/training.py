@@ -196,7 +196,8 @@ class TrainingMixin:
     ) -> MetaLearner:
         """Meta-train on `train_users`; early-stop on the validation criterion, keep the best weights.
 
-        Without `val_users`, a seeded ``val_fraction`` of the training users validates. Raises
+        Without `val_users`, a seeded ``val_fraction`` of the training users validates; at most
+        ``max_val_users`` of them do (`_validation_users`). Raises
         FloatingPointError when the loss becomes NaN/inf. `callback` gets every unit of every
         phase (`TrainProgress`); `progress(fraction, message)` the fraction of the whole fit.
         `should_stop()` is polled in every phase (inside the ALS warm start, between validation
@@ -208,6 +209,7 @@ class TrainingMixin:
         train_users = np.unique(np.asarray(train_users, dtype=np.int64))
         if val_users is None and len(train_users) >= 20:
             train_users, val_users = fit_validation_split(train_users, cfg.seed, cfg.val_fraction)
+        val_users = self._validation_users(val_users)
         self.fitted_ = False
         report = _FitReporter(cfg.phases, callback, progress)
         self.setup(data, train_users, val_users, callback=report, should_stop=should_stop)
@@ -335,5 +337,6 @@ class TrainingMixin:
         self._inner_init = source._inner_init
         self.inner_ = self._make_inner(*self._inner_init)  # this learner's own inner rule
         self._hold_state_path()
+        val_users = self._validation_users(val_users)
         run = _FitRun(data, train_users, val_users, callback, should_stop)
         return self._train(run, time.perf_counter())

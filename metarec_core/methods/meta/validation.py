@@ -15,6 +15,7 @@ from metarec_core.evaluation.check import CHECK_BASELINES, CheckConfig, ModelChe
 from metarec_core.methods.meta.inner import Pair
 from metarec_core.methods.meta.model import param_key
 from metarec_core.methods.meta.progress import _check_stop, _Stopped
+from metarec_core.protocol.splits import capped_users
 from metarec_core.protocol.tasks import make_tasks
 
 # Factors of the user state's prior precision tried on the validation users after training.
@@ -23,6 +24,13 @@ PRIOR_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 class ValidationMixin:
     """`MetaLearner`'s validation, early-stopping snapshots, prior calibration, model check."""
+
+    def _validation_users(self, val_users: np.ndarray | None) -> np.ndarray | None:
+        """The users that validate: `val_users`, at most ``max_val_users`` of them (a sample
+        seeded by the learner's seed; `val_users` itself when there are no more)."""
+        if val_users is None:
+            return None
+        return capped_users(val_users, self.config.max_val_users, self.config.seed)
 
     def _val_batches(
         self,
@@ -136,11 +144,14 @@ class ValidationMixin:
         should_stop: Callable[[], bool] | None = None,
         progress: Callable[[float, str], None] | None = None,
     ) -> ModelCheck | None:
-        """The model check (`evaluation.check.run_model_check`) of this learner on `val_users`,
-        its episodes drawn with this learner's seed; None without validation users, or once
+        """The model check (`evaluation.check.run_model_check`) of this learner on `val_users`
+        (at most ``max_val_users``, the users its fit validated on), its episodes drawn with
+        this learner's seed; None without validation users, or once
         `should_stop()` says so."""
         self._check_fitted()
-        cfg = CheckConfig(seed=self.config.seed, baselines=tuple(methods))
+        cfg = CheckConfig(
+            seed=self.config.seed, baselines=tuple(methods), max_users=self.config.max_val_users
+        )
         return run_model_check(
             self, data, train_users, val_users, config=cfg, should_stop=should_stop,
             progress=progress,
