@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from metarec_core.checkpoint import CheckpointError
 from metarec_core.data.dataset import DataError
@@ -40,6 +41,11 @@ def _add_max_mb(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_MAX_BYTES / 2**20,
         help="refuse files larger than this (MiB)",
     )
+
+
+def _options(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The parsed options `names` by name: for the config fields an option sets as it is."""
+    return {name: getattr(args, name) for name in names}
 
 
 def _check_top(top: int) -> None:
@@ -164,13 +170,8 @@ def _cmd_elicit(args: argparse.Namespace) -> int:
     cfg = ElicitConfig(
         strategies=tuple(args.elicit),
         methods=tuple(args.methods or ElicitConfig.methods),
-        questions=args.questions,
         unknown=unknown,
-        query=args.query,
-        folds=args.folds,
-        max_folds=args.max_folds,
-        seed=args.seed,
-        device=args.device,
+        **_options(args, "questions", "query", "folds", "max_folds", "seed", "device"),
     )
     report = run_elicitation(_load(args), cfg, progress=True)
     return _print_report(report, args.out)
@@ -370,15 +371,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     methods = args.methods or registry.default_methods("items" if args.cold == "items" else "users")
     cfg = EvalConfig(
         methods=tuple(methods),
-        cold=args.cold,
-        state=args.state,
         support=tuple(args.support or ((0,) if args.cold == "items" else ()) + (1, 3, 5, 10, 20)),
-        query=args.query,
-        folds=args.folds,
-        seed=args.seed,
-        protocol=args.protocol,
-        device=args.device,
-        train_seeds=args.train_seeds,
+        **_options(
+            args, "cold", "state", "query", "folds", "seed", "protocol", "device", "train_seeds"
+        ),
     )
     report = run_evaluation(data, cfg, progress=True)
     return _print_report(report, args.out)
