@@ -528,6 +528,27 @@ async def run_sessions(
     await asyncio.gather(*(one(s) for s in sessions))
 
 
+async def after_close(
+    server: Server, close: Callable[[], Awaitable[None]], settle: float = 10.0
+) -> dict[str, float]:
+    """Close the sessions with `close`, wait `settle` seconds, and measure what the server
+    keeps then: its RSS and threads, its job workers' RSS, and the CPU both used (s per s)
+    over those seconds (ideally none: nobody is connected)."""
+    _, cpu0, _ = server.stats()
+    workers_cpu0 = server.worker_stats()[1]
+    await close()
+    await asyncio.sleep(settle)
+    rss, cpu, threads = server.stats()
+    workers_rss, workers_cpu = server.worker_stats()
+    return {
+        "rss_after_close_mib": rss,
+        "cpu_after_close_s_per_s": (cpu - cpu0) / settle,
+        "threads_after_close": threads,
+        "workers_rss_after_close_mib": workers_rss,
+        "workers_cpu_after_close_s_per_s": (workers_cpu - workers_cpu0) / settle,
+    }
+
+
 def session_counts(results: list[Any], log: list[Any]) -> dict[str, Any]:
     """What a run reports of its sessions (this file's and load_ws.py's `SessionResult`s and
     `Action`s): every result and action, and the counts read from them."""
@@ -571,18 +592,12 @@ async def run_n(n: int, args: argparse.Namespace, files: list[Path]) -> dict:
 
             await run_sessions(sessions, flow, first_line=True)
             out["flow_seconds"] = time.monotonic() - t0
-            _, cpu_before_close, _ = server.stats()
-            workers_cpu_before_close = server.worker_stats()[1]
-            for c in contexts:
-                await c.close()
-            await asyncio.sleep(10)
-            rss1, cpu1, threads1 = server.stats()
-            out["rss_after_close_mib"] = rss1
-            out["cpu_after_close_s_per_s"] = (cpu1 - cpu_before_close) / 10
-            out["threads_after_close"] = threads1
-            workers_rss1, workers_cpu1 = server.worker_stats()
-            out["workers_rss_after_close_mib"] = workers_rss1
-            out["workers_cpu_after_close_s_per_s"] = (workers_cpu1 - workers_cpu_before_close) / 10
+
+            async def close() -> None:
+                for c in contexts:
+                    await c.close()
+
+            out.update(await after_close(server, close))
             # Streamlit drops expired sessions when the session storage is next used: one
             # more visit after the TTL (a new visitor) does that.
             await asyncio.sleep(args.ttl + 2)

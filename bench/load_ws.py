@@ -58,6 +58,7 @@ from load import (  # noqa: E402
     RUN_DONE,
     Server,
     add_common_args,
+    after_close,
     decoded,
     each_n,
     fmt,
@@ -604,13 +605,12 @@ async def run_n(n: int, args: argparse.Namespace, files: list[Path]) -> dict:
         out["server_cpu_s_per_s"] = (cpu1 - cpu0) / out["flow_seconds"]
         out["workers_cpu_s_per_s"] = (wcpu1 - wcpu0) / out["flow_seconds"]
         out["clients_cpu_s_per_s"] = (time.process_time() - client_cpu0) / out["flow_seconds"]
-        for s in sessions:
-            await s.close()
-        await asyncio.sleep(10)
-        rss1, cpu2, _ = server.stats()
-        out["rss_after_close_mib"] = rss1
-        out["cpu_after_close_s_per_s"] = (cpu2 - cpu1) / 10
-        out["workers_rss_after_close_mib"] = server.worker_stats()[0]
+
+        async def close() -> None:
+            for s in sessions:
+                await s.close()
+
+        out.update(await after_close(server, close))
         server.stop_sampling()
         await sampler
         out["rss_peak_mib"] = server.peak_rss

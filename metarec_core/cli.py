@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from metarec_core.checkpoint import CheckpointError
 from metarec_core.data.dataset import DataError
@@ -42,9 +43,42 @@ def _add_max_mb(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _options(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The parsed options `names` by name: for the config fields an option sets as it is."""
+    return {name: getattr(args, name) for name in names}
+
+
 def _check_top(top: int) -> None:
     if top < 1:
         raise ValueError(f"--top must be at least 1, got {top}")
+
+
+def _print_json(out: dict) -> int:
+    """Print `out` as indented JSON (non-ASCII kept as is)."""
+    print(json.dumps(out, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _print_ranked(heading: str, rows: list[dict], columns: dict[str, int | None]) -> int:
+    """Print `heading`, then `rows` as a table: rank, the text `columns`, predicted rating.
+
+    A text column is as wide as its header or its longest value, at most its width in
+    `columns` (None: no limit); a longer value is cut to end with an ellipsis.
+    """
+    widths = {}
+    for key, most in columns.items():
+        w = max([len(key), *(len(str(r[key])) for r in rows)])
+        widths[key] = w if most is None else min(w, most)
+
+    def cell(text: str, w: int) -> str:
+        return f"{text if len(text) <= w else text[: w - 1] + '…':<{w}}"
+
+    print(heading)
+    print("  ".join([f"{'rank':>4}", *(cell(key, w) for key, w in widths.items()), "predicted"]))
+    for r in rows:
+        texts = (cell(str(r[key]), w) for key, w in widths.items())
+        print("  ".join([f"{r['rank']:>4}", *texts, f"{r['predicted_rating']:>9.2f}"]))
+    return 0
 
 
 def _print_report(report, out: str | None) -> int:
@@ -136,13 +170,8 @@ def _cmd_elicit(args: argparse.Namespace) -> int:
     cfg = ElicitConfig(
         strategies=tuple(args.elicit),
         methods=tuple(args.methods or ElicitConfig.methods),
-        questions=args.questions,
         unknown=unknown,
-        query=args.query,
-        folds=args.folds,
-        max_folds=args.max_folds,
-        seed=args.seed,
-        device=args.device,
+        **_options(args, "questions", "query", "folds", "max_folds", "seed", "device"),
     )
     report = run_elicitation(_load(args), cfg, progress=True)
     return _print_report(report, args.out)
@@ -350,15 +379,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     methods = args.methods or registry.default_methods("items" if args.cold == "items" else "users")
     cfg = EvalConfig(
         methods=tuple(methods),
-        cold=args.cold,
-        state=args.state,
         support=tuple(args.support or ((0,) if args.cold == "items" else ()) + (1, 3, 5, 10, 20)),
-        query=args.query,
-        folds=args.folds,
-        seed=args.seed,
-        protocol=args.protocol,
-        device=args.device,
-        train_seeds=args.train_seeds,
+        **_options(
+            args, "cold", "state", "query", "folds", "seed", "protocol", "device", "train_seeds"
+        ),
     )
     report = run_evaluation(data, cfg, progress=True)
     return _print_report(report, args.out)
@@ -367,15 +391,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_make_sample(args: argparse.Namespace) -> int:
     from metarec_core.data.synthetic import SyntheticSpec, write_sample
 
-    spec = SyntheticSpec(
-        n_users=args.users,
-        n_items=args.items,
-        n_ratings=args.ratings,
-        scale=args.scale,
-        min_ratings=args.min_ratings,
-        max_ratings=args.max_ratings,
-        popularity_skew=args.popularity_skew,
-    )  # ValueError (exit 2) names an option that cannot be met
+    spec = SyntheticSpec.from_options(args)  # ValueError (exit 2) names an unmet option
     paths = write_sample(Path(args.out), seed=args.seed, spec=spec)
     for p in paths:
         print(p)
@@ -644,28 +660,25 @@ def _cmd_audience(args: argparse.Namespace) -> int:
     result = audience(model, item, args.top)
     rows = result.rows(user_ids)
     if args.json:
-        out = {
-            "model": str(source),
-            "method": method_name,
-            "item": {"title": title, "genres": list(genres)},
-            "ratings_used": len(users),
-            "unknown_users": list(unknown),
-            "duplicates": dupes,
-            "excluded_raters": result.excluded,
-            "audience": rows,
-        }
-        print(json.dumps(out, indent=2, ensure_ascii=False))
-        return 0
-    print(
+        return _print_json(
+            {
+                "model": str(source),
+                "method": method_name,
+                "item": {"title": title, "genres": list(genres)},
+                "ratings_used": len(users),
+                "unknown_users": list(unknown),
+                "duplicates": dupes,
+                "excluded_raters": result.excluded,
+                "audience": rows,
+            }
+        )
+    return _print_ranked(
         f"top {len(rows)} users for the new item {title or '(untitled)'!r} "
         f"({', '.join(genres) or 'no genres'}) after {len(users)} rating(s); "
-        f"{method_name} trained on {trained_on}; its {result.excluded} rater(s) left out"
+        f"{method_name} trained on {trained_on}; its {result.excluded} rater(s) left out",
+        rows,
+        {"user": None},
     )
-    w = max([4, *(len(str(r["user"])) for r in rows)])
-    print(f"{'rank':>4}  {'user':<{w}}  predicted")
-    for r in rows:
-        print(f"{r['rank']:>4}  {str(r['user']):<{w}}  {r['predicted_rating']:>9.2f}")
-    return 0
 
 
 def _cmd_recommend(args: argparse.Namespace) -> int:
@@ -695,29 +708,21 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         for rank, (i, p) in enumerate(zip(items, predicted, strict=True), 1)
     ]
     if args.json:
-        out = {
-            "model": str(args.model),
-            "ratings_used": len(user.items),
-            "unknown_items": list(user.unknown_ids),
-            "duplicates": user.duplicates,
-            "recommendations": rows,
-        }
-        print(json.dumps(out, indent=2, ensure_ascii=False))
-        return 0
-    print(
-        f"top {len(rows)} for a new user with {len(user.items)} rating(s), "
-        f"model trained on {ck.dataset_name}"
-    )
-    w_item = max([4, *(len(r["item"]) for r in rows)])
-    w_title = min(60, max([5, *(len(r["title"]) for r in rows)]))
-    print(f"{'rank':>4}  {'item':<{w_item}}  {'title':<{w_title}}  predicted")
-    for r in rows:
-        title = r["title"] if len(r["title"]) <= w_title else r["title"][: w_title - 1] + "…"
-        print(
-            f"{r['rank']:>4}  {r['item']:<{w_item}}  {title:<{w_title}}  "
-            f"{r['predicted_rating']:>9.2f}"
+        return _print_json(
+            {
+                "model": str(args.model),
+                "ratings_used": len(user.items),
+                "unknown_items": list(user.unknown_ids),
+                "duplicates": user.duplicates,
+                "recommendations": rows,
+            }
         )
-    return 0
+    return _print_ranked(
+        f"top {len(rows)} for a new user with {len(user.items)} rating(s), "
+        f"model trained on {ck.dataset_name}",
+        rows,
+        {"item": None, "title": 60},
+    )
 
 
 COMMANDS = {

@@ -29,6 +29,7 @@ by one or two users). A small catalogue with many users is just small `n_items`,
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import shlex
@@ -162,23 +163,32 @@ class SyntheticSpec:
     def is_default(self) -> bool:
         return self == SyntheticSpec()
 
+    @classmethod
+    def from_options(cls, options: argparse.Namespace) -> SyntheticSpec:
+        """The spec that `make-sample`'s parsed options ask for."""
+        dest = {key: flag[2:].replace("-", "_") for key, flag in SPEC_FLAGS.items()}
+        return cls(**{key: getattr(options, name) for key, name in dest.items()})
+
     def cli_flags(self) -> list[str]:
         """The `make-sample` flags that give this spec (only those off their default)."""
-        flags = {
-            "n_users": "--users",
-            "n_items": "--items",
-            "n_ratings": "--ratings",
-            "scale": "--scale",
-            "min_ratings": "--min-ratings",
-            "max_ratings": "--max-ratings",
-            "popularity_skew": "--popularity-skew",
-        }
         default = asdict(SyntheticSpec())
         out = []
         for key, value in asdict(self).items():
             if value != default[key]:
-                out += [flags[key], str(value)]
+                out += [SPEC_FLAGS[key], str(value)]
         return out
+
+
+# `make-sample`'s flag for each field of SyntheticSpec (both ways: `from_options`, `cli_flags`)
+SPEC_FLAGS = {
+    "n_users": "--users",
+    "n_items": "--items",
+    "n_ratings": "--ratings",
+    "scale": "--scale",
+    "min_ratings": "--min-ratings",
+    "max_ratings": "--max-ratings",
+    "popularity_skew": "--popularity-skew",
+}
 
 
 START = 874_724_710  # 1997-09-20, when MovieLens-100K's ratings begin
