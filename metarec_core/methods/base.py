@@ -47,6 +47,9 @@ class Capabilities:
     - ``meta_learned``: one of the MAML family (trained on the Train page, adapts by inner steps).
     - ``cold``: what arrives new: ``"users"`` (a `Recommender`) or ``"items"`` (an
       `ItemRecommender`, evaluated by ``evaluate --cold items``).
+    - ``distribution``: `predictive_many` can give a distribution over the scale's rating
+      levels (the learners' ordinal output); a fitted model without one returns None there.
+      Methods without it get intervals from their validation residuals (`uncertainty`).
     """
 
     predicts_ratings: bool = True
@@ -54,6 +57,7 @@ class Capabilities:
     device: bool = False
     meta_learned: bool = False
     cold: str = "users"
+    distribution: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,14 @@ class AdaptationTrace:
 
     support_loss: tuple[float, ...]
     query_loss: tuple[float, ...] | None = None  # only when hidden ratings were given
+
+
+@dataclass(frozen=True, eq=False)
+class LevelDistribution:
+    """Predictive distributions over a discrete rating scale, one per (user, item)."""
+
+    levels: np.ndarray  # (L,) the rating levels, increasing
+    probs: np.ndarray  # (n_users, n_items, L) P(rating = level); each row sums to 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -141,6 +153,19 @@ class Recommender(ABC):
         The default loops over `adapt`; methods override it with a vectorised path.
         """
         return np.stack([self.adapt(i, r).scores for i, r in supports])
+
+    def display_many(self, supports: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """The ratings shown to a person (`AdaptedUser.display_ratings` of every item) for many
+        new users at once: (n_users, n_items). The default is `score_many`; methods whose
+        scores are snapped to levels override it with their expected rating."""
+        return self.score_many(supports)
+
+    def predictive_many(
+        self, supports: Sequence[tuple[np.ndarray, np.ndarray]]
+    ) -> LevelDistribution | None:
+        """The predictive distribution of every item's rating for many new users at once, for
+        methods that declare ``capabilities.distribution``; None when this one has none."""
+        return None
 
     def _check_fitted(self) -> None:
         if not getattr(self, "fitted_", False):

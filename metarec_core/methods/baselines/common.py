@@ -159,11 +159,21 @@ class _Baseline(Recommender):
 
     def score_many(self, supports: Sequence[Support]) -> np.ndarray:
         """Scores over the whole catalogue for each support set: (B, n_items)."""
+        return self._finish(self._raw_many(supports))
+
+    def display_many(self, supports: Sequence[Support]) -> np.ndarray:
+        """The ratings `adapt(...).display_ratings` shows, for each support set: (B, n_items)."""
+        raw = self._raw_many(supports)
+        expected = self._expected(raw)
+        return self._finish(raw) if expected is None else expected
+
+    def _raw_many(self, supports: Sequence[Support]) -> np.ndarray:
+        """Raw scores over the whole catalogue for each support set: (B, n_items)."""
         self._check_fitted()
         if len(supports) == 0:
             return np.zeros((0, self.n_items_))
         items, ratings, mask = _pad(supports, self.n_items_)
-        return self._finish(self._predict_all(self._user_state(items, ratings, mask)))
+        return self._predict_all(self._user_state(items, ratings, mask))
 
     def _predict_all(self, state: np.ndarray) -> np.ndarray:
         """Raw scores of the whole catalogue (B, n_items)."""
