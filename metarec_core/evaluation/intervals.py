@@ -152,19 +152,41 @@ def intervals_many(
     distribution when it declares and has one (and `use_distribution`), else conformal from
     `residuals` (`calibrate`), cut to `scale` when given; None for a ranking-only method or
     without residuals."""
-    _check_coverage(coverage)
+    out = intervals_at(
+        model, supports, (coverage,), residuals, scale=scale, use_distribution=use_distribution
+    )
+    return None if out is None else out[coverage]
+
+
+def intervals_at(
+    model: Recommender,
+    supports: Sequence[Support],
+    coverages: Sequence[float] = COVERAGES,
+    residuals: Residuals | None = None,
+    *,
+    scale: RatingScale | None = None,
+    use_distribution: bool = True,
+) -> dict[float, Intervals] | None:
+    """`intervals_many` at several coverages from one adaptation per support set."""
+    for c in coverages:
+        _check_coverage(c)
     if not model.capabilities.predicts_ratings:
         return None
     if use_distribution and model.capabilities.distribution:
         dist = model.predictive_many(supports)
         if dist is not None:
-            lo, hi = level_interval(dist.probs, dist.levels, coverage)
-            return Intervals(lo, hi, coverage, "distribution")
+            return {
+                c: Intervals(*level_interval(dist.probs, dist.levels, c), c, "distribution")
+                for c in coverages
+            }
     if residuals is None:
         return None
     center = model.display_many(supports)
-    radius = np.array([residuals.radius(len(items), coverage) for items, _ in supports])
-    lo, hi = center - radius[:, None], center + radius[:, None]
-    if scale is not None:  # a rating outside the scale is impossible: the band stops there
-        lo, hi = np.clip(lo, scale.low, scale.high), np.clip(hi, scale.low, scale.high)
-    return Intervals(lo, hi, coverage, "conformal")
+    out = {}
+    for c in coverages:
+        radius = np.array([residuals.radius(len(items), c) for items, _ in supports])
+        lo, hi = center - radius[:, None], center + radius[:, None]
+        if scale is not None:  # a rating outside the scale is impossible: the band stops there
+            lo, hi = np.clip(lo, scale.low, scale.high), np.clip(hi, scale.low, scale.high)
+        out[c] = Intervals(lo, hi, c, "conformal")
+    return out

@@ -10,11 +10,14 @@ list merely because it was rated later.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
+from metarec_core.data.dataset import RatingsDataset
+from metarec_core.evaluation import intervals as iv
+from metarec_core.interactive import explain as ex
 from metarec_core.methods.base import Recommender, top_items
 
 
@@ -93,6 +96,10 @@ class ModelComparison:
     stability: dict[str, Stability]  # when (whether) each top-n stops changing
     overlap_with_final: dict[str, list[float]]  # per prefix 0..n, overlap with the final list
     kept: dict[str, list[float]]  # per rating 1..n, overlap with the list before it
+    # per model: what moved each item of its top-n (`explain`; empty beyond MAX_SUPPORT ratings)
+    explanations: dict[str, tuple[ex.Explanation, ...]] = field(default_factory=dict)
+    # per model: its intervals over the catalogue (`intervals`; None: it has none)
+    bands: dict[str, iv.Intervals | None] = field(default_factory=dict)
 
     @property
     def stable_at(self) -> dict[str, int | None]:
@@ -107,8 +114,13 @@ def compare_models(
     *,
     n: int = 10,
     threshold: float = 1.0,
+    data: RatingsDataset | None = None,
+    val_users: np.ndarray | None = None,
 ) -> ModelComparison:
-    """Compare `models` (two or more, fitted on the same catalogue) on one user's ratings."""
+    """Compare `models` (two or more, fitted on the same catalogue) on one user's ratings.
+
+    With `data` and the models' `val_users`, a model without a predictive distribution gets
+    conformal intervals calibrated there (`intervals.calibrate`); without them, none."""
     if len(models) < 2:
         raise ValueError(f"pick at least two models to compare, got {len(models)}")
     if len({m.n_items for m in models.values()}) > 1:
@@ -119,6 +131,8 @@ def compare_models(
     ratings = np.asarray(ratings, dtype=np.float64)
     names = tuple(models)
     tops, scores, stable, curves, kept = {}, {}, {}, {}, {}
+    why: dict[str, tuple[ex.Explanation, ...]] = {}
+    bands: dict[str, iv.Intervals | None] = {}
     for name, m in models.items():
         lists = prefix_top_lists(m, items, ratings, n)
         final = lists[-1]
@@ -127,6 +141,12 @@ def compare_models(
         stable[name] = stability(lists, threshold)
         curves[name] = [overlap(t, final) for t in lists]
         kept[name] = kept_from_previous(lists)
+        if 0 < len(items) <= ex.MAX_SUPPORT:
+            why[name] = tuple(ex.explain(m, items, ratings, final))
+        bands[name] = iv.intervals_many(m, [(items, ratings)])
+        if bands[name] is None and data is not None and val_users is not None:
+            res = iv.calibrate(m, data, val_users)
+            bands[name] = iv.intervals_many(m, [(items, ratings)], residuals=res, scale=data.scale)
     pair = np.array([[overlap(tops[a], tops[b]) for b in names] for a in names])
     sets = {name: set(map(int, t)) for name, t in tops.items()}
     only_in = {}
@@ -135,4 +155,6 @@ def compare_models(
         only_in[name] = np.array([i for i in tops[name] if int(i) not in others], dtype=np.int64)
     common = set.intersection(*sets.values())
     in_all = np.array([i for i in tops[names[0]] if int(i) in common], dtype=np.int64)
-    return ModelComparison(names, tops, scores, pair, only_in, in_all, stable, curves, kept)
+    return ModelComparison(
+        names, tops, scores, pair, only_in, in_all, stable, curves, kept, why, bands
+    )
