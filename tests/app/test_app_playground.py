@@ -267,3 +267,28 @@ def test_a_personas_ratings_are_not_listed_as_yours(with_model):
     heads = [h.value for h in at.subheader]
     assert "Your ratings" not in heads and "Ratings so far" in heads
     assert at.dataframe[1].value["by"].tolist() == ["persona", "persona", "you"]
+
+
+def test_recommendations_say_why_and_how_sure(with_model):
+    """The table's "Because you rated" names a rated item (as text) and the interval column and
+    the band chart come from the model's distribution."""
+    at = playground()
+    assert set(at.dataframe[0].value["because"]) == {""}  # no rating yet: nothing moved them
+    at.text_input(key="pg_search").set_value("Sci-Fi").run()
+    for r in (5.0, 1.0):
+        at.selectbox(key="pg_item").select_index(0)
+        at.select_slider(key="pg_rating").set_value(r)
+        at.button(key="pg_rate").click().run()
+        assert not at.exception
+    s = at.session_state["mr_playground"]
+    table = at.dataframe[0].value
+    rated = {s.title(i) for i in s.items}
+    named = [b for b in table["because"] if b]
+    assert named and all(any(b.startswith(t) for t in rated) for b in named)
+    assert all("★" in b for b in named)
+    assert s.view.band is not None and s.view.band.source == "distribution"
+    for text, pred in zip(table["interval"], table["predicted"], strict=True):
+        lo, hi = (float(x) for x in text.split("–"))
+        assert lo <= pred + 0.05 and pred - 0.05 <= hi
+    titles = [e.proto.spec for e in at.get("plotly_chart") if "How sure" in e.proto.spec]
+    assert titles  # the band chart
