@@ -16,7 +16,10 @@ Then times what the page does, stage by stage:
   cache);
 - every "Add next rating" of a held-out persona (which extends the learning curve) and a manual
   "Rate this item", each with the recommendation rows the page shows (median and p95 in ms;
-  target: p95 < 300 ms on the sample data, 2-core CPU).
+  target: p95 < 300 ms on the sample data, 2-core CPU); an update includes the top-10's
+  explanations (k + 1 adaptations in one batched call, up to 20 ratings) and intervals;
+- those two parts alone at k = 5, 10, 20 ratings (`explain_ms`, `band_ms`), beside one plain
+  adaptation (`adapt_ms`), median of `--repeat` runs.
 
 `--blas-threads 0` leaves numpy's BLAS at its own thread count (as before the app limited it).
 """
@@ -36,8 +39,10 @@ sys.path.insert(0, str(ROOT))
 
 from metarec_core.data.dataset import RatingsDataset  # noqa: E402
 from metarec_core.data.io import from_arrays, load_ratings  # noqa: E402
+from metarec_core.evaluation.intervals import intervals_many  # noqa: E402
 from metarec_core.interactive import personas  # noqa: E402
 from metarec_core.interactive import session as pg  # noqa: E402
+from metarec_core.interactive.explain import explain  # noqa: E402
 from metarec_core.interactive.projection import fit_projection  # noqa: E402
 from metarec_core.protocol.splits import split_users  # noqa: E402
 
@@ -73,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--blas-threads", type=int, default=1, help="numpy BLAS threads (the app uses 1; 0: BLAS's)"
     )
+    p.add_argument("--repeat", type=int, default=10, help="runs per part timing (explain, band)")
     p.add_argument("--json", help="write the numbers here")
     args = p.parse_args(argv)
     import torch
@@ -149,6 +155,23 @@ def main(argv: list[str] | None = None) -> int:
         session.recommendations()
         manual_ms.append(1000 * (time.perf_counter() - t0))
 
+    parts: dict[str, dict[int, float]] = {"adapt_ms": {}, "explain_ms": {}, "band_ms": {}}
+    for k in (5, 10, 20):
+        items, ratings = persona.reveal_items[:k], persona.reveal_ratings[:k]
+        top, _ = model.adapt(items, ratings).recommend(10)
+        calls = {
+            "adapt_ms": (model.adapt, (items, ratings)),
+            "explain_ms": (explain, (model, items, ratings, top)),
+            "band_ms": (intervals_many, (model, [(items, ratings)])),
+        }
+        for part, (call, call_args) in calls.items():
+            ms = []
+            for _ in range(args.repeat):
+                t0 = time.perf_counter()
+                call(*call_args)
+                ms.append(1000 * (time.perf_counter() - t0))
+            parts[part][k] = float(np.median(ms))
+
     def stats(x: list[float]) -> dict:
         return {"median": float(np.median(x)), "p95": float(np.percentile(x, 95)), "n": len(x)}
 
@@ -179,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         "eager_first_open_s": first_open + sum(t_fit.values()),
         "persona_update_ms": stats(persona_ms),
         "manual_update_ms": stats(manual_ms),
+        **parts,
     }
     print(json.dumps(out, indent=2))
     if args.json:

@@ -374,7 +374,8 @@ with right:
             ),  # fmt: skip
             column_config={
                 "rank": st.column_config.NumberColumn("Rank", width="small"),
-                "title": st.column_config.TextColumn("Title"),
+                # bounded, so that what moved each item stays in view beside it
+                "title": st.column_config.TextColumn("Title", width="medium"),
                 "genres": st.column_config.TextColumn("Genres"),
                 "predicted": st.column_config.NumberColumn(
                     "Predicted" if session.model.capabilities.predicts_ratings else "Score",
@@ -387,7 +388,7 @@ with right:
                 ),
                 "interval": st.column_config.TextColumn(
                     f"{round(100 * session.coverage)}% interval",
-                    width="small",
+                    width=110,  # its header's width: the values ("3–5") are narrower
                     help=fmt.interval_help(band),
                 ),
                 "because": st.column_config.TextColumn(
