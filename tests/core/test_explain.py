@@ -12,26 +12,25 @@ from metarec_core.methods.registry import available_methods, make_method
 
 
 @pytest.fixture(scope="module")
-def data():
-    return tiny_dataset()
+def tiny():
+    """The tiny dataset and its app split (its validation users give the supports)."""
+    data = tiny_dataset()
+    return data, tiny_split(data)
 
 
 @pytest.fixture(scope="module")
-def split(data):
-    return tiny_split(data)
-
-
-@pytest.fixture(scope="module")
-def learner(data, split):
+def learner(tiny):
+    data, split = tiny
+    """A tiny trained meta-learner (a few steps: its adaptation is real, its accuracy moot)."""
     from metarec_core.methods.meta import make_learner
 
-    return make_learner("metasgd", seed=0, device="cpu", **TINY_LEARNER).fit(
-        data, split.train_users, split.val_users
-    )
+    model = make_learner("metasgd", seed=0, device="cpu", **TINY_LEARNER)
+    return model.fit(data, split.train_users, split.val_users)
 
 
 @pytest.fixture(scope="module")
-def baselines(data, split):
+def baselines(tiny):
+    data, split = tiny
     return {
         name: make_method(name, seed=0).fit(data, split.train_users, split.val_users)
         for name in available_methods("baseline")
@@ -55,7 +54,8 @@ def _naive_deltas(model, items, ratings, targets) -> np.ndarray:
 
 
 @pytest.mark.parametrize("which", ["learner", "mf_foldin_levels", "user_bias"])
-def test_the_named_rating_moves_the_recommendation_most(which, data, split, learner, baselines):
+def test_the_named_rating_moves_the_recommendation_most(tiny, which, learner, baselines):
+    data, split = tiny
     model = learner if which == "learner" else baselines[which]
     items, ratings = _support(data, split, 8)
     targets, _ = model.adapt(items, ratings).recommend(10)
@@ -80,7 +80,8 @@ def test_the_named_rating_moves_the_recommendation_most(which, data, split, lear
     assert named >= 1
 
 
-def test_batched_influence_equals_the_naive_loop(data, split, learner):
+def test_batched_influence_equals_the_naive_loop(tiny, learner):
+    data, split = tiny
     items, ratings = _support(data, split, 5)
     targets = np.arange(data.n_items)[:30]
     predicted, delta = ex.influence_matrix(learner, items, ratings, targets)
@@ -90,7 +91,8 @@ def test_batched_influence_equals_the_naive_loop(data, split, learner):
     )
 
 
-def test_display_many_is_what_adapt_shows(data, split, learner, baselines):
+def test_display_many_is_what_adapt_shows(tiny, learner, baselines):
+    data, split = tiny
     items, ratings = _support(data, split, 4)
     for model in [learner, *baselines.values()]:
         want = model.adapt(items, ratings).display_ratings(np.arange(data.n_items))
@@ -98,13 +100,14 @@ def test_display_many_is_what_adapt_shows(data, split, learner, baselines):
         np.testing.assert_allclose(got, want, atol=1e-5, err_msg=type(model).__name__)
 
 
-def test_a_method_that_ignores_ratings_names_none(data, split, baselines):
+def test_a_method_that_ignores_ratings_names_none(tiny, baselines):
+    data, split = tiny
     items, ratings = _support(data, split, 6)
     out = ex.explain(baselines["popularity"], items, ratings, [0, 1, 2])
     assert all(e.strongest is None for e in out)
 
 
-def test_no_ratings_and_too_many(data, split, learner):
+def test_no_ratings_and_too_many(learner):
     out = ex.explain(learner, np.zeros(0, np.int64), np.zeros(0), [3, 4])
     assert [e.influences for e in out] == [(), ()]
     many = np.arange(ex.MAX_SUPPORT + 1)

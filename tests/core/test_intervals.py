@@ -84,16 +84,14 @@ def test_level_interval_rejects_a_coverage_outside_0_1():
 
 
 @pytest.fixture(scope="module")
-def data():
-    return tiny_dataset()
+def tiny():
+    """The tiny dataset and its app split (train, validation users)."""
+    data = tiny_dataset()
+    return data, tiny_split(data)
 
 
-@pytest.fixture(scope="module")
-def split(data):
-    return tiny_split(data)
-
-
-def test_conformal_fallback_uses_the_validation_residuals_at_k(data, split):
+def test_conformal_fallback_uses_the_validation_residuals_at_k(tiny):
+    data, split = tiny
     model = _Known(False)
     model.n_items_ = data.n_items
     res = iv.calibrate(model, data, split.val_users, ks=(0, 3))
@@ -113,13 +111,15 @@ def test_conformal_fallback_uses_the_validation_residuals_at_k(data, split):
     assert iv.intervals_many(model, [(np.zeros(0, int), np.zeros(0))]) is None
 
 
-def test_ranking_only_methods_get_no_interval(data, split):
+def test_ranking_only_methods_get_no_interval(tiny):
+    data, split = tiny
     pop = make_method("popularity", seed=0).fit(data, split.train_users)
     assert iv.calibrate(pop, data, split.val_users) is None
     assert iv.intervals_many(pop, [(np.zeros(0, int), np.zeros(0))]) is None
 
 
-def test_the_learners_ordinal_output_gives_a_distribution(data, split):
+def test_the_learners_ordinal_output_gives_a_distribution(tiny):
+    data, split = tiny
     from metarec_core.methods.meta import make_learner
 
     learner = make_learner("metasgd", seed=0, device="cpu", **TINY_LEARNER).fit(
