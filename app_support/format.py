@@ -43,7 +43,13 @@ def interval_help(band: Intervals | None) -> str:
     if band.source == "distribution":
         return (
             f"The central range holding {share} of the model's own predictive distribution over "
-            "the star levels (how often it covers real ratings: docs/results.md)."
+            "the star levels (uncalibrated: how often it covers real ratings is in docs/results.md)."
+        )
+    if band.source == "calibrated distribution":
+        return (
+            "The central range of the model's predictive distribution over the star levels, as "
+            f"wide as it had to be to hold {share} of the validation users' hidden ratings at "
+            "this many ratings."
         )
     return (
         f"Predicted rating ± the error that held for {share} of the validation users' hidden "

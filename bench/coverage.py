@@ -7,10 +7,11 @@
 For each fold of `evaluate`'s k-shot protocol (the same user folds, validation users and
 seeded task order) and each method: fit on the fold's training users, then, for every test
 user and support size k, the 50%, 80% and 90% intervals of the hidden query ratings
-(`metarec_core.evaluation.intervals`): from the method's predictive distribution where it has
-one (source "distribution"), and split-conformal from its residuals on the fold's validation
-users (source "conformal") for every rating predictor, meta-learners included, so both sources
-can be compared on the same model. Reports the share of hidden ratings inside each interval
+(`metarec_core.evaluation.intervals`): where the method has a predictive distribution, its
+raw central intervals (source "distribution") and those calibrated on the fold's validation
+users ("calibrated distribution"); for every rating predictor, meta-learners included,
+split-conformal intervals from its residuals there ("conformal"), so the sources can be
+compared on the same model. Reports the share of hidden ratings inside each interval
 (with a 95% bootstrap CI over test users) and the mean width. `--max-folds F` runs only the
 first F of the `--folds` folds (a loaded machine); the report says how many ran.
 """
@@ -87,12 +88,16 @@ def main(argv: list[str] | None = None) -> int:
             model.fit(data, fold.train_users, fold.val_users)
             res = iv.calibrate(model, data, fold.val_users, ks=[0, *ks], query=args.query)
             fit_s.setdefault(name, []).append(time.perf_counter() - t0)
-            sources = [True, False] if model.capabilities.distribution else [False]
-            for use_dist in sources:
+            # (calibration, use the distribution): a distribution raw, then calibrated, then
+            # conformal around the displayed rating (every rating predictor)
+            ways = [(res, False)]
+            if model.capabilities.distribution:
+                ways = [(None, True), (res, True), *ways]
+            for cal, use_dist in ways:
                 for k in ks:
                     supports = [t.support(k) for t in tasks]
                     got = iv.intervals_at(
-                        model, supports, iv.COVERAGES, res, scale=data.scale,
+                        model, supports, iv.COVERAGES, cal, scale=data.scale,
                         use_distribution=use_dist,
                     )  # fmt: skip
                     if got is None:

@@ -319,11 +319,11 @@ class PlaygroundSession:
     view: PlaygroundView | None = None
     curve: list[CurvePoint] = field(default_factory=list)
     revealed: int = 0  # how many of the persona's reveal sequence have been added
-    # the model's validation users: the conformal intervals of a method without a predictive
-    # distribution are calibrated on them (None: such a method shows no interval)
+    # the model's validation users: the intervals are calibrated on them (None: a model with a
+    # predictive distribution shows its raw central intervals, one without shows none)
     val_users: np.ndarray | None = None
     coverage: float = iv.DEFAULT_COVERAGE
-    _residuals: iv.Residuals | None = field(default=None, init=False, repr=False)
+    _calibration: iv.Calibration | None = field(default=None, init=False, repr=False)
     _calibrated: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -480,16 +480,13 @@ class PlaygroundSession:
         return self.view
 
     def _band(self, items: np.ndarray, ratings: np.ndarray) -> iv.Intervals | None:
-        """The catalogue's intervals for this support: the model's own distribution, else
-        conformal from its validation residuals (calibrated once, at the first need)."""
-        band = iv.intervals_many(self.model, [(items, ratings)], self.coverage)
-        if band is not None or self.val_users is None:
-            return band
-        if not self._calibrated:
-            self._residuals = iv.calibrate(self.model, self.data, self.val_users)
+        """The catalogue's intervals for this support, calibrated on the validation users
+        (once, at the first need) when the session has them."""
+        if self.val_users is not None and not self._calibrated:
+            self._calibration = iv.calibrate(self.model, self.data, self.val_users)
             self._calibrated = True
         return iv.intervals_many(
-            self.model, [(items, ratings)], self.coverage, self._residuals, scale=self.data.scale
+            self.model, [(items, ratings)], self.coverage, self._calibration, scale=self.data.scale
         )
 
     def _extend_curve(self, latest: AdaptedUser) -> None:

@@ -119,8 +119,9 @@ def compare_models(
 ) -> ModelComparison:
     """Compare `models` (two or more, fitted on the same catalogue) on one user's ratings.
 
-    With `data` and the models' `val_users`, a model without a predictive distribution gets
-    conformal intervals calibrated there (`intervals.calibrate`); without them, none."""
+    With `data` and the models' `val_users`, each model's intervals are calibrated there
+    (`intervals.calibrate`); without them only a model with a predictive distribution has
+    intervals (its raw central ones)."""
     if len(models) < 2:
         raise ValueError(f"pick at least two models to compare, got {len(models)}")
     if len({m.n_items for m in models.values()}) > 1:
@@ -143,10 +144,10 @@ def compare_models(
         kept[name] = kept_from_previous(lists)
         if 0 < len(items) <= ex.MAX_SUPPORT:
             why[name] = tuple(ex.explain(m, items, ratings, final))
-        bands[name] = iv.intervals_many(m, [(items, ratings)])
-        if bands[name] is None and data is not None and val_users is not None:
-            res = iv.calibrate(m, data, val_users)
-            bands[name] = iv.intervals_many(m, [(items, ratings)], residuals=res, scale=data.scale)
+        calibrated = data is not None and val_users is not None
+        cal = iv.calibrate(m, data, val_users) if calibrated else None
+        scale = None if data is None else data.scale
+        bands[name] = iv.intervals_many(m, [(items, ratings)], calibration=cal, scale=scale)
     pair = np.array([[overlap(tops[a], tops[b]) for b in names] for a in names])
     sets = {name: set(map(int, t)) for name, t in tops.items()}
     only_in = {}

@@ -170,7 +170,10 @@ def test_whatif_compares_two_models_on_the_playground_user():
     assert figs[1]["data"][0]["y"] == result.kept["sample model"]
     assert figs[1]["layout"]["xaxis"]["dtick"] == 1  # whole ratings, no tick at 1.5
     # why, and how sure: each model's top-10 with its interval and what moved it
-    for name, source in [("sample model", "distribution"), ("mf_foldin_levels", "conformal")]:
+    for name, source in [
+        ("sample model", "calibrated distribution"),
+        ("mf_foldin_levels", "conformal"),
+    ]:
         at.selectbox(key="wi_why_model").set_value(name).run()
         assert not at.exception
         why = at.dataframe[2].value

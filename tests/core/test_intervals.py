@@ -64,11 +64,35 @@ def test_a_true_distribution_covers_what_its_interval_holds(c, want, mass):
 def test_conformal_intervals_cover_their_share_of_new_residuals():
     """Gaussian errors: the radius from 2,000 calibration residuals covers ≈ c of new ones."""
     rng = np.random.default_rng(1)
-    calib, new = rng.normal(size=2000), rng.normal(size=50_000)
+    calib, new = np.abs(rng.normal(size=2000)), rng.normal(size=50_000)
     for c, z in [(0.5, 0.6745), (0.8, 1.2816), (0.9, 1.6449)]:
         r = iv.conformal_quantile(calib, c)
         assert r == pytest.approx(z, rel=0.08)  # the normal's two-sided quantile
         assert iv.coverage(-r, r, new) == pytest.approx(c, abs=0.02)
+
+
+def test_calibrated_distribution_intervals_cover_their_share():
+    """The model's distribution P is too wide for ratings drawn from Q: its raw 70% interval
+    (2-4) holds every rating; calibrated on 2,000 draws it shrinks to the median level, which
+    holds Q's 80% (the least whole-level interval holding at least 70%)."""
+    q = np.array([0.0, 0.1, 0.8, 0.1, 0.0])
+    rng = np.random.default_rng(2)
+    calib, new = rng.choice(LEVELS, size=2000, p=q), rng.choice(LEVELS, size=20_000, p=q)
+    scores = iv.set_scores(np.broadcast_to(P, (len(calib), 5)), LEVELS, calib)
+    # the rating is inside the nominal-c' interval exactly when c' > its score
+    for c in (0.2, 0.5, 0.79, 0.81, 0.95):
+        lo, hi = iv.level_interval(np.broadcast_to(P, (len(calib), 5)), LEVELS, c)
+        np.testing.assert_array_equal((lo <= calib) & (calib <= hi), scores < c)
+    cal = iv.Calibration((0,), (np.zeros(1),), (scores,))
+    none = [(np.zeros(0, int), np.zeros(0))]
+    raw = iv.intervals_many(_Known(True), none, 0.7)
+    assert (raw.low == 2).all() and (raw.high == 4).all() and raw.source == "distribution"
+    fit = iv.intervals_many(_Known(True), none, 0.7, cal)
+    assert fit.source == "calibrated distribution"
+    assert (fit.low == 3).all() and (fit.high == 3).all()
+    assert iv.coverage(np.full(len(new), 3.0), np.full(len(new), 3.0), new) == pytest.approx(
+        0.8, abs=0.01
+    )
 
 
 def test_conformal_quantile_is_the_finite_sample_rank():
@@ -101,13 +125,14 @@ def test_conformal_fallback_uses_the_validation_residuals_at_k(tiny):
 
     tasks, _ = make_tasks(data, split.val_users, query=10, seed=0)
     want = np.abs(np.concatenate([t.query[1] for t in tasks]) - 3.0)
-    np.testing.assert_allclose(np.sort(res.values[0]), np.sort(want))
+    np.testing.assert_allclose(np.sort(res.residuals[0]), np.sort(want))
+    assert res.set_scores is None  # no distribution
     out = iv.intervals_many(model, [(np.array([1]), np.array([4.0]))], 0.8, res, scale=data.scale)
     assert out is not None and out.source == "conformal"
     r = iv.conformal_quantile(want, 0.8)
     np.testing.assert_allclose(out.high, np.minimum(3.0 + r, data.scale.high))
     np.testing.assert_allclose(out.low, np.maximum(3.0 - r, data.scale.low))
-    # a model with neither a distribution nor residuals has no interval
+    # a model with neither a distribution nor a calibration has no interval
     assert iv.intervals_many(model, [(np.zeros(0, int), np.zeros(0))]) is None
 
 
@@ -142,5 +167,9 @@ def test_the_learners_ordinal_output_gives_a_distribution(tiny):
     wide = iv.intervals_many(learner, [(items, ratings)], 0.9)
     assert (wide.low <= half.low).all() and (wide.high >= half.high).all()
     conf = iv.calibrate(learner, data, split.val_users)
+    assert conf is not None and conf.set_scores is not None
+    assert [len(x) for x in conf.set_scores] == [len(x) for x in conf.residuals]
+    fit = iv.intervals_many(learner, [(items, ratings)], 0.8, conf)
+    assert fit is not None and fit.source == "calibrated distribution"
     forced = iv.intervals_many(learner, [(items, ratings)], 0.8, conf, use_distribution=False)
     assert forced is not None and forced.source == "conformal"
