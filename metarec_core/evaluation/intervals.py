@@ -155,13 +155,11 @@ def calibrate(
         supports = [t.support(k) for t in use]
         qi = np.stack([t.query[0] for t in use]).astype(np.int64)
         qr = np.stack([t.query[1] for t in use]).astype(np.float64)
-        shown = model.display_many(supports)
         got_ks.append(int(k))
-        residuals.append(np.abs(np.take_along_axis(shown, qi, 1) - qr).ravel())
-        dist = model.predictive_many(supports) if model.capabilities.distribution else None
+        residuals.append(np.abs(model.display_many(supports, qi) - qr).ravel())
+        dist = model.predictive_many(supports, qi) if model.capabilities.distribution else None
         if dist is not None:
-            probs = np.take_along_axis(dist.probs, qi[..., None], 1)
-            scores.append(set_scores(probs, dist.levels, qr).ravel())
+            scores.append(set_scores(dist.probs, dist.levels, qr).ravel())
     if not got_ks:
         return None
     return Calibration(tuple(got_ks), tuple(residuals), tuple(scores) if scores else None)

@@ -73,7 +73,8 @@ def influence_matrix(
     if len(items) > MAX_SUPPORT:
         raise ValueError(f"explanations need at most {MAX_SUPPORT} ratings, got {len(items)}")
     targets = np.asarray(targets, dtype=np.int64).ravel()
-    shown = model.display_many(leave_one_out_supports(items, ratings))[:, targets]
+    supports = leave_one_out_supports(items, ratings)
+    shown = model.display_many(supports, np.broadcast_to(targets, (len(supports), len(targets))))
     return shown[0], shown[0][None, :] - shown[1:]
 
 

@@ -72,8 +72,8 @@ class AdaptationTrace:
 class LevelDistribution:
     """Predictive distributions over a discrete rating scale, one per (user, item)."""
 
-    levels: np.ndarray  # (L,) the rating levels, increasing
-    probs: np.ndarray  # (n_users, n_items, L) P(rating = level); each row sums to 1
+    levels: np.ndarray  # (levels,) the rating levels, increasing
+    probs: np.ndarray  # (n_users, n_items or L, levels) P(rating = level); rows sum to 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -154,17 +154,22 @@ class Recommender(ABC):
         """
         return np.stack([self.adapt(i, r).scores for i, r in supports])
 
-    def display_many(self, supports: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-        """The ratings shown to a person (`AdaptedUser.display_ratings` of every item) for many
-        new users at once: (n_users, n_items). The default is `score_many`; methods whose
-        scores are snapped to levels override it with their expected rating."""
-        return self.score_many(supports)
+    def display_many(
+        self, supports: Sequence[tuple[np.ndarray, np.ndarray]], items: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The ratings shown to a person (`AdaptedUser.display_ratings`) for many new users at
+        once: of every item (n_users, n_items), or of `items` (n_users, L), a row per user.
+        The default reads `score_many`; methods whose scores are snapped to levels override it
+        with their expected rating, and vectorised methods score only `items`."""
+        scores = self.score_many(supports)
+        return scores if items is None else np.take_along_axis(scores, np.asarray(items), 1)
 
     def predictive_many(
-        self, supports: Sequence[tuple[np.ndarray, np.ndarray]]
+        self, supports: Sequence[tuple[np.ndarray, np.ndarray]], items: np.ndarray | None = None
     ) -> LevelDistribution | None:
-        """The predictive distribution of every item's rating for many new users at once, for
-        methods that declare ``capabilities.distribution``; None when this one has none."""
+        """The predictive distribution of the ratings of every item (or of `items` (n_users,
+        L)) for many new users at once, for methods that declare ``capabilities.distribution``;
+        None when this one has none."""
         return None
 
     def _check_fitted(self) -> None:

@@ -119,3 +119,19 @@ def test_leave_one_out_supports():
     sup = ex.leave_one_out_supports(np.array([4, 5, 6]), np.array([1.0, 2.0, 3.0]))
     assert [s[0].tolist() for s in sup] == [[4, 5, 6], [5, 6], [4, 6], [4, 5]]
     assert [s[1].tolist() for s in sup] == [[1, 2, 3], [2, 3], [1, 3], [1, 2]]
+
+
+def test_display_of_some_items_is_the_catalogues(tiny, learner, baselines):
+    """`display_many(supports, items)` scores only `items`, as the catalogue's columns."""
+    data, split = tiny
+    sups = [_support(data, split, k) for k in (0, 2, 5)]
+    items = np.array([[3, 1, 7], [0, 0, 9], [5, 2, 4]])
+    for model in [learner, *baselines.values()]:
+        full = model.display_many(sups)
+        np.testing.assert_allclose(
+            model.display_many(sups, items), np.take_along_axis(full, items, 1), atol=1e-6
+        )
+    dist, some = learner.predictive_many(sups), learner.predictive_many(sups, items)
+    np.testing.assert_allclose(
+        some.probs, np.take_along_axis(dist.probs, items[..., None], 1), atol=1e-6
+    )
