@@ -49,7 +49,7 @@ class Capabilities:
       `ItemRecommender`, evaluated by ``evaluate --cold items``).
     - ``distribution``: `predictive_many` can give a distribution over the scale's rating
       levels (the learners' ordinal output); a fitted model without one returns None there.
-      Methods without it get intervals from their validation residuals (`uncertainty`).
+      Methods without it get intervals from their validation residuals (`evaluation.intervals`).
     """
 
     predicts_ratings: bool = True
