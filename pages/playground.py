@@ -15,6 +15,7 @@ from app_support.progress import run_stages
 from metarec_core.interactive import personas
 from metarec_core.interactive import session as pg
 from metarec_core.interactive.demo import demo_persona
+from metarec_core.interactive.explain import MAX_SUPPORT
 from metarec_core.interactive.projection import Projection
 from metarec_core.methods.registry import display_name
 
@@ -396,6 +397,11 @@ with right:
                 ),
             },
         )
+        if v.n_ratings > MAX_SUPPORT:
+            st.caption(
+                f"What moved each recommendation is measured up to {MAX_SUPPORT} ratings "
+                "(re-adapting without each one): remove a rating to see it again."
+            )
         if band is not None and recs:
             fig = interval_figure(
                 [r.title for r in recs], [r.predicted for r in recs],

@@ -13,6 +13,7 @@ from app_support.charts import interval_figure, titled
 from app_support.progress import run_stages
 from metarec_core.interactive import personas
 from metarec_core.interactive import session as pg
+from metarec_core.interactive.explain import MAX_SUPPORT
 from metarec_core.interactive.whatif import compare_models
 from metarec_core.methods.registry import BASELINE, available_methods, display_name
 
@@ -246,6 +247,11 @@ if stored is not None and stored[2] is data:
             ),
         },
     )
+    if not c.explanations.get(shown):
+        st.caption(
+            f"What moved each item is measured with 1 to {MAX_SUPPORT} ratings fed "
+            "(re-adapting without each one)."
+        )
     if band is None:
         st.caption(
             "This model gives no interval: it ranks without predicting ratings, or it has no "

@@ -376,3 +376,14 @@ def test_recommendations_say_why_and_how_sure(data, split, fitted):
 def test_no_ratings_no_reasons(data, fitted):
     s = pg.PlaygroundSession(data, fitted["user_bias"])
     assert all(r.because == () for r in s.recommendations())
+
+
+def test_reasons_stop_beyond_the_measured_support(data, fitted):
+    from metarec_core.interactive import explain as ex
+
+    s = pg.PlaygroundSession(data, fitted["user_bias"])
+    for i in range(ex.MAX_SUPPORT):
+        s.add_rating(i, 1.0 + i % 5)
+    assert s.view.explanations and any(r.because for r in s.recommendations())
+    s.add_rating(ex.MAX_SUPPORT, 5.0)  # one more than is explained
+    assert s.view.explanations == () and all(r.because == () for r in s.recommendations())
