@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -163,3 +164,36 @@ def add_curve(
             name=band_name,
         )
     fig.add_scatter(x=xs, y=ys, mode="lines+markers", name=name, line=dict(color=color))
+
+
+def interval_figure(
+    labels: Sequence[str], predicted: Sequence[float], low: Sequence[float], high: Sequence[float]
+) -> go.Figure:
+    """The top-N's predicted ratings (dots, best at the top) inside their prediction intervals
+    (bars); `labels` are the items' plain names (escaped here: Plotly renders some HTML)."""
+    fig = go.Figure()
+    short = [t if len(t) <= 28 else t[:27] + "…" for t in map(str, labels)]
+    y = list(range(len(labels)))[::-1]
+    lo = [p - a for p, a in zip(predicted, low, strict=True)]
+    hi = [b - p for p, b in zip(predicted, high, strict=True)]
+    fig.add_scatter(
+        x=list(predicted),
+        y=y,
+        mode="markers",
+        marker=dict(size=9, color="#4c6ef5"),
+        error_x=dict(
+            type="data",
+            symmetric=False,
+            array=hi,
+            arrayminus=lo,
+            thickness=6,
+            width=0,
+            color=rgba("#4c6ef5", 0.3),
+        ),
+        text=[html.escape(t, quote=False) for t in map(str, labels)],
+        customdata=[[a, b] for a, b in zip(low, high, strict=True)],
+        hovertemplate="%{text}: %{x:.2f} (%{customdata[0]:.2g}–%{customdata[1]:.2g})<extra></extra>",
+        showlegend=False,
+    )
+    fig.update_yaxes(tickvals=y, ticktext=[html.escape(t, quote=False) for t in short])
+    return fig

@@ -16,7 +16,11 @@ Then times what the page does, stage by stage:
   cache);
 - every "Add next rating" of a held-out persona (which extends the learning curve) and a manual
   "Rate this item", each with the recommendation rows the page shows (median and p95 in ms;
-  target: p95 < 300 ms on the sample data, 2-core CPU).
+  target: p95 < 300 ms on the sample data, 2-core CPU); an update includes the top-10's
+  explanations (k + 1 adaptations in one batched call, up to 20 ratings) and intervals;
+- those two parts alone at k = 5, 10, 20 ratings (`explain_ms`, `band_ms`), beside one plain
+  adaptation (`adapt_ms`), median of `--repeat` runs; and the intervals' calibration on the
+  validation users (`calibrate_s`), which a session does once, in its first open.
 
 Each stage's CPU seconds are in ``cpu_s`` too (the machine is shared).
 `--blas-threads 0` leaves numpy's BLAS at its own thread count (as before the app limited it).
@@ -37,8 +41,10 @@ sys.path.insert(0, str(ROOT))
 
 from metarec_core.data.dataset import RatingsDataset  # noqa: E402
 from metarec_core.data.io import from_arrays, load_ratings  # noqa: E402
+from metarec_core.evaluation.intervals import calibrate, intervals_many  # noqa: E402
 from metarec_core.interactive import personas  # noqa: E402
 from metarec_core.interactive import session as pg  # noqa: E402
+from metarec_core.interactive.explain import explain  # noqa: E402
 from metarec_core.interactive.projection import fit_projection  # noqa: E402
 from metarec_core.protocol.splits import split_users  # noqa: E402
 
@@ -117,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ratings", type=int, default=30, help="persona ratings to add, one at a time")
     p.add_argument("--quick-steps", type=int, default=30, help="steps when there is no checkpoint")
     add_thread_args(p)
+    p.add_argument("--repeat", type=int, default=10, help="runs per part timing (explain, band)")
     p.add_argument("--json", help="write the numbers here")
     args = p.parse_args(argv)
     limit_threads(args)
@@ -150,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     projection = fit_projection(model, data, train)
     t_projection = clock.stop("projection")
     clock = _Clock()
-    session = pg.PlaygroundSession(data, model, model_name="meta", projection=projection)
+    session = pg.PlaygroundSession(
+        data, model, model_name="meta", projection=projection, val_users=val
+    )  # as the page: its intervals calibrated on the validation users
     session.recommendations()
     t_start = clock.stop("model_start")
 
@@ -187,6 +196,26 @@ def main(argv: list[str] | None = None) -> int:
         session.recommendations()
         manual_ms.append(1000 * (time.perf_counter() - t0))
 
+    parts: dict[str, dict[int, float]] = {"adapt_ms": {}, "explain_ms": {}, "band_ms": {}}
+    t0 = time.perf_counter()
+    cal = calibrate(model, data, val)  # what the session did once at its start
+    t_calibrate = time.perf_counter() - t0
+    for k in (5, 10, 20):
+        items, ratings = persona.reveal_items[:k], persona.reveal_ratings[:k]
+        top, _ = model.adapt(items, ratings).recommend(10)
+        calls = {
+            "adapt_ms": (model.adapt, (items, ratings)),
+            "explain_ms": (explain, (model, items, ratings, top)),
+            "band_ms": (intervals_many, (model, [(items, ratings)], 0.8, cal)),
+        }
+        for part, (call, call_args) in calls.items():
+            ms = []
+            for _ in range(args.repeat):
+                t0 = time.perf_counter()
+                call(*call_args)
+                ms.append(1000 * (time.perf_counter() - t0))
+            parts[part][k] = float(np.median(ms))
+
     first_open = t_projection + t_start
     out = {
         "dataset": dataset_record(data),
@@ -210,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         "persona_update_ms": stats(persona_ms),
         "manual_update_ms": stats(manual_ms),
         "cpu_s": dict(CPU),
+        "calibrate_s": t_calibrate,
+        **parts,
     }
     print(json.dumps(out, indent=2))
     if args.json:

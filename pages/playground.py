@@ -10,11 +10,12 @@ import streamlit as st
 import app_state as state
 from app_support import format as fmt
 from app_support import onboarding, widgets
-from app_support.charts import titled
+from app_support.charts import interval_figure, titled
 from app_support.progress import run_stages
 from metarec_core.interactive import personas
 from metarec_core.interactive import session as pg
 from metarec_core.interactive.demo import demo_persona
+from metarec_core.interactive.explain import MAX_SUPPORT
 from metarec_core.interactive.projection import Projection
 from metarec_core.methods.registry import display_name
 
@@ -52,7 +53,11 @@ def get_session(entry: state.ModelEntry, data) -> pg.PlaygroundSession:
 
     def start() -> None:
         made["s"] = pg.PlaygroundSession(
-            data, entry.model, model_name=entry.name, projection=state.projection_for(entry, data)
+            data,
+            entry.model,
+            model_name=entry.name,
+            projection=state.projection_for(entry, data),
+            val_users=entry.val_users,  # calibrates the intervals of a model without a distribution
         )
 
     stages.append(("Adapting the model to a user with no ratings", start))
@@ -354,7 +359,9 @@ with right:
             head += f" · {kept}/{len(v.top_items)} of the top {len(v.top_items)} kept since the last change"
         st.subheader("Recommendations", anchor=False)
         st.caption(head)
-        rows = fmt.recommendation_rows(session.recommendations())
+        recs = session.recommendations()
+        rows = fmt.recommendation_rows(recs)
+        band = v.band
         st.dataframe(
             pd.DataFrame(rows).drop(columns="item"),
             key="pg_top",
@@ -362,10 +369,14 @@ with right:
             width="stretch",
             # short columns first: a table wider than its column scrolls, and the last one was
             # cut ("Since…"); now only the long genres can be
-            column_order=("rank", "movement", "predicted", "title", "genres"),
+            column_order=(
+                "rank", "movement", "predicted", *(("interval",) if band else ()), "title",
+                "because", "genres",
+            ),  # fmt: skip
             column_config={
                 "rank": st.column_config.NumberColumn("Rank", width="small"),
-                "title": st.column_config.TextColumn("Title"),
+                # bounded, so that what moved each item stays in view beside it
+                "title": st.column_config.TextColumn("Title", width="medium"),
                 "genres": st.column_config.TextColumn("Genres"),
                 "predicted": st.column_config.NumberColumn(
                     "Predicted" if session.model.capabilities.predicts_ratings else "Score",
@@ -376,8 +387,38 @@ with right:
                 "movement": st.column_config.TextColumn(
                     "Since last", width=100, help=fmt.MOVEMENT_HELP
                 ),
+                "interval": st.column_config.TextColumn(
+                    f"{round(100 * session.coverage)}% interval",
+                    width=110,  # its header's width: the values ("3–5") are narrower
+                    help=fmt.interval_help(band),
+                ),
+                "because": st.column_config.TextColumn(
+                    "Because you rated", help=fmt.BECAUSE_HELP
+                ),
             },
         )
+        if v.n_ratings > MAX_SUPPORT:
+            st.caption(
+                f"What moved each recommendation is measured up to {MAX_SUPPORT} ratings "
+                "(re-adapting without each one): remove a rating to see it again."
+            )
+        if band is not None and recs:
+            fig = interval_figure(
+                [r.title for r in recs], [r.predicted for r in recs],
+                [r.low for r in recs], [r.high for r in recs],
+            )  # fmt: skip
+            st.plotly_chart(
+                titled(
+                    fig,
+                    f"How sure: predicted rating and its {round(100 * band.coverage)}% interval",
+                    "Rating",
+                    "",
+                    height=80 + 28 * len(recs),
+                    xaxis_range=[data.scale.low - 0.2, data.scale.high + 0.2],
+                ),
+                key="pg_band_chart",
+                width="stretch",
+            )
         c1, c2 = st.columns(2)
         c1.plotly_chart(adaptation_chart(v), key="pg_adapt_chart", width="stretch")
         if session.persona is not None and session.curve:

@@ -10,10 +10,11 @@ import streamlit as st
 import app_state as state
 from app_support import format as fmt
 from app_support import item_whatif
-from app_support.charts import titled
+from app_support.charts import interval_figure, titled
 from app_support.progress import run_stages
 from metarec_core.interactive import personas
 from metarec_core.interactive import session as pg
+from metarec_core.interactive.explain import MAX_SUPPORT
 from metarec_core.interactive.whatif import compare_models
 from metarec_core.methods.registry import BASELINE, available_methods, display_name
 
@@ -124,7 +125,9 @@ if items is not None and len(items):
         def compare() -> None:
             fitted = pg.cached_baselines(*split, wanted)
             picked = {c: fitted[c] if c in fitted else candidates[c] for c in chosen}
-            models["result"] = compare_models(picked, items[:n], ratings[:n], n=10)
+            models["result"] = compare_models(
+                picked, items[:n], ratings[:n], n=10, data=data, val_users=entry.val_users
+            )
 
         stages.append(("Adapting every model after each rating", compare))
         try:
@@ -136,10 +139,6 @@ if items is not None and len(items):
             st.session_state[K_RESULT] = (result, f"{label}, first {n} ratings", data)
     if len(chosen) < 2:
         st.caption("Pick at least two models.")
-
-
-def _title(i: int) -> str:
-    return str(data.items.titles[i]) if data.items is not None else str(data.item_ids[i])
 
 
 stored = st.session_state.get(K_RESULT)
@@ -158,7 +157,7 @@ if stored is not None and stored[2] is data:
                 marks.append("")
                 continue
             flag = " ★ only here" if i in set(c.only_in[name].tolist()) else ""
-            marks.append(f"{_title(int(i))}{flag}")
+            marks.append(f"{fmt.item_title(data, int(i))}{flag}")
         table[f"m{j}"] = marks
         cfg[f"m{j}"] = st.column_config.TextColumn(name)
     st.dataframe(
@@ -232,3 +231,54 @@ if stored is not None and stored[2] is data:
             "only_here": st.column_config.NumberColumn("Items no other model lists"),
         },
     )
+    st.subheader("Why, and how sure", anchor=False)
+    shown = st.selectbox("Model", list(c.names), key="wi_why_model", format_func=display_name)
+    rows = fmt.comparison_rows(c, shown, data)
+    band = c.bands.get(shown)
+    st.dataframe(
+        pd.DataFrame(rows),
+        key="wi_why",
+        hide_index=True,
+        width="stretch",
+        column_order=("rank", "predicted", *(("interval",) if band else ()), "title", "because"),
+        column_config={
+            "rank": st.column_config.NumberColumn("Rank", width="small"),
+            "predicted": st.column_config.NumberColumn("Predicted", format="%.2f"),
+            "interval": st.column_config.TextColumn(
+                f"{round(100 * band.coverage)}% interval" if band else "Interval",
+                width="small",
+                help=fmt.interval_help(band),
+            ),
+            "title": st.column_config.TextColumn("Title"),
+            "because": st.column_config.TextColumn(
+                "Because of the rating of", help=fmt.BECAUSE_HELP
+            ),
+        },
+    )
+    if not c.explanations.get(shown):
+        st.caption(
+            f"What moved each item is measured with 1 to {MAX_SUPPORT} ratings fed "
+            "(re-adapting without each one)."
+        )
+    if band is None:
+        st.caption(
+            "This model gives no interval: it ranks without predicting ratings, or it has no "
+            "predictive distribution and no validation users to calibrate one on."
+        )
+    elif rows:
+        fig = interval_figure(
+            [r["title"] for r in rows],
+            [r["predicted"] for r in rows],
+            [float(band.low[0, i]) for i in c.top[shown]],
+            [float(band.high[0, i]) for i in c.top[shown]],
+        )
+        titled(
+            fig,
+            f"{state.chart_text(shown)}: predicted rating and its "
+            f"{round(100 * band.coverage)}% interval",
+            "Rating",
+            "",
+            height=80 + 28 * len(rows),
+            xaxis_range=[data.scale.low - 0.2, data.scale.high + 0.2],
+        )
+        st.plotly_chart(fig, key="wi_band_chart", width="stretch")

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from metarec_core.data.dataset import RatingsDataset
+from metarec_core.evaluation import intervals as iv
+from metarec_core.interactive import explain as ex
 from metarec_core.interactive.personas import Persona
 from metarec_core.interactive.projection import Projection
 from metarec_core.methods.base import AdaptationTrace, AdaptedUser, Recommender
@@ -243,11 +245,23 @@ def learning_curve(
 
 
 @dataclass(frozen=True)
+class Reason:
+    """A support rating that moved a recommendation (`explain.Influence` with the rated
+    item's title): `delta` = predicted rating with it - without it."""
+
+    item: int
+    title: str
+    rating: float
+    delta: float
+
+
+@dataclass(frozen=True)
 class Recommendation:
     """One item of the top-N: its rank (1 = best), inner index, raw id, title and genres (the
     raw id and no genres without an items file), the predicted rating (the method's score for
     ranking-only methods) and `movement`: places up since the previous list (< 0 down, None
-    new)."""
+    new); `because`: the ratings that moved it most, strongest first (`explain`); `low`,
+    `high`: its prediction interval (None: the method has none)."""
 
     rank: int
     item: int
@@ -256,6 +270,9 @@ class Recommendation:
     genres: tuple[str, ...]
     predicted: float
     movement: int | None
+    because: tuple[Reason, ...] = ()
+    low: float | None = None
+    high: float | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -269,6 +286,10 @@ class PlaygroundView:
     movement: list[int | None]  # per top item: places up since the previous list (`rank_movement`)
     overlap: float | None  # with the previous top-N
     point: np.ndarray | None  # (2,) the new user in the projection
+    # per top item: what moved it (empty beyond `explain.MAX_SUPPORT` ratings)
+    explanations: tuple[ex.Explanation, ...] = ()
+    # the top items' prediction intervals (`intervals`), None when the method has none
+    band: iv.Intervals | None = None
 
     @property
     def trace(self) -> AdaptationTrace | None:
@@ -298,6 +319,12 @@ class PlaygroundSession:
     view: PlaygroundView | None = None
     curve: list[CurvePoint] = field(default_factory=list)
     revealed: int = 0  # how many of the persona's reveal sequence have been added
+    # the model's validation users: the intervals are calibrated on them (None: a model with a
+    # predictive distribution shows its raw central intervals, one without shows none)
+    val_users: np.ndarray | None = None
+    coverage: float = iv.DEFAULT_COVERAGE
+    _calibration: iv.Calibration | None = field(default=None, init=False, repr=False)
+    _calibrated: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._check_names(self.baselines)
@@ -326,18 +353,30 @@ class PlaygroundSession:
         assert v is not None
         info = self.data.items
         shown = v.adapted.display_ratings(v.top_items)
+        because = {e.item: e.influences for e in v.explanations}
         return [
             Recommendation(
                 rank=r + 1,
                 item=int(i),
                 item_id=str(self.data.item_ids[i]),
-                title=str(info.titles[i]) if info is not None else str(self.data.item_ids[i]),
+                title=self.title(int(i)),
                 genres=tuple(info.genre_list(int(i))) if info is not None else (),
                 predicted=float(shown[r]),
                 movement=mv,
+                because=tuple(
+                    Reason(f.item, self.title(f.item), f.rating, f.delta)
+                    for f in because.get(int(i), ())
+                ),
+                low=None if v.band is None else float(v.band.low[0, i]),
+                high=None if v.band is None else float(v.band.high[0, i]),
             )
             for r, (i, mv) in enumerate(zip(v.top_items, v.movement, strict=True))
         ]
+
+    def title(self, item: int) -> str:
+        """An item's title (its raw id without an items file)."""
+        info = self.data.items
+        return str(info.titles[item]) if info is not None else str(self.data.item_ids[item])
 
     # -- changes -----------------------------------------------------------------------------
     def set_baselines(self, baselines: Mapping[str, Recommender]) -> None:
@@ -422,6 +461,9 @@ class PlaygroundSession:
         point = None
         if self.projection is not None and adapted.state is not None:
             point = self.projection.transform(np.ravel(adapted.state)[None])[0]
+        explanations: tuple[ex.Explanation, ...] = ()
+        if 0 < len(items) <= ex.MAX_SUPPORT:  # one batched call: k + 1 adaptations
+            explanations = tuple(ex.explain(self.model, items, ratings, top_items))
         self.view = PlaygroundView(
             n_ratings=len(items),
             adapted=adapted,
@@ -430,10 +472,22 @@ class PlaygroundSession:
             movement=rank_movement(prev_top, top_items),
             overlap=list_overlap(prev_top, top_items),
             point=point,
+            explanations=explanations,
+            band=self._band(items, ratings),
         )
         if p is not None:
             self._extend_curve(adapted)
         return self.view
+
+    def _band(self, items: np.ndarray, ratings: np.ndarray) -> iv.Intervals | None:
+        """The catalogue's intervals for this support, calibrated on the validation users
+        (once, at the first need) when the session has them."""
+        if self.val_users is not None and not self._calibrated:
+            self._calibration = iv.calibrate(self.model, self.data, self.val_users)
+            self._calibrated = True
+        return iv.intervals_many(
+            self.model, [(items, ratings)], self.coverage, self._calibration, scale=self.data.scale
+        )
 
     def _extend_curve(self, latest: AdaptedUser) -> None:
         """Fill the curve up to the current number of ratings (only missing points are computed)."""

@@ -10,11 +10,14 @@ list merely because it was rated later.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
 
+from metarec_core.data.dataset import RatingsDataset
+from metarec_core.evaluation import intervals as iv
+from metarec_core.interactive import explain as ex
 from metarec_core.methods.base import Recommender, top_items
 
 
@@ -93,6 +96,10 @@ class ModelComparison:
     stability: dict[str, Stability]  # when (whether) each top-n stops changing
     overlap_with_final: dict[str, list[float]]  # per prefix 0..n, overlap with the final list
     kept: dict[str, list[float]]  # per rating 1..n, overlap with the list before it
+    # per model: what moved each item of its top-n (`explain`; empty beyond MAX_SUPPORT ratings)
+    explanations: dict[str, tuple[ex.Explanation, ...]] = field(default_factory=dict)
+    # per model: its intervals over the catalogue (`intervals`; None: it has none)
+    bands: dict[str, iv.Intervals | None] = field(default_factory=dict)
 
     @property
     def stable_at(self) -> dict[str, int | None]:
@@ -107,8 +114,14 @@ def compare_models(
     *,
     n: int = 10,
     threshold: float = 1.0,
+    data: RatingsDataset | None = None,
+    val_users: np.ndarray | None = None,
 ) -> ModelComparison:
-    """Compare `models` (two or more, fitted on the same catalogue) on one user's ratings."""
+    """Compare `models` (two or more, fitted on the same catalogue) on one user's ratings.
+
+    With `data` and the models' `val_users`, each model's intervals are calibrated there
+    (`intervals.calibrate`); without them only a model with a predictive distribution has
+    intervals (its raw central ones)."""
     if len(models) < 2:
         raise ValueError(f"pick at least two models to compare, got {len(models)}")
     if len({m.n_items for m in models.values()}) > 1:
@@ -118,10 +131,19 @@ def compare_models(
     items = np.asarray(items, dtype=np.int64)
     ratings = np.asarray(ratings, dtype=np.float64)
     lists, scores = {}, {}
+    why: dict[str, tuple[ex.Explanation, ...]] = {}
+    bands: dict[str, iv.Intervals | None] = {}
+    calibrated = data is not None and val_users is not None
+    scale = None if data is None else data.scale
     for name, m in models.items():
         lists[name] = prefix_top_lists(m, items, ratings, n)
-        scores[name] = m.adapt(items, ratings).display_ratings(lists[name][-1])
-    return compare_lists(lists, scores, threshold)
+        final = lists[name][-1]
+        scores[name] = m.adapt(items, ratings).display_ratings(final)
+        if 0 < len(items) <= ex.MAX_SUPPORT:
+            why[name] = tuple(ex.explain(m, items, ratings, final))
+        cal = iv.calibrate(m, data, val_users) if calibrated else None
+        bands[name] = iv.intervals_many(m, [(items, ratings)], calibration=cal, scale=scale)
+    return replace(compare_lists(lists, scores, threshold), explanations=why, bands=bands)
 
 
 def compare_lists(

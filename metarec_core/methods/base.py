@@ -49,6 +49,9 @@ class Capabilities:
     - ``meta_learned``: one of the MAML family (trained on the Train page, adapts by inner steps).
     - ``cold``: what arrives new: ``"users"`` (a `Recommender`) or ``"items"`` (an
       `ItemRecommender`, evaluated by ``evaluate --cold items``).
+    - ``distribution``: `predictive_many` can give a distribution over the scale's rating
+      levels (the learners' ordinal output); a fitted model without one returns None there.
+      Methods without it get intervals from their validation residuals (`evaluation.intervals`).
     """
 
     predicts_ratings: bool = True
@@ -57,6 +60,7 @@ class Capabilities:
     device: bool = False
     meta_learned: bool = False
     cold: str = "users"
+    distribution: bool = False
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,14 @@ class AdaptationTrace:
 
     support_loss: tuple[float, ...]
     query_loss: tuple[float, ...] | None = None  # only when hidden ratings were given
+
+
+@dataclass(frozen=True, eq=False)
+class LevelDistribution:
+    """Predictive distributions over a discrete rating scale, one per (user, item)."""
+
+    levels: np.ndarray  # (levels,) the rating levels, increasing
+    probs: np.ndarray  # (n_users, n_items or L, levels) P(rating = level); rows sum to 1
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,6 +156,24 @@ class Recommender(ABC):
         The default loops over `adapt`; methods override it with a vectorised path.
         """
         return np.stack([self.adapt(i, r).scores for i, r in supports])
+
+    def display_many(
+        self, supports: Sequence[tuple[np.ndarray, np.ndarray]], items: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The ratings shown to a person (`AdaptedUser.display_ratings`) for many new users at
+        once: of every item (n_users, n_items), or of `items` (n_users, L), a row per user.
+        The default reads `score_many`; methods whose scores are snapped to levels override it
+        with their expected rating, and vectorised methods score only `items`."""
+        scores = self.score_many(supports)
+        return scores if items is None else np.take_along_axis(scores, np.asarray(items), 1)
+
+    def predictive_many(
+        self, supports: Sequence[tuple[np.ndarray, np.ndarray]], items: np.ndarray | None = None
+    ) -> LevelDistribution | None:
+        """The predictive distribution of the ratings of every item (or of `items` (n_users,
+        L)) for many new users at once, for methods that declare ``capabilities.distribution``;
+        None when this one has none."""
+        return None
 
     def _check_fitted(self) -> None:
         if not getattr(self, "fitted_", False):

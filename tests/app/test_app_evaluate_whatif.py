@@ -9,6 +9,7 @@ import threading
 import pytest
 from helpers import new_app, wait_until
 
+from app_support import format as fmt
 from metarec_core.methods.registry import display_name
 
 # the app on a tiny sample folder, Streamlit caches cleared around each test (tests/conftest.py)
@@ -156,18 +157,34 @@ def test_whatif_compares_two_models_on_the_playground_user():
     at.multiselect(key="wi_models").set_value(["sample model", "mf_foldin_levels"])
     at.button(key="wi_compare").click().run()
     assert not at.exception and not at.error
-    result, what, _ = at.session_state["mr_whatif"]
+    result, what, data = at.session_state["mr_whatif"]
     assert result.names == ("sample model", "mf_foldin_levels") and "6" in what
     side = at.dataframe[0].value
     assert list(side.columns) == ["rank", "m0", "m1"] and len(side) == 10
     stab = at.dataframe[1].value
     assert stab["model"].tolist() == ["sample model", "mf_foldin_levels"]
     figs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-    assert len(figs) == 2 and figs[1]["layout"]["xaxis"]["title"]["text"] == "Ratings given"
+    assert len(figs) == 3 and figs[1]["layout"]["xaxis"]["title"]["text"] == "Ratings given"
     # per rating 1..6: the share of the top-10 kept from the list before it
     assert figs[1]["data"][0]["x"] == [1, 2, 3, 4, 5, 6]
     assert figs[1]["data"][0]["y"] == result.kept["sample model"]
     assert figs[1]["layout"]["xaxis"]["dtick"] == 1  # whole ratings, no tick at 1.5
+    # why, and how sure: each model's top-10 with its interval and what moved it
+    for name, source in [
+        ("sample model", "calibrated distribution"),
+        ("mf_foldin_levels", "conformal"),
+    ]:
+        at.selectbox(key="wi_why_model").set_value(name).run()
+        assert not at.exception
+        why = at.dataframe[2].value
+        assert why["title"].tolist() == [fmt.item_title(data, int(i)) for i in result.top[name]]
+        assert result.bands[name].source == source
+        assert all("–" in t for t in why["interval"])
+        rated = [fmt.item_title(data, int(i)) for i in at.session_state["mr_playground"].items]
+        named = [b for b in why["because"] if b]
+        assert named and all(any(b.startswith(t) for t in rated) for b in named)
+        band = json.loads(at.get("plotly_chart")[2].proto.spec)
+        assert "interval" in band["layout"]["title"]["text"]
 
 
 def test_whatif_on_a_heldout_user():

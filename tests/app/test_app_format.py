@@ -9,7 +9,7 @@ from helpers import tiny_dataset
 from app_support import format as fmt
 from metarec_core.data.io import from_arrays
 from metarec_core.interactive.personas import Persona, heldout_persona, taste_persona
-from metarec_core.interactive.session import Recommendation, rank_movement
+from metarec_core.interactive.session import Reason, Recommendation, rank_movement
 from metarec_core.interactive.whatif import Stability
 
 
@@ -34,8 +34,13 @@ def test_item_label_with_and_without_genres():
 
 
 def test_recommendation_rows_are_plain_text():
+    why = (
+        Reason(3, "Alien", 5.0, 0.4213),
+        Reason(9, "Heat *2*", 1.0, -0.1),
+        Reason(4, "X", 3, 0.01),
+    )
     recs = [
-        Recommendation(1, 7, "i7", "Heat", ("Action", "Crime"), 4.25, 3),
+        Recommendation(1, 7, "i7", "Heat", ("Action", "Crime"), 4.25, 3, why, 3.0, 5.0),
         Recommendation(2, 2, "i2", "Up", (), 3.5, None),
     ]
     assert fmt.recommendation_rows(recs) == [
@@ -45,9 +50,21 @@ def test_recommendation_rows_are_plain_text():
             "title": "Heat",
             "genres": "Action, Crime",
             "predicted": 4.25,
+            "interval": "3–5",
             "movement": "↑ 3",
+            # the two strongest, the user's titles as they are (the table shows text)
+            "because": "Alien 5★ (+0.42); Heat *2* 1★ (−0.10)",
         },
-        {"rank": 2, "item": "i2", "title": "Up", "genres": "", "predicted": 3.5, "movement": "new"},
+        {
+            "rank": 2,
+            "item": "i2",
+            "title": "Up",
+            "genres": "",
+            "predicted": 3.5,
+            "interval": "",
+            "movement": "new",
+            "because": "",
+        },
     ]
 
 

@@ -104,13 +104,14 @@ def test_heldout_persona_next_play_and_curves(with_model):
     n = len(s.items)
     at.run()
     assert len(s.items) == n
-    charts = at.get("plotly_chart")
-    assert len(charts) == 4  # adaptation, learning curve (MAE), projection, nDCG
+    charts = {c.key: c for c in at.get("plotly_chart")}
+    # the intervals, adaptation, learning curve (MAE), projection, nDCG
+    assert set(charts) == {f"pg_{k}_chart" for k in ("band", "adapt", "curve", "proj", "ndcg")}
     import json
 
-    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in charts]
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in charts.values()]
     assert any("Learning curve" in t for t in titles) and any("PCA" in t for t in titles)
-    curve = json.loads(charts[1].proto.spec)
+    curve = json.loads(charts["pg_curve_chart"].proto.spec)
     names = {tr["name"] for tr in curve["data"]}
     baselines = {display_name("mf_foldin_levels"), display_name("user_bias_levels")}
     assert baselines <= names and any("meta-learner" in x for x in names)
@@ -267,3 +268,28 @@ def test_a_personas_ratings_are_not_listed_as_yours(with_model):
     heads = [h.value for h in at.subheader]
     assert "Your ratings" not in heads and "Ratings so far" in heads
     assert at.dataframe[1].value["by"].tolist() == ["persona", "persona", "you"]
+
+
+def test_recommendations_say_why_and_how_sure(with_model):
+    """The table's "Because you rated" names a rated item (as text) and the interval column and
+    the band chart come from the model's distribution, calibrated on its validation users."""
+    at = playground()
+    assert set(at.dataframe[0].value["because"]) == {""}  # no rating yet: nothing moved them
+    at.text_input(key="pg_search").set_value("Sci-Fi").run()
+    for r in (5.0, 1.0):
+        at.selectbox(key="pg_item").select_index(0)
+        at.select_slider(key="pg_rating").set_value(r)
+        at.button(key="pg_rate").click().run()
+        assert not at.exception
+    s = at.session_state["mr_playground"]
+    table = at.dataframe[0].value
+    rated = {s.title(i) for i in s.items}
+    named = [b for b in table["because"] if b]
+    assert named and all(any(b.startswith(t) for t in rated) for b in named)
+    assert all("★" in b for b in named)
+    assert s.view.band is not None and s.view.band.source == "calibrated distribution"
+    for text, pred in zip(table["interval"], table["predicted"], strict=True):
+        lo, hi = (float(x) for x in text.split("–"))
+        assert lo <= pred + 0.05 and pred - 0.05 <= hi
+    titles = [e.proto.spec for e in at.get("plotly_chart") if "How sure" in e.proto.spec]
+    assert titles  # the band chart

@@ -53,7 +53,11 @@ def test_every_algorithm_and_preset_has_its_own_class():
         )
         assert type(registry.make_method(name, device="cpu")) is cls  # the registry's path
         assert cls.capabilities == Capabilities(
-            predicts_ratings=True, user_state=True, device=True, meta_learned=True
+            predicts_ratings=True,
+            user_state=True,
+            device=True,
+            meta_learned=True,
+            distribution=True,
         )
     assert type(MAML()) is MAML and MAML().config == preset("maml")  # its preset by default
 

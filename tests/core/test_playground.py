@@ -343,3 +343,47 @@ def test_session_tells_the_personas_ratings_from_the_persons(data, fitted):
     assert s.from_persona == [False, True]
     s.reset()
     assert s.from_persona == []
+
+
+def test_recommendations_say_why_and_how_sure(data, split, fitted):
+    """Each top item names the ratings that moved it (the explain module's measure) and its
+    interval: conformal for a baseline given validation users, none without them."""
+    from metarec_core.evaluation import intervals as iv
+    from metarec_core.interactive import explain as ex
+
+    model = fitted["mf_foldin"]
+    s = pg.PlaygroundSession(data, model, model_name="m", val_users=split.val_users)
+    for i, r in [(0, 5.0), (3, 1.0), (7, 4.0), (12, 2.0)]:
+        s.add_rating(i, r)
+    recs = s.recommendations()
+    items, ratings = s.support()
+    want = ex.explain(model, items, ratings, [r.item for r in recs])
+    assert any(r.because for r in recs)
+    for r, e in zip(recs, want, strict=True):
+        assert [b.item for b in r.because] == [f.item for f in e.influences]
+        for b in r.because:
+            assert b.title == s.title(b.item) and b.rating == ratings[items.tolist().index(b.item)]
+        assert r.low is not None and r.low <= r.predicted <= r.high
+    assert s.view.band.source == "conformal" and s.view.band.coverage == iv.DEFAULT_COVERAGE
+    bare = pg.PlaygroundSession(data, model, model_name="m")  # no validation users: no band
+    bare.add_rating(0, 5.0)
+    assert all(r.low is None and r.high is None for r in bare.recommendations())
+    pop = pg.PlaygroundSession(data, fitted["popularity"], val_users=split.val_users)
+    pop.add_rating(0, 5.0)
+    assert all(r.because == () and r.low is None for r in pop.recommendations())
+
+
+def test_no_ratings_no_reasons(data, fitted):
+    s = pg.PlaygroundSession(data, fitted["user_bias"])
+    assert all(r.because == () for r in s.recommendations())
+
+
+def test_reasons_stop_beyond_the_measured_support(data, fitted):
+    from metarec_core.interactive import explain as ex
+
+    s = pg.PlaygroundSession(data, fitted["user_bias"])
+    for i in range(ex.MAX_SUPPORT):
+        s.add_rating(i, 1.0 + i % 5)
+    assert s.view.explanations and any(r.because for r in s.recommendations())
+    s.add_rating(ex.MAX_SUPPORT, 5.0)  # one more than is explained
+    assert s.view.explanations == () and all(r.because == () for r in s.recommendations())

@@ -135,3 +135,21 @@ def test_compare_models_needs_two(data, models, persona):
         whatif.compare_models(
             {"a": models["item_mean"]}, persona.reveal_items, persona.reveal_ratings
         )
+
+
+def test_each_model_says_why_and_how_sure(data, models, persona):
+    from metarec_core.interactive import explain as ex
+
+    s = tiny_split(data)
+    items, ratings = persona.reveal_items[:6], persona.reveal_ratings[:6]
+    c = whatif.compare_models(models, items, ratings, n=5, data=data, val_users=s.val_users)
+    for name, m in models.items():
+        want = ex.explain(m, items, ratings, c.top[name])
+        assert c.explanations[name] == tuple(want)
+    assert any(e.strongest is not None for e in c.explanations["mf_foldin"])
+    assert c.bands["popularity"] is None  # a ranking has no interval
+    band = c.bands["user_bias"]
+    assert band is not None and band.source == "conformal"
+    assert (band.low <= band.high).all()
+    bare = whatif.compare_models(models, items, ratings, n=5)  # no validation users
+    assert bare.bands["user_bias"] is None

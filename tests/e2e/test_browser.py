@@ -444,3 +444,36 @@ def test_a_new_item_gets_three_ratings_and_its_audience_changes(sample_app) -> N
     expect_chart(page, "Where it lands among the training items")
     app.assert_no_exception()
     app.screenshot("07-new-item.png")
+
+
+def test_ask_me_proposes_the_next_item_and_says_why(sample_app) -> None:
+    """The playground's "Ask me" mode on the shipped sample: the app proposes an item with its
+    reason; rating it adapts the model (the recommendations then name the rating that moved
+    them and show their intervals), "Haven't seen it" moves on without a rating."""
+    app = sample_app
+    page = app.page
+    expect(
+        page.get_by_test_id("stSidebar").get_by_role("combobox", name="Active model")
+    ).to_have_value(re.compile(r"^sample model"), timeout=LOAD_TIMEOUT)
+    app.goto("Cold-start playground")
+    status = page.get_by_text(re.compile(r"\d+ ratings? so far"))
+    expect(status).to_have_text(re.compile(r"^0 ratings so far"), timeout=LOAD_TIMEOUT)
+    with app.rerun():
+        page.get_by_test_id("stRadio").get_by_text("Ask me", exact=True).click()
+    question = page.get_by_text(re.compile(r"^Question \d+:"))
+    expect(question).to_have_text(re.compile(r"^Question 1:"), timeout=LOAD_TIMEOUT)
+    expect(page.get_by_text(re.compile(r"^Why this one: "))).to_be_visible()
+    first = question.inner_text()
+    with app.rerun():
+        page.get_by_role("button", name="Rate it", exact=True).click()
+    expect(status).to_have_text(re.compile(r"^1 rating so far"), timeout=LOAD_TIMEOUT)
+    expect(question).to_have_text(re.compile(r"^Question 2:"))
+    assert question.inner_text() != first
+    with app.rerun():
+        page.get_by_role("button", name="Haven't seen it", exact=True).click()
+    expect(question).to_have_text(re.compile(r"^Question 3:"), timeout=LOAD_TIMEOUT)
+    expect(status).to_have_text(re.compile(r"^1 rating so far"))  # no rating was added
+    expect(page.get_by_text(re.compile(r"^1 rated, 1 not seen"))).to_be_visible()
+    expect_chart(page, "How sure: predicted rating and its 80% interval")
+    app.assert_no_exception()
+    app.screenshot("08-ask-me.png")

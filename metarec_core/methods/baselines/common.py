@@ -160,11 +160,28 @@ class _Baseline(Recommender):
 
     def score_many(self, supports: Sequence[Support]) -> np.ndarray:
         """Scores over the whole catalogue for each support set: (B, n_items)."""
+        return self._finish(self._raw_many(supports))
+
+    def display_many(
+        self, supports: Sequence[Support], items: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The ratings `adapt(...).display_ratings` shows, for each support set: of the whole
+        catalogue (B, n_items) or of `items` (B, L)."""
+        raw = self._raw_many(supports, items)
+        expected = self._expected(raw)
+        return self._finish(raw) if expected is None else expected
+
+    def _raw_many(self, supports: Sequence[Support], items: np.ndarray | None = None) -> np.ndarray:
+        """Raw scores of the whole catalogue (B, n_items), or of `items` (B, L), for each
+        support set."""
         self._check_fitted()
         if len(supports) == 0:
-            return np.zeros((0, self.n_items_))
-        items, ratings, mask = _pad(supports, self.n_items_)
-        return self._finish(self._predict_all(self._user_state(items, ratings, mask)))
+            return np.zeros((0, self.n_items_ if items is None else np.shape(items)[1]))
+        si, sr, mask = _pad(supports, self.n_items_)
+        state = self._user_state(si, sr, mask)
+        if items is None:
+            return self._predict_all(state)
+        return self._predict(state, np.asarray(items, dtype=np.int64))
 
     def _predict_all(self, state: np.ndarray) -> np.ndarray:
         """Raw scores of the whole catalogue (B, n_items)."""

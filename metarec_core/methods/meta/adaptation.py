@@ -11,7 +11,7 @@ import torch
 from torch.func import vmap
 
 from metarec_core.data.dataset import RatingsDataset
-from metarec_core.methods.base import AdaptationTrace, AdaptedUser
+from metarec_core.methods.base import AdaptationTrace, AdaptedUser, LevelDistribution
 from metarec_core.methods.meta.inner import Pair
 from metarec_core.protocol.tasks import TaskBatch, make_tasks
 
@@ -159,11 +159,54 @@ class AdaptationMixin:
 
     def score_many(self, supports: Sequence[Pair]) -> np.ndarray:
         """(n_users, n_items) predicted ratings after adapting to each support set at once."""
+        return self._catalogue_many(supports, self._ratings)
+
+    def display_many(self, supports: Sequence[Pair], items: np.ndarray | None = None) -> np.ndarray:
+        """The ratings `adapt(...).display_ratings` shows (the expected rating of the ordinal
+        output; the point prediction without one), all at once: of every item (n_users,
+        n_items), or of `items` (n_users, L) alone, which skips scoring the catalogue."""
+        return self._read_many(supports, items, lambda z: self._ratings(z, expected=True))
+
+    def predictive_many(
+        self, supports: Sequence[Pair], items: np.ndarray | None = None
+    ) -> LevelDistribution | None:
+        """P(rating = level) of every item (or of `items` (n_users, L)) after adapting to each
+        support set, from the ordinal output (None for a learner trained without one)."""
+        self._check_fitted()
+        ordinal = self.model_.ordinal
+        if ordinal is None:
+            return None
+
+        def probs(z: torch.Tensor) -> np.ndarray:
+            with torch.no_grad():
+                cdf = ordinal.cdf(z)
+                lo = torch.zeros_like(cdf[..., :1])
+                p = torch.cat([cdf, lo + 1.0], -1) - torch.cat([lo, cdf], -1)
+            return p.clamp(min=0.0).double().cpu().numpy()
+
+        levels = ordinal.low + ordinal.step * np.arange(ordinal.levels)
+        return LevelDistribution(levels, self._read_many(supports, items, probs))
+
+    def _read_many(self, supports: Sequence[Pair], items: np.ndarray | None, read) -> np.ndarray:
+        """`read(z)` of the raw outputs of the catalogue, or of `items` (B, L), after adapting
+        to each support."""
+        if items is None:
+            return self._catalogue_many(supports, read)
+        self._check_fitted()
+        items = np.asarray(items, dtype=np.int64)
+        if len(supports) == 0:
+            return read(torch.zeros((0, items.shape[1]), dtype=self._dtype))
+        z, _ = self._query_z(supports, [(i, np.zeros(len(i))) for i in items])
+        return read(z)
+
+    def _catalogue_many(self, supports: Sequence[Pair], read) -> np.ndarray:
+        """`read(z)` of the catalogue's raw outputs after adapting to each support, in chunks
+        of 256 users, concatenated along the users."""
         self._check_fitted()
         out = []
         for a in range(0, len(supports), 256):
             fast, _, _ = self._adapt_batch(self._pad(supports[a : a + 256]))
-            out.append(self._ratings(self._catalogue_z(fast)))
+            out.append(read(self._catalogue_z(fast)))
         if not out:
             return np.zeros((0, self.n_items_))
         return np.concatenate(out)

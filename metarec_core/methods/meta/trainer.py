@@ -101,7 +101,7 @@ class MetaLearner(
     # its preset: the `LearnerConfig` fields that differ from the dataclass's defaults
     defaults: ClassVar[Mapping[str, Any]] = {}
     capabilities: ClassVar[Capabilities] = Capabilities(
-        predicts_ratings=True, user_state=True, device=True, meta_learned=True
+        predicts_ratings=True, user_state=True, device=True, meta_learned=True, distribution=True
     )
     # --- the update rule, declared by each algorithm
     # the learner trained first (phase "pretrain") when the config asks for it; None: never
