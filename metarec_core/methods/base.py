@@ -20,6 +20,18 @@ from metarec_core.data.dataset import RatingsDataset
 # `progress(fraction, message)`; quick ones may ignore both.
 StopFlag = Callable[[], bool]
 FitProgress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class FitHooks:
+    """The hooks of one fit, as `Recommender.fit` hands them to `_fit_users`; `callback`
+    gets per-unit records from methods that make them (a meta-learner's `TrainProgress`)."""
+
+    should_stop: StopFlag | None = None
+    progress: FitProgress | None = None
+    callback: Callable[[Any], None] | None = None
+
+
 # Predictions snapped to a rating level add this times (prediction - level), which only breaks
 # ties so that rankings keep their order (the level baselines, the learners' ordinal output).
 LEVEL_TIE_BREAK = 1e-3
@@ -31,6 +43,26 @@ def top_items(scores: np.ndarray, exclude: np.ndarray, n: int) -> np.ndarray:
     s[np.asarray(exclude, dtype=np.int64)] = -np.inf
     n = int(min(n, np.isfinite(s).sum()))
     return np.lexsort((np.arange(len(s)), -s))[:n]
+
+
+Pair = tuple[np.ndarray, np.ndarray]  # (items, ratings) of one user
+
+
+def checked_pair(items: Any, ratings: Any, n_items: int, what: str) -> Pair:
+    """(items as int64, ratings as float64), flattened; ValueError naming `what` (say
+    "support 3") unless they are as many, every item is in [0, n_items) and every rating finite.
+    """
+    i = np.asarray(items, dtype=np.int64).ravel()
+    r = np.asarray(ratings, dtype=np.float64).ravel()
+    if len(i) != len(r):
+        raise ValueError(f"{what}: {len(i)} items but {len(r)} ratings")
+    if len(i) and (i.min() < 0 or i.max() >= n_items):
+        raise ValueError(
+            f"{what}: item index out of range [0, {n_items}): found {int(i.min())}..{int(i.max())}"
+        )
+    if not np.isfinite(r).all():
+        raise ValueError(f"{what}: ratings must be finite numbers")
+    return i, r
 
 
 class NotFittedError(RuntimeError):
@@ -126,7 +158,6 @@ class Recommender(ABC):
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities] = Capabilities()
 
-    @abstractmethod
     def fit(
         self,
         data: RatingsDataset,
@@ -137,9 +168,22 @@ class Recommender(ABC):
         progress: FitProgress | None = None,
     ) -> Recommender:
         """Learn from all ratings of `train_users`; tune on `val_users` (never test users).
-        `should_stop` and `progress` are the hooks above (a quick fit may ignore them)."""
+        `should_stop` and `progress` are the hooks above (a quick fit may ignore them).
+        Unfitted until `_fit_users` returns True; a fit stopped by `should_stop()` stays so."""
+        self.fitted_ = False
+        self.fitted_ = self._fit_users(
+            data, train_users, val_users, FitHooks(should_stop, progress)
+        )
+        return self
 
-    @abstractmethod
+    def _fit_users(
+        self, data: RatingsDataset, train: np.ndarray, val: np.ndarray | None, hooks: FitHooks
+    ) -> bool:
+        """The method's own fit on the `train` and `val` users of `fit`: True when fitted, False when `hooks.should_stop()` stopped it.
+        A method implements this, or (as methods written before it, plugins among them, do)
+        overrides `fit` itself."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither fit nor _fit_users")
+
     def adapt(
         self,
         items: np.ndarray,
@@ -148,7 +192,25 @@ class Recommender(ABC):
         query_items: np.ndarray | None = None,
         query_ratings: np.ndarray | None = None,
     ) -> AdaptedUser:
-        """Adapt to one new user from support ratings (query, if given, only feeds the trace)."""
+        """Adapt to one new user from support ratings (query, if given, only feeds the trace).
+
+        Checks the method is fitted and the arrays (`checked_pair`: int64 items in the
+        catalogue, as many finite float64 ratings), then runs the method's `_adapt`.
+        """
+        self._check_fitted()
+        items, ratings = checked_pair(items, ratings, self.n_items_, "support")
+        query = None
+        if query_items is not None:
+            if query_ratings is None:
+                raise ValueError("query_items given without query_ratings")
+            query = checked_pair(query_items, query_ratings, self.n_items_, "query")
+        return self._adapt(items, ratings, query)
+
+    def _adapt(self, items: np.ndarray, ratings: np.ndarray, query: Pair | None) -> AdaptedUser:
+        """The method's own `adapt` on checked arrays (`query`: hidden (items, ratings) that
+        only feed the trace, or None). A method implements this, or (as methods written
+        before it, plugins among them, do) overrides `adapt` itself."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither adapt nor _adapt")
 
     def score_many(self, supports: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
         """Scores over the catalogue for many new users at once: (n_users, n_items).

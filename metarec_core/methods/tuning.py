@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from metarec_core.data.dataset import RatingsDataset
+from metarec_core.methods.base import FitHooks
 from metarec_core.methods.meta import (
     LearnerConfig,
     MetaLearner,
@@ -42,7 +43,6 @@ from metarec_core.methods.meta import (
     resolve_device,
 )
 from metarec_core.methods.meta.algorithms import learner_class
-from metarec_core.protocol.splits import fit_validation_split
 
 __all__ = [
     "SearchConfig",
@@ -333,21 +333,13 @@ class Tuned:
         super().__init__(config)  # type: ignore[call-arg]
         self.search_config = search or type(self).search_config
 
-    def fit(
-        self,
-        data: RatingsDataset,
-        train_users: np.ndarray,
-        val_users: np.ndarray | None = None,
-        *,
-        callback: Callable[[TrainProgress], None] | None = None,
-        should_stop: Callable[[], bool] | None = None,
-        progress: Callable[[float, str], None] | None = None,
-    ) -> MetaLearner:
-        """Search, then `MetaLearner.fit` with the chosen setting (same users, same hooks)."""
+    def _fit_users(
+        self, data: RatingsDataset, train: np.ndarray, val: np.ndarray | None, hooks: FitHooks
+    ) -> bool:
+        """Search, then `MetaLearner`'s fit with the chosen setting (same users, same hooks)."""
         cfg: LearnerConfig = self.config  # type: ignore[attr-defined]
-        train_users = np.unique(np.asarray(train_users, dtype=np.int64))
-        if val_users is None and len(train_users) >= 20:  # the split MetaLearner.fit makes
-            train_users, val_users = fit_validation_split(train_users, cfg.seed, cfg.val_fraction)
+        train, val = self._split(train, val)  # type: ignore[attr-defined]
+        progress, callback = hooks.progress, hooks.callback
         share = self.SEARCH_SHARE
         t0 = time.perf_counter()
 
@@ -359,19 +351,18 @@ class Tuned:
                 callback(TrainProgress(pct, 100, None, None, None, time.perf_counter() - t0,
                                        phase="search"))  # fmt: skip
 
-        self.fitted_ = False
         # the device its trials and its training run on, known (to a job's progress) from the start
         self.device_ = resolve_device(cfg.device)
-        if val_users is None or len(val_users) == 0:
+        if val is None or len(val) == 0:
             self.search_ = SearchResult((), {}, 0, 0.0)  # nothing to score on: the preset
         else:
             base = dataclasses.replace(cfg, algorithm=self.trial_algorithm or cfg.algorithm)
             self.search_ = search(
-                base, data, train_users, val_users, self.search_config,
-                should_stop=should_stop, progress=searching,
+                base, data, train, val, self.search_config,
+                should_stop=hooks.should_stop, progress=searching,
             )  # fmt: skip
             if self.search_.stopped:
-                return self  # type: ignore[return-value]
+                return False
             searching(1.0, "search done")
         self.config = dataclasses.replace(cfg, **self.search_.chosen)
 
@@ -380,10 +371,9 @@ class Tuned:
                 progress(share + (1 - share) * fraction, message)
 
         hook = training if progress is not None else None
-        return super().fit(  # type: ignore[misc]
-            data, train_users, val_users, callback=callback, should_stop=should_stop,
-            progress=hook,
-        )  # fmt: skip
+        return super()._fit_users(  # type: ignore[misc]
+            data, train, val, FitHooks(hooks.should_stop, hook, callback)
+        )
 
     def to_state(self) -> dict[str, Any]:
         state = super().to_state()  # type: ignore[misc]

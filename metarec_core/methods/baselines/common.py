@@ -13,9 +13,11 @@ from metarec_core.methods.base import (
     AdaptationTrace,
     AdaptedUser,
     Capabilities,
+    FitHooks,
     FitProgress,
     Recommender,
     StopFlag,
+    checked_pair,
 )
 from metarec_core.methods.baselines.state import (
     MAX_LIST,
@@ -71,14 +73,7 @@ def _pad(supports: Sequence[Support], n_items: int) -> tuple[np.ndarray, np.ndar
     ratings = np.zeros((B, K), dtype=np.float64)
     mask = np.zeros((B, K), dtype=bool)
     for b, (i, r) in enumerate(supports):
-        i = np.asarray(i, dtype=np.int64).ravel()
-        r = np.asarray(r, dtype=np.float64).ravel()
-        if len(i) != len(r):
-            raise ValueError(f"support {b}: {len(i)} items but {len(r)} ratings")
-        if len(i) and (i.min() < 0 or i.max() >= n_items):
-            raise ValueError(f"support {b}: item index out of range [0, {n_items})")
-        if not np.isfinite(r).all():
-            raise ValueError(f"support {b}: ratings must be finite numbers")
+        i, r = checked_pair(i, r, n_items, f"support {b}")
         n = len(i)
         items[b, :n], ratings[b, :n], mask[b, :n] = i, r, True
     return items, ratings, mask
@@ -115,27 +110,19 @@ class _Baseline(Recommender):
         raise NotImplementedError
 
     # -- shared ------------------------------------------------------------------------------
-    def fit(
-        self,
-        data: RatingsDataset,
-        train_users: np.ndarray,
-        val_users: np.ndarray | None = None,
-        *,
-        should_stop: StopFlag | None = None,
-        progress: FitProgress | None = None,
-    ) -> _Baseline:
-        """Fit on the ratings of `train_users`, tuning on `val_users` (the package doc says how).
+    def _fit_users(
+        self, data: RatingsDataset, train: np.ndarray, val: np.ndarray | None, hooks: FitHooks
+    ) -> bool:
+        """Fit on the ratings of the `train` users, tuning on `val` (the package doc says how).
 
         Slow fits poll `should_stop()` and report `progress(fraction, message)`; a fit stopped
         so returns unfitted. Quick ones ignore both.
         """
-        self.fitted_ = False
         self.n_items_ = data.n_items
         self.scale_: RatingScale = data.scale
-        u, i, r = _train_ratings(data, train_users)
+        u, i, r = _train_ratings(data, train)
         self.global_mean_ = float(r.mean())
-        self.fitted_ = self._fit(data, (u, i, r), val_users, should_stop, progress)
-        return self
+        return self._fit(data, (u, i, r), val, hooks.should_stop, hooks.progress)
 
     def _fit(
         self,
@@ -189,18 +176,8 @@ class _Baseline(Recommender):
             state, np.broadcast_to(np.arange(self.n_items_), (len(state), self.n_items_))
         )
 
-    def adapt(
-        self,
-        items: np.ndarray,
-        ratings: np.ndarray,
-        *,
-        query_items: np.ndarray | None = None,
-        query_ratings: np.ndarray | None = None,
-    ) -> AdaptedUser:
+    def _adapt(self, items: np.ndarray, ratings: np.ndarray, query: Support | None) -> AdaptedUser:
         """Closed-form adaptation: the trace has the loss before (prior) and after fold-in."""
-        self._check_fitted()
-        items = np.asarray(items, dtype=np.int64).ravel()
-        ratings = np.asarray(ratings, dtype=np.float64).ravel()
         pi, pr, pm = _pad([(items, ratings)], self.n_items_)
         state = self._user_state(pi, pr, pm)
         prior = self._user_state(pi[:, :0], pr[:, :0], pm[:, :0])
@@ -215,9 +192,8 @@ class _Baseline(Recommender):
 
             sup = (mse(before, items, ratings), mse(scores, items, ratings))
             qry = None
-            if query_items is not None and query_ratings is not None:
-                qi = np.asarray(query_items, dtype=np.int64).ravel()
-                qr = np.asarray(query_ratings, dtype=np.float64).ravel()
+            if query is not None:
+                qi, qr = query
                 qry = (mse(before, qi, qr), mse(scores, qi, qr))
             trace = AdaptationTrace(support_loss=sup, query_loss=qry)
         expected = self._expected(raw)

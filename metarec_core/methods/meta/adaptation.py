@@ -121,28 +121,14 @@ class AdaptationMixin:
             r = self.model_.expected(z) if expected else self.model_.point(z)
         return np.clip(r.double().cpu().numpy(), self.scale_.low, self.scale_.high)
 
-    def adapt(
-        self,
-        items: np.ndarray,
-        ratings: np.ndarray,
-        *,
-        query_items: np.ndarray | None = None,
-        query_ratings: np.ndarray | None = None,
-    ) -> AdaptedUser:
+    def _adapt(self, items: np.ndarray, ratings: np.ndarray, query: Pair | None) -> AdaptedUser:
         """Adapt to one new user (empty support: the meta-learned prior alone).
 
         The trace holds the support MSE (NaN for an empty support) and, when hidden ratings are
         given, the query MSE, before and after each inner step. Meta-weights are not changed.
         """
-        self._check_fitted()
-        items = np.asarray(items, dtype=np.int64).ravel()
-        ratings = np.asarray(ratings, dtype=np.float64).ravel()
         s = self._pad([(items, ratings)])
-        q = None
-        if query_items is not None:
-            if query_ratings is None:
-                raise ValueError("query_items given without query_ratings")
-            q = self._pad([(np.asarray(query_items).ravel(), np.asarray(query_ratings).ravel())])
+        q = None if query is None else self._pad([query])
         fast, sl, ql = self._adapt_batch(s, q, trace=True)
         z = self._catalogue_z(fast)
         scores = self._ratings(z)[0]

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, grad
 
+from metarec_core.methods.base import checked_pair
 from metarec_core.methods.meta.model import param_key
 from metarec_core.protocol.tasks import TaskBatch, pad_tasks
 
@@ -112,7 +113,9 @@ class InnerLoopMixin:
         # adapt="user": the item features are given and the head is the module's own
         r_hat, J = self.model_.head.value_and_jacobian(s, feats)  # (L,), (L, d)
         ordinal = self.model_.ordinal
-        if ordinal is not None:  # fit the expected rating: z's scale is learned, the ratings' is not
+        if (
+            ordinal is not None
+        ):  # fit the expected rating: z's scale is learned, the ratings' is not
             r_hat, slope = ordinal.mean_and_slope(r_hat)
             J = J * slope.unsqueeze(-1)
         err = (r_hat - ratings) * mask
@@ -158,18 +161,7 @@ class InnerLoopMixin:
         return None if self.config.adapt == "all" else self._feats(items)
 
     def _pad(self, pairs: Sequence[Pair], length: int | None = None) -> TaskBatch:
-        for b, (i, r) in enumerate(pairs):
-            i = np.asarray(i)
-            if len(i) != len(np.asarray(r)):
-                raise ValueError(f"task {b}: {len(i)} items but {len(np.asarray(r))} ratings")
-            if len(i) and (i.min() < 0 or i.max() >= self.n_items_):
-                raise ValueError(
-                    f"task {b}: item index out of range [0, {self.n_items_}): "
-                    f"found {int(i.min())}..{int(i.max())}"
-                )
-            if not np.isfinite(np.asarray(r, dtype=np.float64)).all():
-                raise ValueError(f"task {b}: ratings must be finite numbers")
-        pairs = [(np.asarray(i, dtype=np.int64), np.asarray(r, dtype=np.float64)) for i, r in pairs]
+        pairs = [checked_pair(i, r, self.n_items_, f"task {b}") for b, (i, r) in enumerate(pairs)]
         return pad_tasks(pairs, length=length, dtype=self._dtype, device=self.device_)
 
     def _check_built(self) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from metarec_core.data.dataset import RatingsDataset
+from metarec_core.methods.base import FitHooks
 from metarec_core.methods.meta.config import preset
 from metarec_core.methods.meta.inner import Pair
 from metarec_core.methods.meta.progress import TrainProgress, _check_stop, _FitReporter, _Stopped
@@ -204,19 +205,37 @@ class TrainingMixin:
         batches, before every step); stopping early keeps what was learned (``fitted_`` if any
         meta-step ran).
         """
+        self.fitted_ = False
+        hooks = FitHooks(should_stop, progress, callback)
+        self.fitted_ = self._fit_users(data, train_users, val_users, hooks)
+        return self
+
+    def _split(
+        self, train: np.ndarray, val: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The distinct training users and the validation users: without any given, a seeded
+        ``val_fraction`` of 20 or more training users."""
+        cfg = self.config
+        train = np.unique(np.asarray(train, dtype=np.int64))
+        if val is None and len(train) >= 20:
+            train, val = fit_validation_split(train, cfg.seed, cfg.val_fraction)
+        return train, val
+
+    def _fit_users(
+        self, data: RatingsDataset, train: np.ndarray, val: np.ndarray | None, hooks: FitHooks
+    ) -> bool:
+        """`fit` on checked arguments: split (`_split`), set up, pretrain, meta-train; True
+        when a meta-step ran."""
         cfg = self.config
         t0 = time.perf_counter()
-        train_users = np.unique(np.asarray(train_users, dtype=np.int64))
-        if val_users is None and len(train_users) >= 20:
-            train_users, val_users = fit_validation_split(train_users, cfg.seed, cfg.val_fraction)
-        val_users = self._validation_users(val_users)
-        self.fitted_ = False
-        report = _FitReporter(cfg.phases, callback, progress)
-        self.setup(data, train_users, val_users, callback=report, should_stop=should_stop)
-        run = _FitRun(data, train_users, val_users, report, should_stop)
+        train, val = self._split(train, val)
+        val = self._validation_users(val)
+        report = _FitReporter(cfg.phases, hooks.callback, hooks.progress)
+        self.setup(data, train, val, callback=report, should_stop=hooks.should_stop)
+        run = _FitRun(data, train, val, report, hooks.should_stop)
         if cfg.pretrain and self.pretrainer is not None:
             self._pretrain(run)
-        return self._train(run, t0)
+        return self._train(run, t0).fitted_
 
     def _train(self, run: _FitRun, t0: float) -> MetaLearner:
         """The training loop of `fit` on the model as set up (and pretrained)."""
