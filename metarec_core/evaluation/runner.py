@@ -266,17 +266,23 @@ class _Progress:
     def within(self, units: float, fraction: float, text: str) -> None:
         """The unit under way (`units` large) is `fraction` done."""
         partial = units * min(1.0, max(0.0, float(fraction)))
-        if self.bar is not None:
-            self.bar.update(partial - self.partial)
+        self._advance(self.done + partial)
         self.partial = partial
         self.message(text)
 
     def step(self, text: str, units: float = 1.0) -> None:
-        if self.bar is not None:
-            self.bar.update(units - self.partial)
         self.done += units
         self.partial = 0.0
+        self._advance(self.done)
         self.message(text)
+
+    def _advance(self, position: float) -> None:
+        """Move the bar to `position`, set exactly: summed float increments drift past the total
+        (tqdm then warns and clamps)."""
+        if self.bar is not None:
+            position = min(self.total, position)
+            self.bar.update(position - self.bar.n)
+            self.bar.n = position
 
     def close(self) -> None:
         if self.bar is not None:
