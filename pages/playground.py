@@ -397,6 +397,14 @@ with right:
                 ),
             },
         )
+        if recs and recs[0].because:
+            # the table's reasons column may sit beyond its scroll; the top item's is always read
+            st.caption(
+                state.plain(
+                    f"Why #1, {recs[0].title}: because you rated {fmt.reason_text(recs[0].because)}"
+                ),
+                help=fmt.BECAUSE_HELP,
+            )
         if v.n_ratings > MAX_SUPPORT:
             st.caption(
                 f"What moved each recommendation is measured up to {MAX_SUPPORT} ratings "

@@ -16,6 +16,7 @@ from helpers import (
     write_sample_dir_with_model,
 )
 
+from app_state import plain
 from metarec_core.interactive import session as pg
 from metarec_core.methods.registry import display_name
 
@@ -287,6 +288,9 @@ def test_recommendations_say_why_and_how_sure(with_model):
     named = [b for b in table["because"] if b]
     assert named and all(any(b.startswith(t) for t in rated) for b in named)
     assert all("★" in b for b in named)
+    why = [c.value for c in at.caption if c.value.startswith(plain("Why #1"))]
+    top = f"Why #1, {table['title'][0]}: because you rated {table['because'][0]}"
+    assert why == [plain(top)]  # the top item's reasons, markdown-escaped (user strings)
     assert s.view.band is not None and s.view.band.source == "calibrated distribution"
     for text, pred in zip(table["interval"], table["predicted"], strict=True):
         lo, hi = (float(x) for x in text.split("–"))
