@@ -383,13 +383,17 @@ def test_a_reload_keeps_the_data_and_a_running_training(app) -> None:
     app.assert_no_exception()
 
 
-def grid_rows(page: Page, column: str) -> list[list[str]]:
+def grid_rows(page: Page, column: str, count: int | None = None) -> list[list[str]]:
     """The rows the dataframe with a column headed `column` shows: the cells' text, row by row
-    (read from the grid's accessible table, which holds what is drawn on its canvas)."""
+    (read from the grid's accessible table, which holds what is drawn on its canvas); with
+    `count`, first wait until it shows that many rows."""
     header = page.locator("th[role='columnheader']", has_text=re.compile(f"^{re.escape(column)}$"))
     grid = page.get_by_test_id("stDataFrame").filter(has=header)
     expect(grid).to_have_count(1, timeout=LOAD_TIMEOUT)
     rows = grid.locator("tbody [role='row']")
+    if count is not None:
+        # The grid draws its accessible table a frame or more after the script run ends.
+        expect(rows).to_have_count(count, timeout=LOAD_TIMEOUT)
     return [r.locator("[role='gridcell']").all_inner_texts() for r in rows.all()]
 
 
@@ -437,7 +441,7 @@ def test_a_new_item_gets_three_ratings_and_its_audience_changes(sample_app) -> N
     assert after != before
     users = [r[2] for r in before], [r[2] for r in after]
     assert users[0] != users[1], users
-    by = [r[-1] for r in grid_rows(page, "From")]
+    by = [r[-1] for r in grid_rows(page, "From", count=3)]
     assert len(by) == 3 and by[0] == "you", by
     assert all(b.startswith("persona: Loves ") for b in by[1:]), by
     expect_chart(page, "Predicted rating of every user")
