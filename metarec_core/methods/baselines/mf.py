@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -94,6 +97,56 @@ class _GroupRidge:
 def _with_ones(factors: np.ndarray) -> np.ndarray:
     """[factors, 1]: a table row's features for a factor and a bias."""
     return np.concatenate([factors, np.ones((len(factors), 1))], axis=1)
+
+
+class _ALSCache:
+    """The last few ALS solutions in this process, keyed by their inputs.
+
+    ALS is deterministic in (ratings, mean, items, λ, factors, rounds, seed), and one evaluation
+    or one app session fits it several times on the same training ratings: `mf_foldin` and
+    `mf_foldin_levels` (the same ALS, plus thresholds), the default learner's warm start (one of
+    the same λ), the new-item baselines. Entries are returned as copies; a stopped solve is never
+    stored. Bounded by entry count, since each holds a training set's user factors.
+    """
+
+    def __init__(self, size: int = 6) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple, tuple[np.ndarray, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    @staticmethod
+    def key(u, i, r, mean: float, n_items: int, lam: float, factors: int, iters: int, seed: int):
+        h = hashlib.blake2b(digest_size=16)
+        for a in (u, i, r):
+            a = np.ascontiguousarray(a)
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            h.update(a.data)
+        return (h.hexdigest(), float(mean), int(n_items), float(lam), factors, iters, seed)
+
+    def get(self, key: tuple) -> tuple[np.ndarray, ...] | None:
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is None:
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+        return tuple(a.copy() for a in hit)
+
+    def put(self, key: tuple, value: tuple[np.ndarray, ...]) -> None:
+        with self._lock:
+            self._entries[key] = tuple(a.copy() for a in value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.hits = 0
+
+
+ALS_CACHE = _ALSCache()
 
 
 class MFFoldIn(_Baseline):
@@ -194,6 +247,21 @@ class MFFoldIn(_Baseline):
         tick: Callable[[str], None] | None = None,
         where: str = "",
     ):
+        key = ALS_CACHE.key(
+            u, i, r, self.global_mean_, n_items, lam, self.factors, self.iters, self.seed
+        )
+        cached = ALS_CACHE.get(key)
+        if cached is not None:
+            if tick is not None:  # the caller's progress counts every half-round
+                for it in range(1, self.iters + 1):
+                    tick(f"{where}ALS round {it}/{self.iters}: users (cached)")
+                    tick(f"{where}ALS round {it}/{self.iters}: items (cached)")
+            return cached
+        solution = self._solve_als(u, i, r, n_items, lam, should_stop, tick, where)
+        ALS_CACHE.put(key, solution)
+        return solution
+
+    def _solve_als(self, u, i, r, n_items, lam, should_stop, tick, where):
         rng = np.random.default_rng([self.seed, 11])
         f = self.factors
         n_users = int(u.max()) + 1
