@@ -113,7 +113,6 @@ class _ALSCache:
         self.size = size
         self._entries: OrderedDict[tuple, tuple[np.ndarray, ...]] = OrderedDict()
         self._lock = threading.Lock()
-        self.hits = 0
 
     @staticmethod
     def key(u, i, r, mean: float, n_items: int, lam: float, factors: int, iters: int, seed: int):
@@ -130,7 +129,6 @@ class _ALSCache:
             if hit is None:
                 return None
             self._entries.move_to_end(key)
-            self.hits += 1
         return tuple(a.copy() for a in hit)
 
     def put(self, key: tuple, value: tuple[np.ndarray, ...]) -> None:
@@ -143,7 +141,6 @@ class _ALSCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
-            self.hits = 0
 
 
 ALS_CACHE = _ALSCache()
