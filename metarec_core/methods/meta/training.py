@@ -22,6 +22,7 @@ from metarec_core.methods.meta.inner import Pair
 from metarec_core.methods.meta.progress import TrainProgress, _check_stop, _FitReporter, _Stopped
 from metarec_core.protocol.splits import fit_validation_split
 from metarec_core.protocol.tasks import TaskBatch, user_ratings
+from metarec_core.runtime import deterministic_cpu_kernels
 
 if TYPE_CHECKING:
     from metarec_core.methods.meta.trainer import MetaLearner
@@ -232,6 +233,8 @@ class TrainingMixin:
         val = self._validation_users(val)
         report = _FitReporter(cfg.phases, hooks.callback, hooks.progress)
         self.setup(data, train, val, callback=report, should_stop=hooks.should_stop)
+        if self.device_.type == "cpu":  # same seed, same weights, however many threads
+            deterministic_cpu_kernels()
         run = _FitRun(data, train, val, report, hooks.should_stop)
         if cfg.pretrain and self.pretrainer is not None:
             self._pretrain(run)
