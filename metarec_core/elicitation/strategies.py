@@ -27,23 +27,31 @@ of the *training* users (`ItemStats`), the fitted model (for the model-based one
   σ² tr(J A Jᵀ), times the probability that the user knows the item (its share of training
   users who rated it): an unknown item teaches nothing. Without a state view it asks the most
   known item (popularity).
+- ``likely_known`` (adaptive): the item this user is most likely to know given the items they
+  said they know and do not know (`known.CoRating`: naive Bayes over the training users'
+  co-rating); before any answer, the most rated item.
+- ``shrinkage_known`` (adaptive, model-based): ``shrinkage``'s share of variance removed times
+  that personal chance of knowing the item, instead of everyone's.
 
-Every strategy may be told how likely a user is to know an item (`ItemStats.known`); the
-classic ones (entropy, variance) ignore it, as published; `logpop_entropy`, `melu_evidence` and
-`shrinkage` use it. Ties go to the lower item index.
+Every strategy may be told how likely a user is to know an item (`ItemStats.known`, or
+`ElicitContext.known_now` from the user's answers); the classic ones (entropy, variance) ignore
+it, as published; `logpop_entropy`, `melu_evidence` and `shrinkage` use everyone's chance,
+`likely_known` and `shrinkage_known` the personal one. Ties go to the lower item index.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
 
 from metarec_core.data.dataset import RatingScale, RatingsDataset
+from metarec_core.elicitation.known import CoRating
 from metarec_core.elicitation.views import StateView, state_view
 from metarec_core.methods.base import Recommender
 from metarec_core.protocol.splits import seeded_rng
@@ -215,6 +223,15 @@ class ElicitContext:
     method: Recommender | None = None
     seed: int = 0
     view: StateView | None = field(default=None)
+    # makes the co-rating counts of the personal chance of knowing an item (`known.CoRating`,
+    # seconds on a million ratings: built on first use, once); None: strategies that use it
+    # fall back to `stats.known`, the same chance for everyone
+    corating_source: Callable[[], CoRating] | None = field(default=None)
+
+    @cached_property
+    def corating(self) -> CoRating | None:
+        """The co-rating counts, made on first use (None without a source)."""
+        return None if self.corating_source is None else self.corating_source()
 
     @classmethod
     def build(
@@ -225,7 +242,21 @@ class ElicitContext:
         seed: int = 0,
     ) -> ElicitContext:
         """The context of `method` fitted on `train_users` of `data` (None: every user)."""
-        return cls(ItemStats.from_ratings(data, train_users), method, seed, state_view(method))
+        return cls(
+            ItemStats.from_ratings(data, train_users),
+            method,
+            seed,
+            state_view(method),
+            lambda: CoRating.from_ratings(data, train_users),
+        )
+
+    def known_now(self, answers: Answers) -> np.ndarray:
+        """(n_items,) the chance this user knows each item given their answers so far (the
+        same for everyone without `corating`)."""
+        if self.corating is None:
+            return self.stats.known
+        unseen = [i for i, r in zip(answers.items, answers.ratings, strict=True) if r is None]
+        return self.corating.probability(answers.rated()[0], np.array(unseen, dtype=np.int64))
 
     @property
     def n_items(self) -> int:
@@ -419,15 +450,29 @@ class Shrinkage(Strategy):
         self.targets = np.flatnonzero(ctx.stats.count > 0)  # the items whose variance counts
         self.last_cut: dict[int, float] = {}
 
+    def known_of(self, answers: Answers) -> np.ndarray:
+        """(n_items,) the chance the user knows each item: its share of training users."""
+        return self.known
+
     def rank(self, answers: Answers, candidates: np.ndarray) -> np.ndarray:
+        known = self.known_of(answers)[candidates]
+        self.last_cut = {}
+        if self.ctx.view is None:  # nothing to linearise: the most known item
+            return known
+        cut = self._cut(answers, candidates)
+        scores = cut * known
+        if len(scores):
+            best = int(np.argmax(scores))
+            self.last_cut = {int(candidates[best]): float(cut[best])}
+        return scores
+
+    def _cut(self, answers: Answers, candidates: np.ndarray) -> np.ndarray:
+        """(C,) the share of the summed predictive variance an answer to each candidate
+        removes (the module doc's formula)."""
         view = self.ctx.view
-        if view is None:  # nothing to linearise: the most known item
-            self.last_cut = {}
-            return self.known[candidates]
         items, ratings = answers.rated()
         s = view.state(items, ratings)
-        n = self.ctx.n_items
-        _, J = view.linearise(s, np.arange(n))
+        _, J = view.linearise(s, np.arange(self.ctx.n_items))
         H = J[items].T @ J[items] + np.diag(view.prior_precision)
         A = np.linalg.inv(H)
         A = (A + A.T) / 2
@@ -437,13 +482,7 @@ class Shrinkage(Strategy):
         Xc = J[candidates]  # (C, d)
         V = Xc @ A  # rows: A x_j
         gain = np.einsum("cd,de,ce->c", V, G, V) / (1.0 + np.einsum("cd,cd->c", V, Xc))
-        cut = gain / total if total > 0 else np.zeros(len(candidates))
-        self.last_cut = {}
-        scores = cut * self.known[candidates]
-        best = int(np.argmax(scores)) if len(scores) else 0
-        if len(scores):
-            self.last_cut = {int(candidates[best]): float(cut[best])}
-        return scores
+        return gain / total if total > 0 else np.zeros(len(candidates))
 
     def explain(self, item: int, score: float, answers: Answers) -> str:
         st = self.ctx.stats
@@ -456,6 +495,47 @@ class Shrinkage(Strategy):
         return (
             f"most informative now: if you know it, your answer is expected to cut the "
             f"uncertainty of your predicted ratings by {100 * cut:.1f}%; rated by {st.raters(item)}"
+        )
+
+
+class ShrinkageKnown(Shrinkage):
+    name = "shrinkage_known"
+    display = "Most informative, likely known to you"
+    description = (
+        "As 'Most informative now', weighted by the chance that you in particular know the "
+        "item, from the items you said you know and do not know (co-rating in training)."
+    )
+
+    def known_of(self, answers: Answers) -> np.ndarray:
+        return self.ctx.known_now(answers)
+
+    def explain(self, item: int, score: float, answers: Answers) -> str:
+        base = super().explain(item, score, answers)
+        if self.ctx.view is None or not answers.n_asked:
+            return base
+        chance = _pct(float(self.ctx.known_now(answers)[item]))
+        return f"{base}; from your answers, {chance}% likely that you know it"
+
+
+class LikelyKnown(Strategy):
+    name = "likely_known"
+    display = "Likely known to you"
+    description = (
+        "The item you are most likely to have seen, given the items you said you know and do "
+        "not know (co-rating in training); before any answer, the most rated item."
+    )
+    adaptive = True
+
+    def rank(self, answers: Answers, candidates: np.ndarray) -> np.ndarray:
+        return self.ctx.known_now(answers)[candidates]
+
+    def explain(self, item: int, score: float, answers: Answers) -> str:
+        raters = self.ctx.stats.raters(item)
+        if not answers.n_asked:
+            return f"the item most people know: rated by {raters}"
+        return (
+            f"from your answers so far, {_pct(score)}% likely that you have seen it; "
+            f"rated by {raters}"
         )
 
 
@@ -472,7 +552,17 @@ def register(cls: type[Strategy]) -> type[Strategy]:
     return cls
 
 
-for _cls in (RandomStrategy, Popularity, Entropy, LogPopEntropy, Variance, MeluEvidence, Shrinkage):
+for _cls in (
+    RandomStrategy,
+    Popularity,
+    Entropy,
+    LogPopEntropy,
+    Variance,
+    MeluEvidence,
+    Shrinkage,
+    ShrinkageKnown,
+    LikelyKnown,
+):
     register(_cls)
 
 

@@ -79,6 +79,8 @@ DEFAULT_STRATEGIES = (
     "variance",
     "melu_evidence",
     "shrinkage",
+    "shrinkage_known",
+    "likely_known",
 )
 METRICS = ("mae", "ndcg_5", "recall_10")
 NDCG_K = 5
