@@ -506,6 +506,10 @@ class ShrinkageKnown(Shrinkage):
         "item, from the items you said you know and do not know (co-rating in training)."
     )
 
+    def __init__(self, ctx: ElicitContext) -> None:
+        super().__init__(ctx)
+        _ = ctx.corating  # its counts once, when the strategy is built: not at a question
+
     def known_of(self, answers: Answers) -> np.ndarray:
         return self.ctx.known_now(answers)
 
@@ -525,6 +529,10 @@ class LikelyKnown(Strategy):
         "not know (co-rating in training); before any answer, the most rated item."
     )
     adaptive = True
+
+    def __init__(self, ctx: ElicitContext) -> None:
+        super().__init__(ctx)
+        _ = ctx.corating  # its counts once, when the strategy is built: not at a question
 
     def rank(self, answers: Answers, candidates: np.ndarray) -> np.ndarray:
         return self.ctx.known_now(answers)[candidates]

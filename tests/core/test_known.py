@@ -143,13 +143,13 @@ def test_shrinkage_known_weighs_the_same_cut_by_the_personal_chance(camps_ctx):
     assert "likely that you know it" in personal.propose(answers).reason
 
 
-def test_the_co_rating_counts_are_made_once_and_only_when_a_strategy_needs_them(camps_ctx):
+def test_the_co_rating_counts_are_made_once_when_a_strategy_that_reads_them_is_built(camps_ctx):
     data = two_camps(n_per_camp=40)
     ctx = ElicitContext.build(data, camps_ctx.method, np.arange(60), seed=0)
     make_strategy("popularity", ctx).propose(Answers())
     make_strategy("shrinkage", ctx).propose(Answers().add(10, 4.0))
     assert "corating" not in vars(ctx)  # seconds on a million ratings: not made for these
-    make_strategy("likely_known", ctx).propose(Answers().add(10, 4.0))
+    make_strategy("likely_known", ctx)  # built with the strategy, not at its first question
     made = vars(ctx)["corating"]
     assert made.n_users == 60
     make_strategy("shrinkage_known", ctx).propose(Answers().add(10, 4.0))
