@@ -50,22 +50,20 @@ class CoRating:
         """The co-rating counts of `users` (None: every user) over their `max_items` most-rated
         items (ties: the lower item index)."""
         keep = np.ones(data.n_ratings, bool) if users is None else np.isin(data.user, users)
-        # (user, item) pairs: a user's repeated rating of an item counts once
-        pair = np.unique(data.user[keep].astype(np.int64) * data.n_items + data.item[keep])
-        u, i = pair // data.n_items, pair % data.n_items
-        n_users = len(np.unique(u))
-        count = np.bincount(i, minlength=data.n_items)
+        u, i = data.user[keep], data.item[keep]
+        seen = sparse.csr_matrix(
+            (np.ones(len(u), np.float32), (u, i)), shape=(data.n_users, data.n_items)
+        )
+        seen.sum_duplicates()
+        seen.data[:] = 1.0  # a user's repeated rating of an item counts once
+        n_users = int((np.diff(seen.indptr) > 0).sum())
+        count = np.asarray(seen.sum(0)).ravel().astype(np.int64)
         rated = np.flatnonzero(count > 0)
         top = rated[np.argsort(-count[rated], kind="stable")][:max_items]
         slot = np.full(data.n_items, -1, dtype=np.int64)
         slot[top] = np.arange(len(top))
-        inside = slot[i] >= 0
-        rows = np.unique(u[inside], return_inverse=True)[1]
-        m = sparse.csr_matrix(
-            (np.ones(int(inside.sum()), np.float32), (rows, slot[i[inside]])),
-            shape=(int(rows.max()) + 1 if len(rows) else 0, len(top)),
-        )
-        both = np.asarray((m.T @ m).todense(), dtype=np.float32)
+        m = seen.tocsc()[:, top]
+        both = (m.T @ m).toarray().astype(np.float32)
         return cls(n_users, count, top, slot, both, smoothing)
 
     @property
