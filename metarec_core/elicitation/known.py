@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
+from scipy import sparse, special
 
 from metarec_core.data.dataset import RatingsDataset
 
@@ -97,7 +97,7 @@ class CoRating:
                 evidence += (np.log1p(-if_j) - np.log1p(-if_not_j)).sum(0)
         logit = np.log(p[self.top]) - np.log1p(-p[self.top]) + evidence
         out = self.prior.astype(np.float64).copy()
-        out[self.top] = 1.0 / (1.0 + np.exp(-logit))
+        out[self.top] = special.expit(logit)  # no overflow warning at a large |logit|
         return out
 
     def _slots(self, items: np.ndarray) -> np.ndarray:

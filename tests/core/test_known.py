@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 import pytest
@@ -154,3 +155,24 @@ def test_the_co_rating_counts_are_made_once_when_a_strategy_that_reads_them_is_b
     assert made.n_users == 60
     make_strategy("shrinkage_known", ctx).propose(Answers().add(10, 4.0))
     assert ctx.corating is made
+
+
+def test_overwhelming_evidence_gives_chances_of_0_and_1_without_warnings():
+    # two camps that never cross: 58 known items of camp A push camp B's items to a log-odds
+    # far below -709, where a plain 1 / (1 + exp(-x)) overflows
+    users = [u for u in range(20) for _ in range(60)] + [
+        u for u in range(20, 40) for _ in range(60)
+    ]
+    items = [i for _ in range(20) for i in range(60)] + [
+        i for _ in range(20) for i in range(60, 120)
+    ]
+    data = from_arrays(
+        [f"u{u:03d}" for u in users], [f"i{i:03d}" for i in items], np.full(len(users), 4.0),
+        scale=RatingScale(1.0, 5.0, 1.0),
+    )  # fmt: skip
+    co = CoRating.from_ratings(data, smoothing=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p = co.probability(np.arange(58), np.zeros(0, np.int64))
+    assert np.isfinite(p).all()
+    assert p[58] == pytest.approx(1.0) and p[60] == pytest.approx(0.0, abs=1e-12)
