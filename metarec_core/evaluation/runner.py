@@ -8,7 +8,11 @@ Protocols (see `metarec_core.protocol.tasks`):
   queries serve every k and every method, so rows are directly comparable.
 - ``melu``: the MeLU split (users with 13-100 ratings, 20% new users), query = 10 random ratings,
   support = all the rest (``"support": "all"``). With ``state`` (warm, user, item, both): MeLU's
-  four states, items split by release year (`protocol.both_splits`).
+  four states, items split by release year (`protocol.both_splits`). The new-item state
+  (``state="item"``: existing users, query on new items) also takes the new-item methods
+  (``content``, ``item_metasgd``, ...: the names only the items' registry has): each is fitted
+  on the existing items and predicts each query item from its metadata alone (k = 0) for the
+  task's user, whom it knows (`_score_known_users`).
 - ``cold="both"``: new users rated on new items (`protocol.both_splits`): support from warm
   items, query on the fold's new items; every method is fitted without any rating of a test
   user or a new item, then given its new items' parameters from metadata (`methods.both`).
@@ -54,6 +58,7 @@ from metarec_core.evaluation.report import (
     PairedDifference,
     SupportSizes,
 )
+from metarec_core.methods.base import ItemRecommender, NewItem
 from metarec_core.methods.both import fill_new_items
 from metarec_core.methods.registry import (
     ITEM_META_LEARNER,
@@ -73,7 +78,13 @@ from metarec_core.protocol.both_splits import (
     melu_state_tasks,
     melu_states,
 )
-from metarec_core.protocol.item_splits import item_folds, make_item_tasks, without_items
+from metarec_core.protocol.item_splits import (
+    fit_validation_items,
+    item_folds,
+    item_metadata,
+    make_item_tasks,
+    without_items,
+)
 from metarec_core.protocol.splits import (
     MELU_MAX_RATINGS,
     MELU_MIN_RATINGS,
@@ -104,6 +115,22 @@ FIT_UNITS = {
 }
 
 Progress = bool | Callable[[float, str], None]
+
+
+def item_method_in_state(name: str, state: str | None) -> bool:
+    """Whether `name` is a new-item method evaluated in MeLU's new-item state: a name that only
+    the items' registry has (a name both have, as ``mf_foldin_levels``, is the users')."""
+    return (
+        state == "item"
+        and name not in available_methods()
+        and name in available_methods(cold="items")
+    )
+
+
+def _table(name: str, cfg: EvalConfig) -> str:
+    """The registry table `name` is read from under `cfg`: "items" or "users"."""
+    items = cfg.cold == "items" or item_method_in_state(name, cfg.state)
+    return "items" if items else "users"  # "both": a users' method, new items filled
 
 
 def fit_units(name: str, cold: str = "users") -> float:
@@ -183,6 +210,14 @@ class EvalConfig:
         if not methods:
             raise ValueError("no methods to evaluate")
         known = available_methods(cold="items" if self.cold == "items" else "users")
+        if self.state is not None:
+            items_only = [m for m in methods if item_method_in_state(m, "item")]
+            if items_only and self.state != "item":
+                raise ValueError(
+                    f"{', '.join(items_only)} rates new items for known users: of MeLU's states "
+                    "it takes the new-item state only (--state item)"
+                )
+            known = [*known, *(m for m in items_only if self.state == "item")]
         unknown = [m for m in methods if m not in known]
         if unknown:
             raise ValueError(
@@ -320,9 +355,8 @@ class _Acc:
 
 
 def _instantiate(name: str, cfg: EvalConfig, seed: int):
-    cold = "items" if cfg.cold == "items" else "users"  # "both": a users' method, new items filled
     try:
-        return make_method(name, seed=seed, device=cfg.device, cold=cold)
+        return make_method(name, seed=seed, device=cfg.device, cold=_table(name, cfg))
     except ImportError as e:  # a registered method whose module has not landed / cannot load
         raise ValueError(f"method {name!r} is not available: {e}") from e
 
@@ -381,6 +415,42 @@ def _score(
         rr, cc = np.nonzero(qr >= threshold)
         relevant[rows[rr], qi[rr, cc]] = True
         acc.recall.append(metrics.recall_at_k(scores, exclude, relevant, RECALL_K))
+
+
+def _existing_items(
+    seen: RatingsDataset, new_items: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(training, validation) items of a new-item method in MeLU's new-item state: the items
+    rated in the fit data (never a new one), a seeded tenth of them validating."""
+    rated = np.flatnonzero(np.bincount(seen.item, minlength=seen.n_items) > 0)
+    return fit_validation_items(np.setdiff1d(rated, new_items), seed)
+
+
+def _score_known_users(
+    method: ItemRecommender,
+    name: str,
+    data: RatingsDataset,
+    tasks: Sequence,
+    q_items: np.ndarray,
+    q_ratings: np.ndarray,
+    acc: _Acc,
+) -> None:
+    """Per-user metrics of a new-item method in MeLU's new-item state: each query item is new,
+    known by its metadata alone (k = 0), and each task's user is an existing one, whom the
+    method was fitted with. Every query item is scored for every user once (`score_items`)."""
+    items = np.unique(q_items)
+    scores = np.asarray(
+        method.score_items([NewItem.of(*item_metadata(data, int(i))) for i in items]), np.float64
+    )
+    users = np.array([t.user for t in tasks], dtype=np.int64)
+    pred = scores[np.searchsorted(items, q_items), users[:, None]]
+    if not np.isfinite(pred).all():
+        raise ValueError(f"method {name!r} produced non-finite predictions of new items")
+    low = float(data.scale.low)
+    acc.mae.append(metrics.mae(pred, q_ratings))
+    acc.rmse.append(metrics.rmse(pred, q_ratings))
+    for n in NDCG_KS:
+        acc.ndcg[n].append(metrics.ndcg_at_k(pred, q_ratings, n, low=low))
 
 
 def _mean(x: np.ndarray) -> float | None:
@@ -566,13 +636,20 @@ def run_evaluation(
         return fit_data.get(getattr(fold, "index", f), data)
 
     def fit(method, seen: RatingsDataset, f: int, fold, inside) -> None:
-        _fit(method, seen, fold, should_stop, inside)
         f_index = getattr(fold, "index", f)
+        if isinstance(method, ItemRecommender):  # MeLU's new-item state: the existing items
+            train_items, val_items = _existing_items(seen, new_items[f_index], cfg.seed)
+            method.fit(seen, train_items, val_items, should_stop=should_stop, progress=inside)
+            return
+        _fit(method, seen, fold, should_stop, inside)
         if f_index in new_items and method.fitted_:
             fill_new_items(method, seen, fold.train_users, new_items[f_index])
 
     def score(method, name: str, tasks, k, q_items: np.ndarray, q_ratings: np.ndarray) -> _Acc:
         a = _Acc()
+        if isinstance(method, ItemRecommender):
+            _score_known_users(method, name, data, tasks, q_items, q_ratings, a)
+            return a
         supports = [t.support(k) for t in tasks]
         _score(method, name, supports, q_items, q_ratings, data.n_items, data.scale, a)
         return a
@@ -611,7 +688,7 @@ def _fit_and_score(
     acc = {(m, k): _Acc() for m in cfg.methods for k in ks}
     fit_seconds = dict.fromkeys(cfg.methods, 0.0)
     predicts: dict[str, bool] = {}
-    units_of = {m: fit_units(m, cfg.cold) for m in cfg.methods}
+    units_of = {m: fit_units(m, _table(m, cfg)) for m in cfg.methods}
     prog = _Progress(
         progress, len(plan) * cfg.train_seeds * sum(u + len(ks) for u in units_of.values())
     )

@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 
 from metarec_core import cli
+from metarec_core.data.dataset import RatingsDataset
 from metarec_core.evaluation.report import (
     BothKShotProtocol,
     EvaluationReport,
     MeluStateProtocol,
 )
-from metarec_core.evaluation.runner import EvalConfig, run_evaluation
+from metarec_core.evaluation.runner import EvalConfig, item_method_in_state, run_evaluation
 from metarec_core.methods import registry
-from metarec_core.methods.base import AdaptedUser, Recommender
+from metarec_core.methods.base import AdaptedUser, ItemRecommender, NewItem, Recommender
 from metarec_core.methods.both import fill_new_items
 from metarec_core.protocol.both_splits import (
     MELU_STATES,
@@ -267,3 +268,73 @@ def test_a_learner_gets_its_new_items_rows_from_metadata(data):
 
 def torch_equal(a, b) -> bool:
     return bool((a == b).all())
+
+
+# --------------------------------------------------------------------------- new-item methods
+# in MeLU's new-item state
+
+
+class ItemSpy(ItemRecommender):
+    """Records its fits and the metadata it is asked about; predicts each user's training mean
+    (so a prediction shows whose it is)."""
+
+    name: ClassVar[str] = "spy_state_items"
+    fits: ClassVar[list[tuple[RatingsDataset, np.ndarray, np.ndarray]]] = []
+    asked: ClassVar[list[NewItem]] = []
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    def _fit_items(self, data, train_items, val_items, should_stop, progress) -> bool:
+        ItemSpy.fits.append((data, np.asarray(train_items), np.asarray(val_items)))
+        self.n_users_ = data.n_users
+        sums = np.bincount(data.user, weights=data.rating, minlength=data.n_users)
+        self.user_mean_ = sums / np.maximum(np.bincount(data.user, minlength=data.n_users), 1)
+        return True
+
+    def predict(self, new_items: Sequence[NewItem], users: np.ndarray) -> np.ndarray:
+        ItemSpy.asked.extend(new_items)
+        return self.user_mean_[np.asarray(users)]
+
+
+def test_a_new_item_method_in_melus_new_item_state_sees_no_new_item_and_knows_the_user(data):
+    registry.register(registry.MethodSpec.of(ItemSpy, "Item spy", "Records its fits."))
+    ItemSpy.fits.clear()
+    ItemSpy.asked.clear()
+    try:
+        cfg = EvalConfig(protocol="melu", state="item", methods=("spy_state_items",), n_boot=100)
+        rep = run_evaluation(data, cfg)
+    finally:
+        registry.unregister("spy_state_items", cold="items")
+    st = melu_states(data, seed=0)
+    tasks, _ = melu_state_tasks(data, st, "item")
+    ((seen, train, val),) = ItemSpy.fits
+    assert not np.isin(seen.item, st.new_items).any()  # no rating of a new item
+    assert not np.isin(np.r_[train, val], st.new_items).any()
+    assert not np.intersect1d(train, val).size and len(val) > 0
+    # every new item is asked about by its metadata alone (k = 0)
+    assert all(len(n.users) == 0 for n in ItemSpy.asked)
+    titles = {str(data.items.titles[i]) for t in tasks for i in t.query[0]}
+    assert {n.title for n in ItemSpy.asked} == titles
+    # each task is scored with its own (existing) user's prediction
+    sums = np.bincount(seen.user, weights=seen.rating, minlength=data.n_users)
+    mean = sums / np.maximum(np.bincount(seen.user, minlength=data.n_users), 1)
+    expected = np.mean([np.abs(mean[t.user] - t.query[1]).mean() for t in tasks])
+    (row,) = rep.rows
+    assert row.users == len(tasks) and row.mae == pytest.approx(expected)
+
+
+def test_new_item_methods_take_the_new_item_state_only(data):
+    cfg = EvalConfig(
+        protocol="melu", state="item", methods=("global_mean", "content", "item_bias_levels"),
+        n_boot=100,
+    )  # fmt: skip
+    mae = {r.method: r.mae for r in run_evaluation(data, cfg).rows}
+    assert mae["content"] < mae["global_mean"] - 0.05  # the genre effect, from metadata
+    for state in ("warm", "user", "both"):
+        with pytest.raises(ValueError, match="takes the new-item state only"):
+            EvalConfig(protocol="melu", state=state, methods=("content",))
+    # a name both registries have is the users' method (new items' rows from metadata)
+    assert not item_method_in_state("mf_foldin_levels", "item")
+    assert item_method_in_state("item_metasgd", "item")
+    assert not item_method_in_state("item_metasgd", None)
