@@ -4,6 +4,7 @@ The offline evaluation of the strategies is `metarec_core.evaluation.elicitation
 """
 
 from metarec_core.elicitation.interview import Interview
+from metarec_core.elicitation.known import CoRating
 from metarec_core.elicitation.strategies import (
     Answers,
     ElicitContext,
@@ -20,6 +21,7 @@ from metarec_core.elicitation.views import StateView, state_view
 
 __all__ = [
     "Answers",
+    "CoRating",
     "ElicitContext",
     "Interview",
     "ItemStats",
