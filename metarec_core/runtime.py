@@ -47,9 +47,9 @@ def deterministic_cpu_kernels() -> None:
     With more than one intra-op thread, the backward of indexing a table (``bias[items]``: an
     accumulating ``index_put_``) sums in an order that depends on thread timing on the CPU, so
     two trainings with the same seed drifted apart (sample data, 2 threads: different weights
-    after 30 meta-steps; on ML-100K a different early stop). The deterministic kernel costs
-    nothing measurable at 1 thread (13.3 vs 13.5 CPU s for 200 meta-steps on the sample) and
-    gives the 1-thread result with 2. Left on: a switch back while another thread trains would
+    after 30 meta-steps; ML-100K: validation MAEs 0.7442 and 0.7517). The deterministic kernel
+    costs nothing measurable at 1 thread (13.3 vs 13.5 CPU s for 200 meta-steps on the sample)
+    and gives the 1-thread result with 2. Left on: a switch back while another thread trains would
     make that training depend on timing again.
     """
     import torch

@@ -498,7 +498,22 @@ class Shrinkage(Strategy):
         )
 
 
-class ShrinkageKnown(Shrinkage):
+class _KnowsTheUser:
+    """Mixin: the strategy weighs items by this user's own chance of knowing them
+    (`ElicitContext.known_now`), whose counts are made when the strategy is built, not at a
+    question (a second on a million ratings)."""
+
+    ctx: ElicitContext
+
+    def __init__(self, ctx: ElicitContext) -> None:
+        super().__init__(ctx)  # type: ignore[call-arg]
+        _ = ctx.corating
+
+    def known_of(self, answers: Answers) -> np.ndarray:
+        return self.ctx.known_now(answers)
+
+
+class ShrinkageKnown(_KnowsTheUser, Shrinkage):
     name = "shrinkage_known"
     display = "Most informative, likely known to you"
     description = (
@@ -506,22 +521,16 @@ class ShrinkageKnown(Shrinkage):
         "item, from the items you said you know and do not know (co-rating in training)."
     )
 
-    def __init__(self, ctx: ElicitContext) -> None:
-        super().__init__(ctx)
-        _ = ctx.corating  # its counts once, when the strategy is built: not at a question
-
-    def known_of(self, answers: Answers) -> np.ndarray:
-        return self.ctx.known_now(answers)
-
     def explain(self, item: int, score: float, answers: Answers) -> str:
         base = super().explain(item, score, answers)
-        if self.ctx.view is None or not answers.n_asked:
+        cut = self.last_cut.get(item)
+        if self.ctx.view is None or not answers.n_asked or not cut:
             return base
-        chance = _pct(float(self.ctx.known_now(answers)[item]))
-        return f"{base}; from your answers, {chance}% likely that you know it"
+        # rank's score is cut x chance: the chance without a second pass over the answers
+        return f"{base}; from your answers, {_pct(score / cut)}% likely that you know it"
 
 
-class LikelyKnown(Strategy):
+class LikelyKnown(_KnowsTheUser, Strategy):
     name = "likely_known"
     display = "Likely known to you"
     description = (
@@ -530,12 +539,8 @@ class LikelyKnown(Strategy):
     )
     adaptive = True
 
-    def __init__(self, ctx: ElicitContext) -> None:
-        super().__init__(ctx)
-        _ = ctx.corating  # its counts once, when the strategy is built: not at a question
-
     def rank(self, answers: Answers, candidates: np.ndarray) -> np.ndarray:
-        return self.ctx.known_now(answers)[candidates]
+        return self.known_of(answers)[candidates]
 
     def explain(self, item: int, score: float, answers: Answers) -> str:
         raters = self.ctx.stats.raters(item)

@@ -117,14 +117,15 @@ FIT_UNITS = {
 Progress = bool | Callable[[float, str], None]
 
 
+def _items_only(name: str) -> bool:
+    """Whether only the items' registry has `name` (a name both have, as ``mf_foldin_levels``,
+    is the users')."""
+    return name not in available_methods() and name in available_methods(cold="items")
+
+
 def item_method_in_state(name: str, state: str | None) -> bool:
-    """Whether `name` is a new-item method evaluated in MeLU's new-item state: a name that only
-    the items' registry has (a name both have, as ``mf_foldin_levels``, is the users')."""
-    return (
-        state == "item"
-        and name not in available_methods()
-        and name in available_methods(cold="items")
-    )
+    """Whether `name` is a new-item method evaluated in MeLU's new-item state."""
+    return state == "item" and _items_only(name)
 
 
 def _table(name: str, cfg: EvalConfig) -> str:
@@ -211,13 +212,13 @@ class EvalConfig:
             raise ValueError("no methods to evaluate")
         known = available_methods(cold="items" if self.cold == "items" else "users")
         if self.state is not None:
-            items_only = [m for m in methods if item_method_in_state(m, "item")]
+            items_only = [m for m in methods if _items_only(m)]
             if items_only and self.state != "item":
                 raise ValueError(
                     f"{', '.join(items_only)} rates new items for known users: of MeLU's states "
                     "it takes the new-item state only (--state item)"
                 )
-            known = [*known, *(m for m in items_only if self.state == "item")]
+            known = [*known, *items_only]
         unknown = [m for m in methods if m not in known]
         if unknown:
             raise ValueError(
@@ -446,11 +447,15 @@ def _score_known_users(
     pred = scores[np.searchsorted(items, q_items), users[:, None]]
     if not np.isfinite(pred).all():
         raise ValueError(f"method {name!r} produced non-finite predictions of new items")
-    low = float(data.scale.low)
-    acc.mae.append(metrics.mae(pred, q_ratings))
-    acc.rmse.append(metrics.rmse(pred, q_ratings))
+    _add_rating_metrics(acc, pred, q_ratings, float(data.scale.low))
+
+
+def _add_rating_metrics(acc: _Acc, pred: np.ndarray, true: np.ndarray, low: float) -> None:
+    """Append the per-unit MAE, RMSE and nDCG@3/@5 of `pred` against `true` (units × query)."""
+    acc.mae.append(metrics.mae(pred, true))
+    acc.rmse.append(metrics.rmse(pred, true))
     for n in NDCG_KS:
-        acc.ndcg[n].append(metrics.ndcg_at_k(pred, q_ratings, n, low=low))
+        acc.ndcg[n].append(metrics.ndcg_at_k(pred, true, n, low=low))
 
 
 def _mean(x: np.ndarray) -> float | None:
@@ -834,10 +839,7 @@ def _run_items(
                 f"(expected {q_users.shape}, all finite)"
             )
         a = _Acc()
-        a.mae.append(metrics.mae(pred, q_ratings))
-        a.rmse.append(metrics.rmse(pred, q_ratings))
-        for n in NDCG_KS:
-            a.ndcg[n].append(metrics.ndcg_at_k(pred, q_ratings, n, low=low))
+        _add_rating_metrics(a, pred, q_ratings, low)
         return a
 
     acc, fit_seconds, _, prog = _fit_and_score(
